@@ -1,0 +1,577 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Sans-I/O RFC 6455 frame codec: bytes in, messages and control frames out.
+
+``FrameParser.feed(data)`` accepts the bytes a server reads from a client, split
+at any point, and returns a list of events ``(kind, value)``:
+
+====================  ===============================================
+kind                  value
+====================  ===============================================
+``OP_TEXT``           ``str``: a complete text message
+``OP_BINARY``         ``bytes``: a complete binary message
+``OP_PING``           ``bytes``: ping payload
+``OP_PONG``           ``bytes``: pong payload
+``OP_CLOSE``          ``(code, reason)``; code 1005 when the frame had none
+``ERROR``             ``ProtocolError``: close the connection with ``.code``
+====================  ===============================================
+
+After an ``ERROR`` event the parser is spent: later ``feed`` calls return an
+empty list. The codec knows nothing of sockets or event loops.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.string cimport memcpy
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    bint PyBytes_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+
+__all__ = [
+    "OP_CONT", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "ERROR",
+    "ProtocolError", "FrameParser", "encode_frame", "frame_header", "encode_close",
+    "apply_mask", "apply_mask_inplace", "is_valid_close_code",
+]
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+ERROR = -1
+
+cdef enum:
+    MAX_CONTROL = 125
+    # Above this many bytes the unmask loop runs without the GIL: below it the
+    # release/reacquire costs more than it frees.
+    NOGIL_THRESHOLD = 65536
+    # Single-frame text messages up to this size are unmasked on the stack.
+    STACK_TEXT = 2048
+
+
+class ProtocolError(Exception):
+    """A client broke RFC 6455; ``code`` is the close code to answer with.
+
+    ``reason`` is a short human-readable explanation, safe to send as the
+    close reason (ASCII, under 123 bytes).
+    """
+
+    def __init__(self, int code, str reason):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self):
+        return f"{self.code}: {self.reason}"
+
+
+cpdef bint is_valid_close_code(int code) noexcept:
+    """Whether ``code`` may appear in a close frame on the wire (RFC 6455 §7.4).
+
+    1005, 1006 and 1015 are reserved for local use; 1004 and 1016-2999 are
+    unassigned or reserved for future standards; 3000-4999 are for libraries
+    and applications.
+    """
+    if 1000 <= code <= 1003 or 1007 <= code <= 1014:
+        return True
+    return 3000 <= code <= 4999
+
+
+cdef inline bint _is_ascii(const unsigned char *s, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if s[i] >= 0x80:
+            return False
+    return True
+
+
+cdef class FrameParser:
+    """Incremental parser for frames sent by a client to a server.
+
+    ``max_message_size`` bounds a data message's total payload across all of
+    its fragments (default 1 MiB, ``None`` for no limit); it is enforced from
+    each frame's header, before the payload is buffered, and answered with
+    1009. ``mask_required`` (default True) rejects unmasked client frames with
+    1002, as RFC 6455 §5.1 demands of servers.
+    """
+
+    def __cinit__(self):
+        self._msg = NULL
+        self._msg_len = 0
+        self._msg_cap = 0
+
+    def __init__(self, *, max_message_size=1 << 20, bint mask_required=True):
+        if max_message_size is None:
+            self.max_message_size = 0
+        else:
+            if max_message_size <= 0:
+                raise ValueError(
+                    f"max_message_size must be a positive number of bytes or None, got {max_message_size!r}")
+            self.max_message_size = max_message_size
+        self.mask_required = mask_required
+        self.error = None
+
+    def __dealloc__(self):
+        if self._msg != NULL:
+            PyMem_Free(self._msg)
+            self._msg = NULL
+
+    @property
+    def buffered(self):
+        """Bytes held for an incomplete message or frame (for memory accounting)."""
+        return self._msg_len + self._hdr_len + self._ctrl_len
+
+    cdef void _reset_message(self) noexcept:
+        self._msg_opcode = 0
+        self._msg_len = 0
+        self._utf8 = 0
+        # Give the buffer back: idle connections should cost nothing here.
+        if self._msg != NULL:
+            PyMem_Free(self._msg)
+            self._msg = NULL
+            self._msg_cap = 0
+
+    cdef int _grow(self, size_t need) except -1:
+        cdef size_t cap
+        cdef unsigned char *p
+        if need <= self._msg_cap:
+            return 0
+        cap = self._msg_cap * 2 if self._msg_cap else 256
+        if cap < need:
+            cap = need
+        p = <unsigned char *>PyMem_Realloc(self._msg, cap)
+        if p == NULL:
+            raise MemoryError()
+        self._msg = p
+        self._msg_cap = cap
+        return 0
+
+    cdef int _fail(self, list out, int code, str reason) except -1:
+        self.error = ProtocolError(code, reason)
+        out.append((ERROR, self.error))
+        self._reset_message()
+        return 0
+
+    cpdef list feed(self, object data):
+        """Parse ``data`` (bytes-like) and return the events it completes."""
+        cdef list out = []
+        cdef Py_buffer view
+        cdef const unsigned char *p
+        cdef Py_ssize_t n, pos = 0, take, need, used
+        cdef bint release = False
+        cdef const unsigned char *src
+        cdef unsigned char *dst
+
+        if self.error is not None:
+            return out
+        if PyBytes_CheckExact(data):
+            p = <const unsigned char *>PyBytes_AS_STRING(data)
+            n = PyBytes_GET_SIZE(data)
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            release = True
+            p = <const unsigned char *>view.buf
+            n = view.len
+        try:
+            while pos < n:
+                if not self._in_payload:
+                    if self._hdr_len == 0:
+                        # Common case: the header starts in this chunk.
+                        used = self._header(p + pos, n - pos, out)
+                        if used < 0:
+                            return out
+                        if used == 0:
+                            memcpy(self._hdr, p + pos, n - pos)
+                            self._hdr_len = n - pos
+                            return out
+                        pos += used
+                    else:
+                        # Header straddles chunks: top up the saved bytes.
+                        take = n - pos
+                        if take > 14 - self._hdr_len:
+                            take = 14 - self._hdr_len
+                        memcpy(self._hdr + self._hdr_len, p + pos, take)
+                        need = self._hdr_len
+                        self._hdr_len += take
+                        used = self._header(self._hdr, self._hdr_len, out)
+                        if used < 0:
+                            return out
+                        if used == 0:
+                            pos += take
+                            continue
+                        pos += used - need
+                        self._hdr_len = 0
+                    if not self._in_payload:
+                        continue   # handled whole by the fast path, or empty payload
+                # Payload bytes of the current frame.
+                take = n - pos
+                if <uint64_t>take > self._remaining:
+                    take = <Py_ssize_t>self._remaining
+                src = p + pos
+                if self._opcode >= 0x8:
+                    dst = self._ctrl + self._ctrl_len
+                    self._ctrl_len += take
+                else:
+                    self._grow(self._msg_len + take)
+                    dst = self._msg + self._msg_len
+                    self._msg_len += take
+                if self._masked:
+                    if take >= NOGIL_THRESHOLD:
+                        with nogil:
+                            self._phase = fastws_mask(dst, src, take, self._key, self._phase)
+                    else:
+                        self._phase = fastws_mask(dst, src, take, self._key, self._phase)
+                else:
+                    memcpy(dst, src, take)
+                if self._msg_opcode == 0x1 and self._opcode < 0x8:
+                    # Fail fast: judge text bytes as they arrive, not at the end.
+                    if fastws_utf8_check(dst, take, &self._utf8) < 0:
+                        self._fail(out, 1007, "invalid UTF-8 in text message")
+                        return out
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._in_payload = False
+                    self._frame_done(out)
+                    if self.error is not None:
+                        return out
+            return out
+        finally:
+            if release:
+                PyBuffer_Release(&view)
+
+    cdef Py_ssize_t _header(self, const unsigned char *p, Py_ssize_t avail, list out) except -2:
+        """Parse one header at ``p``; 0 if incomplete, -1 after a failure.
+
+        On success returns the bytes consumed: the header alone, or header and
+        payload when the whole frame was present and handled on the spot.
+        """
+        cdef unsigned char b0, b1
+        cdef int opcode
+        cdef bint fin, masked
+        cdef Py_ssize_t hlen
+        cdef uint64_t length
+        cdef const unsigned char *payload
+        cdef bytes blob
+        cdef unsigned char stack[STACK_TEXT]
+        cdef unsigned char *tmp
+        cdef object text
+
+        if avail < 2:
+            return 0
+        b0 = p[0]
+        b1 = p[1]
+        fin = (b0 & 0x80) != 0
+        opcode = b0 & 0x0F
+        masked = (b1 & 0x80) != 0
+        length = b1 & 0x7F
+        hlen = 2
+        if length == 126:
+            hlen = 4
+        elif length == 127:
+            hlen = 10
+        if masked:
+            hlen += 4
+        if avail < hlen:
+            return 0
+        if length == 126:
+            length = (<uint64_t>p[2] << 8) | p[3]
+        elif length == 127:
+            if p[2] & 0x80:
+                self._fail(out, 1002, "frame length has the most significant bit set")
+                return -1
+            length = ((<uint64_t>p[2] << 56) | (<uint64_t>p[3] << 48) | (<uint64_t>p[4] << 40) |
+                      (<uint64_t>p[5] << 32) | (<uint64_t>p[6] << 24) | (<uint64_t>p[7] << 16) |
+                      (<uint64_t>p[8] << 8) | <uint64_t>p[9])
+
+        if b0 & 0x70:
+            self._fail(out, 1002, "reserved bits set without a negotiated extension")
+            return -1
+        if opcode >= 0x8:
+            if opcode > 0xA:
+                self._fail(out, 1002, f"unknown opcode {opcode}")
+                return -1
+            if not fin:
+                self._fail(out, 1002, "fragmented control frame")
+                return -1
+            if length > MAX_CONTROL:
+                self._fail(out, 1002, "control frame payload over 125 bytes")
+                return -1
+        elif opcode == 0x0:
+            if self._msg_opcode == 0:
+                self._fail(out, 1002, "continuation frame without a message to continue")
+                return -1
+        elif opcode <= 0x2:
+            if self._msg_opcode != 0:
+                self._fail(out, 1002, "new data frame inside a fragmented message")
+                return -1
+        else:
+            self._fail(out, 1002, f"unknown opcode {opcode}")
+            return -1
+        if self.mask_required and not masked:
+            self._fail(out, 1002, "client frame is not masked")
+            return -1
+        if opcode < 0x8 and self.max_message_size and \
+                length > self.max_message_size - self._msg_len:
+            self._fail(out, 1009, f"message over {self.max_message_size} bytes")
+            return -1
+
+        self._opcode = opcode
+        self._fin = fin
+        self._masked = masked
+        if masked:
+            memcpy(self._key, p + hlen - 4, 4)
+        self._phase = 0
+        self._remaining = length
+
+        if opcode != 0x0 and opcode < 0x8 and fin and <uint64_t>(avail - hlen) >= length:
+            # Fast path: a whole single-frame message in hand, one copy out.
+            payload = p + hlen
+            if opcode == 0x2:
+                blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+                tmp = <unsigned char *>PyBytes_AS_STRING(blob)
+                self._unmask_into(tmp, payload, <Py_ssize_t>length)
+                out.append((0x2, blob))
+            else:
+                if length <= STACK_TEXT:
+                    tmp = stack
+                    self._unmask_into(tmp, payload, <Py_ssize_t>length)
+                else:
+                    blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+                    tmp = <unsigned char *>PyBytes_AS_STRING(blob)
+                    self._unmask_into(tmp, payload, <Py_ssize_t>length)
+                try:
+                    text = PyUnicode_DecodeUTF8(<const char *>tmp, <Py_ssize_t>length, NULL)
+                except UnicodeDecodeError:
+                    self._fail(out, 1007, "invalid UTF-8 in text message")
+                    return -1
+                out.append((0x1, text))
+            self._remaining = 0
+            return hlen + <Py_ssize_t>length
+        if opcode >= 0x8:
+            self._ctrl_len = 0
+        elif opcode != 0x0:
+            self._msg_opcode = opcode
+            self._utf8 = 0
+        if length == 0:
+            self._frame_done(out)
+            if self.error is not None:
+                return -1
+        else:
+            self._in_payload = True
+        return hlen
+
+    cdef inline void _unmask_into(self, unsigned char *dst, const unsigned char *src, Py_ssize_t n):
+        if not self._masked:
+            memcpy(dst, src, n)
+        elif n >= NOGIL_THRESHOLD:
+            with nogil:
+                fastws_mask(dst, src, n, self._key, 0)
+        else:
+            fastws_mask(dst, src, n, self._key, 0)
+
+    cdef int _frame_done(self, list out) except -1:
+        """A frame's payload is complete: emit a control frame or message."""
+        cdef object value
+        if self._opcode >= 0x8:
+            self._control(out, self._ctrl, self._ctrl_len)
+            self._ctrl_len = 0
+            return 0
+        if not self._fin:
+            return 0
+        if self._msg_opcode == 0x1:
+            if self._utf8 != 0:
+                self._fail(out, 1007, "text message ends inside a UTF-8 sequence")
+                return 0
+            # Already validated as it arrived, so this cannot raise.
+            value = PyUnicode_DecodeUTF8(<const char *>self._msg, self._msg_len, NULL)
+        else:
+            value = PyBytes_FromStringAndSize(<const char *>self._msg, self._msg_len)
+        out.append((self._msg_opcode, value))
+        self._reset_message()
+        return 0
+
+    cdef int _control(self, list out, const unsigned char *p, Py_ssize_t n) except -1:
+        cdef int code
+        cdef uint32_t state = 0
+        cdef object reason
+        if self._opcode == 0x9:
+            out.append((0x9, PyBytes_FromStringAndSize(<const char *>p, n)))
+        elif self._opcode == 0xA:
+            out.append((0xA, PyBytes_FromStringAndSize(<const char *>p, n)))
+        else:
+            if n == 0:
+                out.append((0x8, (1005, "")))
+                return 0
+            if n == 1:
+                self._fail(out, 1002, "close frame payload of 1 byte")
+                return 0
+            code = (p[0] << 8) | p[1]
+            if not is_valid_close_code(code):
+                self._fail(out, 1002, f"invalid close code {code}")
+                return 0
+            if fastws_utf8_check(p + 2, n - 2, &state) < 0 or state != 0:
+                self._fail(out, 1007, "close reason is not valid UTF-8")
+                return 0
+            reason = PyUnicode_DecodeUTF8(<const char *>p + 2, n - 2, NULL)
+            out.append((0x8, (code, reason)))
+        return 0
+
+
+cdef inline Py_ssize_t _write_header(unsigned char *h, int opcode, Py_ssize_t n,
+                                     bint fin, bint rsv1, bint masked) noexcept nogil:
+    cdef unsigned char mbit = 0x80 if masked else 0
+    h[0] = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | (opcode & 0x0F)
+    if n < 126:
+        h[1] = mbit | <unsigned char>n
+        return 2
+    if n < 65536:
+        h[1] = mbit | 126
+        h[2] = (n >> 8) & 0xFF
+        h[3] = n & 0xFF
+        return 4
+    h[1] = mbit | 127
+    cdef int i
+    cdef uint64_t v = <uint64_t>n
+    for i in range(8):
+        h[9 - i] = v & 0xFF
+        v >>= 8
+    return 10
+
+
+cdef bytes build_frame(int opcode, const char *data, Py_ssize_t n, bint fin, bint rsv1):
+    """Header and payload in one bytes object: one allocation, one write."""
+    cdef unsigned char h[10]
+    cdef Py_ssize_t hlen = _write_header(h, opcode, n, fin, rsv1, False)
+    cdef bytes frame = PyBytes_FromStringAndSize(NULL, hlen + n)
+    cdef char *out = PyBytes_AS_STRING(frame)
+    memcpy(out, h, hlen)
+    if n:
+        memcpy(out + hlen, data, n)
+    return frame
+
+
+cdef int _check_opcode(int opcode) except -1:
+    if opcode not in (0, 1, 2, 8, 9, 10):
+        raise ValueError(f"opcode must be one of 0, 1, 2, 8, 9, 10, got {opcode}")
+    return 0
+
+
+cpdef bytes encode_frame(int opcode, object payload, bint fin=True, bint rsv1=False,
+                         object mask_key=None):
+    """Frame ``payload`` (bytes-like, or ``str`` encoded as UTF-8) as one bytes
+    object, header included, ready for ``transport.write``.
+
+    Server frames are unmasked. ``mask_key`` (4 bytes) masks the frame as a
+    client would, for tests and load generators.
+    """
+    cdef Py_buffer view
+    cdef const char *data
+    cdef Py_ssize_t n
+    cdef bytes frame
+    cdef unsigned char h[14]
+    cdef Py_ssize_t hlen
+    cdef const unsigned char *key
+    _check_opcode(opcode)
+    if PyUnicode_CheckExact(payload) or isinstance(payload, str):
+        data = PyUnicode_AsUTF8AndSize(payload, &n)
+        if mask_key is None:
+            return build_frame(opcode, data, n, fin, rsv1)
+        payload = data[:n]
+    if opcode >= 0x8 and len(payload) > MAX_CONTROL:
+        raise ValueError("control frame payload must be at most 125 bytes")
+    PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
+    try:
+        data = <const char *>view.buf
+        n = view.len
+        if mask_key is None:
+            return build_frame(opcode, data, n, fin, rsv1)
+        if len(mask_key) != 4:
+            raise ValueError("mask_key must be 4 bytes")
+        key = <const unsigned char *>PyBytes_AS_STRING(bytes(mask_key))
+        hlen = _write_header(h, opcode, n, fin, rsv1, True)
+        memcpy(h + hlen, key, 4)
+        hlen += 4
+        frame = PyBytes_FromStringAndSize(NULL, hlen + n)
+        memcpy(PyBytes_AS_STRING(frame), h, hlen)
+        fastws_mask(<unsigned char *>PyBytes_AS_STRING(frame) + hlen,
+                    <const unsigned char *>data, n, key, 0)
+        return frame
+    finally:
+        PyBuffer_Release(&view)
+
+
+cpdef bytes frame_header(int opcode, Py_ssize_t length, bint fin=True, bint rsv1=False):
+    """The header of an unmasked frame of ``length`` payload bytes.
+
+    Lets a caller write header and a large payload as two writes instead of
+    concatenating them.
+    """
+    cdef unsigned char h[10]
+    _check_opcode(opcode)
+    if length < 0:
+        raise ValueError("length must be >= 0")
+    if opcode >= 0x8 and length > MAX_CONTROL:
+        raise ValueError("control frame payload must be at most 125 bytes")
+    return PyBytes_FromStringAndSize(<const char *>h, _write_header(h, opcode, length, fin, rsv1, False))
+
+
+def encode_close(int code=1000, str reason=""):
+    """A complete close frame (server side, unmasked).
+
+    ``code`` must be sendable on the wire (see ``is_valid_close_code``);
+    ``reason`` is UTF-8 encoded and must fit the 123 bytes left by the code.
+    """
+    if not is_valid_close_code(code):
+        raise ValueError(f"close code {code} may not be sent (valid: 1000-1003, 1007-1014, 3000-4999)")
+    cdef bytes r = reason.encode("utf-8")
+    if len(r) > 123:
+        raise ValueError(f"close reason is {len(r)} bytes encoded; at most 123 fit a close frame")
+    cdef bytes payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + r
+    return build_frame(0x8, PyBytes_AS_STRING(payload), len(payload), True, False)
+
+
+def apply_mask(data, mask_key):
+    """Return ``data`` XOR-ed with the 4-byte ``mask_key`` (masking and unmasking
+    are the same operation), as a new ``bytes``."""
+    cdef Py_buffer view
+    cdef bytes key = bytes(mask_key)
+    if len(key) != 4:
+        raise ValueError("mask_key must be 4 bytes")
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        out = PyBytes_FromStringAndSize(NULL, view.len)
+        _mask_buffer(<unsigned char *>PyBytes_AS_STRING(out), <const unsigned char *>view.buf,
+                     view.len, <const unsigned char *>PyBytes_AS_STRING(key))
+        return out
+    finally:
+        PyBuffer_Release(&view)
+
+
+def apply_mask_inplace(buffer, mask_key):
+    """XOR a writable buffer (``bytearray``, writable ``memoryview``) with
+    ``mask_key`` in place: no copy."""
+    cdef Py_buffer view
+    cdef bytes key = bytes(mask_key)
+    if len(key) != 4:
+        raise ValueError("mask_key must be 4 bytes")
+    PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
+    try:
+        _mask_buffer(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len,
+                     <const unsigned char *>PyBytes_AS_STRING(key))
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef void _mask_buffer(unsigned char *dst, const unsigned char *src, Py_ssize_t n,
+                       const unsigned char *key) noexcept:
+    if n >= NOGIL_THRESHOLD:
+        with nogil:
+            fastws_mask(dst, src, n, key, 0)
+    else:
+        fastws_mask(dst, src, n, key, 0)

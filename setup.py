@@ -1,0 +1,29 @@
+"""Build the Cython extensions; everything else lives in pyproject.toml."""
+import os
+import sys
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# -O3 lets gcc vectorise the byte loops in _bytes.h; FASTWS_DEBUG=1 builds
+# with assertions and no optimisation for gdb.
+if os.environ.get("FASTWS_DEBUG"):
+    extra = ["-O0", "-g"]
+elif sys.platform == "win32":
+    extra = ["/O2"]
+else:
+    extra = ["-O3"]
+
+extensions = [
+    Extension(name, [f"fastws/{name.split('.')[-1]}.pyx"], include_dirs=["fastws"],
+              extra_compile_args=extra, depends=["fastws/_bytes.h"])
+    for name in ("fastws._frame", "fastws._broadcast")
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3, "embedsignature": True},
+        annotate=bool(os.environ.get("FASTWS_ANNOTATE")),
+    ),
+)

@@ -1,10 +1,28 @@
-"""fastws: a Cython-accelerated WebSocket server for Python.
+"""fastws: a Cython-accelerated WebSocket server for Python on uvloop and httptools.
 
-The byte-level RFC 6455 codec lives in ``fastws._frame`` (sans-I/O).
+    from fastws import create_app, websocket
+
+    app = create_app()
+    app.use(websocket())
+
+    @app.ws("/echo")
+    def echo(ws, ctx):
+        ws.on("message", lambda data: ws.send(f"Echo: {data}"))
+
+    app.run(port=3000)
 """
 
 from fastws._frame import ProtocolError
+from fastws.app import App, create_app
+from fastws.context import Context, Headers, HTTPError, Response
+from fastws.plugins import WebSocketOptions, error_handler, websocket
+from fastws.server import Server
+from fastws.websocket import ReadyState, WebSocket
 
-__all__ = ["ProtocolError", "__version__"]
+__all__ = [
+    "App", "Context", "Headers", "HTTPError", "ProtocolError", "ReadyState", "Response",
+    "Server", "WebSocket", "WebSocketOptions", "create_app", "error_handler", "websocket",
+    "__version__",
+]
 
 __version__ = "0.1.0"

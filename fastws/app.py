@@ -1,0 +1,227 @@
+"""App and create_app(): the route table, plugins, middleware, rooms, and
+the entry points that serve it."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
+
+from fastws._broadcast import RoomRegistry
+from fastws._frame import encode_frame
+from fastws.context import Context, HTTPError, Response
+from fastws.events import arity
+from fastws.plugins.websocket import default_dumps
+from fastws.routing import Router
+from fastws.websocket import WebSocket, encode_payload
+
+if TYPE_CHECKING:
+    import ssl as _ssl
+
+    from fastws.plugins.websocket import WebSocketOptions
+    from fastws.server import Server
+
+__all__ = ["App", "create_app"]
+
+log = logging.getLogger("fastws")
+
+Handler = Callable[..., Any]
+Middleware = Callable[[Context, Callable[[], Awaitable[Response]]], Any]
+ErrorResponder = Callable[[Context, BaseException], Response]
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class App:
+    """A fastws application: HTTP and WebSocket routes, middleware, plugins
+    and rooms. Build one with ``create_app()``."""
+
+    def __init__(self) -> None:
+        self._router: Router[Handler] = Router()
+        self._middleware: list[Middleware] = []
+        self._ws_options: WebSocketOptions | None = None
+        self._error_responder: ErrorResponder | None = None
+        self._rooms = RoomRegistry()
+        self._sockets: set[WebSocket] = set()
+        self._skipped = 0
+
+    # ------------------------------------------------------------------ setup
+
+    def use(self, thing: Any) -> App:
+        """Add a plugin (an object with ``install(app)``, or a callable taking
+        the app) or a middleware (``async def mw(ctx, next)``). Returns the app."""
+        install = getattr(thing, "install", None)
+        if callable(install):
+            install(self)
+        elif callable(thing):
+            if arity(thing) >= 2:
+                self._middleware.append(thing)
+            else:
+                thing(self)
+        else:
+            raise TypeError(f"app.use() takes a plugin or a middleware, got {thing!r}")
+        return self
+
+    def route(self, method: str, path: str, handler: Handler | None = None) -> Any:
+        """Route ``method`` requests to ``path``; a decorator without ``handler``."""
+        method = method.upper()
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {', '.join(_METHODS)}, got {method!r}")
+        return self._register(method, path, handler)
+
+    def get(self, path: str, handler: Handler | None = None) -> Any:
+        """Route GET (and HEAD) requests to ``path``."""
+        return self._register("GET", path, handler)
+
+    def post(self, path: str, handler: Handler | None = None) -> Any:
+        """Route POST requests to ``path``."""
+        return self._register("POST", path, handler)
+
+    def put(self, path: str, handler: Handler | None = None) -> Any:
+        """Route PUT requests to ``path``."""
+        return self._register("PUT", path, handler)
+
+    def patch(self, path: str, handler: Handler | None = None) -> Any:
+        """Route PATCH requests to ``path``."""
+        return self._register("PATCH", path, handler)
+
+    def delete(self, path: str, handler: Handler | None = None) -> Any:
+        """Route DELETE requests to ``path``."""
+        return self._register("DELETE", path, handler)
+
+    def ws(self, path: str, handler: Handler | None = None) -> Any:
+        """Route WebSocket upgrades at ``path`` to ``handler(ws, ctx)``;
+        a decorator without ``handler``. Needs ``app.use(websocket())`` first."""
+        if self._ws_options is None:
+            raise RuntimeError("app.ws() needs WebSocket support: call app.use(websocket()) "
+                               "before registering WebSocket routes "
+                               "(from fastws import websocket)")
+        return self._register("WS", path, handler)
+
+    def _register(self, kind: str, path: str, handler: Handler | None) -> Any:
+        if handler is None:
+            def decorate(fn: Handler) -> Handler:
+                self._register(kind, path, fn)
+                return fn
+            return decorate
+        if not callable(handler):
+            raise TypeError(f"handler for {kind} {path} must be callable, got {handler!r}")
+        self._router.add(kind, path, handler if kind == "WS" else http_endpoint(handler))
+        return handler
+
+    # ------------------------------------------------------------------ rooms
+
+    def broadcast(self, room: Hashable, data: Any) -> int:
+        """Send ``data`` to every member of ``room``, framed once. Returns the
+        number of recipients. Usable from HTTP routes and background tasks."""
+        return self._publish(room, data, None)
+
+    def _publish(self, room: Hashable, data: Any, skip: WebSocket | None) -> int:
+        if self._rooms.size(room) == 0:
+            return 0
+        dumps = self._ws_options.dumps if self._ws_options else default_dumps
+        opcode, payload = encode_payload(data, dumps)
+        return self._rooms.publish(room, encode_frame(opcode, payload), skip)
+
+    def room_size(self, room: Hashable) -> int:
+        """How many sockets are in ``room``."""
+        return self._rooms.size(room)
+
+    roomSize = room_size
+
+    def rooms(self) -> list[Hashable]:
+        """The rooms that have at least one socket."""
+        return self._rooms.names()
+
+    @property
+    def connections(self) -> int:
+        """Open WebSocket connections."""
+        return len(self._sockets)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _respond(self, ctx: Context, endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
+        """Run the middleware chain around ``endpoint``; exceptions become responses."""
+        middleware = self._middleware
+
+        async def call(i: int) -> Response:
+            if i == len(middleware):
+                return await endpoint(ctx)
+            result = middleware[i](ctx, lambda: call(i + 1))
+            if inspect.isawaitable(result):
+                result = await result
+            return to_response(ctx, result)
+
+        try:
+            return await call(0)
+        except Exception as exc:
+            return self._error_response(ctx, exc)
+
+    def _error_response(self, ctx: Context, exc: BaseException) -> Response:
+        if self._error_responder is not None:
+            try:
+                return self._error_responder(ctx, exc)
+            except Exception as inner:
+                exc = inner
+        if isinstance(exc, HTTPError):
+            return ctx.text(exc.message, status=exc.status, headers=exc.headers)
+        log.error("unhandled exception in %s %s", ctx.method, ctx.path,
+                                          exc_info=exc)
+        return ctx.text("Internal Server Error", status=500)
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
+                    ssl: _ssl.SSLContext | None = None, backlog: int = 1024,
+                    reuse_port: bool = False) -> Server:
+        """Start serving on the running loop; returns the started Server."""
+        from fastws.server import Server
+        server = Server(self)
+        await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
+        return server
+
+    def run(self, host: str = "127.0.0.1", port: int = 3000, *,
+            ssl: _ssl.SSLContext | None = None, backlog: int = 1024,
+            reuse_port: bool = False, shutdown_timeout: float | None = None) -> None:
+        """Serve until SIGINT or SIGTERM on uvloop, then shut down gracefully:
+        stop accepting, close every WebSocket with 1001, wait up to
+        ``shutdown_timeout`` seconds (default: the close timeout), return."""
+        from fastws.server import run
+        run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
+            shutdown_timeout=shutdown_timeout)
+
+
+def http_endpoint(handler: Handler) -> Callable[[Context], Awaitable[Response]]:
+    """Wrap an HTTP handler (sync or async, taking ctx or nothing) as the
+    innermost step of the middleware chain; its arity is read once, here."""
+    n = arity(handler)
+
+    async def endpoint(ctx: Context) -> Response:
+        result = handler(ctx) if n >= 1 else handler()
+        if inspect.isawaitable(result):
+            result = await result
+        return to_response(ctx, result)
+
+    return endpoint
+
+
+def to_response(ctx: Context, result: Any) -> Response:
+    """Turn what a handler returned into a Response: a Response as is,
+    dict/list as JSON, str as text, bytes as octet-stream, None as 204."""
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(b"", 204)
+    if isinstance(result, (dict, list)):
+        return ctx.json(result)
+    if isinstance(result, str):
+        return ctx.text(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result), 200, content_type="application/octet-stream")
+    raise TypeError(f"handler returned {type(result).__name__}; return a Response "
+                    "(ctx.json/ctx.text/ctx.html), a dict, list, str, bytes or None")
+
+
+def create_app() -> App:
+    """A new, empty App."""
+    return App()

@@ -1,0 +1,190 @@
+"""Request context for HTTP routes and WebSocket upgrades, and HTTP responses."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any, Iterator, Mapping
+from urllib.parse import parse_qsl
+
+from fastws.routing import Params
+
+__all__ = ["Headers", "Context", "Response", "HTTPError"]
+
+
+class HTTPError(Exception):
+    """Raise from a handler or middleware to answer with ``status`` and ``message``.
+
+    With ``error_handler()`` installed the body is ``{"error": message}``.
+    """
+
+    def __init__(self, status: int, message: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"HTTPError status must be 400-599, got {status}")
+        if message is None:
+            message = _phrase(status)
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive request headers; repeated headers keep every value.
+
+    ``headers["x"]`` and ``get`` join repeated values with ", " (RFC 9110 list
+    semantics); ``getall`` returns them one by one.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        for name, value in items or ():
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        """Append one header (used while parsing)."""
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._index[name.lower()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def getall(self, name: str) -> list[str]:
+        """Every value sent for ``name``, in order (empty list if none)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def raw(self) -> list[tuple[str, str]]:
+        """The headers as received: original names, order and repeats."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Response:
+    """An HTTP response: status, headers and a body of bytes."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, body: bytes | str = b"", status: int = 200,
+                 headers: Mapping[str, str] | None = None,
+                 content_type: str | None = None) -> None:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.status = status
+        self.body = body
+        self.headers: dict[str, str] = dict(headers or {})
+        if content_type and "content-type" not in {k.lower() for k in self.headers}:
+            self.headers["Content-Type"] = content_type
+
+    def encode(self, keep_alive: bool, head: bool = False) -> bytes:
+        """The response bytes for HTTP/1.1 (body left out for HEAD)."""
+        lines = [f"HTTP/1.1 {self.status} {_phrase(self.status)}"]
+        for k, v in self.headers.items():
+            if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
+                raise ValueError(f"header {k!r} contains a line break")
+            lines.append(f"{k}: {v}")
+        if self.status >= 200 and self.status not in (204, 304):
+            lines.append(f"Content-Length: {len(self.body)}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head_bytes if head or self.status in (204, 304) else head_bytes + self.body
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+class Context:
+    """What a handler knows of the request: method, path, params, query, headers
+    and body; and the helpers that build responses.
+
+    For a WebSocket route the context describes the upgrade request
+    (``is_websocket`` is True) and is passed to the route handler with the
+    socket.
+    """
+
+    __slots__ = ("app", "method", "path", "raw_query", "params", "headers",
+                 "http_version", "remote", "state", "_body", "_query", "is_websocket",
+                 "__weakref__")
+
+    def __init__(self, app: Any, method: str, path: str, raw_query: str, headers: Headers,
+                 http_version: str = "1.1", body: bytes = b"", remote: Any = None,
+                 is_websocket: bool = False) -> None:
+        self.app = app
+        self.method = method
+        self.path = path
+        self.raw_query = raw_query
+        self.params: Params = Params()
+        self.headers = headers
+        self.http_version = http_version
+        self.remote = remote
+        self.state: dict[str, Any] = {}
+        self.is_websocket = is_websocket
+        self._body = body
+        self._query: dict[str, str] | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters (the first value of each name)."""
+        if self._query is None:
+            q: dict[str, str] = {}
+            for k, v in parse_qsl(self.raw_query, keep_blank_values=True):
+                q.setdefault(k, v)
+            self._query = q
+        return self._query
+
+    def get_query(self, name: str, default: str | None = None) -> str | None:
+        """One query parameter, or ``default`` when absent."""
+        return self.query.get(name, default)
+
+    getQuery = get_query
+
+    async def body(self) -> bytes:
+        """The request body (already read and bounded by the server)."""
+        return self._body
+
+    async def json_body(self) -> Any:
+        """The request body parsed as JSON; a 400 HTTPError if it is not JSON."""
+        try:
+            return json.loads(self._body)
+        except ValueError:
+            raise HTTPError(400, "request body is not valid JSON") from None
+
+    jsonBody = json_body
+
+    def json(self, obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """A JSON response."""
+        body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str)
+        return Response(body, status, headers, "application/json")
+
+    def text(self, s: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """A plain-text response (UTF-8)."""
+        return Response(s, status, headers, "text/plain; charset=utf-8")
+
+    def html(self, s: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+        """An HTML response (UTF-8)."""
+        return Response(s, status, headers, "text/html; charset=utf-8")
+
+    def __repr__(self) -> str:
+        return f"<Context {self.method} {self.path}>"

@@ -1,0 +1,101 @@
+"""Event handler registry and JSON event dispatch for one WebSocket.
+
+Handlers may declare fewer parameters than an event offers; the arity is
+read once, at registration, so dispatch is a plain call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+__all__ = ["RESERVED_EVENTS", "Handlers", "arity", "json_event"]
+
+# Events the server raises itself; a client's JSON "type" can never name them.
+RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain"})
+
+_MANY = 1 << 30
+
+
+def arity(fn: Callable[..., Any]) -> int:
+    """How many positional arguments ``fn`` accepts (a large number for *args)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return _MANY    # builtins without a signature: pass everything
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return _MANY
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
+
+
+class Handlers:
+    """Handlers by event name, each stored with its arity."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, list[tuple[Callable[..., Any], int]]] = {}
+
+    def add(self, event: str, fn: Callable[..., Any]) -> None:
+        """Register ``fn`` for ``event`` (after the ones already there)."""
+        if not isinstance(event, str) or not event:
+            raise TypeError(f"event name must be a non-empty str, got {event!r}")
+        if not callable(fn):
+            raise TypeError(f"handler for {event!r} must be callable, got {fn!r}")
+        self._by_name.setdefault(event, []).append((fn, arity(fn)))
+
+    def remove(self, event: str, fn: Callable[..., Any]) -> bool:
+        """Unregister ``fn``; True if it was registered."""
+        entries = self._by_name.get(event)
+        if not entries:
+            return False
+        for i, (f, _) in enumerate(entries):
+            if f is fn or f == fn:
+                del entries[i]
+                if not entries:
+                    del self._by_name[event]
+                return True
+        return False
+
+    def get(self, event: str) -> list[tuple[Callable[..., Any], int]]:
+        """The handlers of ``event`` (empty list if none)."""
+        return self._by_name.get(event, [])
+
+    def has(self, event: str) -> bool:
+        """Whether anything listens for ``event``."""
+        return event in self._by_name
+
+    def clear(self) -> None:
+        """Forget every handler (breaks cycles once a socket is closed)."""
+        self._by_name.clear()
+
+
+def json_event(text: str, handlers: Handlers, loads: Callable[[str], Any]) -> tuple[str, Any] | None:
+    """The (event, payload) a text message names, or None to treat it as plain.
+
+    A JSON object with a string ``"type"`` that names a registered,
+    non-reserved event becomes that event; its payload is the object without
+    ``"type"``: the single remaining value, None when nothing remains, else
+    the dict of remaining fields.
+    """
+    if not text or text[0] != "{":
+        return None
+    try:
+        obj = loads(text)
+    except (ValueError, TypeError):
+        return None
+    if type(obj) is not dict:
+        return None
+    name = obj.get("type")
+    if type(name) is not str or name in RESERVED_EVENTS or not handlers.has(name):
+        return None
+    del obj["type"]
+    if not obj:
+        return name, None
+    if len(obj) == 1:
+        return name, next(iter(obj.values()))
+    return name, obj

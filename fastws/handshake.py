@@ -1,0 +1,108 @@
+"""The opening handshake of RFC 6455 §4.2: validate the upgrade request and
+build the 101 response. Pure functions over parsed request data."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Iterable, Sequence
+
+__all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol",
+           "response_101", "is_upgrade_request"]
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class HandshakeError(Exception):
+    """The request cannot be upgraded; answer with ``status`` and ``reason``."""
+
+    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
+    digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _tokens(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+
+def is_upgrade_request(headers) -> bool:
+    """Whether the client asked for a WebSocket at all (``Upgrade: websocket``)."""
+    return "websocket" in _tokens(headers.get("upgrade"))
+
+
+def validate_upgrade(method: str, http_version: str, headers) -> str:
+    """Check an upgrade request; return the ``Sec-WebSocket-Accept`` value.
+
+    Raises HandshakeError with 400 for a malformed request and 426 (carrying
+    ``Sec-WebSocket-Version: 13``) for a version we do not speak.
+    """
+    if method != "GET":
+        raise HandshakeError(400, "WebSocket upgrade requires GET")
+    try:
+        major, minor = (int(x) for x in http_version.split("."))
+    except ValueError:
+        raise HandshakeError(400, "bad HTTP version") from None
+    if (major, minor) < (1, 1):
+        raise HandshakeError(400, "WebSocket upgrade requires HTTP/1.1 or later")
+    if not headers.get("host"):
+        raise HandshakeError(400, "missing Host header")
+    if "websocket" not in _tokens(headers.get("upgrade")):
+        raise HandshakeError(400, "missing or bad Upgrade header")
+    if "upgrade" not in _tokens(headers.get("connection")):
+        raise HandshakeError(400, "Connection header lacks the upgrade token")
+    keys = headers.getall("sec-websocket-key")
+    if len(keys) != 1:
+        raise HandshakeError(400, "missing or repeated Sec-WebSocket-Key")
+    key = keys[0].strip()
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
+    versions = headers.getall("sec-websocket-version")
+    if len(versions) != 1 or versions[0].strip() != "13":
+        raise HandshakeError(426, "unsupported WebSocket version",
+                             [("Sec-WebSocket-Version", "13")])
+    return accept_key(key)
+
+
+def select_subprotocol(offered: str | None, supported: Iterable[str]) -> str | None:
+    """The first of our ``supported`` subprotocols the client offered, if any.
+
+    Server preference wins, so a deployment can phase protocols in and out.
+    """
+    if not offered:
+        return None
+    client = {t.strip() for t in offered.split(",")}
+    for proto in supported:
+        if proto in client:
+            return proto
+    return None
+
+
+def response_101(accept: str, subprotocol: str | None = None,
+                 extensions: str | None = None) -> bytes:
+    """The ``101 Switching Protocols`` response bytes."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept}",
+    ]
+    if subprotocol:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

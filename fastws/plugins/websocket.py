@@ -1,0 +1,105 @@
+"""``websocket(**options)``: the plugin that turns WebSocket support on.
+
+Options are validated when the plugin is created, with an error that names the
+option and what it accepts, so a typo fails at start-up, not under load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    from fastws.app import App
+
+__all__ = ["WebSocketOptions", "websocket", "default_dumps"]
+
+
+def default_dumps(obj: Any) -> str:
+    """JSON text, compact, non-ASCII kept as is (the default serializer)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class WebSocketOptions:
+    """Settings of the WebSocket plugin, with their defaults.
+
+    max_message_size: largest message accepted, summed over its fragments, in
+        bytes (default 1 MiB); larger closes the connection with 1009. None: no limit.
+    max_backpressure: bytes that may wait in one socket's send buffer (default
+        1 MiB). Over it, ``backpressure`` decides: "close" (default) closes the
+        socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
+        that socket (``send`` returns False) and counts it in ``ws.skipped``.
+        The ``drain`` event fires when the buffer falls back under the limit.
+    close_timeout: seconds the client has to answer our close frame (default 10).
+    max_connections: open WebSockets allowed at once; further upgrade requests
+        get HTTP 503 (default None: no limit).
+    allowed_origins: if set, upgrade requests whose Origin header is not in it
+        get HTTP 403 (default None: any origin).
+    subprotocols: subprotocols we speak, in order of preference (default none).
+    json_events: route JSON text messages with a "type" to handlers of that
+        name (default True).
+    dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
+        JSON events (default: the json module, compact separators). dumps may
+        return str or bytes.
+    """
+
+    max_message_size: int | None = 1 << 20
+    max_backpressure: int = 1 << 20
+    backpressure: str = "close"
+    close_timeout: float = 10.0
+    max_connections: int | None = None
+    allowed_origins: Sequence[str] | None = None
+    subprotocols: Sequence[str] = field(default_factory=tuple)
+    json_events: bool = True
+    dumps: Callable[[Any], Any] = default_dumps
+    loads: Callable[[Any], Any] = json.loads
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, allow_none: bool) -> None:
+            if value is None and allow_none:
+                return
+            if type(value) is not int or value <= 0:
+                extra = " or None" if allow_none else ""
+                raise ValueError(f"websocket({name}=...) must be a positive int{extra}, got {value!r}")
+
+        positive_int("max_message_size", self.max_message_size, True)
+        positive_int("max_backpressure", self.max_backpressure, False)
+        positive_int("max_connections", self.max_connections, True)
+        if self.backpressure not in ("close", "skip"):
+            raise ValueError(f"websocket(backpressure=...) must be 'close' or 'skip', got {self.backpressure!r}")
+        if not isinstance(self.close_timeout, (int, float)) or not 0 < self.close_timeout <= 3600:
+            raise ValueError(f"websocket(close_timeout=...) must be seconds in (0, 3600], got {self.close_timeout!r}")
+        if self.allowed_origins is not None:
+            if isinstance(self.allowed_origins, str) or not all(isinstance(o, str) for o in self.allowed_origins):
+                raise ValueError("websocket(allowed_origins=...) must be a list of origin strings "
+                                 "such as ['https://example.com']")
+            object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins))
+        if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
+            raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
+        object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
+        if not callable(self.dumps) or not callable(self.loads):
+            raise ValueError("websocket(dumps=..., loads=...) must be callables")
+
+
+class WebSocketPlugin:
+    """Installs WebSocket support on an app (see ``websocket()``)."""
+
+    def __init__(self, options: WebSocketOptions) -> None:
+        self.options = options
+
+    def install(self, app: App) -> None:
+        """Give the app its WebSocket options; enables ``app.ws``."""
+        app._ws_options = self.options
+
+
+def websocket(**options: Any) -> WebSocketPlugin:
+    """The WebSocket plugin: ``app.use(websocket())``, options as in
+    ``WebSocketOptions``."""
+    known = {f.name for f in fields(WebSocketOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"websocket() got unknown option(s) {', '.join(unknown)}; "
+                        f"known options: {', '.join(sorted(known))}")
+    return WebSocketPlugin(WebSocketOptions(**options))

@@ -1,0 +1,314 @@
+"""The asyncio Protocol for one TCP connection: HTTP/1.1 requests parsed by
+httptools and answered in order, then, after an upgrade, WebSocket frames
+handed to the connection's WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import httptools
+
+from fastws.context import Context, Headers, HTTPError, Response
+from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
+                              select_subprotocol, validate_upgrade)
+from fastws.websocket import WebSocket
+
+if TYPE_CHECKING:
+    from fastws.app import App
+    from fastws.server import Server
+
+__all__ = ["HttpProtocol"]
+
+log = logging.getLogger("fastws")
+
+# Request size caps: generous for browsers, small enough that a hostile
+# client cannot make us buffer much.
+MAX_URL = 8192
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16384
+MAX_BODY = 1 << 20
+# Stop reading from a client that pipelines faster than we answer.
+MAX_PIPELINED = 16
+
+
+class Request(NamedTuple):
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+    upgrade: bool
+
+
+class _Reject(Exception):
+    """A request broke a size cap; answer with ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Upgrade(Response):
+    """What a WebSocket route's endpoint returns when the upgrade may proceed."""
+
+    __slots__ = ("accept", "subprotocol", "handler")
+
+    def __init__(self, accept: str, subprotocol: str | None, handler: Any) -> None:
+        super().__init__(b"", 101)
+        self.accept = accept
+        self.subprotocol = subprotocol
+        self.handler = handler
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection, HTTP first and WebSocket after an upgrade."""
+
+    def __init__(self, app: App, server: Server) -> None:
+        self.app = app
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.ws: WebSocket | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Headers = Headers()
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._requests: deque[Request] = deque()
+        self._task: asyncio.Task | None = None
+        self._early: bytearray | None = None   # bytes after an upgrade request
+        self._paused = False
+
+    # ------------------------------------------------------------------ transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server._connection_made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._connection_lost(self)
+        transport, self.transport = self.transport, None
+        if self.ws is not None:
+            self.ws._lost(exc)
+        elif self._task is not None:
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        if self.ws is not None:
+            self.ws._resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws._feed(data)
+            return
+        if self._early is not None:
+            self._early += data
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # The request before the offset is complete and queued; what
+            # follows belongs to whatever protocol it switches to.
+            self._early = bytearray(data[upgrade.args[0]:])
+            self._pause()
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.reason)
+            else:
+                log.exception("error while parsing a request", exc_info=cause)
+                self._reject(500, "Internal Server Error")
+        except httptools.HttpParserError as err:
+            self._reject(400, f"Bad Request: {err}")
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = Headers()
+        self._header_bytes = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_URL:
+            raise _Reject(414, "URI Too Long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES or len(self._headers._items) >= MAX_HEADERS:
+            raise _Reject(431, "Request Header Fields Too Large")
+        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > MAX_BODY:
+            raise _Reject(413, "Content Too Large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self._parser
+        self._requests.append(Request(
+            p.get_method().decode("ascii"), self._url.decode("latin-1"),
+            p.get_http_version(), self._headers, b"".join(self._body),
+            p.should_keep_alive(), p.should_upgrade()))
+        if len(self._requests) >= MAX_PIPELINED:
+            self._pause()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._process())
+
+    # ------------------------------------------------------------------ requests
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request we could not parse, then close the connection."""
+        log.info("rejecting request from %s: %d %s",
+                 self.transport.get_extra_info("peername") if self.transport else None,
+                 status, reason)
+        if self._task is not None:
+            self._task.cancel()
+        self._requests.clear()
+        self._write_response(Response(reason, status, content_type="text/plain; charset=utf-8"),
+                             keep_alive=False)
+
+    def _write_response(self, response: Response, keep_alive: bool, head: bool = False) -> None:
+        t = self.transport
+        if t is None:
+            return
+        t.write(response.encode(keep_alive, head))
+        if not keep_alive:
+            t.close()
+
+    async def _process(self) -> None:
+        """Answer queued requests one at a time, in the order they came."""
+        try:
+            while self._requests and self.transport is not None:
+                req = self._requests.popleft()
+                if len(self._requests) < MAX_PIPELINED // 2 and self._early is None:
+                    self._resume()
+                if not await self._handle(req):
+                    break
+        finally:
+            self._task = None
+
+    async def _handle(self, req: Request) -> bool:
+        """Answer one request; False once the connection is no longer HTTP."""
+        app = self.app
+        target = req.target
+        path, _, query = target.partition("?")
+        query = query.partition("#")[0]
+        if not path.startswith("/"):
+            self._write_response(Response("Bad Request: bad request target", 400,
+                                          content_type="text/plain"), keep_alive=False)
+            return False
+        found = app._router.resolve(path)
+        wants_ws = req.upgrade and is_upgrade_request(req.headers)
+        ctx = Context(app, req.method, path, query, req.headers, req.version, req.body,
+                      self.transport.get_extra_info("peername") if self.transport else None,
+                      is_websocket=wants_ws and "WS" in found)
+        head = False
+        if ctx.is_websocket:
+            handler, ctx.params = found["WS"]
+            endpoint = self._upgrade_endpoint(req, handler)
+        elif req.method in found:
+            handler, ctx.params = found[req.method]
+            endpoint = handler
+        elif req.method == "HEAD" and "GET" in found:
+            handler, ctx.params = found["GET"]
+            endpoint = handler
+            head = True
+        elif "WS" in found and req.method == "GET":
+            endpoint = _fixed(426, "Upgrade Required: this is a WebSocket endpoint",
+                              {"Upgrade": "websocket", "Connection": "Upgrade",
+                               "Sec-WebSocket-Version": "13"})
+        elif found:
+            allowed = sorted({k for k in found if k != "WS"} | ({"GET"} if "WS" in found else set()))
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            endpoint = _fixed(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
+        else:
+            endpoint = _fixed(404, "Not Found")
+
+        response = await app._respond(ctx, endpoint)
+        if self.transport is None:
+            return False
+        if isinstance(response, _Upgrade):
+            self._switch(ctx, response)
+            return False
+        # After any upgrade request the HTTP parser is spent: close.
+        keep_alive = req.keep_alive and not req.upgrade and not self.server.closing
+        self._write_response(response, keep_alive, head)
+        return keep_alive
+
+    def _upgrade_endpoint(self, req: Request, handler: Any):
+        app = self.app
+        options = app._ws_options
+
+        async def upgrade(ctx: Context) -> Response:
+            try:
+                accept = validate_upgrade(req.method, req.version, req.headers)
+            except HandshakeError as err:
+                log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
+                return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
+            if options.allowed_origins is not None and \
+                    req.headers.get("origin") not in options.allowed_origins:
+                log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
+                         req.headers.get("origin"))
+                raise HTTPError(403, "Origin not allowed")
+            if options.max_connections is not None and len(app._sockets) >= options.max_connections:
+                log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
+                            len(app._sockets))
+                raise HTTPError(503, "Too many connections")
+            proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
+                                       options.subprotocols)
+            return _Upgrade(accept, proto, handler)
+
+        return upgrade
+
+    def _switch(self, ctx: Context, up: _Upgrade) -> None:
+        """Send 101 and hand the connection to a new WebSocket."""
+        t = self.transport
+        options = self.app._ws_options
+        t.write(response_101(up.accept, up.subprotocol))
+        ws = WebSocket(self.app, t, options, ctx, up.subprotocol)
+        self.ws = ws
+        self.app._sockets.add(ws)
+        t.set_write_buffer_limits(high=options.max_backpressure)
+        early, self._early = self._early, None
+        self._parser = None
+        ws._start(up.handler, ctx)
+        if early:
+            ws._feed(bytes(early))
+        self._paused = False
+        if self.transport is not None:
+            t.resume_reading()
+
+    def close_idle(self) -> None:
+        """Close the connection if it is HTTP and not answering a request
+        (used at shutdown)."""
+        if self.ws is None and self._task is None and self.transport is not None:
+            self.transport.close()
+
+
+def _fixed(status: int, text: str, headers: dict[str, str] | None = None):
+    async def endpoint(ctx: Context) -> Response:
+        raise HTTPError(status, text, headers)
+    return endpoint

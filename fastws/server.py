@@ -1,0 +1,155 @@
+"""Server lifecycle: listen, track connections, shut down gracefully, and
+``run()``, the blocking entry point with signal handling on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING, Any
+
+from fastws.protocol import HttpProtocol
+
+if TYPE_CHECKING:
+    import ssl as _ssl
+
+    from fastws.app import App
+
+__all__ = ["Server", "run", "new_event_loop"]
+
+log = logging.getLogger("fastws")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop where uvloop is installed, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:     # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class Server:
+    """A listening fastws server; get one from ``await app.serve(...)``.
+
+    ``async with await app.serve(...) as server:`` shuts down on exit.
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.closing = False
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[HttpProtocol] = set()
+        self._idle: asyncio.Event | None = None
+        self._done: asyncio.Event | None = None
+
+    async def start(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
+                    backlog: int = 1024, reuse_port: bool = False) -> None:
+        """Bind and start accepting connections."""
+        loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        self._server = await loop.create_server(
+            lambda: HttpProtocol(self.app, self), host, port,
+            ssl=ssl, backlog=backlog, reuse_port=reuse_port or None)
+
+    @property
+    def sockets(self) -> list[Any]:
+        """The listening sockets."""
+        return list(self._server.sockets) if self._server else []
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket (useful with port=0)."""
+        return self.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        """Open TCP connections, HTTP and WebSocket."""
+        return len(self._connections)
+
+    def _connection_made(self, proto: HttpProtocol) -> None:
+        if self.closing:
+            proto.transport.close()
+            return
+        self._connections.add(proto)
+
+    def _connection_lost(self, proto: HttpProtocol) -> None:
+        self._connections.discard(proto)
+        if self.closing and not self._connections and self._idle is not None:
+            self._idle.set()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every WebSocket with 1001 and idle HTTP
+        connections, wait up to ``timeout`` seconds (default: the close
+        timeout) for clients to finish, then drop whatever is left."""
+        if self.closing:
+            if self._done is not None:
+                await self._done.wait()
+            return
+        self.closing = True
+        self._idle = asyncio.Event()
+        if self._server is not None:
+            self._server.close()
+        if timeout is None:
+            opts = self.app._ws_options
+            timeout = opts.close_timeout if opts is not None else 10.0
+        for proto in list(self._connections):
+            if proto.ws is not None:
+                proto.ws.close(1001, "server shutting down")
+            else:
+                proto.close_idle()
+        if self._connections:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except asyncio.TimeoutError:
+                log.warning("%d connection(s) still open after %.1fs; dropping them",
+                            len(self._connections), timeout)
+                for proto in list(self._connections):
+                    if proto.transport is not None:
+                        proto.transport.abort()
+                await asyncio.sleep(0)
+        if self._server is not None:
+            await self._server.wait_closed()
+        self._done.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until ``shutdown`` has finished."""
+        await self._done.wait()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.shutdown()
+
+
+def run(app: App, host: str = "127.0.0.1", port: int = 3000, *,
+        ssl: _ssl.SSLContext | None = None, backlog: int = 1024, reuse_port: bool = False,
+        shutdown_timeout: float | None = None) -> None:
+    """Serve ``app`` on a new uvloop loop until SIGINT/SIGTERM, then shut
+    down gracefully (see ``Server.shutdown``)."""
+    if not logging.getLogger().handlers and not log.handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def main() -> None:
+        server = await app.serve(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
+        scheme = "https" if ssl else "http"
+        log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: closing %d WebSocket(s)", app.connections)
+        await server.shutdown(shutdown_timeout)
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()

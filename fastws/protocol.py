@@ -220,7 +220,10 @@ class HttpProtocol(asyncio.Protocol):
                                           content_type="text/plain"), keep_alive=False)
             return False
         found = app._router.resolve(path)
-        wants_ws = req.upgrade and is_upgrade_request(req.headers)
+        # "Upgrade: websocket" marks a handshake attempt even when httptools
+        # did not switch (no "Connection: upgrade"): that is a bad handshake
+        # (400, RFC 6455 §4.2.1), not a plain GET (426).
+        wants_ws = is_upgrade_request(req.headers)
         ctx = Context(app, req.method, path, query, req.headers, req.version, req.body,
                       self.transport.get_extra_info("peername") if self.transport else None,
                       is_websocket=wants_ws and "WS" in found)
@@ -265,6 +268,10 @@ class HttpProtocol(asyncio.Protocol):
         async def upgrade(ctx: Context) -> Response:
             try:
                 accept = validate_upgrade(req.method, req.version, req.headers)
+                if not req.upgrade:
+                    # httptools kept reading HTTP after this request, so the
+                    # bytes that follow are not ours to hand to a WebSocket.
+                    raise HandshakeError(400, "Connection header lacks the upgrade token")
             except HandshakeError as err:
                 log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
                 return ctx.text(err.reason, status=err.status, headers=dict(err.headers))

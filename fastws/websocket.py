@@ -332,6 +332,9 @@ class WebSocket:
         if self._close_fired:
             return
         self._close_fired = True
+        # Every caller has closed or lost the transport: as in the browser
+        # API, close handlers see CLOSED.
+        self._state = ReadyState.CLOSED
         self._deliver("close", (self._close_code, self._close_reason))
 
     # ------------------------------------------------------------------ dispatch

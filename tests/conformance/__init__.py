@@ -1,0 +1,1 @@
+"""Autobahn TestSuite conformance runs (kosoku) against a fastws echo server."""

@@ -1,0 +1,61 @@
+"""A non-Python client: Node's `ws` package drives examples/chat.py.
+
+tests/node/chat_client.mjs does the talking and checks each step; this test
+installs its npm dependencies when missing, serves the example and reads
+the JSON lines the script prints. Without `node` the test is skipped, except
+on CI (CI=true), where a missing Node is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import serving
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable, with tests/node's packages installed."""
+    exe = shutil.which("node")
+    if exe is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("node is not installed, and CI must run the Node client test")
+        pytest.skip("node is not installed (needed for the Node `ws` client test)")
+    if not (NODE_DIR / "node_modules" / "ws").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("node is installed but npm is not; cannot install tests/node packages")
+        # `npm ci` installs exactly the locked versions.
+        cmd = [npm, "ci" if (NODE_DIR / "package-lock.json").exists() else "install",
+               "--no-audit", "--no-fund"]
+        done = subprocess.run(cmd, cwd=NODE_DIR, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return exe
+
+
+def test_node_ws_client_chat(node, example):
+    mod = example("chat")
+    with serving(mod.app) as srv:
+        done = subprocess.run([node, str(NODE_DIR / "chat_client.mjs"), srv.url("")],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"node client failed:\n{done.stderr}\n{done.stdout}"
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    seen = [(r["client"], r["event"], r.get("data", r.get("code"))) for r in lines]
+    chat = {(r["client"], json.loads(r["data"])["message"]) for r in lines
+            if r["event"] == "message" and r["data"].startswith("{")}
+    assert ("alice", "message", "Bob joined the room") in seen
+    assert chat == {("bob", "hi from node"), ("alice", "Hello!"), ("bob", "héllo wörld ✓")}
+    assert ("bob", "message", "Switched to room: general") in seen
+    assert ("alice", "message", "Bob left the room") in seen
+    assert seen[-1] == ("alice", "close", 1005)
+    assert ("bob", "close", 1000) in seen
+    # Four things each and nothing more: no client got its own chat message.
+    assert len(lines) == 8

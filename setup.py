@@ -17,7 +17,7 @@ else:
 extensions = [
     Extension(name, [f"fastws/{name.split('.')[-1]}.pyx"], include_dirs=["fastws"],
               extra_compile_args=extra, depends=["fastws/_bytes.h"])
-    for name in ("fastws._frame", "fastws._broadcast")
+    for name in ("fastws._frame", "fastws._websocket", "fastws._broadcast")
 ]
 
 setup(

@@ -2,17 +2,18 @@
 """Room registry and encode-once fan-out.
 
 A broadcast is framed once by the caller; ``publish`` hands that same bytes
-object to each member, so fan-out costs no per-recipient serialization,
-framing or copying.
+object to each member's send queue at C level, and each member leaves in one
+write per loop iteration however many broadcasts reached it.
 """
+
+from fastws._websocket cimport WebSocket
 
 __all__ = ["RoomRegistry"]
 
 
 cdef class RoomRegistry:
-    """Rooms by name, each an insertion-ordered set of members.
+    """Rooms by name, each an insertion-ordered set of WebSockets.
 
-    A member is any object with ``_send_frame(frame) -> bool`` (a WebSocket).
     Empty rooms are removed, so ``names()`` lists only rooms with members.
     """
 
@@ -57,18 +58,21 @@ cdef class RoomRegistry:
         return [] if members is None else list(members)
 
     cpdef Py_ssize_t publish(self, object room, bytes frame, object skip=None) except -1:
-        """Give ``frame`` to every member of ``room`` except ``skip``.
+        """Queue ``frame`` for every member of ``room`` except ``skip``.
 
-        Returns how many members accepted it. Iterates a snapshot, so a member
-        that leaves (or is closed for backpressure) mid-loop is harmless.
+        Returns how many members accepted it (sockets that are closing, or
+        over their backpressure limit, do not). Iterates a snapshot, so a
+        member that leaves mid-loop (say, closed as a slow consumer) is harmless.
         """
         cdef dict members = self._rooms.get(room)
         cdef Py_ssize_t sent = 0
+        cdef WebSocket ws
         if members is None:
             return 0
         for member in list(members):
             if member is skip:
                 continue
-            if member._send_frame(frame):
+            ws = <WebSocket>member
+            if ws._send_frame(frame):
                 sent += 1
         return sent

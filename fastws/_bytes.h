@@ -12,6 +12,14 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Every module that cimports the codec includes this header; not all of them
+ * call both functions. */
+#if defined(__GNUC__)
+#define FASTWS_UNUSED __attribute__((unused))
+#else
+#define FASTWS_UNUSED
+#endif
+
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
 #define FASTWS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -21,7 +29,7 @@
 /* XOR `n` bytes of `src` with the 4-byte `key`, rotated by `phase` (the
  * position of src[0] inside the frame payload modulo 4), into `dst`.
  * dst may equal src (in place). Returns the phase after the last byte. */
-FASTWS_CLONES
+FASTWS_CLONES FASTWS_UNUSED
 static size_t fastws_mask(unsigned char *dst, const unsigned char *src, size_t n,
                           const unsigned char key[4], size_t phase)
 {
@@ -73,7 +81,7 @@ static inline uint32_t fastws_utf8_pack(uint32_t need, uint32_t lo, uint32_t hi)
     return need | (lo << 8) | (hi << 16);
 }
 
-FASTWS_CLONES
+FASTWS_CLONES FASTWS_UNUSED
 static int fastws_utf8_check(const unsigned char *s, size_t n, uint32_t *state)
 {
     uint32_t st = *state;

@@ -8,12 +8,11 @@ import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
 from fastws._broadcast import RoomRegistry
-from fastws._frame import encode_frame
 from fastws.context import Context, HTTPError, Response
 from fastws.events import arity
 from fastws.plugins.websocket import default_dumps
 from fastws.routing import Router
-from fastws.websocket import WebSocket, encode_payload
+from fastws.websocket import Flusher, WebSocket, encode_message
 
 if TYPE_CHECKING:
     import ssl as _ssl
@@ -44,6 +43,7 @@ class App:
         self._rooms = RoomRegistry()
         self._sockets: set[WebSocket] = set()
         self._skipped = 0
+        self._flusher: Flusher | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -120,8 +120,7 @@ class App:
         if self._rooms.size(room) == 0:
             return 0
         dumps = self._ws_options.dumps if self._ws_options else default_dumps
-        opcode, payload = encode_payload(data, dumps)
-        return self._rooms.publish(room, encode_frame(opcode, payload), skip)
+        return self._rooms.publish(room, encode_message(data, dumps), skip)
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""

@@ -92,9 +92,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._connection_lost(self)
-        transport, self.transport = self.transport, None
-        if self.ws is not None:
-            self.ws._lost(exc)
+        self.transport = None
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            ws._lost(exc)
         elif self._task is not None:
             self._task.cancel()
 
@@ -102,13 +103,9 @@ class HttpProtocol(asyncio.Protocol):
         pass
 
     def resume_writing(self) -> None:
-        if self.ws is not None:
-            self.ws._resume_writing()
+        pass
 
     def data_received(self, data: bytes) -> None:
-        if self.ws is not None:
-            self.ws._feed(data)
-            return
         if self._early is not None:
             self._early += data
             return
@@ -295,15 +292,20 @@ class HttpProtocol(asyncio.Protocol):
         t = self.transport
         options = self.app._ws_options
         t.write(response_101(up.accept, up.subprotocol))
-        ws = WebSocket(self.app, t, options, ctx, up.subprotocol)
+        ws = WebSocket(self.app, t, options, ctx, up.subprotocol, self, self.app._flusher)
         self.ws = ws
         self.app._sockets.add(ws)
+        # From here the transport talks to the WebSocket directly; we keep
+        # only the server's bookkeeping (connection_lost comes back to us).
+        t.set_protocol(ws)
         t.set_write_buffer_limits(high=options.max_backpressure)
         early, self._early = self._early, None
         self._parser = None
+        self._headers = Headers()
+        self._body = []
         ws._start(up.handler, ctx)
-        if early:
-            ws._feed(bytes(early))
+        if early and self.transport is not None:
+            ws.data_received(bytes(early))
         self._paused = False
         if self.transport is not None:
             t.resume_reading()

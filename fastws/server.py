@@ -9,6 +9,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from fastws.protocol import HttpProtocol
+from fastws.websocket import Flusher
 
 if TYPE_CHECKING:
     import ssl as _ssl
@@ -47,6 +48,8 @@ class Server:
                     backlog: int = 1024, reuse_port: bool = False) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
+        if self.app._flusher is None or self.app._flusher.loop is not loop:
+            self.app._flusher = Flusher(loop)
         self._done = asyncio.Event()
         self._server = await loop.create_server(
             lambda: HttpProtocol(self.app, self), host, port,

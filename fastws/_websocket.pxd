@@ -1,0 +1,65 @@
+# C-level interface of the connection core, cimported by the room registry
+# so a broadcast reaches each member without a Python method call.
+from fastws._frame cimport FrameParser
+
+
+cdef class Flusher:
+    cdef list _dirty
+    cdef bint _scheduled
+    cdef object _call_soon
+    cdef readonly object loop
+    cdef int add(self, WebSocket ws) except -1
+
+
+cdef class WebSocket:
+    cdef public object app
+    cdef public object data
+    cdef public object subprotocol
+    cdef public object remote_address
+    cdef public object ctx
+    cdef object __weakref__
+
+    cdef object _transport
+    cdef object _write
+    cdef object _http
+    cdef object _options
+    cdef FrameParser _parser
+    cdef object _handlers
+    cdef dict _by_name
+    cdef int _state
+    cdef list _rooms
+    cdef object _queue
+    cdef bint _busy
+    cdef bint _paused
+    cdef bint _close_fired
+    cdef int _close_code
+    cdef object _close_reason
+    cdef object _close_timer
+    cdef object _loop
+    cdef object _dumps
+    cdef object _loads
+    cdef bint _json_events
+    cdef list _drain_waiters
+    cdef Py_ssize_t _skipped
+    # write side: frames wait here until the end of the callback (corking)
+    # or of the loop iteration (broadcasts), then leave in one write
+    cdef list _pending
+    cdef Py_ssize_t _pending_bytes
+    cdef bint _corked
+    cdef bint _dirty
+    cdef bint _write_paused
+    cdef Py_ssize_t _max_backpressure
+    cdef bint _close_slow
+    cdef Flusher _flusher
+
+    cpdef bint send(self, object data) except -1
+    cpdef bint _send_frame(self, bytes frame) except -1
+    cdef int _queue_frame(self, bytes frame) except -1
+    cdef int _flush(self) except -1
+    cdef int _close_transport(self) except -1
+    cdef int _feed(self, object data) except -1
+    cdef int _deliver(self, str event, tuple args) except -1
+    cdef object _dispatch_now(self, str event, tuple args)
+
+
+cpdef bytes encode_message(object data, object dumps)

@@ -1,0 +1,634 @@
+# cython: language_level=3
+"""The connection core: WebSocket, the per-connection object users touch.
+
+Compiled because every message passes through it. Input: the transport calls
+``data_received`` on the WebSocket itself (it becomes the transport's protocol
+after the upgrade), frames are parsed in C and handlers run in arrival order.
+Output: frames are queued on the socket and leave in one ``write`` at the end
+of the callback that produced them (corking) or, for sockets written to by a
+broadcast, once per loop iteration; W broadcasts to a socket cost one write.
+
+Synchronous handlers run inline. When a handler (or the route handler)
+returns an awaitable, one task finishes it and then works through whatever
+arrived meanwhile, so async handlers keep order without a task per message.
+"""
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from enum import IntEnum
+
+from cpython.bytes cimport PyBytes_GET_SIZE
+
+from fastws._frame cimport FrameParser, encode_frame
+from fastws._frame import ERROR, ProtocolError, encode_close
+from fastws.events import Handlers, arity, json_event
+
+__all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message"]
+
+log = logging.getLogger("fastws")
+
+cdef enum:
+    OP_TEXT = 0x1
+    OP_BINARY = 0x2
+    OP_CLOSE = 0x8
+    OP_PING = 0x9
+    OP_PONG = 0xA
+    S_CONNECTING = 0
+    S_OPEN = 1
+    S_CLOSING = 2
+    S_CLOSED = 3
+    # Pause reading from a client whose messages wait behind a slow async
+    # handler, so a fast sender cannot grow the queue without bound.
+    QUEUE_PAUSE = 64
+    QUEUE_RESUME = 16
+
+
+class ReadyState(IntEnum):
+    """Connection state, numbered as in the browser API."""
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+cdef tuple _STATES = (ReadyState.CONNECTING, ReadyState.OPEN, ReadyState.CLOSING,
+                      ReadyState.CLOSED)
+cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
+
+
+cdef inline bint _awaitable(object result):
+    # The common results of sync handlers (None, bool, int, str) are settled
+    # by type without calling into inspect.
+    if result is None or result is True or result is False:
+        return False
+    if type(result) is int or type(result) is str:
+        return False
+    return inspect.isawaitable(result)
+
+
+cpdef bytes encode_message(object data, object dumps):
+    """The frame for ``data``: str as text, bytes-like as binary, anything else
+    serialized with ``dumps`` (str or UTF-8 bytes) as text."""
+    if type(data) is str:
+        return encode_frame(OP_TEXT, data)
+    if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
+        return encode_frame(OP_BINARY, data)
+    if isinstance(data, str):
+        return encode_frame(OP_TEXT, str(data))
+    return encode_frame(OP_TEXT, dumps(data))
+
+
+cdef class Flusher:
+    """Writes every socket that broadcasts made dirty, once per loop iteration."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self._dirty = []
+        self._scheduled = False
+        self._call_soon = loop.call_soon
+
+    cdef int add(self, WebSocket ws) except -1:
+        self._dirty.append(ws)
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self.run)
+        return 0
+
+    def run(self):
+        """Flush the dirty sockets (scheduled with call_soon)."""
+        cdef list dirty = self._dirty
+        self._dirty = []
+        self._scheduled = False
+        for ws in dirty:
+            (<WebSocket>ws)._dirty = False
+            (<WebSocket>ws)._flush()
+
+
+cdef class WebSocket:
+    """One client connection: send, rooms, broadcast, events, close.
+
+    Created by the server when an upgrade succeeds; route handlers receive it
+    as their first argument. The seed's camelCase names are aliases.
+    """
+
+    def __init__(self, app, transport, options, ctx=None, subprotocol=None, http=None,
+                 Flusher flusher=None):
+        self.app = app
+        self.ctx = ctx
+        self.data = {}
+        self.subprotocol = subprotocol
+        self.remote_address = transport.get_extra_info("peername")
+        self._transport = transport
+        self._write = transport.write
+        self._http = http
+        self._options = options
+        self._parser = FrameParser(max_message_size=options.max_message_size)
+        self._handlers = Handlers()
+        self._by_name = self._handlers._by_name
+        self._state = S_OPEN
+        self._rooms = []
+        self._queue = deque()
+        self._busy = False
+        self._paused = False
+        self._close_fired = False
+        self._close_code = 1006
+        self._close_reason = ""
+        self._close_timer = None
+        self._loop = asyncio.get_running_loop() if flusher is None else flusher.loop
+        self._dumps = options.dumps
+        self._loads = options.loads
+        self._json_events = options.json_events
+        self._drain_waiters = []
+        self._skipped = 0
+        self._pending = []
+        self._pending_bytes = 0
+        self._max_backpressure = options.max_backpressure
+        self._close_slow = options.backpressure == "close"
+        self._flusher = flusher if flusher is not None else Flusher(self._loop)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def ready_state(self):
+        """0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED."""
+        return _STATES[self._state]
+
+    @property
+    def readyState(self):
+        """Alias of ``ready_state``."""
+        return _STATES[self._state]
+
+    @property
+    def room(self):
+        """The last joined room still held, or None."""
+        return self._rooms[-1] if self._rooms else None
+
+    @property
+    def rooms(self):
+        """Every room this socket is in, in joining order."""
+        return tuple(self._rooms)
+
+    @property
+    def buffered_amount(self):
+        """Bytes queued for this socket and not yet written to the kernel."""
+        t = self._transport
+        return self._pending_bytes + (t.get_write_buffer_size() if t is not None else 0)
+
+    @property
+    def bufferedAmount(self):
+        """Alias of ``buffered_amount``."""
+        return self.buffered_amount
+
+    @property
+    def skipped(self):
+        """Broadcasts and sends not delivered to this socket because it was over
+        its backpressure limit (``backpressure="skip"`` policy)."""
+        return self._skipped
+
+    @property
+    def close_code(self):
+        """The close code once the connection is closed (see the ``close`` event)."""
+        return self._close_code if self._close_fired else None
+
+    # ------------------------------------------------------------------ sending
+
+    cpdef bint send(self, object data) except -1:
+        """Send ``data``: str as text, bytes-like as binary, anything else as
+        JSON text. Returns False, sending nothing, when the socket is not OPEN
+        or (``backpressure="skip"``) is over its backpressure limit."""
+        if self._state != S_OPEN:
+            return False
+        return self._send_frame(encode_message(data, self._dumps))
+
+    cpdef bint _send_frame(self, bytes frame) except -1:
+        """Queue one ready frame, honouring the backpressure policy."""
+        if self._state != S_OPEN or self._transport is None:
+            return False
+        if self._write_paused or self._pending_bytes > self._max_backpressure:
+            if self._close_slow:
+                log.info("closing %s: over max_backpressure (%d bytes buffered)",
+                         self.remote_address, self.buffered_amount)
+                self._fail(1008, "slow consumer")
+            else:
+                self._skipped += 1
+                self.app._skipped += 1
+            return False
+        self._queue_frame(frame)
+        return True
+
+    cdef int _queue_frame(self, bytes frame) except -1:
+        self._pending.append(frame)
+        self._pending_bytes += PyBytes_GET_SIZE(frame)
+        if not self._corked and not self._dirty:
+            self._dirty = True
+            self._flusher.add(self)
+        return 0
+
+    cdef int _flush(self) except -1:
+        cdef list pending = self._pending
+        cdef Py_ssize_t n = len(pending)
+        if n == 0:
+            return 0
+        self._pending = []
+        self._pending_bytes = 0
+        if self._transport is None:
+            return 0
+        if n == 1:
+            self._write(pending[0])
+        else:
+            self._write(b"".join(pending))
+        return 0
+
+    cdef int _close_transport(self) except -1:
+        # Queued frames first: the close frame must follow the data before it.
+        self._flush()
+        if self._transport is not None:
+            self._transport.close()
+        return 0
+
+    def ping(self, payload=b""):
+        """Send a ping; the client's pong fires the ``pong`` event."""
+        if self._state != S_OPEN or self._transport is None:
+            return False
+        self._queue_frame(encode_frame(OP_PING, payload))
+        return True
+
+    async def drain(self):
+        """Wait until the send buffer is back under the backpressure limit."""
+        if self._transport is None or not (self._write_paused or
+                                           self._pending_bytes > self._max_backpressure):
+            return
+        fut = self._loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+
+    # ------------------------------------------------------------------ rooms
+
+    def join(self, room):
+        """Join ``room`` (idempotent); it becomes ``ws.room``."""
+        if room is None:
+            raise TypeError("room must not be None")
+        if self._state == S_CLOSED:
+            return
+        if room in self._rooms:
+            self._rooms.remove(room)
+        self._rooms.append(room)
+        self.app._rooms.join(room, self)
+
+    def leave(self, room):
+        """Leave ``room`` (idempotent)."""
+        if room in self._rooms:
+            self._rooms.remove(room)
+            self.app._rooms.leave(room, self)
+
+    def broadcast(self, room, data):
+        """Send ``data`` to every member of ``room`` but this socket, framed
+        once for all. Returns the number of recipients."""
+        if room is None:
+            return 0
+        return self.app._publish(room, data, self)
+
+    def broadcast_all(self, room, data):
+        """Send ``data`` to every member of ``room``, this socket included."""
+        if room is None:
+            return 0
+        return self.app._publish(room, data, None)
+
+    def broadcastAll(self, room, data):
+        """Alias of ``broadcast_all``."""
+        return self.broadcast_all(room, data)
+
+    # ------------------------------------------------------------------ events
+
+    def on(self, event, handler=None):
+        """Register ``handler`` for ``event``; without a handler, a decorator."""
+        if handler is None:
+            def decorate(fn):
+                self._handlers.add(event, fn)
+                return fn
+            return decorate
+        self._handlers.add(event, handler)
+        return handler
+
+    def off(self, event, handler):
+        """Unregister ``handler``; True if it was registered."""
+        return self._handlers.remove(event, handler)
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, int code=1000, str reason=""):
+        """Start the closing handshake. The client has ``close_timeout``
+        seconds to answer before the connection is cut; ``close`` fires once."""
+        if self._state != S_OPEN:
+            return
+        frame = encode_close(code, reason)      # validates code and reason first
+        self._start_close(code, reason, frame)
+        self._flush()
+
+    def _start_close(self, int code, str reason, bytes frame):
+        self._state = S_CLOSING
+        self._close_code = code
+        self._close_reason = reason
+        if self._transport is not None:
+            self._queue_frame(frame)
+            self._close_timer = self._loop.call_later(
+                self._options.close_timeout, self._close_timed_out)
+
+    def _close_timed_out(self):
+        self._close_timer = None
+        if self._transport is not None:
+            log.info("closing handshake with %s timed out; dropping the connection",
+                     self.remote_address)
+            self._transport.abort()
+
+    def _fail(self, int code, str reason):
+        """Fail the connection (RFC 6455 §7.1.7): close frame, then TCP close."""
+        if self._state == S_OPEN:
+            self._start_close(code, reason, encode_close(code, reason))
+        self._close_transport()
+
+    # ------------------------------------------------------------------ transport protocol
+
+    def data_received(self, data):
+        """Bytes from the client, in order (we are the transport's protocol)."""
+        self._corked = True
+        try:
+            self._feed(data)
+        finally:
+            self._corked = False
+            if self._pending:
+                self._flush()
+
+    def eof_received(self):
+        """The client half-closed: let the transport close; ``close`` follows."""
+        return False
+
+    def connection_made(self, transport):
+        """Unused: the WebSocket is attached to a transport already open."""
+
+    def connection_lost(self, exc):
+        """The TCP connection is gone: the HTTP side does the server's
+        bookkeeping and then calls ``_lost``."""
+        http = self._http
+        self._http = None
+        if http is not None:
+            http.connection_lost(exc)
+        else:
+            self._lost(exc)
+
+    def pause_writing(self):
+        """The transport's buffer is over the backpressure limit."""
+        self._write_paused = True
+
+    def resume_writing(self):
+        """The transport's buffer fell back under the limit: fire ``drain``."""
+        self._write_paused = False
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+        if "drain" in self._by_name:
+            self._deliver("drain", ())
+
+    # ------------------------------------------------------------------ input
+
+    cdef int _feed(self, object data) except -1:
+        cdef list events = self._parser.feed(data)
+        cdef tuple ev
+        cdef int kind
+        for ev in events:
+            kind = ev[0]
+            value = ev[1]
+            if kind == OP_TEXT or kind == OP_BINARY:
+                self._deliver("message", (value,))
+            elif kind == OP_PING:
+                if self._state == S_OPEN and self._transport is not None:
+                    self._queue_frame(encode_frame(OP_PONG, value))
+                self._deliver("ping", (value,))
+            elif kind == OP_PONG:
+                self._deliver("pong", (value,))
+            elif kind == OP_CLOSE:
+                self._on_close_frame(value[0], value[1])
+            elif kind == ERROR:
+                self._on_protocol_error(value)
+        return 0
+
+    def _feed_early(self, data):
+        """Bytes that arrived with the upgrade request (called once)."""
+        self.data_received(data)
+
+    def _on_close_frame(self, int code, str reason):
+        if self._state == S_OPEN:
+            # The client started it: echo its code, then close TCP (the
+            # server closes first, RFC 6455 §7.1.1).
+            self._state = S_CLOSING
+            self._close_code = code
+            self._close_reason = reason
+            if self._transport is not None:
+                self._queue_frame(encode_close(code) if code != 1005 else _EMPTY_CLOSE)
+        self._close_transport()
+        self._fire_close()
+
+    def _on_protocol_error(self, exc):
+        log.info("protocol error from %s: %s", self.remote_address, exc)
+        if "error" in self._by_name:
+            self._deliver("error", (exc,))
+        self._fail(exc.code, exc.reason)
+        self._fire_close()
+
+    def _lost(self, exc):
+        """The TCP connection is gone (called by the HTTP protocol)."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self._state == S_OPEN:
+            self._close_code = 1006
+            self._close_reason = ""
+        self._state = S_CLOSED
+        self._transport = None
+        self._write = None
+        self._pending = []
+        self._pending_bytes = 0
+        for fut in self._drain_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._drain_waiters.clear()
+        self._fire_close()
+
+    def _fire_close(self):
+        if self._close_fired:
+            return
+        self._close_fired = True
+        # Every caller has closed or lost the transport: as in the browser
+        # API, close handlers see CLOSED.
+        self._state = S_CLOSED
+        self._deliver("close", (self._close_code, self._close_reason))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _start(self, handler, ctx):
+        """Run the route handler; messages arriving meanwhile wait their turn."""
+        self._busy = True
+        self._corked = True
+        try:
+            n = arity(handler)
+            result = handler(self, ctx) if n >= 2 else handler(self) if n == 1 else handler()
+        except Exception as exc:
+            self._busy = False
+            self._route_failed(exc)
+            return
+        finally:
+            self._corked = False
+            if self._pending:
+                self._flush()
+        if _awaitable(result):
+            self._loop.create_task(self._drive(self._route_async(result)))
+        else:
+            self._busy = False
+            self._drain_queue_sync()
+
+    async def _route_async(self, aw):
+        try:
+            await aw
+        except Exception as exc:
+            self._route_failed(exc)
+
+    def _route_failed(self, exc):
+        log.error("WebSocket route handler for %s raised",
+                  self.ctx.path if self.ctx is not None else "?", exc_info=exc)
+        if "error" in self._by_name:
+            self._call_error_handlers(exc)
+        self._fail(1011, "internal error")
+        if self._transport is None:
+            self._fire_close()
+
+    cdef int _deliver(self, str event, tuple args) except -1:
+        if self._busy:
+            self._queue.append((event, args))
+            if not self._paused and len(self._queue) >= QUEUE_PAUSE and self._transport is not None:
+                self._paused = True
+                self._transport.pause_reading()
+            return 0
+        pending = self._dispatch_now(event, args)
+        if pending is not None:
+            self._busy = True
+            self._loop.create_task(self._drive(pending))
+        return 0
+
+    def _drain_queue_sync(self):
+        while self._queue and not self._busy:
+            event, args = self._queue.popleft()
+            self._maybe_resume()
+            self._deliver(event, args)
+
+    def _maybe_resume(self):
+        if self._paused and len(self._queue) <= QUEUE_RESUME and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
+    cdef object _dispatch_now(self, str event, tuple args):
+        """Run the handlers of one event. If one returns an awaitable, return
+        a coroutine that finishes the event; the caller must await it before
+        delivering anything else."""
+        cdef list handlers
+        cdef Py_ssize_t i, n, nargs
+        cdef object text
+        if event == "message" and self._json_events:
+            text = args[0]
+            # Only JSON objects naming a "type" can be events: skip the
+            # parse for everything else.
+            if type(text) is str and (<str>text).startswith("{") and '"type"' in <str>text:
+                named = json_event(text, self._handlers, self._loads)
+                if named is not None:
+                    event = named[0]
+                    args = (named[1],)
+        handlers = self._by_name.get(event)
+        if handlers is None:
+            if event == "close":
+                self._after_close()
+            return None
+        nargs = len(args)
+        for i in range(len(handlers)):
+            fn, n = handlers[i]
+            try:
+                if n >= nargs:
+                    result = fn(*args)
+                else:
+                    result = fn(*args[:n])
+            except Exception as exc:
+                self._handler_failed(event, exc)
+                continue
+            if _awaitable(result):
+                return self._finish(event, args, result, list(handlers[i + 1:]))
+        if event == "close":
+            self._after_close()
+        return None
+
+    async def _finish(self, event, args, pending, rest):
+        try:
+            await pending
+        except Exception as exc:
+            self._handler_failed(event, exc)
+        nargs = len(args)
+        for fn, n in rest:
+            try:
+                result = fn(*args) if n >= nargs else fn(*args[:n])
+                if _awaitable(result):
+                    await result
+            except Exception as exc:
+                self._handler_failed(event, exc)
+        if event == "close":
+            self._after_close()
+
+    async def _drive(self, pending):
+        """The one task of an async episode: finish the pending event, then
+        deliver what queued up behind it, awaiting each async step in turn."""
+        try:
+            while pending is not None:
+                await pending
+                pending = None
+                while self._queue and pending is None:
+                    event, args = self._queue.popleft()
+                    self._maybe_resume()
+                    pending = self._dispatch_now(event, args)
+        finally:
+            self._busy = False
+            self._maybe_resume()
+            if self._pending:
+                self._flush()
+
+    def _handler_failed(self, event, exc):
+        if event != "error" and "error" in self._by_name:
+            self._call_error_handlers(exc)
+        else:
+            log.error("%r handler raised on a WebSocket from %s", event,
+                      self.remote_address, exc_info=exc)
+
+    def _call_error_handlers(self, exc):
+        for fn, n in list(self._by_name.get("error", ())):
+            try:
+                result = fn(exc) if n >= 1 else fn()
+                if _awaitable(result):
+                    self._loop.create_task(self._await_error_handler(result))
+            except Exception as inner:
+                log.error("'error' handler raised", exc_info=inner)
+
+    async def _await_error_handler(self, aw):
+        try:
+            await aw
+        except Exception as inner:
+            log.error("'error' handler raised", exc_info=inner)
+
+    def _after_close(self):
+        """Close handlers ran: leave rooms and drop references."""
+        rooms = self.app._rooms
+        for room in self._rooms:
+            rooms.leave(room, self)
+        self._rooms.clear()
+        self.app._sockets.discard(self)
+        self._handlers.clear()
+
+    def __repr__(self):
+        return f"<WebSocket {self.remote_address} {_STATES[self._state].name}>"

@@ -462,6 +462,25 @@ cdef int _check_opcode(int opcode) except -1:
     return 0
 
 
+cdef int _check_control_length(int opcode, Py_ssize_t n) except -1:
+    # Judged on the encoded byte count: len() of a str or of a memoryview with
+    # wide items counts something else.
+    if opcode >= 0x8 and n > MAX_CONTROL:
+        raise ValueError("control frame payload must be at most 125 bytes")
+    return 0
+
+
+cdef bytes _mask_key_bytes(object mask_key):
+    """``mask_key`` as a 4-byte ``bytes`` the caller keeps alive while using it."""
+    if isinstance(mask_key, int):
+        # bytes(4) would be four zero bytes: a key that masks nothing.
+        raise TypeError("mask_key must be 4 bytes, not an int")
+    cdef bytes key = bytes(mask_key)
+    if len(key) != 4:
+        raise ValueError("mask_key must be 4 bytes")
+    return key
+
+
 cpdef bytes encode_frame(int opcode, object payload, bint fin=True, bint rsv1=False,
                          object mask_key=None):
     """Frame ``payload`` (bytes-like, or ``str`` encoded as UTF-8) as one bytes
@@ -477,23 +496,24 @@ cpdef bytes encode_frame(int opcode, object payload, bint fin=True, bint rsv1=Fa
     cdef unsigned char h[14]
     cdef Py_ssize_t hlen
     cdef const unsigned char *key
+    cdef bytes key_bytes
     _check_opcode(opcode)
     if PyUnicode_CheckExact(payload) or isinstance(payload, str):
         data = PyUnicode_AsUTF8AndSize(payload, &n)
+        _check_control_length(opcode, n)
         if mask_key is None:
             return build_frame(opcode, data, n, fin, rsv1)
         payload = data[:n]
-    if opcode >= 0x8 and len(payload) > MAX_CONTROL:
-        raise ValueError("control frame payload must be at most 125 bytes")
     PyObject_GetBuffer(payload, &view, PyBUF_SIMPLE)
     try:
         data = <const char *>view.buf
         n = view.len
+        _check_control_length(opcode, n)
         if mask_key is None:
             return build_frame(opcode, data, n, fin, rsv1)
-        if len(mask_key) != 4:
-            raise ValueError("mask_key must be 4 bytes")
-        key = <const unsigned char *>PyBytes_AS_STRING(bytes(mask_key))
+        # A named reference keeps the key alive while `key` points into it.
+        key_bytes = _mask_key_bytes(mask_key)
+        key = <const unsigned char *>PyBytes_AS_STRING(key_bytes)
         hlen = _write_header(h, opcode, n, fin, rsv1, True)
         memcpy(h + hlen, key, 4)
         hlen += 4
@@ -540,9 +560,7 @@ def apply_mask(data, mask_key):
     """Return ``data`` XOR-ed with the 4-byte ``mask_key`` (masking and unmasking
     are the same operation), as a new ``bytes``."""
     cdef Py_buffer view
-    cdef bytes key = bytes(mask_key)
-    if len(key) != 4:
-        raise ValueError("mask_key must be 4 bytes")
+    cdef bytes key = _mask_key_bytes(mask_key)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         out = PyBytes_FromStringAndSize(NULL, view.len)
@@ -557,9 +575,7 @@ def apply_mask_inplace(buffer, mask_key):
     """XOR a writable buffer (``bytearray``, writable ``memoryview``) with
     ``mask_key`` in place: no copy."""
     cdef Py_buffer view
-    cdef bytes key = bytes(mask_key)
-    if len(key) != 4:
-        raise ValueError("mask_key must be 4 bytes")
+    cdef bytes key = _mask_key_bytes(mask_key)
     PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
     try:
         _mask_buffer(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len,

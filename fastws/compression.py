@@ -126,10 +126,11 @@ _BITS = {str(n): n for n in range(8, 16)}
 class CompressionError(Exception):
     """The peer's compressed data cannot be accepted; close with ``code``.
 
-    ``reason`` is short ASCII, safe as a close reason.
+    ``reason`` is short ASCII, safe as a close reason; each subclass sets
+    its ``code``.
     """
 
-    code = 1002
+    code: int
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -172,8 +173,9 @@ class DeflateOptions:
         own, so the inflater is freed between messages (default True).
     server_max_window_bits: log2 of our LZ77 window, 8-15 (default 15); a
         client may ask for less. zlib cannot deflate with a raw 8-bit window,
-        so 8 is announced and deflated with 9: zlib never emits a distance
-        past 2^wbits - 262 = 250 bytes, which an 8-bit window covers.
+        so 8 is announced and deflated with 9: zlib's deflate never reaches
+        back farther than 2^bits - 262 bytes, 250 for 9, which an 8-bit
+        window covers (Node's zlib binding maps a raw 8 to 9 the same way).
     client_max_window_bits: largest window we let a client use, 8-15 (default
         15). It binds only clients that offer the parameter; the others may use
         15 and are accepted anyway.
@@ -407,7 +409,7 @@ def _accept(params: list[_Param], options: DeflateOptions) -> tuple[str, Negotia
         server_bits = options.server_max_window_bits
         send_server_bits = server_bits < 15
     else:
-        server_bits = options.server_max_window_bits
+        server_bits = min(server_bits, options.server_max_window_bits)
         send_server_bits = True
     # §7.1.2.2: only a client that offered client_max_window_bits may be told
     # a limit; the others may use the full window.
@@ -471,7 +473,8 @@ class Inflater:
 
     With client context takeover the zlib stream lives as long as the
     connection; without it the stream is created for each message and freed
-    after it, so an idle connection holds no inflate memory.
+    after it, so an idle connection holds no inflate memory. After an error
+    the inflater is spent: the connection is to be closed with its code.
     """
 
     __slots__ = ("_bits", "_reset", "_zobj", "_size", "_fed")
@@ -588,7 +591,9 @@ def shared_deflater(key: DeflateKey) -> SharedDeflater:
     deflater = _shared.get(key)
     if deflater is None:
         with _shared_lock:
-            deflater = _shared.setdefault(key, SharedDeflater(key))
+            deflater = _shared.get(key)
+            if deflater is None:
+                deflater = _shared[key] = SharedDeflater(key)
     return deflater
 
 

@@ -13,9 +13,9 @@ cdef class Flusher:
 
 cdef class WebSocket:
     cdef public object app
-    cdef public object data
+    cdef object _data
     cdef public object subprotocol
-    cdef public object remote_address
+    cdef object _remote_address
     cdef public object ctx
     cdef object __weakref__
 
@@ -24,11 +24,10 @@ cdef class WebSocket:
     cdef object _http
     cdef object _options
     cdef FrameParser _parser
-    cdef object _handlers
     cdef dict _by_name
     cdef int _state
     cdef list _rooms
-    cdef object _queue
+    cdef object _queue            # deque, None until a handler goes async
     cdef bint _busy
     cdef bint _paused
     cdef bint _close_fired
@@ -39,11 +38,11 @@ cdef class WebSocket:
     cdef object _dumps
     cdef object _loads
     cdef bint _json_events
-    cdef list _drain_waiters
+    cdef list _drain_waiters      # None until someone awaits drain()
     cdef Py_ssize_t _skipped
     # write side: frames wait here until the end of the callback (corking)
     # or of the loop iteration (broadcasts), then leave in one write
-    cdef list _pending
+    cdef list _pending            # None while nothing waits
     cdef Py_ssize_t _pending_bytes
     cdef bint _corked
     cdef bint _dirty

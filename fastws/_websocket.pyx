@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_GET_SIZE
 
 from fastws._frame cimport FrameParser, encode_frame
 from fastws._frame import ERROR, ProtocolError, encode_close
-from fastws.events import Handlers, arity, json_event
+from fastws.events import add_handler, arity, json_event, remove_handler
 
 __all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message"]
 
@@ -117,19 +117,18 @@ cdef class WebSocket:
                  Flusher flusher=None):
         self.app = app
         self.ctx = ctx
-        self.data = {}
+        self._data = None
         self.subprotocol = subprotocol
-        self.remote_address = transport.get_extra_info("peername")
+        self._remote_address = None
         self._transport = transport
         self._write = transport.write
         self._http = http
         self._options = options
         self._parser = FrameParser(max_message_size=options.max_message_size)
-        self._handlers = Handlers()
-        self._by_name = self._handlers._by_name
+        self._by_name = {}
         self._state = S_OPEN
         self._rooms = []
-        self._queue = deque()
+        self._queue = None
         self._busy = False
         self._paused = False
         self._close_fired = False
@@ -140,15 +139,35 @@ cdef class WebSocket:
         self._dumps = options.dumps
         self._loads = options.loads
         self._json_events = options.json_events
-        self._drain_waiters = []
+        self._drain_waiters = None
         self._skipped = 0
-        self._pending = []
+        self._pending = None
         self._pending_bytes = 0
         self._max_backpressure = options.max_backpressure
         self._close_slow = options.backpressure == "close"
         self._flusher = flusher if flusher is not None else Flusher(self._loop)
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def remote_address(self):
+        """The client's (host, port), or None if unknown."""
+        # Looked up on first use: most connections never ask, and 10,000
+        # idle ones would each hold a tuple, a str and an int.
+        if self._remote_address is None and self._transport is not None:
+            self._remote_address = self._transport.get_extra_info("peername")
+        return self._remote_address
+
+    @property
+    def data(self):
+        """A dict for the user's per-connection state."""
+        if self._data is None:
+            self._data = {}
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = value
 
     @property
     def ready_state(self):
@@ -219,7 +238,10 @@ cdef class WebSocket:
         return True
 
     cdef int _queue_frame(self, bytes frame) except -1:
-        self._pending.append(frame)
+        if self._pending is None:
+            self._pending = [frame]
+        else:
+            self._pending.append(frame)
         self._pending_bytes += PyBytes_GET_SIZE(frame)
         if not self._corked and not self._dirty:
             self._dirty = True
@@ -228,10 +250,11 @@ cdef class WebSocket:
 
     cdef int _flush(self) except -1:
         cdef list pending = self._pending
-        cdef Py_ssize_t n = len(pending)
-        if n == 0:
+        cdef Py_ssize_t n
+        if pending is None:
             return 0
-        self._pending = []
+        n = len(pending)
+        self._pending = None
         self._pending_bytes = 0
         if self._transport is None:
             return 0
@@ -261,6 +284,8 @@ cdef class WebSocket:
                                            self._pending_bytes > self._max_backpressure):
             return
         fut = self._loop.create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
         self._drain_waiters.append(fut)
         await fut
 
@@ -306,15 +331,15 @@ cdef class WebSocket:
         """Register ``handler`` for ``event``; without a handler, a decorator."""
         if handler is None:
             def decorate(fn):
-                self._handlers.add(event, fn)
+                add_handler(self._by_name, event, fn)
                 return fn
             return decorate
-        self._handlers.add(event, handler)
+        add_handler(self._by_name, event, handler)
         return handler
 
     def off(self, event, handler):
         """Unregister ``handler``; True if it was registered."""
-        return self._handlers.remove(event, handler)
+        return remove_handler(self._by_name, event, handler)
 
     # ------------------------------------------------------------------ closing
 
@@ -385,10 +410,7 @@ cdef class WebSocket:
     def resume_writing(self):
         """The transport's buffer fell back under the limit: fire ``drain``."""
         self._write_paused = False
-        for fut in self._drain_waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._drain_waiters.clear()
+        self._release_drain_waiters()
         if "drain" in self._by_name:
             self._deliver("drain", ())
 
@@ -440,6 +462,7 @@ cdef class WebSocket:
 
     def _lost(self, exc):
         """The TCP connection is gone (called by the HTTP protocol)."""
+        self.remote_address     # keep it for close handlers and logs
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -449,13 +472,18 @@ cdef class WebSocket:
         self._state = S_CLOSED
         self._transport = None
         self._write = None
-        self._pending = []
+        self._pending = None
         self._pending_bytes = 0
-        for fut in self._drain_waiters:
-            if not fut.done():
-                fut.set_result(None)
-        self._drain_waiters.clear()
+        self._release_drain_waiters()
         self._fire_close()
+
+    def _release_drain_waiters(self):
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = None
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     def _fire_close(self):
         if self._close_fired:
@@ -506,6 +534,8 @@ cdef class WebSocket:
 
     cdef int _deliver(self, str event, tuple args) except -1:
         if self._busy:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append((event, args))
             if not self._paused and len(self._queue) >= QUEUE_PAUSE and self._transport is not None:
                 self._paused = True
@@ -540,7 +570,7 @@ cdef class WebSocket:
             # Only JSON objects naming a "type" can be events: skip the
             # parse for everything else.
             if type(text) is str and (<str>text).startswith("{") and '"type"' in <str>text:
-                named = json_event(text, self._handlers, self._loads)
+                named = json_event(text, self._by_name, self._loads)
                 if named is not None:
                     event = named[0]
                     args = (named[1],)
@@ -628,7 +658,7 @@ cdef class WebSocket:
             rooms.leave(room, self)
         self._rooms.clear()
         self.app._sockets.discard(self)
-        self._handlers.clear()
+        self._by_name.clear()
 
     def __repr__(self):
         return f"<WebSocket {self.remote_address} {_STATES[self._state].name}>"

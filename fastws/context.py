@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from http import HTTPStatus
 from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qsl
@@ -41,24 +42,39 @@ class Headers(Mapping[str, str]):
     """Case-insensitive request headers; repeated headers keep every value.
 
     ``headers["x"]`` and ``get`` join repeated values with ", " (RFC 9110 list
-    semantics); ``getall`` returns them one by one.
+    semantics); ``getall`` returns them one by one. Names are kept lower-case
+    and interned: a server holding thousands of upgraded connections keeps
+    each one's request headers, so they are stored once, compactly.
     """
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index",)
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        self._index: dict[str, str | list[str]] = {}
         for name, value in items or ():
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
         """Append one header (used while parsing)."""
-        self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        key = sys.intern(name.lower())
+        old = self._index.get(key)
+        if old is None:
+            self._index[key] = value
+        elif type(old) is list:
+            old.append(value)
+        else:
+            self._index[key] = [old, value]
 
     def __getitem__(self, name: str) -> str:
-        return ", ".join(self._index[name.lower()])
+        value = self._index[name.lower()]
+        return value if type(value) is str else ", ".join(value)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value of ``name`` (repeats joined with ", "), or ``default``."""
+        value = self._index.get(name.lower())
+        if value is None:
+            return default
+        return value if type(value) is str else ", ".join(value)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
@@ -71,14 +87,17 @@ class Headers(Mapping[str, str]):
 
     def getall(self, name: str) -> list[str]:
         """Every value sent for ``name``, in order (empty list if none)."""
-        return list(self._index.get(name.lower(), ()))
+        value = self._index.get(name.lower())
+        if value is None:
+            return []
+        return [value] if type(value) is str else list(value)
 
     def raw(self) -> list[tuple[str, str]]:
-        """The headers as received: original names, order and repeats."""
-        return list(self._items)
+        """Every (lower-case name, value) pair, repeats included."""
+        return [(k, v) for k in self._index for v in self.getall(k)]
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self.raw()!r})"
 
 
 class Response:
@@ -125,7 +144,7 @@ class Context:
     """
 
     __slots__ = ("app", "method", "path", "raw_query", "params", "headers",
-                 "http_version", "remote", "state", "_body", "_query", "is_websocket",
+                 "http_version", "remote", "_state", "_body", "_query", "is_websocket",
                  "__weakref__")
 
     def __init__(self, app: Any, method: str, path: str, raw_query: str, headers: Headers,
@@ -139,10 +158,17 @@ class Context:
         self.headers = headers
         self.http_version = http_version
         self.remote = remote
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None
         self.is_websocket = is_websocket
         self._body = body
         self._query: dict[str, str] | None = None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict for middleware and handlers to pass values along."""
+        if self._state is None:
+            self._state = {}
+        return self._state
 
     @property
     def query(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Event handler registry and JSON event dispatch for one WebSocket.
+"""Event handler tables and JSON event dispatch for WebSockets.
 
 Handlers may declare fewer parameters than an event offers; the arity is
 read once, at registration, so dispatch is a plain call.
@@ -7,9 +7,9 @@ read once, at registration, so dispatch is a plain call.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-__all__ = ["RESERVED_EVENTS", "Handlers", "arity", "json_event"]
+__all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity", "json_event"]
 
 # Events the server raises itself; a client's JSON "type" can never name them.
 RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain"})
@@ -32,49 +32,32 @@ def arity(fn: Callable[..., Any]) -> int:
     return n
 
 
-class Handlers:
-    """Handlers by event name, each stored with its arity."""
+def add_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event: str,
+                fn: Callable[..., Any]) -> None:
+    """Register ``fn`` for ``event`` in ``table`` (after the ones already there)."""
+    if not isinstance(event, str) or not event:
+        raise TypeError(f"event name must be a non-empty str, got {event!r}")
+    if not callable(fn):
+        raise TypeError(f"handler for {event!r} must be callable, got {fn!r}")
+    table.setdefault(event, []).append((fn, arity(fn)))
 
-    __slots__ = ("_by_name",)
 
-    def __init__(self) -> None:
-        self._by_name: dict[str, list[tuple[Callable[..., Any], int]]] = {}
-
-    def add(self, event: str, fn: Callable[..., Any]) -> None:
-        """Register ``fn`` for ``event`` (after the ones already there)."""
-        if not isinstance(event, str) or not event:
-            raise TypeError(f"event name must be a non-empty str, got {event!r}")
-        if not callable(fn):
-            raise TypeError(f"handler for {event!r} must be callable, got {fn!r}")
-        self._by_name.setdefault(event, []).append((fn, arity(fn)))
-
-    def remove(self, event: str, fn: Callable[..., Any]) -> bool:
-        """Unregister ``fn``; True if it was registered."""
-        entries = self._by_name.get(event)
-        if not entries:
-            return False
-        for i, (f, _) in enumerate(entries):
-            if f is fn or f == fn:
-                del entries[i]
-                if not entries:
-                    del self._by_name[event]
-                return True
+def remove_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event: str,
+                   fn: Callable[..., Any]) -> bool:
+    """Unregister ``fn`` from ``event``; True if it was registered."""
+    entries = table.get(event)
+    if not entries:
         return False
-
-    def get(self, event: str) -> list[tuple[Callable[..., Any], int]]:
-        """The handlers of ``event`` (empty list if none)."""
-        return self._by_name.get(event, [])
-
-    def has(self, event: str) -> bool:
-        """Whether anything listens for ``event``."""
-        return event in self._by_name
-
-    def clear(self) -> None:
-        """Forget every handler (breaks cycles once a socket is closed)."""
-        self._by_name.clear()
+    for i, (f, _) in enumerate(entries):
+        if f is fn or f == fn:
+            del entries[i]
+            if not entries:
+                del table[event]
+            return True
+    return False
 
 
-def json_event(text: str, handlers: Handlers, loads: Callable[[str], Any]) -> tuple[str, Any] | None:
+def json_event(text: str, handlers: Mapping[str, Any], loads: Callable[[str], Any]) -> tuple[str, Any] | None:
     """The (event, payload) a text message names, or None to treat it as plain.
 
     A JSON object with a string ``"type"`` that names a registered,
@@ -91,7 +74,7 @@ def json_event(text: str, handlers: Handlers, loads: Callable[[str], Any]) -> tu
     if type(obj) is not dict:
         return None
     name = obj.get("type")
-    if type(name) is not str or name in RESERVED_EVENTS or not handlers.has(name):
+    if type(name) is not str or name in RESERVED_EVENTS or name not in handlers:
         return None
     del obj["type"]
     if not obj:

@@ -66,7 +66,15 @@ class _Upgrade(Response):
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One client connection, HTTP first and WebSocket after an upgrade."""
+    """One client connection, HTTP first and WebSocket after an upgrade.
+
+    After the upgrade the transport talks to the WebSocket; this object stays
+    only for the server's bookkeeping, with its request state dropped.
+    """
+
+    __slots__ = ("app", "server", "transport", "ws", "_parser", "_url", "_headers",
+                 "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
+                 "_task", "_early", "_paused")
 
     def __init__(self, app: App, server: Server) -> None:
         self.app = app
@@ -77,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers: Headers = Headers()
         self._header_bytes = 0
+        self._header_count = 0
         self._body: list[bytes] = []
         self._body_size = 0
         self._requests: deque[Request] = deque()
@@ -132,6 +141,7 @@ class HttpProtocol(asyncio.Protocol):
         self._url = b""
         self._headers = Headers()
         self._header_bytes = 0
+        self._header_count = 0
         self._body = []
         self._body_size = 0
 
@@ -142,7 +152,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
-        if self._header_bytes > MAX_HEADER_BYTES or len(self._headers._items) >= MAX_HEADERS:
+        self._header_count += 1
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
             raise _Reject(431, "Request Header Fields Too Large")
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
@@ -300,9 +311,7 @@ class HttpProtocol(asyncio.Protocol):
         t.set_protocol(ws)
         t.set_write_buffer_limits(high=options.max_backpressure)
         early, self._early = self._early, None
-        self._parser = None
-        self._headers = Headers()
-        self._body = []
+        self._parser = self._headers = self._body = self._url = self._requests = None
         ws._start(up.handler, ctx)
         if early and self.transport is not None:
             ws.data_received(bytes(early))

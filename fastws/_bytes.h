@@ -37,6 +37,14 @@ static size_t fastws_mask(unsigned char *dst, const unsigned char *src, size_t n
     uint64_t k64;
     size_t i = 0, j;
 
+    /* Python buffers are only 16-byte aligned, so half of the 32-byte vector
+     * stores would straddle cache lines: on long runs align dst first. */
+    if (n >= 256) {
+        size_t head = (size_t)(-(uintptr_t)dst) & 31;
+        for (; i < head; i++)
+            dst[i] = src[i] ^ key[(phase + i) & 3];
+        src += head; dst += head; n -= head; phase = (phase + head) & 3; i = 0;
+    }
     for (j = 0; j < 8; j++)
         k[j] = key[(phase + j) & 3];
     memcpy(&k64, k, 8);

@@ -10,7 +10,7 @@ cdef extern from "_bytes.h":
 
 cdef class FrameParser:
     # limits and negotiated features
-    cdef readonly uint64_t max_message_size   # 0 means no limit
+    cdef uint64_t _max_size                   # 0 means no limit
     cdef readonly bint mask_required
     # header being assembled when it straddles two feed() calls
     cdef unsigned char _hdr[14]

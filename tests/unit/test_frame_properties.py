@@ -292,6 +292,14 @@ def test_round_trip_with_str_payloads(conversation, feeds):
 def test_encoder_matches_builder(opcode, payload, fin, rsv1, key):
     if opcode >= 0x8:
         payload = payload[:125]
+        if not fin or rsv1:
+            # RFC 6455 §5.5: control frames are never fragmented, and
+            # permessage-deflate never applies to them.
+            with pytest.raises(ValueError, match="control frames"):
+                encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask_key=key)
+            with pytest.raises(ValueError, match="control frames"):
+                frame_header(opcode, len(payload), fin=fin, rsv1=rsv1)
+            return
     frame = encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask_key=key)
     assert frame == client_frame(opcode, payload, fin=fin, rsv=4 if rsv1 else 0, mask_key=key)
     if key is None:

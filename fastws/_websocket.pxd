@@ -50,6 +50,19 @@ cdef class WebSocket:
     cdef Py_ssize_t _max_backpressure
     cdef bint _close_slow
     cdef Flusher _flusher
+    # liveness: monotonic seconds of the last byte received / of our ping
+    cdef double _last_rx
+    cdef double _ping_at
+    # rate limit: token bucket over data messages (rate 0: off)
+    cdef double _rate
+    cdef double _burst
+    cdef double _tokens
+    cdef double _rate_t
+    cdef bint _rate_drop
+    cdef Py_ssize_t _dropped
+
+    cpdef int _heartbeat(self, double now, double ping_interval, double idle_timeout) except -1
+    cdef bint _take_token(self) except -1
 
     cpdef bint send(self, object data) except -1
     cpdef bint _send_frame(self, bytes frame) except -1
@@ -62,3 +75,4 @@ cdef class WebSocket:
 
 
 cpdef bytes encode_message(object data, object dumps)
+cdef double monotonic() noexcept nogil

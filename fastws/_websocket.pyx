@@ -20,6 +20,7 @@ from collections import deque
 from enum import IntEnum
 
 from cpython.bytes cimport PyBytes_GET_SIZE
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastws._frame cimport FrameParser, encode_frame
 from fastws._frame import ERROR, ProtocolError, encode_close
@@ -56,6 +57,18 @@ class ReadyState(IntEnum):
 cdef tuple _STATES = (ReadyState.CONNECTING, ReadyState.OPEN, ReadyState.CLOSING,
                       ReadyState.CLOSED)
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
+
+
+cdef double monotonic() noexcept nogil:
+    """The clock of asyncio's loop.time() (CLOCK_MONOTONIC), without Python."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def monotonic_time():
+    """Seconds on the monotonic clock the heartbeat uses (as loop.time())."""
+    return monotonic()
 
 
 cdef inline bint _awaitable(object result):
@@ -146,6 +159,13 @@ cdef class WebSocket:
         self._max_backpressure = options.max_backpressure
         self._close_slow = options.backpressure == "close"
         self._flusher = flusher if flusher is not None else Flusher(self._loop)
+        self._last_rx = monotonic()
+        self._ping_at = 0.0
+        if options.rate_limit is not None:
+            self._rate, self._burst = options.rate_limit
+            self._tokens = self._burst
+            self._rate_t = self._last_rx
+        self._rate_drop = options.rate_limit_policy == "drop"
 
     # ------------------------------------------------------------------ state
 
@@ -205,6 +225,12 @@ cdef class WebSocket:
         """Broadcasts and sends not delivered to this socket because it was over
         its backpressure limit (``backpressure="skip"`` policy)."""
         return self._skipped
+
+    @property
+    def dropped(self):
+        """Messages from this client discarded by the rate limit
+        (``rate_limit_policy="drop"``)."""
+        return self._dropped
 
     @property
     def close_code(self):
@@ -378,6 +404,7 @@ cdef class WebSocket:
 
     def data_received(self, data):
         """Bytes from the client, in order (we are the transport's protocol)."""
+        self._last_rx = monotonic()
         self._corked = True
         try:
             self._feed(data)
@@ -424,6 +451,10 @@ cdef class WebSocket:
             kind = ev[0]
             value = ev[1]
             if kind == OP_TEXT or kind == OP_BINARY:
+                if self._rate > 0.0 and not self._take_token():
+                    if self._state != S_OPEN:
+                        return 0
+                    continue
                 self._deliver("message", (value,))
             elif kind == OP_PING:
                 if self._state == S_OPEN and self._transport is not None:
@@ -435,6 +466,43 @@ cdef class WebSocket:
                 self._on_close_frame(value[0], value[1])
             elif kind == ERROR:
                 self._on_protocol_error(value)
+        return 0
+
+    cdef bint _take_token(self) except -1:
+        """Spend one token of the rate limit; False when the message must go."""
+        cdef double now = monotonic()
+        self._tokens += (now - self._rate_t) * self._rate
+        self._rate_t = now
+        if self._tokens > self._burst:
+            self._tokens = self._burst
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        if self._rate_drop:
+            self._dropped += 1
+            self.app._dropped += 1
+        else:
+            log.info("closing %s: over its rate limit", self.remote_address)
+            self._fail(1008, "rate limit exceeded")
+        return False
+
+    cpdef int _heartbeat(self, double now, double ping_interval, double idle_timeout) except -1:
+        """Called by the server's sweep: ping a quiet client, drop a silent one."""
+        if self._state != S_OPEN or self._transport is None:
+            return 0
+        if self._ping_at != 0.0:
+            if self._last_rx >= self._ping_at:
+                self._ping_at = 0.0          # it answered (or said anything)
+            elif now - self._ping_at >= idle_timeout:
+                log.info("dropping %s: no answer to a ping within %.1fs",
+                         self.remote_address, idle_timeout)
+                self._start_close(1011, "keepalive timeout", encode_close(1011, "keepalive timeout"))
+                self._flush()
+                self._transport.abort()
+                return 0
+        if self._ping_at == 0.0 and now - self._last_rx >= ping_interval:
+            self._ping_at = now
+            self._queue_frame(encode_frame(OP_PING, b""))
         return 0
 
     def _feed_early(self, data):

@@ -43,6 +43,7 @@ class App:
         self._rooms = RoomRegistry()
         self._sockets: set[WebSocket] = set()
         self._skipped = 0
+        self._dropped = 0
         self._flusher: Flusher | None = None
 
     # ------------------------------------------------------------------ setup
@@ -89,14 +90,30 @@ class App:
         """Route DELETE requests to ``path``."""
         return self._register("DELETE", path, handler)
 
-    def ws(self, path: str, handler: Handler | None = None) -> Any:
+    def ws(self, path: str, handler: Handler | None = None, *,
+           guard: Callable[[Context], Any] | None = None) -> Any:
         """Route WebSocket upgrades at ``path`` to ``handler(ws, ctx)``;
-        a decorator without ``handler``. Needs ``app.use(websocket())`` first."""
+        a decorator without ``handler``. Needs ``app.use(websocket())`` first.
+
+        ``guard(ctx)`` (sync or async) runs before the handshake completes:
+        None or True accepts; False refuses with 403; it may also return a
+        Response or raise HTTPError to refuse with that status (e.g. 401).
+        """
         if self._ws_options is None:
             raise RuntimeError("app.ws() needs WebSocket support: call app.use(websocket()) "
                                "before registering WebSocket routes "
                                "(from fastws import websocket)")
-        return self._register("WS", path, handler)
+        if guard is not None and not callable(guard):
+            raise TypeError(f"guard for {path} must be callable, got {guard!r}")
+        if handler is None:
+            def decorate(fn: Handler) -> Handler:
+                self._register("WS", path, (fn, guard))
+                return fn
+            return decorate
+        if not callable(handler):
+            raise TypeError(f"handler for WS {path} must be callable, got {handler!r}")
+        self._register("WS", path, (handler, guard))
+        return handler
 
     def _register(self, kind: str, path: str, handler: Handler | None) -> Any:
         if handler is None:
@@ -104,9 +121,12 @@ class App:
                 self._register(kind, path, fn)
                 return fn
             return decorate
+        if kind == "WS":
+            self._router.add(kind, path, handler)
+            return handler
         if not callable(handler):
             raise TypeError(f"handler for {kind} {path} must be callable, got {handler!r}")
-        self._router.add(kind, path, handler if kind == "WS" else http_endpoint(handler))
+        self._router.add(kind, path, http_endpoint(handler))
         return handler
 
     # ------------------------------------------------------------------ rooms
@@ -131,6 +151,18 @@ class App:
     def rooms(self) -> list[Hashable]:
         """The rooms that have at least one socket."""
         return self._rooms.names()
+
+    @property
+    def skipped(self) -> int:
+        """Broadcasts and sends not delivered because a socket was over its
+        backpressure limit (``backpressure="skip"``), in total."""
+        return self._skipped
+
+    @property
+    def dropped(self) -> int:
+        """Client messages discarded by rate limits (``rate_limit_policy="drop"``),
+        in total."""
+        return self._dropped
 
     @property
     def connections(self) -> int:

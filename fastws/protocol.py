@@ -5,6 +5,7 @@ handed to the connection's WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -14,6 +15,7 @@ import httptools
 from fastws.context import Context, Headers, HTTPError, Response
 from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
                               select_subprotocol, validate_upgrade)
+from fastws._websocket import monotonic_time
 from fastws.websocket import WebSocket
 
 if TYPE_CHECKING:
@@ -74,7 +76,7 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("app", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
-                 "_task", "_early", "_paused")
+                 "_task", "_early", "_paused", "_since", "_in_request")
 
     def __init__(self, app: App, server: Server) -> None:
         self.app = app
@@ -92,6 +94,9 @@ class HttpProtocol(asyncio.Protocol):
         self._task: asyncio.Task | None = None
         self._early: bytearray | None = None   # bytes after an upgrade request
         self._paused = False
+        # handshake_timeout counts from here, and again after each response
+        self._since = monotonic_time()
+        self._in_request = False
 
     # ------------------------------------------------------------------ transport
 
@@ -138,6 +143,7 @@ class HttpProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ httptools callbacks
 
     def on_message_begin(self) -> None:
+        self._in_request = True
         self._url = b""
         self._headers = Headers()
         self._header_bytes = 0
@@ -164,6 +170,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_request = False
         p = self._parser
         self._requests.append(Request(
             p.get_method().decode("ascii"), self._url.decode("latin-1"),
@@ -197,10 +204,26 @@ class HttpProtocol(asyncio.Protocol):
         self._write_response(Response(reason, status, content_type="text/plain; charset=utf-8"),
                              keep_alive=False)
 
+    def check_deadline(self, now: float) -> None:
+        """Close a connection that has not sent a complete request within
+        ``handshake_timeout`` (called by the server's sweep)."""
+        if self._task is not None or self._early is not None or self.transport is None:
+            return      # a request is being answered
+        if now - self._since < self.server.handshake_timeout:
+            return
+        if self._in_request:
+            log.info("dropping %s: request not complete within %.1fs",
+                     self.transport.get_extra_info("peername"), self.server.handshake_timeout)
+            self._write_response(Response("Request Timeout", 408,
+                                          content_type="text/plain; charset=utf-8"), keep_alive=False)
+        else:
+            self.transport.close()
+
     def _write_response(self, response: Response, keep_alive: bool, head: bool = False) -> None:
         t = self.transport
         if t is None:
             return
+        self._since = monotonic_time()
         t.write(response.encode(keep_alive, head))
         if not keep_alive:
             t.close()
@@ -269,7 +292,8 @@ class HttpProtocol(asyncio.Protocol):
         self._write_response(response, keep_alive, head)
         return keep_alive
 
-    def _upgrade_endpoint(self, req: Request, handler: Any):
+    def _upgrade_endpoint(self, req: Request, target: Any):
+        handler, guard = target
         app = self.app
         options = app._ws_options
 
@@ -292,6 +316,14 @@ class HttpProtocol(asyncio.Protocol):
                 log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
                             len(app._sockets))
                 raise HTTPError(503, "Too many connections")
+            if guard is not None:
+                verdict = guard(ctx)
+                if inspect.isawaitable(verdict):
+                    verdict = await verdict
+                if verdict is False:
+                    raise HTTPError(403, "Forbidden")
+                if isinstance(verdict, Response):
+                    return verdict
             proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
                                        options.subprotocols)
             return _Upgrade(accept, proto, handler)

@@ -8,6 +8,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
+from fastws._websocket import monotonic_time
 from fastws.protocol import HttpProtocol
 from fastws.websocket import Flusher
 
@@ -43,6 +44,17 @@ class Server:
         self._connections: set[HttpProtocol] = set()
         self._idle: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        opts = app._ws_options
+        self.handshake_timeout = opts.handshake_timeout if opts is not None else 10.0
+        self._ping_interval = opts.ping_interval if opts is not None else None
+        self._idle_timeout = opts.idle_timeout if opts is not None else 0.0
+        # One sweep checks every connection's timers: a TimerHandle per
+        # socket would cost memory on each of thousands of idle connections.
+        periods = [self.handshake_timeout]
+        if self._ping_interval is not None:
+            periods += [self._ping_interval, self._idle_timeout]
+        self._sweep_every = min(1.0, max(0.05, min(periods) / 4))
 
     async def start(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
                     backlog: int = 1024, reuse_port: bool = False) -> None:
@@ -54,6 +66,22 @@ class Server:
         self._server = await loop.create_server(
             lambda: HttpProtocol(self.app, self), host, port,
             ssl=ssl, backlog=backlog, reuse_port=reuse_port or None)
+        self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        """Heartbeats for WebSockets, deadlines for HTTP connections."""
+        now = monotonic_time()
+        ping, idle = self._ping_interval, self._idle_timeout
+        try:
+            for proto in list(self._connections):
+                ws = proto.ws
+                if ws is None:
+                    proto.check_deadline(now)
+                elif ping is not None:
+                    ws._heartbeat(now, ping, idle)
+        finally:
+            if not self.closing:
+                self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     @property
     def sockets(self) -> list[Any]:
@@ -90,6 +118,8 @@ class Server:
                 await self._done.wait()
             return
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._idle = asyncio.Event()
         if self._server is not None:
             self._server.close()

@@ -32,7 +32,20 @@ class WebSocketOptions:
         socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
         that socket (``send`` returns False) and counts it in ``ws.skipped``.
         The ``drain`` event fires when the buffer falls back under the limit.
+    ping_interval: seconds of silence from a client after which the server
+        pings it (default 20). None turns the heartbeat off.
+    idle_timeout: seconds a pinged client has to send anything (its pong, or
+        any frame) before it is dropped with close code 1011 "keepalive
+        timeout" (default 20).
     close_timeout: seconds the client has to answer our close frame (default 10).
+    handshake_timeout: seconds a connection may take to send a complete
+        request, or stay idle between HTTP requests, before it is closed
+        (with "408 Request Timeout" if it was mid-request) (default 10).
+    rate_limit: None (default) or (messages per second, burst): a token
+        bucket per connection over data messages. ``rate_limit_policy``
+        decides what happens past it: "close" (default) closes with 1008
+        "rate limit exceeded"; "drop" discards the message before any
+        handler sees it and counts it in ``ws.dropped``.
     max_connections: open WebSockets allowed at once; further upgrade requests
         get HTTP 503 (default None: no limit).
     allowed_origins: if set, upgrade requests whose Origin header is not in it
@@ -48,7 +61,12 @@ class WebSocketOptions:
     max_message_size: int | None = 1 << 20
     max_backpressure: int = 1 << 20
     backpressure: str = "close"
+    ping_interval: float | None = 20.0
+    idle_timeout: float = 20.0
     close_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    rate_limit: tuple[float, int] | None = None
+    rate_limit_policy: str = "close"
     max_connections: int | None = None
     allowed_origins: Sequence[str] | None = None
     subprotocols: Sequence[str] = field(default_factory=tuple)
@@ -69,8 +87,30 @@ class WebSocketOptions:
         positive_int("max_connections", self.max_connections, True)
         if self.backpressure not in ("close", "skip"):
             raise ValueError(f"websocket(backpressure=...) must be 'close' or 'skip', got {self.backpressure!r}")
-        if not isinstance(self.close_timeout, (int, float)) or not 0 < self.close_timeout <= 3600:
-            raise ValueError(f"websocket(close_timeout=...) must be seconds in (0, 3600], got {self.close_timeout!r}")
+        def seconds(name: str, value: Any, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+                extra = " or None" if allow_none else ""
+                raise ValueError(f"websocket({name}=...) must be seconds in (0, 86400]{extra}, got {value!r}")
+
+        seconds("ping_interval", self.ping_interval, allow_none=True)
+        seconds("idle_timeout", self.idle_timeout)
+        seconds("close_timeout", self.close_timeout)
+        seconds("handshake_timeout", self.handshake_timeout)
+        if self.rate_limit is not None:
+            try:
+                rate, burst = self.rate_limit
+            except (TypeError, ValueError):
+                rate = burst = None
+            if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0
+                    or type(burst) is not int or burst < 1):
+                raise ValueError("websocket(rate_limit=...) must be None or (messages per second > 0, "
+                                 f"burst >= 1 as an int), got {self.rate_limit!r}")
+            object.__setattr__(self, "rate_limit", (float(rate), burst))
+        if self.rate_limit_policy not in ("close", "drop"):
+            raise ValueError(f"websocket(rate_limit_policy=...) must be 'close' or 'drop', "
+                             f"got {self.rate_limit_policy!r}")
         if self.allowed_origins is not None:
             if isinstance(self.allowed_origins, str) or not all(isinstance(o, str) for o in self.allowed_origins):
                 raise ValueError("websocket(allowed_origins=...) must be a list of origin strings "

@@ -6,7 +6,8 @@ object to each member's send queue at C level, and each member leaves in one
 write per loop iteration however many broadcasts reached it.
 """
 
-from fastws._websocket cimport WebSocket
+from fastws._frame cimport encode_frame
+from fastws._websocket cimport WebSocket, compressed_frame
 
 __all__ = ["RoomRegistry"]
 
@@ -57,9 +58,14 @@ cdef class RoomRegistry:
         cdef dict members = self._rooms.get(room)
         return [] if members is None else list(members)
 
-    cpdef Py_ssize_t publish(self, object room, bytes frame, object skip=None) except -1:
-        """Queue ``frame`` for every member of ``room`` except ``skip``.
+    cpdef Py_ssize_t publish(self, object room, int opcode, object payload,
+                             object skip=None) except -1:
+        """Queue one message for every member of ``room`` except ``skip``.
 
+        The message is framed once; members that negotiated permessage-deflate
+        without server context takeover share one compressed frame per set of
+        settings (so a room costs at most a handful of deflates, never one per
+        member); members with context takeover get the uncompressed frame.
         Returns how many members accepted it (sockets that are closing, or
         over their backpressure limit, do not). Iterates a snapshot, so a
         member that leaves mid-loop (say, closed as a slow consumer) is harmless.
@@ -67,12 +73,25 @@ cdef class RoomRegistry:
         cdef dict members = self._rooms.get(room)
         cdef Py_ssize_t sent = 0
         cdef WebSocket ws
+        cdef bytes plain = None
+        cdef bytes frame
+        cdef dict by_key = None
         if members is None:
             return 0
         for member in list(members):
             if member is skip:
                 continue
             ws = <WebSocket>member
+            if ws._deflate_key is None:
+                if plain is None:
+                    plain = encode_frame(opcode, payload)
+                frame = plain
+            else:
+                if by_key is None:
+                    by_key = {}
+                frame = by_key.get(ws._deflate_key)
+                if frame is None:
+                    frame = by_key[ws._deflate_key] = compressed_frame(ws._deflater, opcode, payload)
             if ws._send_frame(frame):
                 sent += 1
         return sent

@@ -33,11 +33,17 @@ cdef class FrameParser:
     cdef unsigned char _ctrl[125]
     cdef Py_ssize_t _ctrl_len
     cdef readonly object error                # the ProtocolError that stopped us
+    # permessage-deflate (RFC 7692): set when negotiated
+    cdef object _inflater
+    cdef bint _compressed                     # the open message has RSV1
+    cdef list _parts                          # its inflated fragments so far
 
     cpdef list feed(self, object data)
     cdef int _fail(self, list out, int code, str reason) except -1
     cdef Py_ssize_t _header(self, const unsigned char *p, Py_ssize_t avail, list out) except -2
     cdef int _frame_done(self, list out) except -1
+    cdef int _inflated_done(self, list out, bint ended) except -1
+    cdef object _inflate(self, list out, object payload, bint whole)
     cdef int _control(self, list out, const unsigned char *p, Py_ssize_t n) except -1
     cdef int _grow(self, size_t need) except -1
     cdef void _reset_message(self) noexcept

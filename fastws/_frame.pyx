@@ -109,7 +109,7 @@ cdef class FrameParser:
         self._msg_len = 0
         self._msg_cap = 0
 
-    def __init__(self, *, max_message_size=1 << 20, bint mask_required=True):
+    def __init__(self, *, max_message_size=1 << 20, bint mask_required=True, inflater=None):
         if max_message_size is None:
             self._max_size = 0
         else:
@@ -119,6 +119,7 @@ cdef class FrameParser:
             self._max_size = max_message_size
         self.mask_required = mask_required
         self.error = None
+        self._inflater = inflater
 
     def __dealloc__(self):
         if self._msg != NULL:
@@ -139,6 +140,8 @@ cdef class FrameParser:
         self._msg_opcode = 0
         self._msg_len = 0
         self._utf8 = 0
+        self._compressed = False
+        self._parts = None
         # Give the buffer back: idle connections should cost nothing here.
         if self._msg != NULL:
             PyMem_Free(self._msg)
@@ -237,7 +240,7 @@ cdef class FrameParser:
                         self._phase = fastws_mask(dst, src, take, self._key, self._phase)
                 else:
                     memcpy(dst, src, take)
-                if self._msg_opcode == 0x1 and self._opcode < 0x8:
+                if self._msg_opcode == 0x1 and self._opcode < 0x8 and not self._compressed:
                     # Fail fast: judge text bytes as they arrive, not at the end.
                     if fastws_utf8_check(dst, take, &self._utf8) < 0:
                         self._fail(out, 1007, "invalid UTF-8 in text message")
@@ -298,8 +301,12 @@ cdef class FrameParser:
                       (<uint64_t>p[5] << 32) | (<uint64_t>p[6] << 24) | (<uint64_t>p[7] << 16) |
                       (<uint64_t>p[8] << 8) | <uint64_t>p[9])
 
-        if b0 & 0x70:
+        cdef bint rsv1 = (b0 & 0x40) != 0
+        if b0 & 0x30 or (rsv1 and self._inflater is None):
             self._fail(out, 1002, "reserved bits set without a negotiated extension")
+            return -1
+        if rsv1 and not (opcode == 0x1 or opcode == 0x2):
+            self._fail(out, 1002, "RSV1 set on a continuation or control frame")
             return -1
         if opcode >= 0x8:
             if opcode > 0xA:
@@ -341,6 +348,20 @@ cdef class FrameParser:
         if opcode != 0x0 and opcode < 0x8 and fin and <uint64_t>(avail - hlen) >= length:
             # Fast path: a whole single-frame message in hand, one copy out.
             payload = p + hlen
+            if rsv1:
+                blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
+                self._unmask_into(<unsigned char *>PyBytes_AS_STRING(blob), payload,
+                                  <Py_ssize_t>length)
+                self._msg_opcode = opcode
+                self._compressed = True
+                self._parts = []
+                if self._inflate(out, blob, True) is None:
+                    return -1
+                self._inflated_done(out, True)
+                if self.error is not None:
+                    return -1
+                self._remaining = 0
+                return hlen + <Py_ssize_t>length
             if opcode == 0x2:
                 blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
                 tmp = <unsigned char *>PyBytes_AS_STRING(blob)
@@ -367,6 +388,9 @@ cdef class FrameParser:
         elif opcode != 0x0:
             self._msg_opcode = opcode
             self._utf8 = 0
+            if rsv1:
+                self._compressed = True
+                self._parts = []
         if length == 0:
             self._frame_done(out)
             if self.error is not None:
@@ -391,6 +415,16 @@ cdef class FrameParser:
             self._control(out, self._ctrl, self._ctrl_len)
             self._ctrl_len = 0
             return 0
+        if self._compressed:
+            # Inflate each fragment as it completes, so the size bound and
+            # the UTF-8 check act before the whole message is in.
+            chunk = PyBytes_FromStringAndSize(<const char *>self._msg, self._msg_len)
+            self._msg_len = 0
+            if self._inflate(out, chunk, False) is None:
+                return 0
+            if self._fin:
+                self._inflated_done(out, False)
+            return 0
         if not self._fin:
             return 0
         if self._msg_opcode == 0x1:
@@ -402,6 +436,52 @@ cdef class FrameParser:
         else:
             value = PyBytes_FromStringAndSize(<const char *>self._msg, self._msg_len)
         out.append((self._msg_opcode, value))
+        self._reset_message()
+        return 0
+
+    cdef object _inflate(self, list out, object payload, bint whole):
+        """Inflate compressed bytes of the open message into ``_parts``
+        (``payload`` None: end the message's stream); None after a failure
+        (the error event is already in ``out``)."""
+        cdef bytes data
+        cdef object limit = self._max_size if self._max_size else None
+        try:
+            if payload is None:
+                data = self._inflater.finish(limit)
+            elif whole:
+                data = self._inflater.decompress(payload, limit)
+            else:
+                data = self._inflater.feed(payload, limit)
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if code is None:
+                raise
+            self._fail(out, code, exc.reason)
+            return None
+        if data:
+            if self._msg_opcode == 0x1 and \
+                    fastws_utf8_check(<const unsigned char *>PyBytes_AS_STRING(data),
+                                      PyBytes_GET_SIZE(data), &self._utf8) < 0:
+                self._fail(out, 1007, "invalid UTF-8 in text message")
+                return None
+            self._parts.append(data)
+        return True
+
+    cdef int _inflated_done(self, list out, bint ended) except -1:
+        """The last fragment of a compressed message is in: end the inflate
+        stream (unless ``decompress`` already did) and emit the message."""
+        cdef bytes whole
+        if not ended and self._inflate(out, None, False) is None:
+            return 0
+        whole = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        if self._msg_opcode == 0x1:
+            if self._utf8 != 0:
+                self._fail(out, 1007, "text message ends inside a UTF-8 sequence")
+                return 0
+            out.append((0x1, PyUnicode_DecodeUTF8(PyBytes_AS_STRING(whole),
+                                                  PyBytes_GET_SIZE(whole), NULL)))
+        else:
+            out.append((0x2, whole))
         self._reset_message()
         return 0
 

@@ -61,6 +61,11 @@ cdef class WebSocket:
     cdef bint _rate_drop
     cdef Py_ssize_t _dropped
 
+    # permessage-deflate: None unless negotiated; the key is shared by all
+    # sockets whose compressed frames are interchangeable (None: not shareable)
+    cdef object _deflater
+    cdef readonly object _deflate_key
+
     cpdef int _heartbeat(self, double now, double ping_interval, double idle_timeout) except -1
     cdef bint _take_token(self) except -1
 
@@ -75,4 +80,6 @@ cdef class WebSocket:
 
 
 cpdef bytes encode_message(object data, object dumps)
+cpdef tuple encode_payload(object data, object dumps)
+cdef bytes compressed_frame(object deflater, int opcode, object payload)
 cdef double monotonic() noexcept nogil

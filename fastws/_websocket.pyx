@@ -26,7 +26,7 @@ from fastws._frame cimport FrameParser, encode_frame
 from fastws._frame import ERROR, ProtocolError, encode_close
 from fastws.events import add_handler, arity, json_event, remove_handler
 
-__all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message"]
+__all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message", "encode_payload"]
 
 log = logging.getLogger("fastws")
 
@@ -93,6 +93,28 @@ cpdef bytes encode_message(object data, object dumps):
     return encode_frame(OP_TEXT, dumps(data))
 
 
+cpdef tuple encode_payload(object data, object dumps):
+    """(opcode, payload) for ``data``, by the rules of ``encode_message``."""
+    if type(data) is str:
+        return (OP_TEXT, data)
+    if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
+        return (OP_BINARY, data)
+    if isinstance(data, str):
+        return (OP_TEXT, str(data))
+    return (OP_TEXT, dumps(data))
+
+
+cdef bytes compressed_frame(object deflater, int opcode, object payload):
+    """The frame for ``payload`` through a connection's deflater (which sends
+    small or incompressible messages as they are, RSV1 clear)."""
+    if type(payload) is str:
+        payload = (<str>payload).encode("utf-8")
+    elif type(payload) is not bytes:
+        payload = bytes(payload)
+    data, rsv1 = deflater.encode(payload)
+    return encode_frame(opcode, data, True, rsv1)
+
+
 cdef class Flusher:
     """Writes every socket that broadcasts made dirty, once per loop iteration."""
 
@@ -127,7 +149,7 @@ cdef class WebSocket:
     """
 
     def __init__(self, app, transport, options, ctx=None, subprotocol=None, http=None,
-                 Flusher flusher=None):
+                 Flusher flusher=None, negotiated=None):
         self.app = app
         self.ctx = ctx
         self._data = None
@@ -137,7 +159,14 @@ cdef class WebSocket:
         self._write = transport.write
         self._http = http
         self._options = options
-        self._parser = FrameParser(max_message_size=options.max_message_size)
+        if negotiated is not None:
+            from fastws.compression import Deflater, Inflater
+            self._parser = FrameParser(max_message_size=options.max_message_size,
+                                       inflater=Inflater(negotiated))
+            self._deflater = Deflater(negotiated)
+            self._deflate_key = negotiated.key
+        else:
+            self._parser = FrameParser(max_message_size=options.max_message_size)
         self._by_name = {}
         self._state = S_OPEN
         self._rooms = []
@@ -227,6 +256,12 @@ cdef class WebSocket:
         return self._skipped
 
     @property
+    def compression(self):
+        """What permessage-deflate settings were agreed with this client
+        (a ``fastws.compression.Negotiated``), or None."""
+        return self._deflater._negotiated if self._deflater is not None else None
+
+    @property
     def dropped(self):
         """Messages from this client discarded by the rate limit
         (``rate_limit_policy="drop"``)."""
@@ -245,7 +280,10 @@ cdef class WebSocket:
         or (``backpressure="skip"``) is over its backpressure limit."""
         if self._state != S_OPEN:
             return False
-        return self._send_frame(encode_message(data, self._dumps))
+        if self._deflater is None:
+            return self._send_frame(encode_message(data, self._dumps))
+        opcode, payload = encode_payload(data, self._dumps)
+        return self._send_frame(compressed_frame(self._deflater, opcode, payload))
 
     cpdef bint _send_frame(self, bytes frame) except -1:
         """Queue one ready frame, honouring the backpressure policy."""

@@ -12,7 +12,7 @@ from fastws.context import Context, HTTPError, Response
 from fastws.events import arity
 from fastws.plugins.websocket import default_dumps
 from fastws.routing import Router
-from fastws.websocket import Flusher, WebSocket, encode_message
+from fastws.websocket import Flusher, WebSocket, encode_payload
 
 if TYPE_CHECKING:
     import ssl as _ssl
@@ -140,7 +140,8 @@ class App:
         if self._rooms.size(room) == 0:
             return 0
         dumps = self._ws_options.dumps if self._ws_options else default_dumps
-        return self._rooms.publish(room, encode_message(data, dumps), skip)
+        opcode, payload = encode_payload(data, dumps)
+        return self._rooms.publish(room, opcode, payload, skip)
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""

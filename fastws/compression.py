@@ -636,16 +636,13 @@ class Deflater:
     def encode(self, payload: bytes) -> tuple[bytes, bool]:
         """What to send for a message and whether to set RSV1.
 
-        Messages under ``compress_min_size`` go as they are. Without context
-        takeover a message that would not shrink goes as it is too; with it,
-        the compressor's window already holds the message, so its output must
-        be sent. Without context takeover the result depends only on the key,
-        the threshold and the payload: for a broadcast, compute it once and
-        send it to every connection with that key.
+        Messages under ``compress_min_size`` go as they are; the others are
+        compressed, even the rare one that does not shrink (deflate's stored
+        blocks cost it a few bytes), so the rule is one a client can predict.
+        Without context takeover the result depends only on the key, the
+        threshold and the payload: for a broadcast, compute it once and send
+        it to every connection with that key.
         """
         if len(payload) < self._negotiated.compress_min_size:
             return payload, False
-        data = self.compress(payload)
-        if self._shared is not None and len(data) >= len(payload):
-            return payload, False
-        return data, True
+        return self.compress(payload), True

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httptools
 
+from fastws.compression import negotiate
 from fastws.context import Context, Headers, HTTPError, Response
 from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
                               select_subprotocol, validate_upgrade)
@@ -58,13 +59,16 @@ class _Reject(Exception):
 class _Upgrade(Response):
     """What a WebSocket route's endpoint returns when the upgrade may proceed."""
 
-    __slots__ = ("accept", "subprotocol", "handler")
+    __slots__ = ("accept", "subprotocol", "handler", "extensions", "negotiated")
 
-    def __init__(self, accept: str, subprotocol: str | None, handler: Any) -> None:
+    def __init__(self, accept: str, subprotocol: str | None, handler: Any,
+                 extensions: str | None = None, negotiated: Any = None) -> None:
         super().__init__(b"", 101)
         self.accept = accept
         self.subprotocol = subprotocol
         self.handler = handler
+        self.extensions = extensions
+        self.negotiated = negotiated
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -326,7 +330,11 @@ class HttpProtocol(asyncio.Protocol):
                     return verdict
             proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
                                        options.subprotocols)
-            return _Upgrade(accept, proto, handler)
+            extensions = negotiated = None
+            if options.compression is not None:
+                extensions, negotiated = negotiate(req.headers.getall("sec-websocket-extensions"),
+                                                   options.compression)
+            return _Upgrade(accept, proto, handler, extensions, negotiated)
 
         return upgrade
 
@@ -334,8 +342,9 @@ class HttpProtocol(asyncio.Protocol):
         """Send 101 and hand the connection to a new WebSocket."""
         t = self.transport
         options = self.app._ws_options
-        t.write(response_101(up.accept, up.subprotocol))
-        ws = WebSocket(self.app, t, options, ctx, up.subprotocol, self, self.app._flusher)
+        t.write(response_101(up.accept, up.subprotocol, up.extensions))
+        ws = WebSocket(self.app, t, options, ctx, up.subprotocol, self, self.app._flusher,
+                       up.negotiated)
         self.ws = ws
         self.app._sockets.add(ws)
         # From here the transport talks to the WebSocket directly; we keep

@@ -8,10 +8,11 @@ Members: ``send(data)``, ``join(room)``, ``leave(room)``, ``room``, ``rooms``,
 ``off(event, handler)``, ``close(code=1000, reason="")``, ``ping(payload=b"")``,
 ``await drain()``, ``ready_state``, ``buffered_amount``, ``skipped``, ``data``
 (a dict for per-connection state), ``ctx`` (the upgrade request), ``subprotocol``,
-``remote_address``; camelCase aliases ``broadcastAll``, ``readyState``,
+``remote_address``, ``compression`` (the permessage-deflate settings agreed,
+or None), ``dropped``; camelCase aliases ``broadcastAll``, ``readyState``,
 ``bufferedAmount``.
 """
 
-from fastws._websocket import Flusher, ReadyState, WebSocket, encode_message
+from fastws._websocket import Flusher, ReadyState, WebSocket, encode_message, encode_payload
 
-__all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message"]
+__all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message", "encode_payload"]

@@ -51,6 +51,13 @@ class WebSocketOptions:
     allowed_origins: if set, upgrade requests whose Origin header is not in it
         get HTTP 403 (default None: any origin).
     subprotocols: subprotocols we speak, in order of preference (default none).
+    compression: permessage-deflate (RFC 7692). Off by default (None/False):
+        inflating a client's messages costs more CPU than fastws's whole
+        per-message path, so it is worth it only where bandwidth is dear.
+        True turns it on with ``fastws.compression.DeflateOptions()`` defaults
+        (no context takeover either way, so idle connections hold no zlib
+        memory and a broadcast is compressed once; messages under 128 bytes
+        go uncompressed); pass a DeflateOptions to tune it.
     json_events: route JSON text messages with a "type" to handlers of that
         name (default True).
     dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
@@ -70,6 +77,7 @@ class WebSocketOptions:
     max_connections: int | None = None
     allowed_origins: Sequence[str] | None = None
     subprotocols: Sequence[str] = field(default_factory=tuple)
+    compression: Any = None
     json_events: bool = True
     dumps: Callable[[Any], Any] = default_dumps
     loads: Callable[[Any], Any] = json.loads
@@ -119,6 +127,16 @@ class WebSocketOptions:
         if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
             raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
         object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
+        from fastws.compression import DeflateOptions
+        if self.compression is None or self.compression is False:
+            object.__setattr__(self, "compression", None)
+        elif self.compression is True:
+            object.__setattr__(self, "compression", DeflateOptions())
+        elif not isinstance(self.compression, DeflateOptions):
+            raise ValueError("websocket(compression=...) must be None, False, True or a "
+                             f"fastws.compression.DeflateOptions, got {self.compression!r}")
+        elif not self.compression.enabled:
+            object.__setattr__(self, "compression", None)
         if not callable(self.dumps) or not callable(self.loads):
             raise ValueError("websocket(dumps=..., loads=...) must be callables")
 

@@ -20,6 +20,7 @@ import signal
 import sys
 
 from fastws import WebSocket, create_app, websocket
+from fastws.compression import DeflateOptions
 from fastws.server import new_event_loop
 
 __all__ = ["app", "MAX_MESSAGE", "main"]
@@ -30,9 +31,15 @@ MAX_MESSAGE = 16 * 2**20 + 1024
 
 app = create_app()
 # A 16 MiB echo sits in the send buffer while kosoku reads it, so the
-# backpressure limit must hold a whole echoed message.
+# backpressure limit must hold a whole echoed message. Compression is on so
+# sections 12-13 (permessage-deflate) are played; the other sections offer
+# no extension, so they run uncompressed as before.
 app.use(websocket(max_message_size=MAX_MESSAGE, max_backpressure=2 * MAX_MESSAGE,
-                  json_events=False))
+                  json_events=False,
+                  # Every echo compressed, whatever its size: the cases then
+                  # test our deflate on every message (and kosoku 0.1.0
+                  # raises on uncompressed text echoes in 12.*/13.*).
+                  compression=DeflateOptions(compress_min_size=0)))
 
 
 @app.ws("/")

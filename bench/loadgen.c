@@ -1,0 +1,1014 @@
+/*
+ * loadgen: a single-threaded epoll WebSocket load generator for bench/compare.py.
+ *
+ * It is the client side of the server comparison: it must never be the slower party,
+ * so it does no per-message allocation, parses server frames in place from one shared
+ * read buffer, and batches every reply a read produces into one send() per connection.
+ *
+ * Modes (one JSON object on stdout at the end; diagnostics on stderr):
+ *   echo    C connections to /echo, each keeping P messages of S bytes in flight.
+ *           Measures msg/s and per-message round-trip latency.
+ *   fanout  R receivers + 1 publisher on /fanout. The publisher keeps W messages in
+ *           flight; payload = [u64 seq][u64 publish time ns][padding]. A message leaves
+ *           the window once all R receivers have it (or after --stall seconds, counted).
+ *           Every frame a receiver gets is counted; lost = expected - received after a
+ *           drain period; latency is publish -> receipt.
+ *   idle    N connections held open. Prints {"event":"holding",...} once all are open
+ *           and waits for a line (or EOF) on stdin before closing, so the harness can
+ *           read the server's RSS while they are held.
+ *
+ * With --pid, the server's CPU time (utime+stime from /proc/PID/stat) is read at the
+ * exact boundaries of the measured phase, so CPU per delivered message covers the very
+ * same window as the message count.
+ *
+ * Build: cc -O2 -o loadgen loadgen.c   (bench/compare.py does this and caches by mtime)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ utilities */
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *msg) {
+    printf("{\"error\": \"%s\"}\n", msg);
+    fflush(stdout);
+    exit(2);
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void) {
+    /* xorshift64*: mask keys only need to vary, not to be secret, in a benchmark. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint64_t get_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/* ---------------------------------------------------------- SHA-1 and base64 */
+/* Only used to check Sec-WebSocket-Accept, i.e. on messages of about 60 bytes. */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const uint8_t *blk) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)blk[4 * i] << 24 | (uint32_t)blk[4 * i + 1] << 16 |
+               (uint32_t)blk[4 * i + 2] << 8 | (uint32_t)blk[4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) { f = (b & c) | (~b & d); k = 0x5A827999; }
+        else if (i < 40) { f = b ^ c ^ d; k = 0x6ED9EBA1; }
+        else if (i < 60) { f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC; }
+        else { f = b ^ c ^ d; k = 0xCA62C1D6; }
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d; d = c; c = rol32(b, 30); b = a; a = t;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e;
+}
+
+static void sha1(const uint8_t *msg, size_t len, uint8_t out[20]) {
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t full = len / 64 * 64;
+    for (size_t i = 0; i < full; i += 64) sha1_block(h, msg + i);
+    uint8_t tail[128] = {0};
+    size_t rest = len - full;
+    memcpy(tail, msg + full, rest);
+    tail[rest] = 0x80;
+    size_t tlen = rest < 56 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) tail[tlen - 1 - i] = (uint8_t)(bits >> (8 * i));
+    for (size_t i = 0; i < tlen; i += 64) sha1_block(h, tail + i);
+    for (int i = 0; i < 5; i++) {
+        out[4 * i] = h[i] >> 24; out[4 * i + 1] = h[i] >> 16;
+        out[4 * i + 2] = h[i] >> 8; out[4 * i + 3] = h[i];
+    }
+}
+
+static void base64(const uint8_t *in, size_t len, char *out) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len) v |= in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? tab[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+/* -------------------------------------------------------- latency histogram */
+/* Log-linear buckets over nanoseconds: 64 sub-buckets per power of two (~1.6% error). */
+
+#define HIST_SUB 64
+#define HIST_BUCKETS (HIST_SUB + 58 * HIST_SUB)
+
+static uint64_t hist[HIST_BUCKETS];
+static uint64_t hist_total;
+static uint64_t hist_max;
+
+static int hist_index(uint64_t v) {
+    if (v < HIST_SUB) return (int)v;
+    int e = 63 - __builtin_clzll(v);             /* >= 6 */
+    int sub = (int)((v >> (e - 6)) & (HIST_SUB - 1));
+    return HIST_SUB + (e - 6) * HIST_SUB + sub;
+}
+
+static uint64_t hist_value(int idx) {
+    if (idx < HIST_SUB) return (uint64_t)idx;
+    int e = (idx - HIST_SUB) / HIST_SUB + 6;
+    uint64_t sub = (uint64_t)((idx - HIST_SUB) % HIST_SUB);
+    uint64_t lo = (1ull << e) | (sub << (e - 6));
+    return lo + (1ull << (e - 6)) / 2;           /* bucket midpoint */
+}
+
+static void hist_add(uint64_t v) {
+    hist[hist_index(v)]++;
+    hist_total++;
+    if (v > hist_max) hist_max = v;
+}
+
+static double hist_quantile_us(double q) {
+    if (!hist_total) return 0.0;
+    uint64_t want = (uint64_t)(q * (double)hist_total);
+    if (want >= hist_total) want = hist_total - 1;
+    uint64_t cum = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++) {
+        cum += hist[i];
+        if (cum > want) return (double)hist_value(i) / 1000.0;
+    }
+    return (double)hist_max / 1000.0;
+}
+
+/* ------------------------------------------------------------- server CPU */
+
+static double proc_cpu_seconds(int pid) {
+    if (pid <= 0) return -1.0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1.0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1.0;
+    buf[n] = 0;
+    /* The command name may contain spaces and parentheses: fields start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p) return -1.0;
+    p += 2;                                      /* now at field 3 (state) */
+    unsigned long long utime = 0, stime = 0;
+    for (int field = 3; field <= 15 && *p; field++) {
+        char *end = strchr(p, ' ');
+        if (field == 14) utime = strtoull(p, NULL, 10);
+        if (field == 15) stime = strtoull(p, NULL, 10);
+        if (!end) break;
+        p = end + 1;
+    }
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* ------------------------------------------------------------- connections */
+
+enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
+enum { ROLE_ECHO, ROLE_RECEIVER, ROLE_PUBLISHER, ROLE_IDLE };
+
+typedef struct conn {
+    int fd;
+    uint8_t state, role, want_out;
+    /* handshake */
+    char *hs_buf;
+    int hs_len;
+    char accept[32];
+    /* frame parser state */
+    uint8_t in_frame, masked, opcode, fin;
+    uint8_t hdr[14];
+    uint8_t hlen, hneed;
+    uint8_t mask[4];
+    uint64_t remaining, frame_pos, frame_len;
+    /* message being assembled (only its first 16 bytes matter) */
+    uint8_t msg_opcode, msg_headlen;
+    uint8_t msg_head[16];
+    uint64_t msg_len;
+    /* control frame payload (<= 125 bytes), kept to answer pings */
+    uint8_t ctl[125];
+    uint8_t ctl_len;
+    /* output */
+    uint8_t *out;
+    size_t out_len, out_off, out_cap;
+    /* echo: send times of the messages in flight, in order */
+    uint64_t *fifo;
+    uint32_t fifo_head, fifo_count;
+    /* fan-out receiver bookkeeping */
+    uint8_t probe_seen, seq_started;
+    uint64_t next_expected;
+    uint64_t got_measured;
+} conn;
+
+/* configuration */
+static const char *cfg_mode = "echo";
+static const char *cfg_host = "127.0.0.1";
+static int cfg_port = 0;
+static const char *cfg_path = NULL;
+static int cfg_conns = 64;
+static int cfg_inflight = 4;
+static int cfg_size = 32;
+static int cfg_window = 16;
+static double cfg_warmup = 2.0;
+static double cfg_duration = 5.0;
+static double cfg_drain = 5.0;
+static double cfg_stall = 5.0;
+static double cfg_setup_timeout = 120.0;
+static double cfg_hold_max = 120.0;
+static int cfg_pid = 0;
+static int cfg_max_pending = 256;
+
+/* global state */
+static int ep;
+static conn *conns;
+static int nconns;
+static int next_to_connect, pending, opened;
+static uint64_t connect_errors, handshake_errors, server_closed, bad_frames;
+static struct sockaddr_in server_addr;
+static uint8_t *payload_pattern;
+static uint8_t rbuf[256 * 1024];
+static volatile sig_atomic_t interrupted;
+
+enum { PH_SETUP, PH_PROBE, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD, PH_DONE };
+static int phase = PH_SETUP;
+static uint64_t t_phase_end;                     /* end of warm-up / measure / drain */
+static uint64_t t_measure_start, t_measure_end;
+static double cpu_server_start, cpu_server_end, cpu_self_start, cpu_self_end;
+static uint64_t measured_msgs;                   /* echo replies or fan-out frames in window */
+static uint64_t publisher_frames;                /* frames the server sent back to the publisher */
+
+/* fan-out window */
+#define RING (1u << 16)
+static uint32_t *ring_count;
+static uint64_t *ring_time;
+static uint64_t next_seq = 1, oldest_seq = 1;
+static uint64_t first_measured_seq, last_measured_seq;
+static uint64_t stalls, out_of_order, gaps, probes_ready;
+static uint64_t t_last_probe;
+static int receivers;
+
+static void out_reserve(conn *c, size_t extra) {
+    if (c->out_len + extra <= c->out_cap) return;
+    if (c->out_off) {                            /* compact before growing */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+        if (c->out_len + extra <= c->out_cap) return;
+    }
+    size_t cap = c->out_cap ? c->out_cap : 256;
+    while (cap < c->out_len + extra) cap *= 2;
+    c->out = realloc(c->out, cap);
+    if (!c->out) die("out of memory");
+    c->out_cap = cap;
+}
+
+/* Append one masked client frame. */
+static void append_frame(conn *c, int opcode, const uint8_t *data, size_t len) {
+    out_reserve(c, len + 14);
+    uint8_t *p = c->out + c->out_len;
+    *p++ = 0x80 | (uint8_t)opcode;
+    if (len < 126) {
+        *p++ = 0x80 | (uint8_t)len;
+    } else if (len < 65536) {
+        *p++ = 0x80 | 126;
+        *p++ = (uint8_t)(len >> 8);
+        *p++ = (uint8_t)len;
+    } else {
+        *p++ = 0x80 | 127;
+        for (int i = 7; i >= 0; i--) *p++ = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    uint32_t key = (uint32_t)rng_next();
+    uint8_t m[4];
+    memcpy(m, &key, 4);
+    memcpy(p, m, 4);
+    p += 4;
+    size_t i = 0;
+    uint64_t m8;
+    uint8_t mm[8] = {m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]};
+    memcpy(&m8, mm, 8);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, data + i, 8);
+        v ^= m8;
+        memcpy(p + i, &v, 8);
+    }
+    for (; i < len; i++) p[i] = data[i] ^ m[i & 3];
+    p += len;
+    c->out_len = (size_t)(p - c->out);
+}
+
+static void conn_close(conn *c, int counted) {
+    if (c->state == ST_CLOSED) return;
+    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) pending--;
+    else if (c->state == ST_OPEN && counted) server_closed++;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->state = ST_CLOSED;
+    free(c->hs_buf);
+    c->hs_buf = NULL;
+}
+
+static void set_want_out(conn *c, int want) {
+    if (c->want_out == want) return;
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    c->want_out = (uint8_t)want;
+}
+
+static void flush_out(conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_want_out(c, 1);
+            return;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        conn_close(c, 1);
+        return;
+    }
+    c->out_off = c->out_len = 0;
+    if (c->want_out) set_want_out(c, 0);
+}
+
+/* ------------------------------------------------------------ mode behaviour */
+
+static void echo_send(conn *c, uint64_t t) {
+    c->fifo[(c->fifo_head + c->fifo_count) % (uint32_t)cfg_inflight] = t;
+    c->fifo_count++;
+    append_frame(c, 2, payload_pattern, (size_t)cfg_size);
+}
+
+static void publish(conn *pub, uint64_t seq, uint64_t t) {
+    uint8_t *p = payload_pattern;
+    put_u64(p, seq);
+    put_u64(p + 8, t);
+    append_frame(pub, 2, p, (size_t)cfg_size);
+    if (seq) {
+        ring_count[seq & (RING - 1)] = 0;
+        ring_time[seq & (RING - 1)] = t;
+    }
+}
+
+static void on_open(conn *c, uint64_t t) {
+    if (c->role == ROLE_ECHO) {
+        c->fifo = calloc((size_t)cfg_inflight, sizeof(uint64_t));
+        if (!c->fifo) die("out of memory");
+        for (int i = 0; i < cfg_inflight; i++) echo_send(c, t);
+    }
+}
+
+static void on_message(conn *c, uint64_t t) {
+    if (c->role == ROLE_ECHO) {
+        if (c->fifo_count == 0 || c->msg_len != (uint64_t)cfg_size) {
+            bad_frames++;
+            return;
+        }
+        uint64_t sent = c->fifo[c->fifo_head];
+        c->fifo_head = (c->fifo_head + 1) % (uint32_t)cfg_inflight;
+        c->fifo_count--;
+        if (phase == PH_MEASURE) {
+            measured_msgs++;
+            hist_add(t - sent);
+        }
+        if (phase <= PH_MEASURE) echo_send(c, t);
+        return;
+    }
+    if (c->role == ROLE_PUBLISHER) {
+        publisher_frames++;
+        return;
+    }
+    if (c->role != ROLE_RECEIVER) return;
+    if (c->msg_headlen < 16) {
+        bad_frames++;
+        return;
+    }
+    if (phase == PH_MEASURE) measured_msgs++;
+    uint64_t seq = get_u64(c->msg_head);
+    if (seq == 0) {                              /* readiness probe */
+        if (!c->probe_seen) {
+            c->probe_seen = 1;
+            probes_ready++;
+        }
+        return;
+    }
+    if (!c->seq_started) {
+        c->seq_started = 1;
+        c->next_expected = seq;
+    }
+    if (seq == c->next_expected) c->next_expected = seq + 1;
+    else if (seq > c->next_expected) { gaps += seq - c->next_expected; c->next_expected = seq + 1; }
+    else out_of_order++;
+    if (first_measured_seq && seq >= first_measured_seq &&
+        (!last_measured_seq || seq <= last_measured_seq)) {
+        c->got_measured++;
+        hist_add(t - get_u64(c->msg_head + 8));
+    }
+    if (seq >= oldest_seq && seq < next_seq) ring_count[seq & (RING - 1)]++;
+}
+
+static void frame_done(conn *c, uint64_t t) {
+    int op = c->opcode;
+    if (op >= 8) {
+        if (op == 9) {                           /* ping: answer with the same payload */
+            append_frame(c, 10, c->ctl, c->ctl_len);
+        } else if (op == 8 && c->state == ST_OPEN) {
+            append_frame(c, 8, c->ctl, c->ctl_len >= 2 ? 2 : 0);
+            flush_out(c);
+            conn_close(c, 1);
+        }
+        return;
+    }
+    c->msg_len += c->frame_len;
+    if (c->fin) on_message(c, t);
+}
+
+static void capture_payload(conn *c, const uint8_t *p, size_t take) {
+    if (c->opcode >= 8) {
+        for (size_t i = 0; i < take && c->ctl_len < sizeof c->ctl; i++)
+            c->ctl[c->ctl_len++] = p[i] ^ (c->masked ? c->mask[(c->frame_pos + i) & 3] : 0);
+        return;
+    }
+    for (size_t i = 0; i < take && c->msg_headlen < sizeof c->msg_head; i++)
+        c->msg_head[c->msg_headlen++] =
+            p[i] ^ (c->masked ? c->mask[(c->frame_pos + i) & 3] : 0);
+}
+
+/* Decode a complete header in h (hneed bytes). */
+static void start_frame(conn *c, const uint8_t *h) {
+    c->fin = h[0] >> 7;
+    c->opcode = h[0] & 15;
+    c->masked = h[1] >> 7;
+    uint64_t len = h[1] & 127;
+    int off = 2;
+    if (len == 126) { len = (uint64_t)h[2] << 8 | h[3]; off = 4; }
+    else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; i++) len = len << 8 | h[2 + i];
+        off = 10;
+    }
+    if (c->masked) memcpy(c->mask, h + off, 4);
+    c->frame_len = c->remaining = len;
+    c->frame_pos = 0;
+    c->in_frame = 1;
+    if (c->opcode >= 8) {
+        c->ctl_len = 0;
+    } else if (c->opcode != 0) {                 /* first frame of a new message */
+        c->msg_opcode = c->opcode;
+        c->msg_len = 0;
+        c->msg_headlen = 0;
+    }
+}
+
+static int header_size(const uint8_t *h) {
+    int len7 = h[1] & 127;
+    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((h[1] & 0x80) ? 4 : 0);
+}
+
+static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
+    while (n > 0 && c->state == ST_OPEN) {
+        if (!c->in_frame) {
+            if (c->hlen == 0 && n >= 2 && n >= (size_t)header_size(p)) {
+                int hs = header_size(p);
+                start_frame(c, p);
+                p += hs;
+                n -= (size_t)hs;
+            } else {
+                c->hdr[c->hlen++] = *p++;
+                n--;
+                if (c->hlen == 2) c->hneed = (uint8_t)header_size(c->hdr);
+                if (c->hlen < 2 || c->hlen < c->hneed) continue;
+                start_frame(c, c->hdr);
+                c->hlen = 0;
+            }
+            if (c->remaining == 0) {
+                c->in_frame = 0;
+                frame_done(c, t);
+            }
+            continue;
+        }
+        size_t take = c->remaining < n ? (size_t)c->remaining : n;
+        if (c->opcode >= 8 || c->msg_headlen < sizeof c->msg_head)
+            capture_payload(c, p, take);
+        c->frame_pos += take;
+        c->remaining -= take;
+        p += take;
+        n -= take;
+        if (c->remaining == 0) {
+            c->in_frame = 0;
+            frame_done(c, t);
+        }
+    }
+}
+
+/* ------------------------------------------------------- connecting, handshake */
+
+static void start_connect(conn *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket() failed (file descriptor limit?)");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->state = ST_CONNECTING;
+    pending++;
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    c->want_out = 1;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl failed");
+    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
+        errno != EINPROGRESS) {
+        connect_errors++;
+        conn_close(c, 0);
+    }
+}
+
+static void connector_tick(void) {
+    while (next_to_connect < nconns && pending < cfg_max_pending) {
+        conn *c = &conns[next_to_connect++];
+        start_connect(c);
+    }
+}
+
+static void send_handshake(conn *c) {
+    uint8_t raw[16];
+    for (int i = 0; i < 16; i += 8) { uint64_t r = rng_next(); memcpy(raw + i, &r, 8); }
+    char key[32];
+    base64(raw, 16, key);
+    char cat[128];
+    int clen = snprintf(cat, sizeof cat, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    uint8_t dig[20];
+    sha1((const uint8_t *)cat, (size_t)clen, dig);
+    base64(dig, 20, c->accept);
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\nUser-Agent: fastws-loadgen\r\n\r\n",
+                     cfg_path, cfg_host, cfg_port, key);
+    out_reserve(c, (size_t)n);
+    memcpy(c->out + c->out_len, req, (size_t)n);
+    c->out_len += (size_t)n;
+    c->state = ST_HANDSHAKE;
+    c->hs_buf = malloc(4096);
+    if (!c->hs_buf) die("out of memory");
+    c->hs_len = 0;
+    flush_out(c);
+}
+
+/* 1 when the response is a 101 whose Sec-WebSocket-Accept matches our key. */
+static int check_response(conn *c, const char *resp) {
+    if (strncmp(resp, "HTTP/1.1 101", 12) != 0) return 0;
+    const char *line = strstr(resp, "\r\n");
+    while (line && line[2] != '\r') {
+        line += 2;
+        if (strncasecmp(line, "Sec-WebSocket-Accept:", 21) == 0) {
+            const char *v = line + 21;
+            while (*v == ' ' || *v == '\t') v++;
+            size_t alen = strlen(c->accept);
+            return strncmp(v, c->accept, alen) == 0;
+        }
+        line = strstr(line, "\r\n");
+    }
+    return 0;
+}
+
+static void handshake_read(conn *c, uint64_t t) {
+    for (;;) {
+        ssize_t n = recv(c->fd, c->hs_buf + c->hs_len, 4095 - (size_t)c->hs_len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            handshake_errors++;
+            conn_close(c, 0);
+            return;
+        }
+        c->hs_len += (int)n;
+        c->hs_buf[c->hs_len] = 0;
+        char *end = strstr(c->hs_buf, "\r\n\r\n");
+        if (!end) {
+            if (c->hs_len >= 4095) { handshake_errors++; conn_close(c, 0); }
+            continue;
+        }
+        if (!check_response(c, c->hs_buf)) {
+            if (handshake_errors == 0) {
+                char *nl = strstr(c->hs_buf, "\r\n");
+                if (nl) *nl = 0;
+                fprintf(stderr, "loadgen: handshake refused: %s\n", c->hs_buf);
+            }
+            handshake_errors++;
+            conn_close(c, 0);
+            return;
+        }
+        size_t used = (size_t)(end + 4 - c->hs_buf);
+        size_t extra = (size_t)c->hs_len - used;
+        uint8_t leftover[4096];
+        memcpy(leftover, c->hs_buf + used, extra);
+        free(c->hs_buf);
+        c->hs_buf = NULL;
+        c->state = ST_OPEN;
+        pending--;
+        opened++;
+        on_open(c, t);
+        if (extra) feed(c, leftover, extra, t);
+        if (c->state == ST_OPEN) flush_out(c);
+        return;
+    }
+}
+
+static void handle_event(conn *c, uint32_t events) {
+    uint64_t t = now_ns();
+    if (c->state == ST_CONNECTING) {
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err) {
+                connect_errors++;
+                conn_close(c, 0);
+                return;
+            }
+            send_handshake(c);
+        }
+        return;
+    }
+    if (c->state == ST_HANDSHAKE) {
+        if (events & EPOLLOUT) flush_out(c);
+        if (c->state == ST_HANDSHAKE && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+            handshake_read(c, t);
+        return;
+    }
+    if (c->state != ST_OPEN) return;
+    if (events & EPOLLOUT) flush_out(c);
+    if (c->state != ST_OPEN) return;
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        /* A few reads per wake-up at most, so one busy socket cannot starve the others. */
+        for (int round = 0; round < 4 && c->state == ST_OPEN; round++) {
+            ssize_t n = recv(c->fd, rbuf, sizeof rbuf, 0);
+            if (n > 0) {
+                feed(c, rbuf, (size_t)n, t);
+                if ((size_t)n < sizeof rbuf) break;
+                t = now_ns();
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (n < 0 && errno == EINTR) continue;
+            conn_close(c, phase < PH_DONE);
+            return;
+        }
+        if (c->state == ST_OPEN && c->out_len > c->out_off) flush_out(c);
+    }
+}
+
+/* ------------------------------------------------------------------ phases */
+
+static void measure_begin(uint64_t t) {
+    phase = PH_MEASURE;
+    t_measure_start = t;
+    t_phase_end = t + (uint64_t)(cfg_duration * 1e9);
+    cpu_server_start = proc_cpu_seconds(cfg_pid);
+    cpu_self_start = self_cpu_seconds();
+    measured_msgs = 0;
+}
+
+static void measure_end(uint64_t t) {
+    t_measure_end = t;
+    cpu_server_end = proc_cpu_seconds(cfg_pid);
+    cpu_self_end = self_cpu_seconds();
+}
+
+static void publisher_fill(conn *pub, uint64_t t) {
+    if (pub->state != ST_OPEN) return;
+    while (oldest_seq < next_seq && ring_count[oldest_seq & (RING - 1)] >= (uint32_t)receivers)
+        oldest_seq++;
+    /* A message some receiver never gets would freeze the window: give up on it. */
+    while (oldest_seq < next_seq &&
+           t - ring_time[oldest_seq & (RING - 1)] > (uint64_t)(cfg_stall * 1e9)) {
+        oldest_seq++;
+        stalls++;
+    }
+    if (phase == PH_WARMUP || phase == PH_MEASURE) {
+        while (next_seq - oldest_seq < (uint64_t)cfg_window) publish(pub, next_seq++, t);
+    }
+    if (pub->out_len > pub->out_off) flush_out(pub);
+}
+
+static void fanout_tick(uint64_t t) {
+    conn *pub = &conns[nconns - 1];
+    switch (phase) {
+    case PH_PROBE:
+        if (probes_ready >= (uint64_t)receivers) {
+            phase = PH_WARMUP;
+            t_phase_end = t + (uint64_t)(cfg_warmup * 1e9);
+        } else if (t - t_last_probe > 50000000ull && pub->state == ST_OPEN) {
+            publish(pub, 0, t);
+            flush_out(pub);
+            t_last_probe = t;
+        }
+        break;
+    case PH_WARMUP:
+        if (t >= t_phase_end) {
+            measure_begin(t);
+            first_measured_seq = next_seq;
+        }
+        break;
+    case PH_MEASURE:
+        if (t >= t_phase_end) {
+            measure_end(t);
+            last_measured_seq = next_seq - 1;
+            phase = PH_DRAIN;
+            t_phase_end = t + (uint64_t)(cfg_drain * 1e9);
+        }
+        break;
+    case PH_DRAIN:
+        if (oldest_seq >= next_seq || t >= t_phase_end) phase = PH_DONE;
+        break;
+    }
+    if (phase == PH_WARMUP || phase == PH_MEASURE || phase == PH_DRAIN) publisher_fill(pub, t);
+}
+
+static void echo_tick(uint64_t t) {
+    if (phase == PH_WARMUP && t >= t_phase_end) measure_begin(t);
+    else if (phase == PH_MEASURE && t >= t_phase_end) {
+        measure_end(t);
+        phase = PH_DONE;
+    }
+}
+
+static int open_count(void) {
+    int n = 0;
+    for (int i = 0; i < nconns; i++) n += conns[i].state == ST_OPEN;
+    return n;
+}
+
+static void close_all(void) {
+    /* Abortive close (RST): no TIME_WAIT left behind to eat loopback ports. */
+    struct linger lg = {1, 0};
+    for (int i = 0; i < nconns; i++) {
+        if (conns[i].state == ST_CLOSED) continue;
+        setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        conn_close(&conns[i], 0);
+    }
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void print_common(double setup_s) {
+    double secs = (double)(t_measure_end - t_measure_start) / 1e9;
+    double cpu_srv = (cpu_server_start >= 0 && cpu_server_end >= 0)
+                         ? cpu_server_end - cpu_server_start : -1.0;
+    printf("\"mode\": \"%s\", \"connections\": %d, \"setup_s\": %.3f, "
+           "\"duration_s\": %.3f, \"messages\": %llu, \"msg_per_s\": %.1f, "
+           "\"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f, \"samples\": %llu}, "
+           "\"server_cpu_s\": %.3f, \"server_cpu_us_per_msg\": %.4f, "
+           "\"loadgen_cpu_pct\": %.1f, \"connect_errors\": %llu, \"handshake_errors\": %llu, "
+           "\"server_closed\": %llu, \"bad_frames\": %llu",
+           cfg_mode, nconns, setup_s, secs, (unsigned long long)measured_msgs,
+           secs > 0 ? (double)measured_msgs / secs : 0.0,
+           hist_quantile_us(0.50), hist_quantile_us(0.99), (double)hist_max / 1000.0,
+           (unsigned long long)hist_total, cpu_srv,
+           (cpu_srv >= 0 && measured_msgs) ? cpu_srv * 1e6 / (double)measured_msgs : -1.0,
+           secs > 0 ? 100.0 * (cpu_self_end - cpu_self_start) / secs : 0.0,
+           (unsigned long long)connect_errors, (unsigned long long)handshake_errors,
+           (unsigned long long)server_closed, (unsigned long long)bad_frames);
+}
+
+/* ------------------------------------------------------------------- main */
+
+static void on_signal(int sig) { (void)sig; interrupted = 1; }
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen MODE --port N [options]\n"
+            "  MODE: echo | fanout | idle\n"
+            "  --host A (127.0.0.1)  --path P (/echo or /fanout)  --pid SERVER_PID\n"
+            "  --conns C (echo/idle)  --inflight P  --size S (bytes)\n"
+            "  --receivers R --window W (fanout)  --warmup s --duration s --drain s\n"
+            "  --stall s  --setup-timeout s  --hold-max s  --max-pending N\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage();
+    cfg_mode = argv[1];
+    static struct option opts[] = {
+        {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"path", 1, 0, 'P'},
+        {"conns", 1, 0, 'c'}, {"receivers", 1, 0, 'r'}, {"inflight", 1, 0, 'i'},
+        {"size", 1, 0, 's'}, {"window", 1, 0, 'w'}, {"warmup", 1, 0, 'W'},
+        {"duration", 1, 0, 'd'}, {"drain", 1, 0, 'D'}, {"stall", 1, 0, 'S'},
+        {"setup-timeout", 1, 0, 'T'}, {"hold-max", 1, 0, 'H'}, {"pid", 1, 0, 'x'},
+        {"max-pending", 1, 0, 'm'}, {0, 0, 0, 0}};
+    int o;
+    optind = 2;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'h': cfg_host = optarg; break;
+        case 'p': cfg_port = atoi(optarg); break;
+        case 'P': cfg_path = optarg; break;
+        case 'c': case 'r': cfg_conns = atoi(optarg); break;
+        case 'i': cfg_inflight = atoi(optarg); break;
+        case 's': cfg_size = atoi(optarg); break;
+        case 'w': cfg_window = atoi(optarg); break;
+        case 'W': cfg_warmup = atof(optarg); break;
+        case 'd': cfg_duration = atof(optarg); break;
+        case 'D': cfg_drain = atof(optarg); break;
+        case 'S': cfg_stall = atof(optarg); break;
+        case 'T': cfg_setup_timeout = atof(optarg); break;
+        case 'H': cfg_hold_max = atof(optarg); break;
+        case 'x': cfg_pid = atoi(optarg); break;
+        case 'm': cfg_max_pending = atoi(optarg); break;
+        default: usage();
+        }
+    }
+    int is_echo = !strcmp(cfg_mode, "echo"), is_fan = !strcmp(cfg_mode, "fanout"),
+        is_idle = !strcmp(cfg_mode, "idle");
+    if (!(is_echo || is_fan || is_idle) || cfg_port <= 0 || cfg_conns <= 0) usage();
+    if (is_echo && (cfg_inflight <= 0 || cfg_size < 0)) usage();
+    if (is_fan && (cfg_size < 16 || cfg_window <= 0 || cfg_window > (int)(RING / 4)))
+        die("fanout needs --size >= 16 and 0 < --window <= 16384");
+    if (!cfg_path) cfg_path = is_fan ? "/fanout" : "/echo";
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    rng_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
+
+    /* 10k sockets need more than the usual soft limit of 1024 descriptors. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    receivers = is_fan ? cfg_conns : 0;
+    nconns = cfg_conns + (is_fan ? 1 : 0);
+    if ((rlim_t)nconns + 16 > rl.rlim_cur) die("RLIMIT_NOFILE too low for this many connections");
+
+    memset(&server_addr, 0, sizeof server_addr);
+    server_addr.sin_family = AF_INET;
+    server_addr.sin_port = htons((uint16_t)cfg_port);
+    if (inet_pton(AF_INET, cfg_host, &server_addr.sin_addr) != 1) die("bad --host");
+
+    conns = calloc((size_t)nconns, sizeof(conn));
+    payload_pattern = malloc((size_t)cfg_size + 16);
+    if (!conns || !payload_pattern) die("out of memory");
+    for (int i = 0; i < cfg_size; i++) payload_pattern[i] = (uint8_t)('a' + i % 26);
+    for (int i = 0; i < nconns; i++) {
+        conns[i].role = is_echo ? ROLE_ECHO : is_idle ? ROLE_IDLE : ROLE_RECEIVER;
+        conns[i].state = ST_CLOSED;
+        conns[i].fd = -1;
+    }
+    if (is_fan) {
+        conns[nconns - 1].role = ROLE_PUBLISHER;
+        ring_count = calloc(RING, sizeof(uint32_t));
+        ring_time = calloc(RING, sizeof(uint64_t));
+        if (!ring_count || !ring_time) die("out of memory");
+    }
+
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1 failed");
+    if (is_idle) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
+    }
+
+    uint64_t t0 = now_ns();
+    uint64_t setup_deadline = t0 + (uint64_t)(cfg_setup_timeout * 1e9);
+    uint64_t hold_deadline = 0;
+    double setup_s = 0;
+    int stdin_done = 0;
+    static struct epoll_event evs[1024];
+
+    while (phase != PH_DONE && !interrupted) {
+        if (phase == PH_SETUP) connector_tick();
+        int n = epoll_wait(ep, evs, 1024, 5);
+        for (int i = 0; i < n; i++) {
+            conn *c = evs[i].data.ptr;
+            if (!c) {                            /* stdin: the harness is done with us */
+                char tmp[256];
+                ssize_t r = read(0, tmp, sizeof tmp);
+                (void)r;
+                stdin_done = 1;
+                epoll_ctl(ep, EPOLL_CTL_DEL, 0, NULL);
+                continue;
+            }
+            handle_event(c, evs[i].events);
+        }
+        uint64_t t = now_ns();
+        if (phase == PH_SETUP) {
+            if (opened == nconns) {
+                setup_s = (double)(t - t0) / 1e9;
+                if (is_echo) {
+                    phase = PH_WARMUP;
+                    t_phase_end = t + (uint64_t)(cfg_warmup * 1e9);
+                } else if (is_fan) {
+                    phase = PH_PROBE;
+                    t_phase_end = t + (uint64_t)(cfg_setup_timeout * 1e9);
+                } else {
+                    phase = PH_HOLD;
+                    hold_deadline = t + (uint64_t)(cfg_hold_max * 1e9);
+                    printf("{\"event\": \"holding\", \"connections\": %d, \"setup_s\": %.3f}\n",
+                           nconns, setup_s);
+                    fflush(stdout);
+                }
+            } else if (next_to_connect == nconns && pending == 0) {
+                break;                           /* every attempt finished, some failed */
+            } else if (t > setup_deadline) {
+                break;
+            }
+            continue;
+        }
+        if (is_echo) echo_tick(t);
+        else if (is_fan) {
+            if (phase == PH_PROBE && t > t_phase_end) break;
+            fanout_tick(t);
+        } else if (phase == PH_HOLD && (stdin_done || t > hold_deadline)) {
+            phase = PH_DONE;
+        }
+    }
+
+    int still_open = open_count();
+    close_all();
+    if (phase != PH_DONE) {
+        printf("{\"error\": \"%s\", \"mode\": \"%s\", \"opened\": %d, \"wanted\": %d, "
+               "\"connect_errors\": %llu, \"handshake_errors\": %llu, "
+               "\"server_closed\": %llu, \"probes_ready\": %llu}\n",
+               interrupted ? "interrupted"
+               : phase == PH_SETUP ? "could not open every connection"
+               : phase == PH_PROBE ? "not every receiver got a probe (room join missing?)"
+                                   : "stopped early",
+               cfg_mode, opened, nconns, (unsigned long long)connect_errors,
+               (unsigned long long)handshake_errors, (unsigned long long)server_closed,
+               (unsigned long long)probes_ready);
+        return 3;
+    }
+    printf("{");
+    if (is_idle) {
+        printf("\"mode\": \"idle\", \"connections\": %d, \"setup_s\": %.3f, \"still_open\": %d, "
+               "\"connect_errors\": %llu, \"handshake_errors\": %llu, \"server_closed\": %llu",
+               nconns, setup_s, still_open, (unsigned long long)connect_errors,
+               (unsigned long long)handshake_errors, (unsigned long long)server_closed);
+    } else {
+        print_common(setup_s);
+        if (is_echo) {
+            printf(", \"inflight\": %d, \"size\": %d", cfg_inflight, cfg_size);
+        } else {
+            uint64_t published = last_measured_seq >= first_measured_seq
+                                     ? last_measured_seq - first_measured_seq + 1 : 0;
+            uint64_t received = 0;
+            for (int i = 0; i < receivers; i++) received += conns[i].got_measured;
+            uint64_t expected = published * (uint64_t)receivers;
+            printf(", \"receivers\": %d, \"window\": %d, \"size\": %d, \"published\": %llu, "
+                   "\"expected\": %llu, \"received\": %llu, \"lost\": %lld, \"gaps\": %llu, "
+                   "\"out_of_order\": %llu, \"stalls\": %llu, \"publisher_frames\": %llu",
+                   receivers, cfg_window, cfg_size, (unsigned long long)published,
+                   (unsigned long long)expected, (unsigned long long)received,
+                   (long long)(expected - received), (unsigned long long)gaps,
+                   (unsigned long long)out_of_order, (unsigned long long)stalls,
+                   (unsigned long long)publisher_frames);
+        }
+    }
+    printf("}\n");
+    fflush(stdout);
+    return 0;
+}

@@ -1,0 +1,22 @@
+"""fastws peer server for bench/compare.py: /echo and /fanout (one room, to all others)."""
+from common import HOST, port_from_argv, raise_nofile_limit
+
+from fastws import create_app, websocket
+
+raise_nofile_limit()
+app = create_app()
+app.use(websocket(max_message_size=1 << 20))
+
+
+@app.ws("/echo")
+def echo(ws, ctx):
+    ws.on("message", ws.send)
+
+
+@app.ws("/fanout")
+def fanout(ws, ctx):
+    ws.join("all")
+    ws.on("message", lambda data: ws.broadcast("all", data))
+
+
+app.run(host=HOST, port=port_from_argv())

@@ -126,7 +126,13 @@ class Response:
         if self.status >= 200 and self.status not in (204, 304):
             lines.append(f"Content-Length: {len(self.body)}")
         if not keep_alive:
-            lines.append("Connection: close")
+            # One Connection header: fold "close" into one a handler set.
+            for i, line in enumerate(lines):
+                if line[:11].lower() == "connection:":
+                    lines[i] = f"{line}, close"
+                    break
+            else:
+                lines.append("Connection: close")
         head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head_bytes if head or self.status in (204, 304) else head_bytes + self.body
 

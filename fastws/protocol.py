@@ -9,6 +9,7 @@ import inspect
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
 
 import httptools
 
@@ -250,6 +251,17 @@ class HttpProtocol(asyncio.Protocol):
         target = req.target
         path, _, query = target.partition("?")
         query = query.partition("#")[0]
+        hosts = req.headers.getall("host")
+        if len(hosts) > 1 or (not hosts and req.version != "1.0"):
+            # RFC 9112 §3.2: exactly one Host in HTTP/1.1; a proxy and we
+            # must not disagree about which one names the target.
+            self._write_response(Response("Bad Request: missing or repeated Host header", 400,
+                                          content_type="text/plain"), keep_alive=False)
+            return False
+        if path.startswith(("http://", "https://")):
+            # absolute-form (RFC 9112 §3.2.2): servers must accept it
+            parts = urlsplit(target)
+            path, query = parts.path or "/", parts.query
         if not path.startswith("/"):
             self._write_response(Response("Bad Request: bad request target", 400,
                                           content_type="text/plain"), keep_alive=False)

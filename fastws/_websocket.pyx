@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_GET_SIZE
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastws._frame cimport FrameParser, encode_frame
-from fastws._frame import ERROR, ProtocolError, encode_close
+from fastws._frame import ERROR, encode_close
 from fastws.events import add_handler, arity, json_event, remove_handler
 
 __all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message", "encode_payload"]
@@ -542,10 +542,6 @@ cdef class WebSocket:
             self._ping_at = now
             self._queue_frame(encode_frame(OP_PING, b""))
         return 0
-
-    def _feed_early(self, data):
-        """Bytes that arrived with the upgrade request (called once)."""
-        self.data_received(data)
 
     def _on_close_frame(self, int code, str reason):
         if self._state == S_OPEN:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 
 from fastws import create_app, error_handler, websocket
 

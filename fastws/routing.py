@@ -73,7 +73,7 @@ class Route(Generic[T]):
         m = self._regex.match(path)
         if m is None:
             return None
-        return Params(zip(self._names, (unquote(v) for v in m.groups())))
+        return Params(zip(self._names, (unquote(v) for v in m.groups()), strict=True))
 
 
 class Router(Generic[T]):

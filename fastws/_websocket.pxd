@@ -42,7 +42,7 @@ cdef class WebSocket:
     cdef Py_ssize_t _skipped
     # write side: frames wait here until the end of the callback (corking)
     # or of the loop iteration (broadcasts), then leave in one write
-    cdef list _pending            # None while nothing waits
+    cdef list _pending            # None until the first frame is queued
     cdef Py_ssize_t _pending_bytes
     cdef bint _corked
     cdef bint _dirty

@@ -29,7 +29,8 @@ cdef class WebSocket:
     cdef list _rooms
     cdef object _queue            # deque, None until a handler goes async
     cdef bint _busy
-    cdef bint _paused
+    cdef bint _paused             # the async queue is backed up
+    cdef bint _reading_off        # transport reading is paused (either reason)
     cdef bint _close_fired
     cdef int _close_code
     cdef object _close_reason
@@ -76,6 +77,7 @@ cdef class WebSocket:
     cdef int _close_transport(self) except -1
     cdef int _feed(self, object data) except -1
     cdef int _deliver(self, str event, tuple args) except -1
+    cdef int _update_reading(self) except -1
     cdef object _dispatch_now(self, str event, tuple args)
 
 

@@ -472,13 +472,19 @@ cdef class WebSocket:
             self._lost(exc)
 
     def pause_writing(self):
-        """The transport's buffer is over the backpressure limit."""
+        """The transport's buffer is over the backpressure limit: stop
+        reading too, so a client that does not read cannot make us queue
+        ever more replies (pongs, echoes) to what it sends."""
         self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self):
         """The transport's buffer fell back under the limit: fire ``drain``."""
         self._write_paused = False
+        self._update_reading()
         self._release_drain_waiters()
+        if self._state != S_OPEN:
+            return
         if "drain" in self._by_name:
             self._deliver("drain", ())
 
@@ -642,9 +648,9 @@ cdef class WebSocket:
             if self._queue is None:
                 self._queue = deque()
             self._queue.append((event, args))
-            if not self._paused and len(self._queue) >= QUEUE_PAUSE and self._transport is not None:
+            if not self._paused and len(self._queue) >= QUEUE_PAUSE:
                 self._paused = True
-                self._transport.pause_reading()
+                self._update_reading()
             return 0
         pending = self._dispatch_now(event, args)
         if pending is not None:
@@ -659,9 +665,23 @@ cdef class WebSocket:
             self._deliver(event, args)
 
     def _maybe_resume(self):
-        if self._paused and len(self._queue) <= QUEUE_RESUME and self._transport is not None:
+        if self._paused and len(self._queue) <= QUEUE_RESUME:
             self._paused = False
-            self._transport.resume_reading()
+            self._update_reading()
+
+    cdef int _update_reading(self) except -1:
+        """Read from the client unless its handlers are backed up or our
+        writes to it are: the two reasons to pause, tracked apart."""
+        cdef bint off = self._paused or self._write_paused
+        t = self._transport
+        if off == self._reading_off or t is None or t.is_closing():
+            return 0
+        self._reading_off = off
+        if off:
+            t.pause_reading()
+        else:
+            t.resume_reading()
+        return 0
 
     cdef object _dispatch_now(self, str event, tuple args):
         """Run the handlers of one event. If one returns an awaitable, return

@@ -81,7 +81,8 @@ class HttpProtocol(asyncio.Protocol):
 
     __slots__ = ("app", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
-                 "_task", "_early", "_paused", "_since", "_in_request")
+                 "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
+                 "_drained")
 
     def __init__(self, app: App, server: Server) -> None:
         self.app = app
@@ -102,6 +103,8 @@ class HttpProtocol(asyncio.Protocol):
         # handshake_timeout counts from here, and again after each response
         self._since = monotonic_time()
         self._in_request = False
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ transport
 
@@ -119,10 +122,17 @@ class HttpProtocol(asyncio.Protocol):
             self._task.cancel()
 
     def pause_writing(self) -> None:
-        pass
+        # A client that does not read its responses gets no more of them
+        # (and we read no more of its requests) until it catches up.
+        self._write_paused = True
+        self._pause()
 
     def resume_writing(self) -> None:
-        pass
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)      # _process resumes reading
+        elif self._task is None and self._early is None:
+            self._resume()
 
     def data_received(self, data: bytes) -> None:
         if self._early is not None:
@@ -168,6 +178,15 @@ class HttpProtocol(asyncio.Protocol):
             raise _Reject(431, "Request Header Fields Too Large")
         self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
+    def on_headers_complete(self) -> None:
+        # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
+        # for this before sending its body. Only when nothing is queued
+        # ahead of it, so responses stay in order.
+        if (self._headers.get("expect", "").lower() == "100-continue" and not self._requests
+                and self._task is None and self.transport is not None
+                and self._parser.get_http_version() == "1.1"):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > MAX_BODY:
@@ -212,10 +231,17 @@ class HttpProtocol(asyncio.Protocol):
     def check_deadline(self, now: float) -> None:
         """Close a connection that has not sent a complete request within
         ``handshake_timeout`` (called by the server's sweep)."""
-        if self._task is not None or self._early is not None or self.transport is None:
-            return      # a request is being answered
-        if now - self._since < self.server.handshake_timeout:
+        if self.transport is None or now - self._since < self.server.handshake_timeout:
             return
+        if self._write_paused or self.transport.is_closing():
+            # Our responses have sat unread for the whole timeout: a close
+            # would wait forever to flush them.
+            log.info("dropping %s: responses unread for %.1fs",
+                     self.transport.get_extra_info("peername"), self.server.handshake_timeout)
+            self.transport.abort()
+            return
+        if self._task is not None or self._early is not None:
+            return      # a request is being answered
         if self._in_request:
             log.info("dropping %s: request not complete within %.1fs",
                      self.transport.get_extra_info("peername"), self.server.handshake_timeout)
@@ -237,11 +263,20 @@ class HttpProtocol(asyncio.Protocol):
         """Answer queued requests one at a time, in the order they came."""
         try:
             while self._requests and self.transport is not None:
+                if self._write_paused:
+                    self._drained = asyncio.get_running_loop().create_future()
+                    await self._drained
+                    self._drained = None
+                    if self.transport is None:
+                        break
                 req = self._requests.popleft()
-                if len(self._requests) < MAX_PIPELINED // 2 and self._early is None:
+                if len(self._requests) < MAX_PIPELINED // 2 and self._early is None \
+                        and not self._write_paused:
                     self._resume()
                 if not await self._handle(req):
-                    break
+                    return
+            if self._early is None and not self._write_paused:
+                self._resume()
         finally:
             self._task = None
 
@@ -354,6 +389,14 @@ class HttpProtocol(asyncio.Protocol):
         """Send 101 and hand the connection to a new WebSocket."""
         t = self.transport
         options = self.app._ws_options
+        if options.max_connections is not None and len(self.app._sockets) >= options.max_connections:
+            # Checked again here: an async guard or middleware may have let
+            # several upgrades through the first check at once.
+            log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
+                        len(self.app._sockets))
+            self._write_response(Response("Too many connections", 503,
+                                          content_type="text/plain; charset=utf-8"), keep_alive=False)
+            return
         t.write(response_101(up.accept, up.subprotocol, up.extensions))
         ws = WebSocket(self.app, t, options, ctx, up.subprotocol, self, self.app._flusher,
                        up.negotiated)
@@ -365,12 +408,13 @@ class HttpProtocol(asyncio.Protocol):
         t.set_write_buffer_limits(high=options.max_backpressure)
         early, self._early = self._early, None
         self._parser = self._headers = self._body = self._url = self._requests = None
+        # Reading was paused since the upgrade request; from now on the
+        # WebSocket decides (nothing arrives before this task yields).
+        self._paused = False
+        t.resume_reading()
         ws._start(up.handler, ctx)
         if early and self.transport is not None:
             ws.data_received(bytes(early))
-        self._paused = False
-        if self.transport is not None:
-            t.resume_reading()
 
     def close_idle(self) -> None:
         """Close the connection if it is HTTP and not answering a request

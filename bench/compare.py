@@ -5,6 +5,7 @@ One command (see bench/README.md, "Server comparison"):
 
     python bench/compare.py            # full run: about 6 minutes on a 2-core machine
     python bench/compare.py --quick    # smoke run: about 1.5 minutes
+    python bench/compare.py --modes fanout-deflate   # compression: about 5 minutes
 
 Each measurement starts a fresh server pinned to CPU 0 and the C load generator
 (bench/loadgen.c, built here with the system compiler) pinned to CPU 1. The figure that
@@ -13,6 +14,11 @@ stays stable on a shared machine is the server's CPU time (utime + stime from
 delivered message. Prints markdown tables; writes bench/results/compare-<stamp>.json and
 a PNG chart of fan-out cost against room size. A server that cannot be installed or
 started is reported as skipped with the reason; it never stops the run.
+
+Mode ``fanout-deflate`` (not in the default run) is the compression benchmark: a
+fan-out of 1 KiB JSON chat messages in which every client offers permessage-deflate,
+run twice per server, compression off and on (BENCH_COMPRESSION=1 in the server's
+environment), reporting server CPU and bytes on the wire per delivered message.
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ RESULTS = BENCH / "results"
 BUILD = BENCH / "build"
 HOST = "127.0.0.1"
 SERVER_CPU, LOADGEN_CPU = 0, 1
+DEFLATE_MODE = "fanout-deflate"
+#: What Chrome and Firefox send: the server picks context takeover and windows.
+BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 
 
 # ---------------------------------------------------------------- peer servers
@@ -57,6 +66,7 @@ class Server:
     command: Callable[[int], list[str]]
     check: Callable[[], str | None]          # None when usable, else why not
     version: Callable[[], str]
+    compression: bool = True                 # its server file honours BENCH_COMPRESSION=1
 
 
 def _python_server(script: str) -> Callable[[int], list[str]]:
@@ -146,7 +156,7 @@ SERVERS = [
     Server("websockets", "websockets (uvloop)", _python_server("websockets_server.py"),
            _needs_module("websockets"), _dist_version("websockets")),
     Server("picows", "picows", _python_server("picows_server.py"), _needs_module("picows"),
-           _dist_version("picows")),
+           _dist_version("picows"), compression=False),
     Server("aiohttp", "aiohttp (uvloop)", _python_server("aiohttp_server.py"),
            _needs_module("aiohttp"), _dist_version("aiohttp")),
     Server("node-ws", "Node ws", lambda port: ["node", str(SERVERS_DIR / "node_ws_server.js"),
@@ -264,7 +274,17 @@ def build_loadgen() -> Path:
     if not cc:
         raise SystemExit("compare: no C compiler (cc) found to build bench/loadgen.c")
     BUILD.mkdir(exist_ok=True)
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(exe), str(src)], check=True)
+    # zlib: the fanout-deflate mode inflates what the servers compress.
+    proc = subprocess.run([cc, "-O2", "-Wall", "-DWITH_ZLIB", "-o", str(exe), str(src), "-lz"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        hint = ""
+        if "zlib.h" in proc.stderr or "-lz" in proc.stderr or "lz" in proc.stderr:
+            hint = ("\ncompare: bench/loadgen.c needs zlib's headers and library: "
+                    "apt-get install zlib1g-dev (Debian/Ubuntu), dnf install zlib-devel (Fedora)")
+        raise SystemExit(f"compare: building bench/loadgen.c failed:\n{proc.stderr.strip()}{hint}")
+    if proc.stderr.strip():
+        print(proc.stderr.strip(), file=sys.stderr)
     return exe
 
 
@@ -302,7 +322,8 @@ def upgrade_ok(port: int, path: str) -> bool:
 class RunningServer:
     """A server process pinned to its core, started fresh for one measurement."""
 
-    def __init__(self, server: Server, pin: bool, log_dir: Path) -> None:
+    def __init__(self, server: Server, pin: bool, log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.server = server
         self.port = free_port()
         self.log = log_dir / f"{server.name}.log"
@@ -311,7 +332,8 @@ class RunningServer:
             argv = ["taskset", "-c", str(SERVER_CPU), *argv]
         self._log_file = open(self.log, "ab")
         self.proc = _spawn(argv, cwd=SERVERS_DIR, stdin=subprocess.DEVNULL,
-                           stdout=self._log_file, stderr=subprocess.STDOUT)
+                           stdout=self._log_file, stderr=subprocess.STDOUT,
+                           env={**os.environ, **env} if env else None)
 
     def log_tail(self) -> str:
         try:
@@ -411,6 +433,9 @@ class Plan:
     warmup: float
     duration: float
     drain: float
+    deflate_rooms: list[int]
+    deflate_size: int
+    deflate_offer: str
 
     def timeout(self, conns: int) -> float:
         # Generous hang guard: setup of many connections + warm-up + window + drain.
@@ -424,22 +449,34 @@ def measure_server(server: Server, plan: Plan, loadgen: Path, pin: bool, log_dir
     if reason:
         return {**out, "status": "skipped", "reason": reason}
     out["version"] = server.version()
-    runs: list[tuple[str, int | None]] = []
+    # (mode, room, compression): compression is None outside fanout-deflate.
+    runs: list[tuple[str, int | None, bool | None]] = []
     if "echo" in plan.modes:
-        runs.append(("echo", None))
+        runs.append(("echo", None, None))
     if "fanout" in plan.modes:
-        runs.extend(("fanout", room) for room in plan.rooms)
+        runs.extend(("fanout", room, None) for room in plan.rooms)
     if "idle" in plan.modes:
-        runs.append(("idle", None))
-    for mode, room in runs:
+        runs.append(("idle", None, None))
+    if DEFLATE_MODE in plan.modes:
+        runs.extend((DEFLATE_MODE, room, on) for room in plan.deflate_rooms
+                    for on in (False, True))
+    for mode, room, compression in runs:
         tag = f"{mode} {room}" if room else mode
+        if compression is not None:
+            tag += " compression " + ("on" if compression else "off")
+        if compression and not server.compression:
+            result = {"error": "no permessage-deflate support in this server"}
+            out.setdefault("fanout_deflate", {}).setdefault("on", {})[str(room)] = result
+            _print_progress(server.name, tag, result)
+            continue
         print(f"compare: {server.name}: {tag} ...", file=sys.stderr, flush=True)
-        srv = RunningServer(server, pin, log_dir)
+        srv = RunningServer(server, pin, log_dir,
+                            env={"BENCH_COMPRESSION": "1"} if compression else None)
         try:
             srv.wait_ready()
         except ServerFailed as exc:
             srv.stop()
-            if not any(k in out for k in ("echo", "fanout", "idle")):
+            if not any(k in out for k in ("echo", "fanout", "idle", "fanout_deflate")):
                 return {**out, "status": "skipped", "reason": f"did not start: {exc}"}
             result: dict = {"error": f"did not start: {exc}"}
         else:
@@ -454,6 +491,9 @@ def measure_server(server: Server, plan: Plan, loadgen: Path, pin: bool, log_dir
                 srv.stop()
         if mode == "fanout":
             out.setdefault("fanout", {})[str(room)] = result
+        elif mode == DEFLATE_MODE:
+            state = "on" if compression else "off"
+            out.setdefault("fanout_deflate", {}).setdefault(state, {})[str(room)] = result
         else:
             out[mode] = result
         _print_progress(server.name, tag, result)
@@ -475,6 +515,13 @@ def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, lo
         args = ["--receivers", str(room), "--window", str(plan.fanout_window),
                 "--size", str(plan.fanout_size), "--drain", str(plan.drain), *timing]
         result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args, plan.timeout(room))
+    elif mode == DEFLATE_MODE:
+        # Every client offers permessage-deflate (as browsers do) whether or not the
+        # server has it on; messages are 1 KiB JSON texts, each byte checked.
+        args = ["--receivers", str(room), "--window", str(plan.fanout_window),
+                "--size", str(plan.deflate_size), "--drain", str(plan.drain),
+                "--json", "--deflate", "--offer", plan.deflate_offer, *timing]
+        result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args, plan.timeout(room))
     else:
         result = run_idle(loadgen, pin, srv, plan.idle_conns, plan.timeout(plan.idle_conns))
     if "duration_s" in result and result.get("server_cpu_s", -1) >= 0 and result["duration_s"]:
@@ -492,6 +539,9 @@ def _print_progress(name: str, tag: str, r: dict) -> None:
                f", p99 {r['latency_us']['p99']:,.0f} us")
         if "lost" in r:
             msg += f", lost {r['lost']}"
+        if r.get("json"):
+            msg += (f", {r['wire_bytes_per_msg']:,.0f} B/msg on the wire, "
+                    f"{r['compressed']:,} compressed, {r['corrupt']} corrupt")
     print(f"compare: {name}: {tag}: {msg}", file=sys.stderr, flush=True)
 
 
@@ -646,6 +696,64 @@ def render_tables(data: dict, baseline: str) -> str:
     return "\n".join(lines)
 
 
+def render_deflate(data: dict, skipped_too: bool = False) -> str:
+    """Markdown for the fanout-deflate mode: each server with compression off and on."""
+    plan = data["plan"]
+    servers = data["servers"]
+    lines = [(f"Compression: fan-out of {plan['deflate_size']:,} B JSON chat messages, "
+              f"{plan['fanout_window']} in flight, every client offering "
+              f"`{plan['deflate_offer']}`:"), "",
+             ("| server | compression | receivers | server CPU µs/msg | wire B/msg | compressed "
+              "| delivered msg/s | server CPU % | p50 ms | p99 ms | lost | corrupt "
+              "| loadgen CPU % | extension agreed |"),
+             "|" + " --- |" * 14]
+    figures: dict[tuple[str, str, int], dict] = {}
+    for name, entry in servers.items():
+        if entry.get("status") != "ok" or "fanout_deflate" not in entry:
+            continue
+        for state in ("off", "on"):
+            for room, r in sorted(entry["fanout_deflate"].get(state, {}).items(),
+                                  key=lambda kv: int(kv[0])):
+                label = entry["label"]
+                if "error" in r:
+                    lines.append(f"| {label} | {state} | {int(room):,} | error: {r['error']} |"
+                                 + " |" * 10)
+                    continue
+                figures[(name, state, int(room))] = r
+                share = 100 * r["compressed"] / r["messages"] if r["messages"] else 0
+                lines.append(
+                    f"| {label} | {state} | {int(room):,} | {_num(r['server_cpu_us_per_msg'])} | "
+                    f"{_num(r['wire_bytes_per_msg'], 0)} | {share:.0f} % | "
+                    f"{_num(r['msg_per_s'], 0)} | {_num(r.get('server_cpu_pct'), 0)} | "
+                    f"{r['latency_us']['p50'] / 1000:.2f} | {r['latency_us']['p99'] / 1000:.2f} | "
+                    f"{r['lost']:,} | {r['corrupt']:,} | {_num(r['loadgen_cpu_pct'], 0)} | "
+                    f"{r.get('extension') or '–'} |")
+    # The three comparisons the benchmark is for, where both sides ran.
+    notes = []
+    for room in plan["deflate_rooms"]:
+        on = figures.get(("fastws", "on", room))
+        for other, what in ((("fastws", "off", room), "fastws with compression off"),
+                            (("websockets", "on", room), "websockets with compression on")):
+            peer = figures.get(other)
+            if not on or not peer:
+                continue
+            cpu = peer["server_cpu_us_per_msg"] / on["server_cpu_us_per_msg"] \
+                if on["server_cpu_us_per_msg"] > 0 else float("nan")
+            wire = peer["wire_bytes_per_msg"] / on["wire_bytes_per_msg"] \
+                if on["wire_bytes_per_msg"] > 0 else float("nan")
+            notes.append(f"- {room:,} receivers: {what} spends {cpu:.2f}× the server CPU "
+                         f"and {wire:.2f}× the bytes per delivered message of fastws with "
+                         "compression on.")
+    if notes:
+        lines += [""] + notes
+    if skipped_too:
+        skipped = [(n, e) for n, e in servers.items() if e.get("status") != "ok"]
+        if skipped:
+            lines += ["", "Skipped:", ""]
+            lines += [f"- {e['label']}: {e.get('reason', '?')}" for _, e in skipped]
+    return "\n".join(lines)
+
+
 def _label_2_and_5(value: float, _pos: int) -> str:
     # Label minor log ticks at 2 and 5 per decade only, so they do not collide.
     if value <= 0:
@@ -709,7 +817,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--servers", default=",".join(names),
                     help=f"comma-separated subset of: {', '.join(names)} (default: all)")
-    ap.add_argument("--modes", default="echo,fanout,idle", help="subset of echo,fanout,idle (default: all)")
+    ap.add_argument("--modes", default="echo,fanout,idle",
+                    help="subset of echo,fanout,idle,fanout-deflate (default: echo,fanout,idle)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: short phases, rooms of 50 and 200, 1,000 idle connections")
     ap.add_argument("--rooms", help="fan-out room sizes (default 100,1000,5000; quick 50,200)")
@@ -721,6 +830,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--idle", type=int, help="idle connections (default 10000; quick 1000)")
     ap.add_argument("--warmup", type=float, help="seconds before measuring (default 2; quick 0.5)")
     ap.add_argument("--duration", type=float, help="measured seconds (default 8; quick 1.5)")
+    ap.add_argument("--deflate-rooms", help="fanout-deflate room sizes (default 1000; quick 200)")
+    ap.add_argument("--deflate-size", type=int, default=1024,
+                    help="fanout-deflate JSON message bytes, at least 192 (default 1024)")
+    ap.add_argument("--deflate-offer", default=BROWSER_OFFER,
+                    help=f"Sec-WebSocket-Extensions the clients send (default {BROWSER_OFFER!r}, "
+                         "what browsers offer)")
     ap.add_argument("--baseline", default="fastws", help="server the ratios compare against (default fastws)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and PNG (default bench/results)")
@@ -730,7 +845,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.servers.split(",")) - set(names)
     if unknown:
         ap.error(f"unknown server(s): {', '.join(sorted(unknown))}")
-    bad_modes = set(args.modes.split(",")) - {"echo", "fanout", "idle"}
+    bad_modes = set(args.modes.split(",")) - {"echo", "fanout", "idle", DEFLATE_MODE}
     if bad_modes:
         ap.error(f"unknown mode(s): {', '.join(sorted(bad_modes))}")
     return args
@@ -754,6 +869,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup=args.warmup if args.warmup is not None else (0.5 if quick else 2.0),
         duration=args.duration if args.duration is not None else (1.5 if quick else 8.0),
         drain=2.0 if quick else 5.0,
+        deflate_rooms=[int(r) for r in (args.deflate_rooms or ("200" if quick else "1000"))
+                       .split(",")],
+        deflate_size=max(args.deflate_size, 192),
+        deflate_offer=args.deflate_offer,
     )
 
 
@@ -826,9 +945,14 @@ def run(args: argparse.Namespace, plan: Plan) -> int:
     json_path = out_dir / f"compare-{stamp}.json"
     png_path = out_dir / f"compare-{stamp}.png"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
-    table = render_tables(data, args.baseline)
+    main_modes = {"echo", "fanout", "idle"} & set(plan.modes)
     print(f"## Server comparison ({data['date']}, {data['elapsed_s']:.0f} s)\n")
-    print(table)
+    if main_modes:
+        print(render_tables(data, args.baseline))
+    if DEFLATE_MODE in plan.modes:
+        if main_modes:
+            print()
+        print(render_deflate(data, skipped_too=not main_modes))
     chart_error = write_chart(data, png_path) if "fanout" in plan.modes else "no fan-out run"
     print(f"\nJSON: {json_path}")
     print(f"chart: {png_path}" if chart_error is None else f"chart: not written ({chart_error})")

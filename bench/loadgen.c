@@ -17,11 +17,24 @@
  *           and waits for a line (or EOF) on stdin before closing, so the harness can
  *           read the server's RSS while they are held.
  *
+ * Fan-out options for the compression benchmark:
+ *   --json     messages are S-byte JSON chat texts (text frames) instead of binary:
+ *              {"seq":"<16 hex>","ts":"<16 hex>","type":"chat",...,"text":"<words>"},
+ *              one of 64 pre-made texts per sequence number, so every receiver checks
+ *              every byte of every message it gets (counted as "corrupt" otherwise).
+ *   --deflate  every connection offers permessage-deflate (RFC 7692; --offer sets the
+ *              header value, default what browsers send). Compressed frames (RSV1) are
+ *              inflated with zlib, with or without context takeover as the server's
+ *              answer says; the publisher compresses its messages too, each on its own.
+ *   Every fan-out run reports the bytes of the delivered frames (headers included),
+ *   so compressed and plain runs compare on bytes on the wire per delivered message.
+ *
  * With --pid, the server's CPU time (utime+stime from /proc/PID/stat) is read at the
  * exact boundaries of the measured phase, so CPU per delivered message covers the very
  * same window as the message count.
  *
- * Build: cc -O2 -o loadgen loadgen.c   (bench/compare.py does this and caches by mtime)
+ * Build: cc -O2 -DWITH_ZLIB -o loadgen loadgen.c -lz   (bench/compare.py does this and caches
+ * by mtime). Without -DWITH_ZLIB it builds with no zlib at all, and --deflate is refused.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,11 +49,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef WITH_ZLIB
+#include <zlib.h>
+#endif
 
 /* ------------------------------------------------------------------ utilities */
 
@@ -221,10 +238,20 @@ typedef struct conn {
     uint8_t hlen, hneed;
     uint8_t mask[4];
     uint64_t remaining, frame_pos, frame_len;
-    /* message being assembled (only its first 16 bytes matter) */
-    uint8_t msg_opcode, msg_headlen;
+    /* message being assembled (binary mode: only its first 16 bytes matter) */
+    uint8_t msg_opcode, msg_headlen, rsv1, msg_compressed, msg_overflow;
     uint8_t msg_head[16];
     uint64_t msg_len;
+    uint64_t msg_wire;                           /* frame bytes of this message, headers too */
+    /* --json: the whole message (inflated when compressed), cfg_size bytes expected */
+    uint8_t *msg;
+    size_t msg_out;
+    uint8_t *zbuf;                               /* compressed bytes, no context takeover */
+    size_t zlen;
+    /* permessage-deflate as the server's answer set it */
+    uint8_t pmd, srv_nct;
+    uint8_t cli_bits;                            /* our deflate window; 0 = 15 */
+    void *inflater;                              /* zlib stream, made at the first compressed message */
     /* control frame payload (<= 125 bytes), kept to answer pings */
     uint8_t ctl[125];
     uint8_t ctl_len;
@@ -257,6 +284,9 @@ static double cfg_setup_timeout = 120.0;
 static double cfg_hold_max = 120.0;
 static int cfg_pid = 0;
 static int cfg_max_pending = 256;
+static int cfg_json = 0;
+static int cfg_deflate = 0;
+static const char *cfg_offer = "permessage-deflate; client_max_window_bits";
 
 /* global state */
 static int ep;
@@ -276,6 +306,11 @@ static uint64_t t_measure_start, t_measure_end;
 static double cpu_server_start, cpu_server_end, cpu_self_start, cpu_self_end;
 static uint64_t measured_msgs;                   /* echo replies or fan-out frames in window */
 static uint64_t publisher_frames;                /* frames the server sent back to the publisher */
+static uint64_t measured_wire;                   /* frame bytes of the measured messages */
+static uint64_t measured_compressed;             /* measured messages that came with RSV1 */
+static uint64_t corrupt;                         /* --json messages with wrong length or bytes */
+static uint64_t deflate_accepted;                /* handshakes that agreed on permessage-deflate */
+static char first_extension[160];                /* the first answer's extension header */
 
 /* fan-out window */
 #define RING (1u << 16)
@@ -302,11 +337,11 @@ static void out_reserve(conn *c, size_t extra) {
     c->out_cap = cap;
 }
 
-/* Append one masked client frame. */
-static void append_frame(conn *c, int opcode, const uint8_t *data, size_t len) {
+/* Append one masked client frame (rsv1: a permessage-deflate compressed message). */
+static void append_frame_rsv(conn *c, int opcode, int rsv1, const uint8_t *data, size_t len) {
     out_reserve(c, len + 14);
     uint8_t *p = c->out + c->out_len;
-    *p++ = 0x80 | (uint8_t)opcode;
+    *p++ = 0x80 | (rsv1 ? 0x40 : 0) | (uint8_t)opcode;
     if (len < 126) {
         *p++ = 0x80 | (uint8_t)len;
     } else if (len < 65536) {
@@ -336,6 +371,174 @@ static void append_frame(conn *c, int opcode, const uint8_t *data, size_t len) {
     p += len;
     c->out_len = (size_t)(p - c->out);
 }
+
+static void append_frame(conn *c, int opcode, const uint8_t *data, size_t len) {
+    append_frame_rsv(c, opcode, 0, data, len);
+}
+
+/* ------------------------------------------------------- --json chat messages */
+/* 64 texts of exactly cfg_size bytes, made once from the seeded generator:
+ *   {"seq":"<16 hex>","ts":"<16 hex>","type":"chat","room":"general","user":"..",
+ *    "id":"<16 hex>","text":"<words from a small vocabulary>"}
+ * The first JSON_HEAD bytes (sequence number and publish time) are written per
+ * message; the rest identifies the text, so a receiver checks every byte. Word salad
+ * over ~90 common words compresses about as well as real chat (to ~45%). */
+
+#define JSON_VARIANTS 64
+#define ZBUF_CAP ((size_t)cfg_size * 2 + 64)        /* deflate never grows text this much */
+#define JSON_HEAD 48                             /* {"seq":"<16>","ts":"<16> */
+static uint8_t *json_text[JSON_VARIANTS];
+
+static const char *const json_words[] = {
+    "the", "meeting", "moved", "to", "thursday", "so", "we", "can", "review", "release",
+    "notes", "and", "load", "test", "results", "before", "ship", "anything", "new",
+    "production", "please", "check", "your", "calendar", "tell", "me", "if", "that", "time",
+    "does", "not", "work", "for", "you", "I", "will", "book", "large", "room", "again",
+    "bring", "coffee", "everyone", "who", "joins", "early", "deploy", "friday", "never",
+    "on", "a", "is", "it", "broken", "fixed", "now", "thanks", "great", "idea", "let's",
+    "ask", "ops", "about", "latency", "graph", "looks", "weird", "since", "yesterday",
+    "maybe", "cache", "lunch", "at", "noon", "ok", "sounds", "good", "see", "tomorrow",
+    "ping", "when", "done", "lgtm", "merged", "main", "branch", "ticket", "customer", "bug",
+};
+static const char *const json_users[] = {
+    "ada", "grace", "linus", "margaret", "ken", "barbara", "dennis", "frances", "alan", "edsger",
+};
+
+static void json_make_texts(void) {
+    int nw = (int)(sizeof json_words / sizeof *json_words);
+    int nu = (int)(sizeof json_users / sizeof *json_users);
+    for (int v = 0; v < JSON_VARIANTS; v++) {
+        uint8_t *m = malloc((size_t)cfg_size + 1);
+        if (!m) die("out of memory");
+        int n = snprintf((char *)m, (size_t)cfg_size + 1,
+                         "{\"seq\":\"%016x\",\"ts\":\"%016x\",\"type\":\"chat\","
+                         "\"room\":\"general\",\"user\":\"%s\",\"id\":\"%016llx\",\"text\":\"",
+                         0, 0, json_users[rng_next() % (uint64_t)nu],
+                         (unsigned long long)rng_next());
+        int text_end = cfg_size - 2;             /* room for the closing "} */
+        while (n < text_end) {
+            const char *w = json_words[rng_next() % (uint64_t)nw];
+            char num[24];
+            if (rng_next() % 16 == 0) {          /* now and then a number, as chat has */
+                snprintf(num, sizeof num, "%u", (unsigned)(rng_next() % 10000));
+                w = num;
+            }
+            for (const char *q = w; *q && n < text_end; q++) m[n++] = (uint8_t)*q;
+            if (n < text_end) m[n++] = ' ';
+        }
+        m[n++] = '"';
+        m[n++] = '}';
+        json_text[v] = m;
+    }
+}
+
+static void put_hex16(uint8_t *p, uint64_t v) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) { p[i] = (uint8_t)hex[v & 15]; v >>= 4; }
+}
+
+static int get_hex16(const uint8_t *p, uint64_t *out) {
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        uint8_t ch = p[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* The publisher's message seq, sent at t, into buf (cfg_size bytes). */
+static void json_fill(uint8_t *buf, uint64_t seq, uint64_t t) {
+    memcpy(buf, json_text[seq % JSON_VARIANTS], (size_t)cfg_size);
+    put_hex16(buf + 8, seq);
+    put_hex16(buf + 32, t);
+}
+
+/* ------------------------------------------------------------------- zlib */
+/* The publisher compresses each message on its own (deflateReset), which is valid
+ * whatever context takeover was agreed, within the client window the server allowed.
+ * Receivers inflate into their message buffer, one zlib stream each. */
+
+static uint8_t *deflate_buf;
+
+#ifdef WITH_ZLIB
+static z_stream pub_deflater;
+static int pub_deflater_bits;
+static size_t deflate_cap;
+
+static size_t deflate_message(int bits, const uint8_t *data, size_t len) {
+    if (bits < 9) bits = 9;                      /* zlib cannot deflate with 8; 9 stays inside it */
+    if (pub_deflater_bits != bits) {
+        if (pub_deflater_bits) deflateEnd(&pub_deflater);
+        memset(&pub_deflater, 0, sizeof pub_deflater);
+        if (deflateInit2(&pub_deflater, 6, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            die("deflateInit2 failed");
+        pub_deflater_bits = bits;
+    }
+    size_t need = deflateBound(&pub_deflater, (uLong)len) + 16;
+    if (need > deflate_cap) {
+        deflate_buf = realloc(deflate_buf, need);
+        if (!deflate_buf) die("out of memory");
+        deflate_cap = need;
+    }
+    deflateReset(&pub_deflater);
+    pub_deflater.next_in = (Bytef *)data;
+    pub_deflater.avail_in = (uInt)len;
+    pub_deflater.next_out = deflate_buf;
+    pub_deflater.avail_out = (uInt)deflate_cap;
+    if (deflate(&pub_deflater, Z_SYNC_FLUSH) != Z_OK || pub_deflater.avail_in)
+        die("deflate failed");
+    size_t out = deflate_cap - pub_deflater.avail_out;
+    return out >= 4 ? out - 4 : out;             /* RFC 7692 7.2.1: drop 00 00 ff ff */
+}
+
+static void *inflater_new(void) {
+    z_stream *z = calloc(1, sizeof(z_stream));
+    if (!z || inflateInit2(z, -15) != Z_OK) die("inflateInit2 failed");
+    return z;
+}
+
+static void inflater_reset(void *z) { inflateReset((z_stream *)z); }
+
+/* Inflate p[0..take) into out[*used..cap); 0 when the data is bad or does not fit. */
+static int inflate_into(void *zs, const uint8_t *p, size_t take, uint8_t *out, size_t cap,
+                        size_t *used) {
+    z_stream *z = zs;
+    z->next_in = (Bytef *)p;
+    z->avail_in = (uInt)take;
+    while (z->avail_in) {
+        uInt before = z->avail_in;
+        z->next_out = out + *used;
+        z->avail_out = (uInt)(cap + 1 - *used);  /* one spare byte tells "too long" */
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        *used = cap + 1 - z->avail_out;
+        if (rc == Z_STREAM_END) {
+            /* The sender ended its DEFLATE stream (BFINAL); what follows starts anew. */
+            inflateReset(z);
+            continue;
+        }
+        if (*used > cap || (rc != Z_OK && rc != Z_BUF_ERROR) || z->avail_in == before)
+            return 0;
+    }
+    return 1;
+}
+#else
+#define NO_ZLIB "loadgen was built without zlib: cc -O2 -DWITH_ZLIB -o loadgen loadgen.c -lz"
+static size_t deflate_message(int bits, const uint8_t *data, size_t len) {
+    (void)bits; (void)data; (void)len;
+    die(NO_ZLIB);
+    return 0;
+}
+static void *inflater_new(void) { die(NO_ZLIB); return NULL; }
+static void inflater_reset(void *z) { (void)z; }
+static int inflate_into(void *zs, const uint8_t *p, size_t take, uint8_t *out, size_t cap,
+                        size_t *used) {
+    (void)zs; (void)p; (void)take; (void)out; (void)cap; (void)used;
+    return 0;
+}
+#endif
 
 static void conn_close(conn *c, int counted) {
     if (c->state == ST_CLOSED) return;
@@ -384,9 +587,19 @@ static void echo_send(conn *c, uint64_t t) {
 
 static void publish(conn *pub, uint64_t seq, uint64_t t) {
     uint8_t *p = payload_pattern;
-    put_u64(p, seq);
-    put_u64(p + 8, t);
-    append_frame(pub, 2, p, (size_t)cfg_size);
+    if (cfg_json) {
+        json_fill(p, seq, t);
+        if (pub->pmd) {
+            size_t n = deflate_message(pub->cli_bits ? pub->cli_bits : 15, p, (size_t)cfg_size);
+            append_frame_rsv(pub, 1, 1, deflate_buf, n);
+        } else {
+            append_frame(pub, 1, p, (size_t)cfg_size);
+        }
+    } else {
+        put_u64(p, seq);
+        put_u64(p + 8, t);
+        append_frame(pub, 2, p, (size_t)cfg_size);
+    }
     if (seq) {
         ring_count[seq & (RING - 1)] = 0;
         ring_time[seq & (RING - 1)] = t;
@@ -394,11 +607,103 @@ static void publish(conn *pub, uint64_t seq, uint64_t t) {
 }
 
 static void on_open(conn *c, uint64_t t) {
+    if (cfg_json && c->role == ROLE_RECEIVER) {
+        c->msg = malloc((size_t)cfg_size + 1);
+        c->zbuf = c->srv_nct ? malloc(ZBUF_CAP) : NULL;
+        if (!c->msg || (c->srv_nct && !c->zbuf)) die("out of memory");
+    }
     if (c->role == ROLE_ECHO) {
         c->fifo = calloc((size_t)cfg_inflight, sizeof(uint64_t));
         if (!c->fifo) die("out of memory");
         for (int i = 0; i < cfg_inflight; i++) echo_send(c, t);
     }
+}
+
+/* --json: one more piece of a receiver's message (server frames are not masked). */
+static void json_payload(conn *c, const uint8_t *p, size_t take) {
+    size_t cap = (size_t)cfg_size;
+    if (c->msg_overflow) return;
+    if (!c->msg_compressed) {
+        if (take > cap - c->msg_out) { c->msg_overflow = 1; return; }
+        memcpy(c->msg + c->msg_out, p, take);
+        c->msg_out += take;
+        return;
+    }
+    if (c->srv_nct) {                            /* kept whole, see json_message_done */
+        if (take > ZBUF_CAP - c->zlen) { c->msg_overflow = 1; return; }
+        memcpy(c->zbuf + c->zlen, p, take);
+        c->zlen += take;
+        return;
+    }
+    if (!inflate_into(c->inflater, p, take, c->msg, cap, &c->msg_out)) c->msg_overflow = 1;
+}
+
+/* Checked messages by their compressed bytes. Without server context takeover a
+ * message's compressed form depends on nothing before it, so equal bytes inflate to
+ * equal text: a receiver whose bytes match an entry gets that entry's verdict (the
+ * bytes compared in full) instead of inflating again. Servers that compress once per
+ * broadcast send every receiver the same bytes; without this the load generator,
+ * inflating 1,000 copies of each message, would set the pace instead of the server. */
+#define ZCACHE 256
+typedef struct {
+    uint64_t hash, seq, sent;
+    size_t len;
+    int ok;
+    uint8_t *data;
+} zentry;
+static zentry zcache[ZCACHE];
+static uint64_t zcache_hits;
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) h = (h ^ get_u64(p + i)) * 0x100000001B3ull, h ^= h >> 29;
+    for (; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h ^ (h >> 32);
+}
+
+static int json_check(const uint8_t *m, size_t len, uint64_t *seq, uint64_t *sent) {
+    if (len != (size_t)cfg_size) return 0;
+    if (memcmp(m, "{\"seq\":\"", 8) || memcmp(m + 24, "\",\"ts\":\"", 8) ||
+        !get_hex16(m + 8, seq) || !get_hex16(m + 32, sent))
+        return 0;
+    const uint8_t *want = json_text[*seq % JSON_VARIANTS];
+    return memcmp(m + JSON_HEAD, want + JSON_HEAD, (size_t)cfg_size - JSON_HEAD) == 0;
+}
+
+/* --json: the message is complete; check every byte, return its seq and send time. */
+static int json_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (c->msg_overflow) return 0;
+    if (c->msg_compressed && c->srv_nct) {
+        uint64_t h = hash_bytes(c->zbuf, c->zlen);
+        zentry *e = &zcache[h & (ZCACHE - 1)];
+        if (e->data && e->hash == h && e->len == c->zlen && !memcmp(e->data, c->zbuf, c->zlen)) {
+            zcache_hits++;
+            *seq = e->seq;
+            *sent = e->sent;
+            return e->ok;
+        }
+        inflater_reset(c->inflater);             /* each message stands alone */
+        c->msg_out = 0;
+        int ok = inflate_into(c->inflater, c->zbuf, c->zlen, c->msg, (size_t)cfg_size,
+                              &c->msg_out) &&
+                 inflate_into(c->inflater, tail, 4, c->msg, (size_t)cfg_size, &c->msg_out) &&
+                 json_check(c->msg, c->msg_out, seq, sent);
+        if (!e->data && !(e->data = malloc(ZBUF_CAP))) die("out of memory");
+        memcpy(e->data, c->zbuf, c->zlen);
+        e->len = c->zlen;
+        e->hash = h;
+        e->seq = ok ? *seq : 0;
+        e->sent = ok ? *sent : 0;
+        e->ok = ok;
+        return ok;
+    }
+    if (c->msg_compressed) {
+        json_payload(c, tail, 4);                /* RFC 7692 7.2.2: put the tail back */
+        if (c->msg_overflow) return 0;
+    }
+    return json_check(c->msg, c->msg_out, seq, sent);
 }
 
 static void on_message(conn *c, uint64_t t) {
@@ -422,12 +727,25 @@ static void on_message(conn *c, uint64_t t) {
         return;
     }
     if (c->role != ROLE_RECEIVER) return;
-    if (c->msg_headlen < 16) {
-        bad_frames++;
-        return;
+    uint64_t seq, sent;
+    if (cfg_json) {
+        if (!json_message_done(c, &seq, &sent)) {
+            corrupt++;
+            return;
+        }
+    } else {
+        if (c->msg_headlen < 16) {
+            bad_frames++;
+            return;
+        }
+        seq = get_u64(c->msg_head);
+        sent = get_u64(c->msg_head + 8);
     }
-    if (phase == PH_MEASURE) measured_msgs++;
-    uint64_t seq = get_u64(c->msg_head);
+    if (phase == PH_MEASURE) {
+        measured_msgs++;
+        measured_wire += c->msg_wire;
+        measured_compressed += c->msg_compressed;
+    }
     if (seq == 0) {                              /* readiness probe */
         if (!c->probe_seen) {
             c->probe_seen = 1;
@@ -445,7 +763,7 @@ static void on_message(conn *c, uint64_t t) {
     if (first_measured_seq && seq >= first_measured_seq &&
         (!last_measured_seq || seq <= last_measured_seq)) {
         c->got_measured++;
-        hist_add(t - get_u64(c->msg_head + 8));
+        hist_add(t - sent);
     }
     if (seq >= oldest_seq && seq < next_seq) ring_count[seq & (RING - 1)]++;
 }
@@ -478,8 +796,9 @@ static void capture_payload(conn *c, const uint8_t *p, size_t take) {
 }
 
 /* Decode a complete header in h (hneed bytes). */
-static void start_frame(conn *c, const uint8_t *h) {
+static void start_frame(conn *c, const uint8_t *h, int hs) {
     c->fin = h[0] >> 7;
+    c->rsv1 = (h[0] >> 6) & 1;
     c->opcode = h[0] & 15;
     c->masked = h[1] >> 7;
     uint64_t len = h[1] & 127;
@@ -500,7 +819,18 @@ static void start_frame(conn *c, const uint8_t *h) {
         c->msg_opcode = c->opcode;
         c->msg_len = 0;
         c->msg_headlen = 0;
+        c->msg_wire = 0;
+        c->msg_out = 0;
+        c->zlen = 0;
+        c->msg_overflow = 0;
+        c->msg_compressed = c->rsv1 && c->pmd;
+        if (c->rsv1 && !c->pmd) bad_frames++;    /* RSV1 without the extension agreed */
+        if (c->rsv1 && c->pmd && cfg_json && c->role == ROLE_RECEIVER && !c->inflater)
+            c->inflater = inflater_new();
+    } else if (c->rsv1) {
+        bad_frames++;                            /* RSV1 only on a message's first frame */
     }
+    if (c->opcode < 8) c->msg_wire += (uint64_t)hs + len;
 }
 
 static int header_size(const uint8_t *h) {
@@ -513,7 +843,7 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
         if (!c->in_frame) {
             if (c->hlen == 0 && n >= 2 && n >= (size_t)header_size(p)) {
                 int hs = header_size(p);
-                start_frame(c, p);
+                start_frame(c, p, hs);
                 p += hs;
                 n -= (size_t)hs;
             } else {
@@ -521,7 +851,7 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
                 n--;
                 if (c->hlen == 2) c->hneed = (uint8_t)header_size(c->hdr);
                 if (c->hlen < 2 || c->hlen < c->hneed) continue;
-                start_frame(c, c->hdr);
+                start_frame(c, c->hdr, c->hneed);
                 c->hlen = 0;
             }
             if (c->remaining == 0) {
@@ -531,7 +861,9 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
             continue;
         }
         size_t take = c->remaining < n ? (size_t)c->remaining : n;
-        if (c->opcode >= 8 || c->msg_headlen < sizeof c->msg_head)
+        if (cfg_json && c->opcode < 8 && c->role == ROLE_RECEIVER)
+            json_payload(c, p, take);
+        else if (c->opcode >= 8 || c->msg_headlen < sizeof c->msg_head)
             capture_payload(c, p, take);
         c->frame_pos += take;
         c->remaining -= take;
@@ -581,12 +913,14 @@ static void send_handshake(conn *c) {
     uint8_t dig[20];
     sha1((const uint8_t *)cat, (size_t)clen, dig);
     base64(dig, 20, c->accept);
-    char req[512];
+    char req[1024];
+    char ext[320] = "";
+    if (cfg_deflate) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", cfg_offer);
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nUser-Agent: fastws-loadgen\r\n\r\n",
-                     cfg_path, cfg_host, cfg_port, key);
+                     "Sec-WebSocket-Version: 13\r\n%sUser-Agent: fastws-loadgen\r\n\r\n",
+                     cfg_path, cfg_host, cfg_port, key, ext);
     out_reserve(c, (size_t)n);
     memcpy(c->out + c->out_len, req, (size_t)n);
     c->out_len += (size_t)n;
@@ -597,9 +931,34 @@ static void send_handshake(conn *c) {
     flush_out(c);
 }
 
+/* Read the server's Sec-WebSocket-Extensions answer (one line, up to its CRLF). */
+static void read_extensions(conn *c, const char *v) {
+    const char *end = strstr(v, "\r\n");
+    size_t len = end ? (size_t)(end - v) : strlen(v);
+    char val[256];
+    if (len >= sizeof val) len = sizeof val - 1;
+    for (size_t i = 0; i < len; i++) val[i] = (char)tolower((unsigned char)v[i]);
+    val[len] = 0;
+    if (!strstr(val, "permessage-deflate")) return;
+    c->pmd = 1;
+    c->srv_nct = strstr(val, "server_no_context_takeover") != NULL;
+    const char *bits = strstr(val, "client_max_window_bits=");
+    if (bits) c->cli_bits = (uint8_t)atoi(bits + 23);
+    if (!deflate_accepted++) {
+        size_t k = 0;
+        for (size_t i = 0; i < len && k < sizeof first_extension - 1; i++) {
+            char ch = v[i];                      /* keep it printable inside a JSON string */
+            if (ch == '"' || ch == '\\' || (unsigned char)ch < 0x20) ch = ' ';
+            first_extension[k++] = ch;
+        }
+        first_extension[k] = 0;
+    }
+}
+
 /* 1 when the response is a 101 whose Sec-WebSocket-Accept matches our key. */
 static int check_response(conn *c, const char *resp) {
     if (strncmp(resp, "HTTP/1.1 101", 12) != 0) return 0;
+    int accepted = 0;
     const char *line = strstr(resp, "\r\n");
     while (line && line[2] != '\r') {
         line += 2;
@@ -607,11 +966,15 @@ static int check_response(conn *c, const char *resp) {
             const char *v = line + 21;
             while (*v == ' ' || *v == '\t') v++;
             size_t alen = strlen(c->accept);
-            return strncmp(v, c->accept, alen) == 0;
+            accepted = strncmp(v, c->accept, alen) == 0;
+        } else if (strncasecmp(line, "Sec-WebSocket-Extensions:", 25) == 0) {
+            const char *v = line + 25;
+            while (*v == ' ' || *v == '\t') v++;
+            read_extensions(c, v);
         }
         line = strstr(line, "\r\n");
     }
-    return 0;
+    return accepted;
 }
 
 static void handshake_read(conn *c, uint64_t t) {
@@ -824,7 +1187,9 @@ static void usage(void) {
             "  --host A (127.0.0.1)  --path P (/echo or /fanout)  --pid SERVER_PID\n"
             "  --conns C (echo/idle)  --inflight P  --size S (bytes)\n"
             "  --receivers R --window W (fanout)  --warmup s --duration s --drain s\n"
-            "  --stall s  --setup-timeout s  --hold-max s  --max-pending N\n");
+            "  --stall s  --setup-timeout s  --hold-max s  --max-pending N\n"
+            "  --json (fanout: JSON chat text messages, every byte checked)\n"
+            "  --deflate [--offer EXT] (offer permessage-deflate; inflate RSV1 frames)\n");
     exit(2);
 }
 
@@ -837,7 +1202,8 @@ int main(int argc, char **argv) {
         {"size", 1, 0, 's'}, {"window", 1, 0, 'w'}, {"warmup", 1, 0, 'W'},
         {"duration", 1, 0, 'd'}, {"drain", 1, 0, 'D'}, {"stall", 1, 0, 'S'},
         {"setup-timeout", 1, 0, 'T'}, {"hold-max", 1, 0, 'H'}, {"pid", 1, 0, 'x'},
-        {"max-pending", 1, 0, 'm'}, {0, 0, 0, 0}};
+        {"max-pending", 1, 0, 'm'}, {"json", 0, 0, 'j'}, {"deflate", 0, 0, 'z'},
+        {"offer", 1, 0, 'o'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -857,6 +1223,9 @@ int main(int argc, char **argv) {
         case 'H': cfg_hold_max = atof(optarg); break;
         case 'x': cfg_pid = atoi(optarg); break;
         case 'm': cfg_max_pending = atoi(optarg); break;
+        case 'j': cfg_json = 1; break;
+        case 'z': cfg_deflate = 1; break;
+        case 'o': cfg_offer = optarg; break;
         default: usage();
         }
     }
@@ -866,6 +1235,14 @@ int main(int argc, char **argv) {
     if (is_echo && (cfg_inflight <= 0 || cfg_size < 0)) usage();
     if (is_fan && (cfg_size < 16 || cfg_window <= 0 || cfg_window > (int)(RING / 4)))
         die("fanout needs --size >= 16 and 0 < --window <= 16384");
+    if (cfg_json && (!is_fan || cfg_size < 192))
+        die("--json is a fanout option and needs --size >= 192");
+    /* Only --json messages are checked whole; a binary probe could not be inflated. */
+    if (cfg_deflate && !cfg_json) die("--deflate needs --json (fanout)");
+#ifndef WITH_ZLIB
+    if (cfg_deflate) die(NO_ZLIB);
+#endif
+    if (strlen(cfg_offer) > 256 || strpbrk(cfg_offer, "\r\n")) die("bad --offer");
     if (!cfg_path) cfg_path = is_fan ? "/fanout" : "/echo";
 
     signal(SIGPIPE, SIG_IGN);
@@ -893,6 +1270,7 @@ int main(int argc, char **argv) {
     payload_pattern = malloc((size_t)cfg_size + 16);
     if (!conns || !payload_pattern) die("out of memory");
     for (int i = 0; i < cfg_size; i++) payload_pattern[i] = (uint8_t)('a' + i % 26);
+    if (cfg_json) json_make_texts();
     for (int i = 0; i < nconns; i++) {
         conns[i].role = is_echo ? ROLE_ECHO : is_idle ? ROLE_IDLE : ROLE_RECEIVER;
         conns[i].state = ST_CLOSED;
@@ -1000,12 +1378,20 @@ int main(int argc, char **argv) {
             uint64_t expected = published * (uint64_t)receivers;
             printf(", \"receivers\": %d, \"window\": %d, \"size\": %d, \"published\": %llu, "
                    "\"expected\": %llu, \"received\": %llu, \"lost\": %lld, \"gaps\": %llu, "
-                   "\"out_of_order\": %llu, \"stalls\": %llu, \"publisher_frames\": %llu",
+                   "\"out_of_order\": %llu, \"stalls\": %llu, \"publisher_frames\": %llu, "
+                   "\"json\": %s, \"deflate_offered\": %s, \"deflate_accepted\": %llu, "
+                   "\"extension\": \"%s\", \"wire_bytes\": %llu, \"wire_bytes_per_msg\": %.1f, "
+                   "\"compressed\": %llu, \"corrupt\": %llu, \"inflate_cache_hits\": %llu",
                    receivers, cfg_window, cfg_size, (unsigned long long)published,
                    (unsigned long long)expected, (unsigned long long)received,
                    (long long)(expected - received), (unsigned long long)gaps,
                    (unsigned long long)out_of_order, (unsigned long long)stalls,
-                   (unsigned long long)publisher_frames);
+                   (unsigned long long)publisher_frames, cfg_json ? "true" : "false",
+                   cfg_deflate ? "true" : "false", (unsigned long long)deflate_accepted,
+                   first_extension, (unsigned long long)measured_wire,
+                   measured_msgs ? (double)measured_wire / (double)measured_msgs : 0.0,
+                   (unsigned long long)measured_compressed, (unsigned long long)corrupt,
+                   (unsigned long long)zcache_hits);
         }
     }
     printf("}\n");

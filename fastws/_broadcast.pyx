@@ -76,6 +76,8 @@ cdef class RoomRegistry:
         cdef bytes plain = None
         cdef bytes frame
         cdef dict by_key = None
+        cdef object last_key = None
+        cdef bytes last_frame = None
         if members is None:
             return 0
         for member in list(members):
@@ -86,12 +88,16 @@ cdef class RoomRegistry:
                 if plain is None:
                     plain = encode_frame(opcode, payload)
                 frame = plain
+            elif ws._deflate_key is last_key:
+                frame = last_frame          # the usual case: one shared setting
             else:
                 if by_key is None:
                     by_key = {}
                 frame = by_key.get(ws._deflate_key)
                 if frame is None:
                     frame = by_key[ws._deflate_key] = compressed_frame(ws._deflater, opcode, payload)
+                last_key = ws._deflate_key
+                last_frame = frame
             if ws._send_frame(frame):
                 sent += 1
         return sent

@@ -25,6 +25,7 @@ cdef class WebSocket:
     cdef object _options
     cdef FrameParser _parser
     cdef dict _by_name
+    cdef int _n_custom            # registered event names a JSON "type" can reach
     cdef int _state
     cdef list _rooms
     cdef object _queue            # deque, None until a handler goes async
@@ -43,7 +44,9 @@ cdef class WebSocket:
     cdef Py_ssize_t _skipped
     # write side: frames wait here until the end of the callback (corking)
     # or of the loop iteration (broadcasts), then leave in one write
-    cdef list _pending            # None until the first frame is queued
+    # None, one frame (bytes), or a list once a batch had several (kept, so
+    # a busy socket allocates no list per loop iteration)
+    cdef object _pending
     cdef Py_ssize_t _pending_bytes
     cdef bint _corked
     cdef bint _dirty

@@ -24,7 +24,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastws._frame cimport FrameParser, encode_frame
 from fastws._frame import ERROR, encode_close
-from fastws.events import add_handler, arity, json_event, remove_handler
+from fastws.events import RESERVED_EVENTS, add_handler, arity, json_event, remove_handler
 
 __all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message", "encode_payload"]
 
@@ -164,7 +164,10 @@ cdef class WebSocket:
             self._parser = FrameParser(max_message_size=options.max_message_size,
                                        inflater=Inflater(negotiated))
             self._deflater = Deflater(negotiated)
-            self._deflate_key = negotiated.key
+            # The shared compressor's key: one object per distinct setting,
+            # so a broadcast can match members by identity.
+            shared = self._deflater._shared
+            self._deflate_key = shared.key if shared is not None else None
         else:
             self._parser = FrameParser(max_message_size=options.max_message_size)
         self._by_name = {}
@@ -302,10 +305,13 @@ cdef class WebSocket:
         return True
 
     cdef int _queue_frame(self, bytes frame) except -1:
-        if self._pending is None:
-            self._pending = [frame]
+        cdef object pending = self._pending
+        if pending is None:
+            self._pending = frame
+        elif type(pending) is bytes:
+            self._pending = [pending, frame]
         else:
-            self._pending.append(frame)
+            (<list>pending).append(frame)
         self._pending_bytes += PyBytes_GET_SIZE(frame)
         if not self._corked and not self._dirty:
             self._dirty = True
@@ -313,22 +319,25 @@ cdef class WebSocket:
         return 0
 
     cdef int _flush(self) except -1:
-        cdef list pending = self._pending
+        cdef object pending = self._pending
+        cdef object data
         cdef Py_ssize_t n
-        if not pending:
+        if pending is None:
             return 0
-        n = len(pending)
-        self._pending_bytes = 0
-        if self._transport is None:
-            del pending[:]
-            return 0
-        if n == 1:
-            self._write(pending[0])
+        if type(pending) is bytes:
+            self._pending = None
+            data = pending
         else:
-            self._write(b"".join(pending))
-        # The list is kept for the next batch: a new one per socket per loop
-        # iteration made the cyclic GC a visible share of a large fan-out.
-        del pending[:]
+            n = len(<list>pending)
+            if n == 0:
+                return 0
+            data = (<list>pending)[0] if n == 1 else b"".join(<list>pending)
+            # The list stays for the next batch: a new one per socket per
+            # loop iteration made the cyclic GC visible in a large fan-out.
+            del (<list>pending)[:]
+        self._pending_bytes = 0
+        if self._transport is not None:
+            self._write(data)
         return 0
 
     cdef int _close_transport(self) except -1:
@@ -398,15 +407,25 @@ cdef class WebSocket:
         """Register ``handler`` for ``event``; without a handler, a decorator."""
         if handler is None:
             def decorate(fn):
-                add_handler(self._by_name, event, fn)
+                self._add_handler(event, fn)
                 return fn
             return decorate
-        add_handler(self._by_name, event, handler)
+        self._add_handler(event, handler)
         return handler
+
+    def _add_handler(self, event, fn):
+        new = event not in self._by_name
+        add_handler(self._by_name, event, fn)
+        if new and event != "message" and event not in RESERVED_EVENTS:
+            self._n_custom += 1
 
     def off(self, event, handler):
         """Unregister ``handler``; True if it was registered."""
-        return remove_handler(self._by_name, event, handler)
+        removed = remove_handler(self._by_name, event, handler)
+        if removed and event not in self._by_name and event != "message" \
+                and event not in RESERVED_EVENTS:
+            self._n_custom -= 1
+        return removed
 
     # ------------------------------------------------------------------ closing
 
@@ -692,9 +711,11 @@ cdef class WebSocket:
         cdef object text
         if event == "message" and self._json_events:
             text = args[0]
-            # Only JSON objects naming a "type" can be events: skip the
-            # parse for everything else.
-            if type(text) is str and (<str>text).startswith("{") and '"type"' in <str>text:
+            # Only a JSON object naming a "type" that has handlers can be an
+            # event: a custom one, or "message" itself. Skip the parse for
+            # everything else (it costs six times the rest of the dispatch).
+            if type(text) is str and (<str>text).startswith("{") and '"type"' in <str>text \
+                    and (self._n_custom or '"message"' in <str>text):
                 named = json_event(text, self._by_name, self._loads)
                 if named is not None:
                     event = named[0]
@@ -784,6 +805,7 @@ cdef class WebSocket:
         self._rooms.clear()
         self.app._sockets.discard(self)
         self._by_name.clear()
+        self._n_custom = 0
 
     def __repr__(self):
         return f"<WebSocket {self.remote_address} {_STATES[self._state].name}>"

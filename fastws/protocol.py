@@ -180,9 +180,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
-        # for this before sending its body. Only when nothing is queued
-        # ahead of it, so responses stay in order.
-        if (self._headers.get("expect", "").lower() == "100-continue" and not self._requests
+        # for this before sending its body. Only for a request that has a
+        # body to send, and when nothing is queued ahead of it, so
+        # responses stay in order.
+        h = self._headers
+        if (h.get("expect", "").lower() == "100-continue"
+                and (h.get("content-length", "0") != "0" or "transfer-encoding" in h)
+                and not self._requests
                 and self._task is None and self.transport is not None
                 and self._parser.get_http_version() == "1.1"):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")

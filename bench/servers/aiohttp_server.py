@@ -1,14 +1,18 @@
-"""aiohttp on uvloop: /echo and /fanout (one room, to all others)."""
+"""aiohttp on uvloop: /echo and /fanout (one room, to all others).
+
+BENCH_COMPRESSION=1: permessage-deflate on (aiohttp's ``compress=True``);
+otherwise off, so an offer from the client is declined.
+"""
 import uvloop
 from aiohttp import WSMsgType, web
 
-from common import HOST, port_from_argv, raise_nofile_limit
+from common import COMPRESSION, HOST, port_from_argv, raise_nofile_limit
 
 ROOM = web.AppKey("room", set)
 
 
 async def echo(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse()
+    ws = web.WebSocketResponse(compress=COMPRESSION)
     await ws.prepare(request)
     async for msg in ws:
         if msg.type == WSMsgType.BINARY:
@@ -19,7 +23,7 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
 
 
 async def fanout(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse()
+    ws = web.WebSocketResponse(compress=COMPRESSION)
     await ws.prepare(request)
     room = request.app[ROOM]
     room.add(ws)

@@ -1,5 +1,7 @@
 // Bun.serve (uWebSockets inside) with its pub/sub: /echo and /fanout (one room, to all others).
+// BENCH_COMPRESSION=1: permessage-deflate on, and every send and publish asks for it.
 const port = Number(process.argv[2]);
+const compression = process.env.BENCH_COMPRESSION === '1';
 
 Bun.serve({
   hostname: '127.0.0.1',
@@ -10,7 +12,7 @@ Bun.serve({
     return new Response('Upgrade Required', { status: 426 });
   },
   websocket: {
-    perMessageDeflate: false,
+    perMessageDeflate: compression,
     maxPayloadLength: 1 << 20,
     idleTimeout: 240,
     open(ws) {
@@ -18,8 +20,8 @@ Bun.serve({
     },
     message(ws, message) {
       // ws.publish reaches every subscriber except ws itself.
-      if (ws.data.path === '/echo') ws.send(message);
-      else ws.publish('all', message);
+      if (ws.data.path === '/echo') ws.send(message, compression);
+      else ws.publish('all', message, compression);
     },
   },
 });

@@ -1,10 +1,15 @@
 """Shared start-up for the Python peer servers: port from argv, descriptor limit."""
 from __future__ import annotations
 
+import os
 import resource
 import sys
 
 HOST = "127.0.0.1"
+
+#: BENCH_COMPRESSION=1 in the environment turns permessage-deflate on, with the
+#: server's own defaults (bench/compare.py --modes fanout-deflate sets it).
+COMPRESSION = os.environ.get("BENCH_COMPRESSION") == "1"
 
 
 def port_from_argv() -> int:

@@ -1,11 +1,15 @@
-"""fastws peer server for bench/compare.py: /echo and /fanout (one room, to all others)."""
-from common import HOST, port_from_argv, raise_nofile_limit
+"""fastws peer server for bench/compare.py: /echo and /fanout (one room, to all others).
+
+BENCH_COMPRESSION=1: permessage-deflate on with fastws's defaults
+(``websocket(compression=True)``).
+"""
+from common import COMPRESSION, HOST, port_from_argv, raise_nofile_limit
 
 from fastws import create_app, websocket
 
 raise_nofile_limit()
 app = create_app()
-app.use(websocket(max_message_size=1 << 20))
+app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION))
 
 
 @app.ws("/echo")

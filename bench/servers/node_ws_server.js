@@ -1,10 +1,12 @@
 // Node.js with the npm `ws` package: /echo and /fanout (one room, to all others).
+// BENCH_COMPRESSION=1: permessage-deflate on with ws's defaults (perMessageDeflate: true).
 'use strict';
 const http = require('http');
 const { WebSocketServer, WebSocket } = require('ws');
 
 const port = Number(process.argv[2]);
-const options = { noServer: true, perMessageDeflate: false, maxPayload: 1 << 20 };
+const compression = process.env.BENCH_COMPRESSION === '1';
+const options = { noServer: true, perMessageDeflate: compression, maxPayload: 1 << 20 };
 const echo = new WebSocketServer(options);
 const fanout = new WebSocketServer(options);
 const room = new Set();

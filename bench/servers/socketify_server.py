@@ -1,8 +1,12 @@
-"""socketify (uWebSockets through cffi): /echo and /fanout (one room, to all others)."""
+"""socketify (uWebSockets through cffi): /echo and /fanout (one room, to all others).
+
+BENCH_COMPRESSION=1: permessage-deflate with uWebSockets' shared compressor,
+and every publish asks for compression.
+"""
 from socketify import App, CompressOptions, OpCode
 from socketify.native import lib
 
-from common import HOST, port_from_argv, raise_nofile_limit
+from common import COMPRESSION, HOST, port_from_argv, raise_nofile_limit
 
 TOPIC = b"all"
 
@@ -20,11 +24,11 @@ def fanout_message(ws, message, opcode: OpCode) -> None:
     # publisher; uWebSockets' own per-socket publish skips it, as the benchmark wants.
     data = message.encode() if isinstance(message, str) else message
     lib.uws_ws_publish_with_options(ws.app.SSL, ws.ws, TOPIC, len(TOPIC), data, len(data),
-                                    int(opcode), False)
+                                    int(opcode), COMPRESSION)
 
 
 BEHAVIOUR = {
-    "compression": CompressOptions.DISABLED,
+    "compression": CompressOptions.SHARED_COMPRESSOR if COMPRESSION else CompressOptions.DISABLED,
     "max_payload_length": 1 << 20,
     "idle_timeout": 240,
     "max_backpressure": 16 << 20,

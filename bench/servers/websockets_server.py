@@ -1,9 +1,13 @@
-"""websockets (asyncio API) on uvloop: /echo and /fanout (one room, to all others)."""
+"""websockets (asyncio API) on uvloop: /echo and /fanout (one room, to all others).
+
+BENCH_COMPRESSION=1: permessage-deflate on with websockets' server defaults
+(``compression="deflate"``).
+"""
 
 import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-from common import HOST, port_from_argv, raise_nofile_limit
+from common import COMPRESSION, HOST, port_from_argv, raise_nofile_limit
 
 ROOM: set[ServerConnection] = set()
 
@@ -25,7 +29,8 @@ async def handler(ws: ServerConnection) -> None:
 
 async def main(port: int) -> None:
     # backlog: the default of 100 drops SYNs when thousands connect at once.
-    async with serve(handler, HOST, port, backlog=4096, compression=None) as server:
+    compression = "deflate" if COMPRESSION else None
+    async with serve(handler, HOST, port, backlog=4096, compression=compression) as server:
         await server.serve_forever()
 
 

@@ -38,8 +38,9 @@ static size_t fastws_mask(unsigned char *dst, const unsigned char *src, size_t n
     size_t i = 0, j;
 
     /* Python buffers are only 16-byte aligned, so half of the 32-byte vector
-     * stores would straddle cache lines: on long runs align dst first. */
-    if (n >= 256) {
+     * stores would straddle cache lines: on long runs align dst first
+     * (under 4 KiB the byte-wise prologue costs more than it saves). */
+    if (n >= 4096) {
         size_t head = (size_t)(-(uintptr_t)dst) & 31;
         for (; i < head; i++)
             dst[i] = src[i] ^ key[(phase + i) & 3];

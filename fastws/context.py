@@ -38,6 +38,18 @@ def _phrase(status: int) -> str:
         return "Unknown"
 
 
+# Headers whose values repeat from one connection to the next (browsers send
+# the same User-Agent, Accept-Language, Origin... on every socket): their
+# values are interned, so thousands of upgraded connections share one copy.
+# Keys, cookies and authorization stay per-connection.
+_SHARED_VALUES = frozenset({
+    "host", "origin", "user-agent", "upgrade", "connection", "accept", "accept-encoding",
+    "accept-language", "cache-control", "pragma", "sec-websocket-version",
+    "sec-websocket-extensions", "sec-websocket-protocol", "sec-fetch-dest", "sec-fetch-mode",
+    "sec-fetch-site", "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform",
+})
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive request headers; repeated headers keep every value.
 
@@ -57,6 +69,8 @@ class Headers(Mapping[str, str]):
     def add(self, name: str, value: str) -> None:
         """Append one header (used while parsing)."""
         key = sys.intern(name.lower())
+        if key in _SHARED_VALUES and len(value) <= 512:
+            value = sys.intern(value)
         old = self._index.get(key)
         if old is None:
             self._index[key] = value

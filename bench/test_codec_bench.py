@@ -73,14 +73,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp.close()
 
 
-@pytest.fixture(scope="module")
-def idle_socket() -> Iterator[socket.socket]:
-    """An unconnected TCP socket: picows reads options from its transport's socket."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    yield s
-    s.close()
-
-
 class SinkTransport:
     """Stands in for an asyncio transport: keeps the last write and never blocks.
 

@@ -162,14 +162,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     lp.close()
 
 
-@pytest.fixture(scope="module")
-def idle_socket() -> Iterator[socket.socket]:
-    """An unconnected TCP socket: picows reads its descriptor from the transport."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    yield s
-    s.close()
-
-
 def inside(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> Any:
     """Call ``fn`` with ``loop`` running (constructors that want a running loop)."""
     async def call() -> Any:

@@ -81,32 +81,39 @@ cdef inline bint _awaitable(object result):
     return inspect.isawaitable(result)
 
 
+cdef inline object _payload(object data, object dumps, int *opcode):
+    # The one place the rule lives: str is text, bytes-like is binary,
+    # anything else goes through dumps (str or UTF-8 bytes) and is text.
+    if type(data) is str:
+        opcode[0] = OP_TEXT
+        return data
+    if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
+        opcode[0] = OP_BINARY
+        return data
+    opcode[0] = OP_TEXT
+    if isinstance(data, str):
+        return str(data)
+    return dumps(data)
+
+
 cpdef bytes encode_message(object data, object dumps):
     """The frame for ``data``: str as text, bytes-like as binary, anything else
     serialized with ``dumps`` (str or UTF-8 bytes) as text."""
-    if type(data) is str:
-        return encode_frame(OP_TEXT, data)
-    if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
-        return encode_frame(OP_BINARY, data)
-    if isinstance(data, str):
-        return encode_frame(OP_TEXT, str(data))
-    return encode_frame(OP_TEXT, dumps(data))
+    cdef int opcode
+    payload = _payload(data, dumps, &opcode)
+    return encode_frame(opcode, payload)
 
 
 cpdef tuple encode_payload(object data, object dumps):
     """(opcode, payload) for ``data``, by the rules of ``encode_message``."""
-    if type(data) is str:
-        return (OP_TEXT, data)
-    if type(data) is bytes or isinstance(data, (bytearray, memoryview)):
-        return (OP_BINARY, data)
-    if isinstance(data, str):
-        return (OP_TEXT, str(data))
-    return (OP_TEXT, dumps(data))
+    cdef int opcode
+    payload = _payload(data, dumps, &opcode)
+    return (opcode, payload)
 
 
 cdef bytes compressed_frame(object deflater, int opcode, object payload):
     """The frame for ``payload`` through a connection's deflater (which sends
-    small or incompressible messages as they are, RSV1 clear)."""
+    messages under its ``compress_min_size`` as they are, RSV1 clear)."""
     if type(payload) is str:
         payload = (<str>payload).encode("utf-8")
     elif type(payload) is not bytes:

@@ -14,15 +14,18 @@ elif sys.platform == "win32":
 else:
     extra = ["-O3"]
 
+# The package lives under src/ so that running `python -m fastws...` from a
+# checkout imports the installed (compiled) package, never the bare sources.
 extensions = [
-    Extension(name, [f"fastws/{name.split('.')[-1]}.pyx"], include_dirs=["fastws"],
-              extra_compile_args=extra, depends=["fastws/_bytes.h"])
+    Extension(name, [f"src/fastws/{name.split('.')[-1]}.pyx"], include_dirs=["src/fastws"],
+              extra_compile_args=extra, depends=["src/fastws/_bytes.h"])
     for name in ("fastws._frame", "fastws._websocket", "fastws._broadcast")
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
+        include_path=["src"],      # so `cimport fastws._frame` finds its .pxd
         compiler_directives={"language_level": 3, "embedsignature": True},
         annotate=bool(os.environ.get("FASTWS_ANNOTATE")),
     ),

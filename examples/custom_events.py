@@ -8,7 +8,9 @@ The guide shows only the browser side; ``client()`` is its Python twin
 with JSON, so the client's ``json.loads`` has something to parse.
 
 Run the server: ``python -m examples.custom_events``
-Run the client: ``python -m examples.custom_events client``
+Run the client: ``python -m examples.custom_events client`` (it needs the
+``websockets`` library: ``pip install websockets``); it prints the server's two
+replies and exits.
 """
 
 import asyncio
@@ -67,6 +69,10 @@ async def client(url="ws://localhost:3000/chat", count=None):
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["client"]:
-        asyncio.run(client())
+        try:
+            import websockets  # noqa: F401
+        except ImportError:
+            sys.exit("the client needs the websockets library: pip install websockets")
+        asyncio.run(client(count=2))    # "joined", then the room's echo of "Hello!"
     else:
         app.run(port=3000)

@@ -1,6 +1,6 @@
 """WebSocket: the per-connection object users touch.
 
-The class is compiled (``fastws/_websocket.pyx``) because every message passes
+The class is compiled (``src/fastws/_websocket.pyx``) because every message passes
 through it; this module is its public home.
 
 Members: ``send(data)``, ``join(room)``, ``leave(room)``, ``room``, ``rooms``,

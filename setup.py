@@ -1,6 +1,7 @@
 """Build the Cython extensions; everything else lives in pyproject.toml."""
 import os
 import sys
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -17,9 +18,9 @@ else:
 # The package lives under src/ so that running `python -m fastws...` from a
 # checkout imports the installed (compiled) package, never the bare sources.
 extensions = [
-    Extension(name, [f"src/fastws/{name.split('.')[-1]}.pyx"], include_dirs=["src/fastws"],
-              extra_compile_args=extra, depends=["src/fastws/_bytes.h"])
-    for name in ("fastws._frame", "fastws._websocket", "fastws._broadcast")
+    Extension(f"fastws.{pyx.stem}", [str(pyx)], include_dirs=["src/fastws"],
+              extra_compile_args=extra, depends=["src/fastws/_bytes.h", "src/fastws/_constants.pxd"])
+    for pyx in sorted(Path("src/fastws").glob("*.pyx"))
 ]
 
 setup(

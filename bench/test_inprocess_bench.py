@@ -7,7 +7,7 @@ bench/test_inprocess_bench.py`` (which runs this file and prints markdown):
   transports are stand-ins (``MockTransport``, its ``write`` a C builtin), so
   no socket and no kernel are timed. One timed call for fastws is
   ``app.broadcast(room, msg)`` plus the flush that the event loop would run
-  next (``Flusher.run``): the whole cost until every member's frame has been
+  next (the hub's ``Flusher.run``): the whole cost until every member's frame has been
   handed to its transport. The table divides by 1,000: ns per recipient.
   Peers, each through the API a server built on it uses for a room:
   ``websockets.asyncio.server.broadcast`` over 1,000 ``ServerConnection``
@@ -48,7 +48,8 @@ import pytest
 from fastws import create_app, websocket
 from fastws._frame import encode_frame
 from fastws.compression import Negotiated
-from fastws.websocket import Flusher, WebSocket
+from fastws.hub import acquire_hub
+from fastws.websocket import WebSocket
 
 ROOM_SIZE = 1_000
 ROOM = "general"
@@ -204,18 +205,17 @@ def _fastws_room(loop: asyncio.AbstractEventLoop, sock: socket.socket, message: 
                  negotiated: Negotiated | None) -> Broadcast:
     app = create_app()
     app.use(websocket(ping_interval=None, compression=negotiated is not None))
-    options = app._ws_options
-    flusher = Flusher(loop)
+    # The runtime a server makes for the app on this loop.
+    hub = acquire_hub(app, app.ws_options, loop)
     transports = [MockTransport(sock) for _ in range(ROOM_SIZE)]
 
     def build() -> list[WebSocket]:
         # As protocol.py's _switch builds them after an upgrade.
-        return [WebSocket(app, t, options, ctx=None, subprotocol=None, http=None,
-                          flusher=flusher, negotiated=negotiated) for t in transports]
+        return [WebSocket(hub.shared, t, negotiated=negotiated) for t in transports]
     sockets = inside(loop, build)
     for ws in sockets:
         ws.join(ROOM)
-    broadcast, flush = app.broadcast, flusher.run
+    broadcast, flush = app.broadcast, hub.flusher.run
 
     def run() -> None:
         broadcast(ROOM, message)
@@ -229,7 +229,7 @@ def _fastws_room(loop: asyncio.AbstractEventLoop, sock: socket.socket, message: 
         frame = encode_frame(OP_TEXT, data, True, rsv1)
         assert _inflates_to(frame, 15, message)
     # The room and the sockets must outlive the benchmark: keep them referenced.
-    run.keep = (app, sockets)  # type: ignore[attr-defined]
+    run.keep = (app, hub, sockets)  # type: ignore[attr-defined]
     return Broadcast(run, transports, frame)
 
 
@@ -376,9 +376,8 @@ class Dispatch:
 def _socket(loop: asyncio.AbstractEventLoop, sock: socket.socket, json_events: bool) -> WebSocket:
     app = create_app()
     app.use(websocket(ping_interval=None, json_events=json_events))
-    flusher = Flusher(loop)
-    return inside(loop, lambda: WebSocket(app, MockTransport(sock), app._ws_options,
-                                          flusher=flusher))
+    hub = acquire_hub(app, app.ws_options, loop)
+    return inside(loop, lambda: WebSocket(hub.shared, MockTransport(sock)))
 
 
 def _recorder() -> tuple[Callable[[Any], None], Callable[[], Any]]:

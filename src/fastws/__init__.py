@@ -12,17 +12,21 @@
     app.run(port=3000)
 """
 
+from fastws._constants import CloseCode, Opcode, ReadyState
 from fastws._frame import ProtocolError
 from fastws.app import App, create_app
 from fastws.context import Context, Headers, HTTPError, Response
-from fastws.plugins import WebSocketOptions, error_handler, websocket
+from fastws.options import WebSocketOptions
 from fastws.server import Server
-from fastws.websocket import ReadyState, WebSocket
+from fastws.websocket import WebSocket
+# Last: importing the submodule fastws.websocket binds that name on the package;
+# the plugin function must be what `from fastws import websocket` gives.
+from fastws.plugins import error_handler, websocket  # noqa: E402
 
 __all__ = [
-    "App", "Context", "Headers", "HTTPError", "ProtocolError", "ReadyState", "Response",
-    "Server", "WebSocket", "WebSocketOptions", "create_app", "error_handler", "websocket",
-    "__version__",
+    "App", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
+    "ReadyState", "Response", "Server", "WebSocket", "WebSocketOptions", "create_app",
+    "error_handler", "websocket", "__version__",
 ]
 
 __version__ = "0.1.0"

@@ -1,40 +1,57 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""Room registry and encode-once fan-out.
+"""The room registry: who is in which room, and encode-once fan-out.
 
-A broadcast is framed once by the caller; ``publish`` hands that same bytes
-object to each member's send queue at C level, and each member leaves in one
-write per loop iteration however many broadcasts reached it.
+- ``broadcast(room, data, skip)`` serializes ``data`` once (the send rule of
+  ``_payload``) and ``publish``es it.
+- ``publish(room, opcode, payload, skip)`` is ``deliver`` plus the relay.
+- ``deliver(room, opcode, payload, skip)`` is local only: it frames the
+  payload once (and compresses it once per shared deflate setting) and hands
+  the same bytes object to each member's queue at C level; each member then
+  leaves in one write per loop iteration however many broadcasts reached it.
+
+The relay is how rooms reach past this process (the backplane); the registry
+never learns what is behind it. It is any object with ``publish(room, opcode,
+payload)``, called for every publish, and ``room_opened(room)`` /
+``room_closed(room)``, called at the only two places a room appears (its first
+member joins) and disappears (its last member leaves). The relay hands what
+arrives from other nodes to ``deliver``. Without a relay (None) none of this
+costs more than one pointer test.
 """
 
+from fastws._connection cimport Connection
 from fastws._frame cimport encode_frame
-from fastws._websocket cimport WebSocket, compressed_frame
+from fastws._payload cimport deflated_frame, payload_of
+from fastws.options import default_dumps
 
 __all__ = ["RoomRegistry"]
 
 
 cdef class RoomRegistry:
-    """Rooms by name, each an insertion-ordered set of WebSockets.
+    """Rooms by name, each an insertion-ordered set of connections.
 
     Empty rooms are removed, so ``names()`` lists only rooms with members.
+    ``dumps`` serializes broadcast data that is neither str nor bytes-like.
     """
 
-    cdef dict _rooms
-
-    def __init__(self):
+    def __init__(self, dumps=default_dumps, relay=None):
         self._rooms = {}
+        self._dumps = dumps
+        self.relay = relay
 
-    cpdef bint join(self, object room, object member):
+    cpdef bint join(self, object room, object member) except -1:
         """Add ``member`` to ``room``; False if it was already there."""
         cdef dict members = self._rooms.get(room)
         if members is None:
             self._rooms[room] = {member: None}
+            if self.relay is not None:
+                self.relay.room_opened(room)
             return True
         if member in members:
             return False
         members[member] = None
         return True
 
-    cpdef bint leave(self, object room, object member):
+    cpdef bint leave(self, object room, object member) except -1:
         """Remove ``member`` from ``room``; False if it was not there."""
         cdef dict members = self._rooms.get(room)
         if members is None or member not in members:
@@ -42,37 +59,57 @@ cdef class RoomRegistry:
         del members[member]
         if not members:
             del self._rooms[room]
+            if self.relay is not None:
+                self.relay.room_closed(room)
         return True
 
     cpdef Py_ssize_t size(self, object room):
-        """How many members ``room`` has (0 for an unknown room)."""
+        """How many members ``room`` has here (0 for an unknown room)."""
         cdef dict members = self._rooms.get(room)
         return 0 if members is None else len(members)
 
     cpdef list names(self):
-        """The rooms that have members."""
+        """The rooms that have members here."""
         return list(self._rooms)
 
     cpdef list members(self, object room):
-        """A snapshot of ``room``'s members."""
+        """A snapshot of ``room``'s members here."""
         cdef dict members = self._rooms.get(room)
         return [] if members is None else list(members)
 
+    cpdef Py_ssize_t broadcast(self, object room, object data, object skip=None) except -1:
+        """Serialize ``data`` once and publish it to ``room`` (all but ``skip``).
+        Returns how many local members accepted it."""
+        cdef int opcode
+        if self.relay is None and room not in self._rooms:
+            return 0        # nobody to serialize for
+        payload = payload_of(data, self._dumps, &opcode)
+        return self.publish(room, opcode, payload, skip)
+
     cpdef Py_ssize_t publish(self, object room, int opcode, object payload,
                              object skip=None) except -1:
-        """Queue one message for every member of ``room`` except ``skip``.
+        """``deliver`` here, then hand the message to the relay (if any) for
+        the room's members elsewhere. Returns the local count."""
+        cdef Py_ssize_t sent = self.deliver(room, opcode, payload, skip)
+        if self.relay is not None:
+            self.relay.publish(room, opcode, payload)
+        return sent
+
+    cpdef Py_ssize_t deliver(self, object room, int opcode, object payload,
+                             object skip=None) except -1:
+        """Queue one message for every local member of ``room`` except ``skip``.
 
         The message is framed once; members that negotiated permessage-deflate
         without server context takeover share one compressed frame per set of
         settings (so a room costs at most a handful of deflates, never one per
         member); members with context takeover get the uncompressed frame.
-        Returns how many members accepted it (sockets that are closing, or
+        Returns how many members accepted it (connections that are closing, or
         over their backpressure limit, do not). Iterates a snapshot, so a
         member that leaves mid-loop (say, closed as a slow consumer) is harmless.
         """
         cdef dict members = self._rooms.get(room)
         cdef Py_ssize_t sent = 0
-        cdef WebSocket ws
+        cdef Connection conn
         cdef bytes plain = None
         cdef bytes frame
         cdef dict by_key = None
@@ -83,21 +120,21 @@ cdef class RoomRegistry:
         for member in list(members):
             if member is skip:
                 continue
-            ws = <WebSocket>member
-            if ws._deflate_key is None:
+            conn = <Connection>member
+            if conn._deflate_key is None:
                 if plain is None:
                     plain = encode_frame(opcode, payload)
                 frame = plain
-            elif ws._deflate_key is last_key:
+            elif conn._deflate_key is last_key:
                 frame = last_frame          # the usual case: one shared setting
             else:
                 if by_key is None:
                     by_key = {}
-                frame = by_key.get(ws._deflate_key)
+                frame = by_key.get(conn._deflate_key)
                 if frame is None:
-                    frame = by_key[ws._deflate_key] = compressed_frame(ws._deflater, opcode, payload)
-                last_key = ws._deflate_key
+                    frame = by_key[conn._deflate_key] = deflated_frame(conn._deflater, opcode, payload)
+                last_key = conn._deflate_key
                 last_frame = frame
-            if ws._send_frame(frame):
+            if conn.send_frame(frame):
                 sent += 1
         return sent

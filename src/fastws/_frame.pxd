@@ -42,6 +42,7 @@ cdef class FrameParser:
     cdef int _fail(self, list out, int code, str reason) except -1
     cdef Py_ssize_t _header(self, const unsigned char *p, Py_ssize_t avail, list out) except -2
     cdef int _frame_done(self, list out) except -1
+    cdef int _finish_message(self, list out, const char *data, Py_ssize_t n, object whole) except -1
     cdef int _inflated_done(self, list out, bint ended) except -1
     cdef object _inflate(self, list out, object payload, bint whole)
     cdef int _control(self, list out, const unsigned char *p, Py_ssize_t n) except -1

@@ -26,6 +26,11 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
+from fastws._constants cimport (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
+                                CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA,
+                                CLOSE_MESSAGE_TOO_BIG, CLOSE_NO_STATUS)
+from fastws._constants import Opcode
+
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     bint PyBytes_CheckExact(object o)
@@ -40,12 +45,9 @@ __all__ = [
     "apply_mask", "apply_mask_inplace", "is_valid_close_code",
 ]
 
-OP_CONT = 0x0
-OP_TEXT = 0x1
-OP_BINARY = 0x2
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+# The event kinds of feed(), for Python callers: the opcodes by their names
+# (declared once, in _constants.pxd, where this module cimports them from), and ERROR.
+globals().update({op.name: op for op in Opcode})
 ERROR = -1
 
 cdef enum:
@@ -56,6 +58,16 @@ cdef enum:
     NOGIL_THRESHOLD = 1 << 20
     # Single-frame text messages up to this size are unmasked on the stack.
     STACK_TEXT = 2048
+
+
+cdef inline size_t _xor(unsigned char *dst, const unsigned char *src, size_t n,
+                        const unsigned char *key, size_t phase) noexcept:
+    """XOR with the mask key from ``phase``; the one place that decides when
+    the GIL is let go. Returns the phase after ``n`` bytes."""
+    if n >= NOGIL_THRESHOLD:
+        with nogil:
+            return fastws_mask(dst, src, n, key, phase)
+    return fastws_mask(dst, src, n, key, phase)
 
 
 class ProtocolError(Exception):
@@ -225,7 +237,7 @@ cdef class FrameParser:
                 if <uint64_t>take > self._remaining:
                     take = <Py_ssize_t>self._remaining
                 src = p + pos
-                if self._opcode >= 0x8:
+                if self._opcode >= OP_CLOSE:
                     dst = self._ctrl + self._ctrl_len
                     self._ctrl_len += take
                 else:
@@ -233,17 +245,13 @@ cdef class FrameParser:
                     dst = self._msg + self._msg_len
                     self._msg_len += take
                 if self._masked:
-                    if take >= NOGIL_THRESHOLD:
-                        with nogil:
-                            self._phase = fastws_mask(dst, src, take, self._key, self._phase)
-                    else:
-                        self._phase = fastws_mask(dst, src, take, self._key, self._phase)
+                    self._phase = _xor(dst, src, take, self._key, self._phase)
                 else:
                     memcpy(dst, src, take)
-                if self._msg_opcode == 0x1 and self._opcode < 0x8 and not self._compressed:
+                if self._msg_opcode == OP_TEXT and self._opcode < OP_CLOSE and not self._compressed:
                     # Fail fast: judge text bytes as they arrive, not at the end.
                     if fastws_utf8_check(dst, take, &self._utf8) < 0:
-                        self._fail(out, 1007, "invalid UTF-8 in text message")
+                        self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
                         return out
                 pos += take
                 self._remaining -= take
@@ -295,7 +303,7 @@ cdef class FrameParser:
             length = (<uint64_t>p[2] << 8) | p[3]
         elif length == 127:
             if p[2] & 0x80:
-                self._fail(out, 1002, "frame length has the most significant bit set")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "frame length has the most significant bit set")
                 return -1
             length = ((<uint64_t>p[2] << 56) | (<uint64_t>p[3] << 48) | (<uint64_t>p[4] << 40) |
                       (<uint64_t>p[5] << 32) | (<uint64_t>p[6] << 24) | (<uint64_t>p[7] << 16) |
@@ -303,38 +311,38 @@ cdef class FrameParser:
 
         cdef bint rsv1 = (b0 & 0x40) != 0
         if b0 & 0x30 or (rsv1 and self._inflater is None):
-            self._fail(out, 1002, "reserved bits set without a negotiated extension")
+            self._fail(out, CLOSE_PROTOCOL_ERROR, "reserved bits set without a negotiated extension")
             return -1
-        if rsv1 and not (opcode == 0x1 or opcode == 0x2):
-            self._fail(out, 1002, "RSV1 set on a continuation or control frame")
+        if rsv1 and not (opcode == OP_TEXT or opcode == OP_BINARY):
+            self._fail(out, CLOSE_PROTOCOL_ERROR, "RSV1 set on a continuation or control frame")
             return -1
-        if opcode >= 0x8:
-            if opcode > 0xA:
-                self._fail(out, 1002, f"unknown opcode {opcode}")
+        if opcode >= OP_CLOSE:
+            if opcode > OP_PONG:
+                self._fail(out, CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
                 return -1
             if not fin:
-                self._fail(out, 1002, "fragmented control frame")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "fragmented control frame")
                 return -1
             if length > MAX_CONTROL:
-                self._fail(out, 1002, "control frame payload over 125 bytes")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes")
                 return -1
-        elif opcode == 0x0:
+        elif opcode == OP_CONT:
             if self._msg_opcode == 0:
-                self._fail(out, 1002, "continuation frame without a message to continue")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
                 return -1
-        elif opcode <= 0x2:
+        elif opcode <= OP_BINARY:
             if self._msg_opcode != 0:
-                self._fail(out, 1002, "new data frame inside a fragmented message")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "new data frame inside a fragmented message")
                 return -1
         else:
-            self._fail(out, 1002, f"unknown opcode {opcode}")
+            self._fail(out, CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
             return -1
         if self.mask_required and not masked:
-            self._fail(out, 1002, "client frame is not masked")
+            self._fail(out, CLOSE_PROTOCOL_ERROR, "client frame is not masked")
             return -1
-        if opcode < 0x8 and self._max_size and \
+        if opcode < OP_CLOSE and self._max_size and \
                 length > self._max_size - self._msg_len:
-            self._fail(out, 1009, f"message over {self._max_size} bytes")
+            self._fail(out, CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_size} bytes")
             return -1
 
         self._opcode = opcode
@@ -345,7 +353,7 @@ cdef class FrameParser:
         self._phase = 0
         self._remaining = length
 
-        if opcode != 0x0 and opcode < 0x8 and fin and <uint64_t>(avail - hlen) >= length:
+        if opcode != OP_CONT and opcode < OP_CLOSE and fin and <uint64_t>(avail - hlen) >= length:
             # Fast path: a whole single-frame message in hand, one copy out.
             payload = p + hlen
             if rsv1:
@@ -362,11 +370,11 @@ cdef class FrameParser:
                     return -1
                 self._remaining = 0
                 return hlen + <Py_ssize_t>length
-            if opcode == 0x2:
+            if opcode == OP_BINARY:
                 blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
                 tmp = <unsigned char *>PyBytes_AS_STRING(blob)
                 self._unmask_into(tmp, payload, <Py_ssize_t>length)
-                out.append((0x2, blob))
+                out.append((<int>OP_BINARY, blob))
             else:
                 if length <= STACK_TEXT:
                     tmp = stack
@@ -378,14 +386,14 @@ cdef class FrameParser:
                 try:
                     text = PyUnicode_DecodeUTF8(<const char *>tmp, <Py_ssize_t>length, NULL)
                 except UnicodeDecodeError:
-                    self._fail(out, 1007, "invalid UTF-8 in text message")
+                    self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
                     return -1
-                out.append((0x1, text))
+                out.append((<int>OP_TEXT, text))
             self._remaining = 0
             return hlen + <Py_ssize_t>length
-        if opcode >= 0x8:
+        if opcode >= OP_CLOSE:
             self._ctrl_len = 0
-        elif opcode != 0x0:
+        elif opcode != OP_CONT:
             self._msg_opcode = opcode
             self._utf8 = 0
             if rsv1:
@@ -400,18 +408,14 @@ cdef class FrameParser:
         return hlen
 
     cdef inline void _unmask_into(self, unsigned char *dst, const unsigned char *src, Py_ssize_t n):
-        if not self._masked:
-            memcpy(dst, src, n)
-        elif n >= NOGIL_THRESHOLD:
-            with nogil:
-                fastws_mask(dst, src, n, self._key, 0)
+        if self._masked:
+            _xor(dst, src, n, self._key, 0)
         else:
-            fastws_mask(dst, src, n, self._key, 0)
+            memcpy(dst, src, n)
 
     cdef int _frame_done(self, list out) except -1:
         """A frame's payload is complete: emit a control frame or message."""
-        cdef object value
-        if self._opcode >= 0x8:
+        if self._opcode >= OP_CLOSE:
             self._control(out, self._ctrl, self._ctrl_len)
             self._ctrl_len = 0
             return 0
@@ -425,16 +429,25 @@ cdef class FrameParser:
             if self._fin:
                 self._inflated_done(out, False)
             return 0
-        if not self._fin:
-            return 0
-        if self._msg_opcode == 0x1:
+        if self._fin:
+            self._finish_message(out, <const char *>self._msg, self._msg_len, None)
+        return 0
+
+    cdef int _finish_message(self, list out, const char *data, Py_ssize_t n,
+                             object whole) except -1:
+        """Emit the complete data message in ``data[:n]`` (``whole``: the same
+        bytes as an object, when there is one to hand out without a copy)."""
+        cdef object value
+        if self._msg_opcode == OP_TEXT:
             if self._utf8 != 0:
-                self._fail(out, 1007, "text message ends inside a UTF-8 sequence")
+                self._fail(out, CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence")
                 return 0
             # Already validated as it arrived, so this cannot raise.
-            value = PyUnicode_DecodeUTF8(<const char *>self._msg, self._msg_len, NULL)
+            value = PyUnicode_DecodeUTF8(data, n, NULL)
+        elif whole is not None:
+            value = whole
         else:
-            value = PyBytes_FromStringAndSize(<const char *>self._msg, self._msg_len)
+            value = PyBytes_FromStringAndSize(data, n)
         out.append((self._msg_opcode, value))
         self._reset_message()
         return 0
@@ -459,10 +472,10 @@ cdef class FrameParser:
             self._fail(out, code, exc.reason)
             return None
         if data:
-            if self._msg_opcode == 0x1 and \
+            if self._msg_opcode == OP_TEXT and \
                     fastws_utf8_check(<const unsigned char *>PyBytes_AS_STRING(data),
                                       PyBytes_GET_SIZE(data), &self._utf8) < 0:
-                self._fail(out, 1007, "invalid UTF-8 in text message")
+                self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
                 return None
             self._parts.append(data)
         return True
@@ -474,41 +487,33 @@ cdef class FrameParser:
         if not ended and self._inflate(out, None, False) is None:
             return 0
         whole = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        if self._msg_opcode == 0x1:
-            if self._utf8 != 0:
-                self._fail(out, 1007, "text message ends inside a UTF-8 sequence")
-                return 0
-            out.append((0x1, PyUnicode_DecodeUTF8(PyBytes_AS_STRING(whole),
-                                                  PyBytes_GET_SIZE(whole), NULL)))
-        else:
-            out.append((0x2, whole))
-        self._reset_message()
+        self._finish_message(out, PyBytes_AS_STRING(whole), PyBytes_GET_SIZE(whole), whole)
         return 0
 
     cdef int _control(self, list out, const unsigned char *p, Py_ssize_t n) except -1:
         cdef int code
         cdef uint32_t state = 0
         cdef object reason
-        if self._opcode == 0x9:
-            out.append((0x9, PyBytes_FromStringAndSize(<const char *>p, n)))
-        elif self._opcode == 0xA:
-            out.append((0xA, PyBytes_FromStringAndSize(<const char *>p, n)))
+        if self._opcode == OP_PING:
+            out.append((<int>OP_PING, PyBytes_FromStringAndSize(<const char *>p, n)))
+        elif self._opcode == OP_PONG:
+            out.append((<int>OP_PONG, PyBytes_FromStringAndSize(<const char *>p, n)))
         else:
             if n == 0:
-                out.append((0x8, (1005, "")))
+                out.append((<int>OP_CLOSE, (<int>CLOSE_NO_STATUS, "")))
                 return 0
             if n == 1:
-                self._fail(out, 1002, "close frame payload of 1 byte")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, "close frame payload of 1 byte")
                 return 0
             code = (p[0] << 8) | p[1]
             if not is_valid_close_code(code):
-                self._fail(out, 1002, f"invalid close code {code}")
+                self._fail(out, CLOSE_PROTOCOL_ERROR, f"invalid close code {code}")
                 return 0
             if fastws_utf8_check(p + 2, n - 2, &state) < 0 or state != 0:
-                self._fail(out, 1007, "close reason is not valid UTF-8")
+                self._fail(out, CLOSE_INVALID_DATA, "close reason is not valid UTF-8")
                 return 0
             reason = PyUnicode_DecodeUTF8(<const char *>p + 2, n - 2, NULL)
-            out.append((0x8, (code, reason)))
+            out.append((<int>OP_CLOSE, (code, reason)))
         return 0
 
 
@@ -548,7 +553,7 @@ cdef bytes build_frame(int opcode, const char *data, Py_ssize_t n, bint fin, bin
 cdef int _check_opcode(int opcode, bint fin=True, bint rsv1=False) except -1:
     if opcode not in (0, 1, 2, 8, 9, 10):
         raise ValueError(f"opcode must be one of 0, 1, 2, 8, 9, 10, got {opcode}")
-    if opcode >= 0x8 and (not fin or rsv1):
+    if opcode >= OP_CLOSE and (not fin or rsv1):
         raise ValueError("control frames cannot be fragmented (fin=False) or compressed (rsv1=True)")
     return 0
 
@@ -556,7 +561,7 @@ cdef int _check_opcode(int opcode, bint fin=True, bint rsv1=False) except -1:
 cdef int _check_control_length(int opcode, Py_ssize_t n) except -1:
     # Judged on the encoded byte count: len() of a str or of a memoryview with
     # wide items counts something else.
-    if opcode >= 0x8 and n > MAX_CONTROL:
+    if opcode >= OP_CLOSE and n > MAX_CONTROL:
         raise ValueError("control frame payload must be at most 125 bytes")
     return 0
 
@@ -612,8 +617,7 @@ cpdef bytes encode_frame(int opcode, object payload, bint fin=True, bint rsv1=Fa
         hlen += 4
         frame = PyBytes_FromStringAndSize(NULL, hlen + n)
         memcpy(PyBytes_AS_STRING(frame), h, hlen)
-        fastws_mask(<unsigned char *>PyBytes_AS_STRING(frame) + hlen,
-                    <const unsigned char *>data, n, key, 0)
+        _xor(<unsigned char *>PyBytes_AS_STRING(frame) + hlen, <const unsigned char *>data, n, key, 0)
         return frame
     finally:
         PyBuffer_Release(&view)
@@ -629,7 +633,7 @@ cpdef bytes frame_header(int opcode, Py_ssize_t length, bint fin=True, bint rsv1
     _check_opcode(opcode, fin, rsv1)
     if length < 0:
         raise ValueError("length must be >= 0")
-    if opcode >= 0x8 and length > MAX_CONTROL:
+    if opcode >= OP_CLOSE and length > MAX_CONTROL:
         raise ValueError("control frame payload must be at most 125 bytes")
     return PyBytes_FromStringAndSize(<const char *>h, _write_header(h, opcode, length, fin, rsv1, False))
 
@@ -646,7 +650,7 @@ def encode_close(int code=1000, str reason=""):
     if len(r) > 123:
         raise ValueError(f"close reason is {len(r)} bytes encoded; at most 123 fit a close frame")
     cdef bytes payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + r
-    return build_frame(0x8, PyBytes_AS_STRING(payload), len(payload), True, False)
+    return build_frame(OP_CLOSE, PyBytes_AS_STRING(payload), len(payload), True, False)
 
 
 def apply_mask(data, mask_key):
@@ -659,15 +663,15 @@ def apply_mask(data, mask_key):
     if PyBytes_CheckExact(data):
         n = PyBytes_GET_SIZE(data)
         out = PyBytes_FromStringAndSize(NULL, n)
-        _mask_buffer(<unsigned char *>PyBytes_AS_STRING(out),
-                     <const unsigned char *>PyBytes_AS_STRING(data), n,
-                     <const unsigned char *>PyBytes_AS_STRING(key))
+        _xor(<unsigned char *>PyBytes_AS_STRING(out),
+             <const unsigned char *>PyBytes_AS_STRING(data), n,
+             <const unsigned char *>PyBytes_AS_STRING(key), 0)
         return out
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         out = PyBytes_FromStringAndSize(NULL, view.len)
-        _mask_buffer(<unsigned char *>PyBytes_AS_STRING(out), <const unsigned char *>view.buf,
-                     view.len, <const unsigned char *>PyBytes_AS_STRING(key))
+        _xor(<unsigned char *>PyBytes_AS_STRING(out), <const unsigned char *>view.buf,
+             view.len, <const unsigned char *>PyBytes_AS_STRING(key), 0)
         return out
     finally:
         PyBuffer_Release(&view)
@@ -681,20 +685,11 @@ def apply_mask_inplace(buffer, mask_key):
     cdef unsigned char *p
     if PyByteArray_CheckExact(buffer):
         p = <unsigned char *>PyByteArray_AS_STRING(buffer)
-        _mask_buffer(p, p, PyByteArray_GET_SIZE(buffer), <const unsigned char *>PyBytes_AS_STRING(key))
+        _xor(p, p, PyByteArray_GET_SIZE(buffer), <const unsigned char *>PyBytes_AS_STRING(key), 0)
         return
     PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
     try:
-        _mask_buffer(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len,
-                     <const unsigned char *>PyBytes_AS_STRING(key))
+        _xor(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len,
+             <const unsigned char *>PyBytes_AS_STRING(key), 0)
     finally:
         PyBuffer_Release(&view)
-
-
-cdef void _mask_buffer(unsigned char *dst, const unsigned char *src, Py_ssize_t n,
-                       const unsigned char *key) noexcept:
-    if n >= NOGIL_THRESHOLD:
-        with nogil:
-            fastws_mask(dst, src, n, key, 0)
-    else:
-        fastws_mask(dst, src, n, key, 0)

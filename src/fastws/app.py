@@ -1,5 +1,10 @@
-"""App and create_app(): the route table, plugins, middleware, rooms, and
-the entry points that serve it."""
+"""App and create_app(): the configuration of a fastws application (routes,
+middleware, plugins, options) and the entry points that serve it.
+
+An App holds configuration only. What changes while it is served (rooms, open
+sockets, counters) lives in the runtime of each loop that serves it
+(``fastws.hub``); the app-level calls below reach that runtime.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,15 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
-from fastws._broadcast import RoomRegistry
 from fastws.context import Context, HTTPError, Response
 from fastws.events import arity
-from fastws.plugins.websocket import default_dumps
-from fastws.routing import Router
-from fastws.websocket import Flusher, WebSocket, encode_payload
+from fastws.hub import find_hub
+from fastws.routing import Params, Router
 
 if TYPE_CHECKING:
     import ssl as _ssl
 
-    from fastws.plugins.websocket import WebSocketOptions
+    from fastws.options import WebSocketOptions
     from fastws.server import Server
 
 __all__ = ["App", "create_app"]
@@ -33,18 +36,18 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 class App:
     """A fastws application: HTTP and WebSocket routes, middleware, plugins
-    and rooms. Build one with ``create_app()``."""
+    and options. Build one with ``create_app()``.
+
+    ``ws_options`` holds the ``WebSocketOptions`` that ``websocket()``
+    installed (None before); ``error_responder`` the function that turns an
+    exception into a response (``error_handler()`` installs one).
+    """
 
     def __init__(self) -> None:
         self._router: Router[Handler] = Router()
         self._middleware: list[Middleware] = []
-        self._ws_options: WebSocketOptions | None = None
-        self._error_responder: ErrorResponder | None = None
-        self._rooms = RoomRegistry()
-        self._sockets: set[WebSocket] = set()
-        self._skipped = 0
-        self._dropped = 0
-        self._flusher: Flusher | None = None
+        self.ws_options: WebSocketOptions | None = None
+        self.error_responder: ErrorResponder | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -99,7 +102,7 @@ class App:
         None or True accepts; False refuses with 403; it may also return a
         Response or raise HTTPError to refuse with that status (e.g. 401).
         """
-        if self._ws_options is None:
+        if self.ws_options is None:
             raise RuntimeError("app.ws() needs WebSocket support: call app.use(websocket()) "
                                "before registering WebSocket routes "
                                "(from fastws import websocket)")
@@ -132,47 +135,52 @@ class App:
     # ------------------------------------------------------------------ rooms
 
     def broadcast(self, room: Hashable, data: Any) -> int:
-        """Send ``data`` to every member of ``room``, framed once. Returns the
-        number of recipients. Usable from HTTP routes and background tasks."""
-        return self._publish(room, data, None)
-
-    def _publish(self, room: Hashable, data: Any, skip: WebSocket | None) -> int:
-        if self._rooms.size(room) == 0:
-            return 0
-        dumps = self._ws_options.dumps if self._ws_options else default_dumps
-        opcode, payload = encode_payload(data, dumps)
-        return self._rooms.publish(room, opcode, payload, skip)
+        """Send ``data`` to every member of ``room``, serialized and framed once.
+        Returns the number of recipients. Usable from HTTP routes and
+        background tasks on the loop that serves the app."""
+        hub = find_hub(self)
+        return 0 if hub is None else hub.rooms.broadcast(room, data, None)
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""
-        return self._rooms.size(room)
+        hub = find_hub(self)
+        return 0 if hub is None else hub.rooms.size(room)
 
     roomSize = room_size
 
     def rooms(self) -> list[Hashable]:
         """The rooms that have at least one socket."""
-        return self._rooms.names()
+        hub = find_hub(self)
+        return [] if hub is None else hub.rooms.names()
 
     @property
     def skipped(self) -> int:
         """Broadcasts and sends not delivered because a socket was over its
         backpressure limit (``backpressure="skip"``), in total."""
-        return self._skipped
+        hub = find_hub(self)
+        return 0 if hub is None else hub.counters.skipped
 
     @property
     def dropped(self) -> int:
         """Client messages discarded by rate limits (``rate_limit_policy="drop"``),
         in total."""
-        return self._dropped
+        hub = find_hub(self)
+        return 0 if hub is None else hub.counters.dropped
 
     @property
     def connections(self) -> int:
         """Open WebSocket connections."""
-        return len(self._sockets)
+        hub = find_hub(self)
+        return 0 if hub is None else len(hub.sockets)
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ what the server asks
 
-    async def _respond(self, ctx: Context, endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
+    def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
+        """Every kind routed at ``path`` (HTTP methods and "WS") with its
+        target and params; empty for 404."""
+        return self._router.resolve(path)
+
+    async def respond(self, ctx: Context, endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
         """Run the middleware chain around ``endpoint``; exceptions become responses."""
         middleware = self._middleware
 
@@ -190,15 +198,14 @@ class App:
             return self._error_response(ctx, exc)
 
     def _error_response(self, ctx: Context, exc: BaseException) -> Response:
-        if self._error_responder is not None:
+        if self.error_responder is not None:
             try:
-                return self._error_responder(ctx, exc)
+                return self.error_responder(ctx, exc)
             except Exception as inner:
                 exc = inner
         if isinstance(exc, HTTPError):
             return ctx.text(exc.message, status=exc.status, headers=exc.headers)
-        log.error("unhandled exception in %s %s", ctx.method, ctx.path,
-                                          exc_info=exc)
+        log.error("unhandled exception in %s %s", ctx.method, ctx.path, exc_info=exc)
         return ctx.text("Internal Server Error", status=500)
 
     # ------------------------------------------------------------------ serving

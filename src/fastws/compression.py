@@ -12,7 +12,7 @@ compressed (RSV1 on its first frame) and feeds this module the payloads.
 * ``Deflater`` compresses one connection's outgoing messages. Without server
   context takeover (the default) it keeps no state: every connection whose
   ``Negotiated.key`` is equal shares one compressor, so a broadcast is
-  compressed once (``compress_once``) and the same bytes go to each of them.
+  compressed once and the same bytes go to each of them.
 
 Defaults and why (measured with CPython 3.11 and zlib 1.2.13 on chat-like
 JSON, i.e. a message object with type, room, user, timestamp, id and English
@@ -106,10 +106,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
+from fastws._constants import CloseCode
+from fastws.options import DeflateOptions
+
 __all__ = [
     "CompressionError", "InflateError", "MessageTooBig", "DeflateOptions", "DeflateKey",
     "Negotiated", "negotiate", "Inflater", "Deflater", "SharedDeflater", "shared_deflater",
-    "compress_once",
 ]
 
 #: The empty stored block a sync flush ends with: senders strip it, receivers
@@ -143,69 +145,13 @@ class CompressionError(Exception):
 class InflateError(CompressionError):
     """The compressed payload is not valid DEFLATE data (close code 1007)."""
 
-    code = 1007
+    code = CloseCode.CLOSE_INVALID_DATA
 
 
 class MessageTooBig(CompressionError):
     """The message inflates past the allowed size (close code 1009)."""
 
-    code = 1009
-
-
-def _check_bits(name: str, value: object) -> None:
-    if type(value) is not int or not 8 <= value <= 15:
-        raise ValueError(f"compression {name} must be an int from 8 to 15, got {value!r}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if type(value) is not bool:
-        raise ValueError(f"compression {name} must be True or False, got {value!r}")
-
-
-@dataclass(frozen=True)
-class DeflateOptions:
-    """The server's permessage-deflate settings (see the module doc for why).
-
-    enabled: accept permessage-deflate offers at all (default True).
-    server_no_context_takeover: compress each message on its own (default
-        True); required for one compressed frame to serve many connections.
-    client_no_context_takeover: ask clients to compress each message on its
-        own, so the inflater is freed between messages (default True).
-    server_max_window_bits: log2 of our LZ77 window, 8-15 (default 15); a
-        client may ask for less. zlib cannot deflate with a raw 8-bit window,
-        so 8 is announced and deflated with 9: zlib's deflate never reaches
-        back farther than 2^bits - 262 bytes, 250 for 9, which an 8-bit
-        window covers (Node's zlib binding maps a raw 8 to 9 the same way).
-    client_max_window_bits: largest window we let a client use, 8-15 (default
-        15). It binds only clients that offer the parameter; the others may use
-        15 and are accepted anyway.
-    mem_level: zlib memLevel of our compressor, 1-9 (default 8).
-    level: zlib compression level, 0-9 (default 6).
-    compress_min_size: messages shorter than this many bytes are sent
-        uncompressed (default 128).
-    """
-
-    enabled: bool = True
-    server_no_context_takeover: bool = True
-    client_no_context_takeover: bool = True
-    server_max_window_bits: int = 15
-    client_max_window_bits: int = 15
-    mem_level: int = 8
-    level: int = 6
-    compress_min_size: int = 128
-
-    def __post_init__(self) -> None:
-        for name in ("enabled", "server_no_context_takeover", "client_no_context_takeover"):
-            _check_bool(name, getattr(self, name))
-        _check_bits("server_max_window_bits", self.server_max_window_bits)
-        _check_bits("client_max_window_bits", self.client_max_window_bits)
-        if type(self.mem_level) is not int or not 1 <= self.mem_level <= 9:
-            raise ValueError(f"compression mem_level must be an int from 1 to 9, got {self.mem_level!r}")
-        if type(self.level) is not int or not 0 <= self.level <= 9:
-            raise ValueError(f"compression level must be an int from 0 to 9, got {self.level!r}")
-        if type(self.compress_min_size) is not int or self.compress_min_size < 0:
-            raise ValueError("compression compress_min_size must be an int >= 0, "
-                             f"got {self.compress_min_size!r}")
+    code = CloseCode.CLOSE_MESSAGE_TOO_BIG
 
 
 class DeflateKey(NamedTuple):
@@ -595,12 +541,6 @@ def shared_deflater(key: DeflateKey) -> SharedDeflater:
             if deflater is None:
                 deflater = _shared[key] = SharedDeflater(key)
     return deflater
-
-
-def compress_once(key: DeflateKey, payload: bytes) -> bytes:
-    """Compress a message for every connection whose ``Negotiated.key`` is
-    ``key``: the result is valid for all of them."""
-    return shared_deflater(key).compress(payload)
 
 
 class Deflater:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 from fastws.routing import Params
 
-__all__ = ["Headers", "Context", "Response", "HTTPError"]
+__all__ = ["Headers", "Context", "Response", "HTTPError", "plain_response"]
 
 
 class HTTPError(Exception):
@@ -154,6 +154,12 @@ class Response:
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
+def plain_response(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A plain-text (UTF-8) response: what ``ctx.text`` returns, and how the
+    server answers requests it refuses."""
+    return Response(text, status, headers, "text/plain; charset=utf-8")
+
+
 class Context:
     """What a handler knows of the request: method, path, params, query, headers
     and body; and the helpers that build responses.
@@ -226,7 +232,7 @@ class Context:
 
     def text(self, s: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         """A plain-text response (UTF-8)."""
-        return Response(s, status, headers, "text/plain; charset=utf-8")
+        return plain_response(status, s, headers)
 
     def html(self, s: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
         """An HTML response (UTF-8)."""

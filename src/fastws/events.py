@@ -1,15 +1,16 @@
-"""Event handler tables and JSON event dispatch for WebSockets.
+"""Event handler tables: registration, arity, the reserved names.
 
 Handlers may declare fewer parameters than an event offers; the arity is
-read once, at registration, so dispatch is a plain call.
+read once, at registration, so dispatch is a plain call. Dispatch itself, and
+the JSON event rule, are in ``fastws._dispatch``.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-__all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity", "json_event"]
+__all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity"]
 
 # Events the server raises itself; a client's JSON "type" can never name them.
 RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain"})
@@ -55,30 +56,3 @@ def remove_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event
                 del table[event]
             return True
     return False
-
-
-def json_event(text: str, handlers: Mapping[str, Any], loads: Callable[[str], Any]) -> tuple[str, Any] | None:
-    """The (event, payload) a text message names, or None to treat it as plain.
-
-    A JSON object with a string ``"type"`` that names a registered,
-    non-reserved event becomes that event; its payload is the object without
-    ``"type"``: the single remaining value, None when nothing remains, else
-    the dict of remaining fields.
-    """
-    if not text or text[0] != "{":
-        return None
-    try:
-        obj = loads(text)
-    except (ValueError, TypeError):
-        return None
-    if type(obj) is not dict:
-        return None
-    name = obj.get("type")
-    if type(name) is not str or name in RESERVED_EVENTS or name not in handlers:
-        return None
-    del obj["type"]
-    if not obj:
-        return name, None
-    if len(obj) == 1:
-        return name, next(iter(obj.values()))
-    return name, obj

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 __all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol",
            "response_101", "is_upgrade_request"]
@@ -92,9 +92,19 @@ def select_subprotocol(offered: str | None, supported: Iterable[str]) -> str | N
     return None
 
 
+# The handshake's own headers: a middleware's header of the same name is not sent.
+_OURS = frozenset({"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol",
+                   "sec-websocket-extensions", "content-length", "transfer-encoding"})
+
+
 def response_101(accept: str, subprotocol: str | None = None,
-                 extensions: str | None = None) -> bytes:
-    """The ``101 Switching Protocols`` response bytes."""
+                 extensions: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> bytes:
+    """The ``101 Switching Protocols`` response bytes, with ``headers`` (say, a
+    ``Set-Cookie`` a middleware added) after the handshake's own.
+
+    Raises ValueError for a header that contains a line break.
+    """
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
@@ -105,4 +115,9 @@ def response_101(accept: str, subprotocol: str | None = None,
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     if extensions:
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    for name, value in (headers or {}).items():
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} contains a line break")
+        if name.lower() not in _OURS:
+            lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -1,32 +1,54 @@
 """The asyncio Protocol for one TCP connection: HTTP/1.1 requests parsed by
 httptools and answered in order, then, after an upgrade, WebSocket frames
-handed to the connection's WebSocket."""
+handed to the connection's WebSocket.
+
+What this layer needs of the application is small and explicit (``Site``):
+resolve a path to its routes, run the middleware chain around an endpoint to
+get a response, and the WebSocket options. The runtime it hands each
+WebSocket (rooms, sockets, flusher, counters) is the server's ``Hub``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 import httptools
 
 from fastws.compression import negotiate
-from fastws.context import Context, Headers, HTTPError, Response
+from fastws.context import Context, Headers, HTTPError, Response, plain_response
 from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
                               select_subprotocol, validate_upgrade)
-from fastws._websocket import monotonic_time
+from fastws.options import WebSocketOptions
+from fastws.routing import Params
 from fastws.websocket import WebSocket
 
 if TYPE_CHECKING:
-    from fastws.app import App
+    from fastws.hub import Hub
     from fastws.server import Server
 
-__all__ = ["HttpProtocol"]
+__all__ = ["HttpProtocol", "Site"]
 
 log = logging.getLogger("fastws")
+
+
+class Site(Protocol):
+    """What the HTTP side needs of the application (``App`` is one)."""
+
+    ws_options: WebSocketOptions | None
+
+    def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
+        """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""
+
+    async def respond(self, ctx: Context,
+                      endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
+        """The response to ``ctx``: the middleware chain around ``endpoint``."""
+
 
 # Request size caps: generous for browsers, small enough that a hostile
 # client cannot make us buffer much.
@@ -79,13 +101,14 @@ class HttpProtocol(asyncio.Protocol):
     only for the server's bookkeeping, with its request state dropped.
     """
 
-    __slots__ = ("app", "server", "transport", "ws", "_parser", "_url", "_headers",
+    __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
                  "_drained")
 
-    def __init__(self, app: App, server: Server) -> None:
-        self.app = app
+    def __init__(self, site: Site, hub: Hub, server: Server) -> None:
+        self.site = site
+        self.hub = hub
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.ws: WebSocket | None = None
@@ -101,7 +124,7 @@ class HttpProtocol(asyncio.Protocol):
         self._early: bytearray | None = None   # bytes after an upgrade request
         self._paused = False
         # handshake_timeout counts from here, and again after each response
-        self._since = monotonic_time()
+        self._since = time.monotonic()
         self._in_request = False
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -113,12 +136,11 @@ class HttpProtocol(asyncio.Protocol):
         self.server._connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # After an upgrade the WebSocket hears this first and passes it on.
         self.server._connection_lost(self)
         self.transport = None
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            ws._lost(exc)
-        elif self._task is not None:
+        self.ws = None
+        if self._task is not None:
             self._task.cancel()
 
     def pause_writing(self) -> None:
@@ -229,8 +251,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._requests.clear()
-        self._write_response(Response(reason, status, content_type="text/plain; charset=utf-8"),
-                             keep_alive=False)
+        self._write_response(plain_response(status, reason), keep_alive=False)
 
     def check_deadline(self, now: float) -> None:
         """Close a connection that has not sent a complete request within
@@ -249,8 +270,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._in_request:
             log.info("dropping %s: request not complete within %.1fs",
                      self.transport.get_extra_info("peername"), self.server.handshake_timeout)
-            self._write_response(Response("Request Timeout", 408,
-                                          content_type="text/plain; charset=utf-8"), keep_alive=False)
+            self._write_response(plain_response(408, "Request Timeout"), keep_alive=False)
         else:
             self.transport.close()
 
@@ -258,7 +278,7 @@ class HttpProtocol(asyncio.Protocol):
         t = self.transport
         if t is None:
             return
-        self._since = monotonic_time()
+        self._since = time.monotonic()
         t.write(response.encode(keep_alive, head))
         if not keep_alive:
             t.close()
@@ -286,7 +306,7 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _handle(self, req: Request) -> bool:
         """Answer one request; False once the connection is no longer HTTP."""
-        app = self.app
+        site = self.site
         target = req.target
         path, _, query = target.partition("?")
         query = query.partition("#")[0]
@@ -294,23 +314,23 @@ class HttpProtocol(asyncio.Protocol):
         if len(hosts) > 1 or (not hosts and req.version != "1.0"):
             # RFC 9112 §3.2: exactly one Host in HTTP/1.1; a proxy and we
             # must not disagree about which one names the target.
-            self._write_response(Response("Bad Request: missing or repeated Host header", 400,
-                                          content_type="text/plain"), keep_alive=False)
+            self._write_response(plain_response(400, "Bad Request: missing or repeated Host header"),
+                                 keep_alive=False)
             return False
         if path.startswith(("http://", "https://")):
             # absolute-form (RFC 9112 §3.2.2): servers must accept it
             parts = urlsplit(target)
             path, query = parts.path or "/", parts.query
         if not path.startswith("/"):
-            self._write_response(Response("Bad Request: bad request target", 400,
-                                          content_type="text/plain"), keep_alive=False)
+            self._write_response(plain_response(400, "Bad Request: bad request target"),
+                                 keep_alive=False)
             return False
-        found = app._router.resolve(path)
+        found = site.resolve(path)
         # "Upgrade: websocket" marks a handshake attempt even when httptools
         # did not switch (no "Connection: upgrade"): that is a bad handshake
         # (400, RFC 6455 §4.2.1), not a plain GET (426).
         wants_ws = is_upgrade_request(req.headers)
-        ctx = Context(app, req.method, path, query, req.headers, req.version, req.body,
+        ctx = Context(site, req.method, path, query, req.headers, req.version, req.body,
                       self.transport.get_extra_info("peername") if self.transport else None,
                       is_websocket=wants_ws and "WS" in found)
         head = False
@@ -336,7 +356,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             endpoint = _fixed(404, "Not Found")
 
-        response = await app._respond(ctx, endpoint)
+        response = await site.respond(ctx, endpoint)
         if self.transport is None:
             return False
         if isinstance(response, _Upgrade):
@@ -349,8 +369,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _upgrade_endpoint(self, req: Request, target: Any):
         handler, guard = target
-        app = self.app
-        options = app._ws_options
+        options = self.site.ws_options
 
         async def upgrade(ctx: Context) -> Response:
             try:
@@ -367,9 +386,7 @@ class HttpProtocol(asyncio.Protocol):
                 log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
                          req.headers.get("origin"))
                 raise HTTPError(403, "Origin not allowed")
-            if options.max_connections is not None and len(app._sockets) >= options.max_connections:
-                log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
-                            len(app._sockets))
+            if self._full():
                 raise HTTPError(503, "Too many connections")
             if guard is not None:
                 verdict = guard(ctx)
@@ -389,27 +406,40 @@ class HttpProtocol(asyncio.Protocol):
 
         return upgrade
 
+    def _full(self) -> bool:
+        """Whether ``max_connections`` WebSockets are open (logged when so)."""
+        limit = self.site.ws_options.max_connections
+        if limit is None or len(self.hub.sockets) < limit:
+            return False
+        log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
+                    len(self.hub.sockets))
+        return True
+
     def _switch(self, ctx: Context, up: _Upgrade) -> None:
         """Send 101 and hand the connection to a new WebSocket."""
         t = self.transport
-        options = self.app._ws_options
-        if options.max_connections is not None and len(self.app._sockets) >= options.max_connections:
+        if self._full():
             # Checked again here: an async guard or middleware may have let
             # several upgrades through the first check at once.
-            log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
-                        len(self.app._sockets))
-            self._write_response(Response("Too many connections", 503,
-                                          content_type="text/plain; charset=utf-8"), keep_alive=False)
+            self._write_response(plain_response(503, "Too many connections"), keep_alive=False)
             return
-        t.write(response_101(up.accept, up.subprotocol, up.extensions))
-        ws = WebSocket(self.app, t, options, ctx, up.subprotocol, self, self.app._flusher,
-                       up.negotiated)
+        # Headers a middleware added to the upgrade's response (Set-Cookie...) go on the 101.
+        try:
+            head = response_101(up.accept, up.subprotocol, up.extensions, up.headers)
+        except ValueError as exc:
+            log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
+            self._write_response(plain_response(500, "Internal Server Error"), keep_alive=False)
+            return
+        t.write(head)
+        ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
         self.ws = ws
-        self.app._sockets.add(ws)
         # From here the transport talks to the WebSocket directly; we keep
         # only the server's bookkeeping (connection_lost comes back to us).
         t.set_protocol(ws)
-        t.set_write_buffer_limits(high=options.max_backpressure)
+        # High-water mark 0: the transport tells the WebSocket as soon as it
+        # holds anything unwritten, so one number (its queue plus the
+        # transport's) can be held to max_backpressure.
+        t.set_write_buffer_limits(high=0)
         early, self._early = self._early, None
         self._parser = self._headers = self._body = self._url = self._requests = None
         # Reading was paused since the upgrade request; from now on the

@@ -1,21 +1,27 @@
-"""Server lifecycle: listen, track connections, shut down gracefully, and
-``run()``, the blocking entry point with signal handling on uvloop."""
+"""Serving one app on one loop: listen, sweep the timers of every connection,
+shut down gracefully; and ``run()``, the blocking entry point with signal
+handling on uvloop.
+
+Every listener of an app on a loop shares that loop's ``Hub`` (rooms, sockets,
+counters): serving the same app on a TCP port and a Unix socket, or plain and
+TLS, never splits its rooms.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
-from fastws._websocket import monotonic_time
-from fastws.protocol import HttpProtocol
-from fastws.websocket import Flusher
+from fastws._constants import CloseCode
+from fastws.hub import Hub, acquire_hub, release_hub
+from fastws.options import WebSocketOptions
+from fastws.protocol import HttpProtocol, Site
 
 if TYPE_CHECKING:
     import ssl as _ssl
-
-    from fastws.app import App
 
 __all__ = ["Server", "run", "new_event_loop"]
 
@@ -37,50 +43,54 @@ class Server:
     ``async with await app.serve(...) as server:`` shuts down on exit.
     """
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.options: WebSocketOptions = site.ws_options or WebSocketOptions()
+        self.hub: Hub | None = None
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[HttpProtocol] = set()
         self._idle: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        opts = app._ws_options
-        self.handshake_timeout = opts.handshake_timeout if opts is not None else 10.0
-        self._ping_interval = opts.ping_interval if opts is not None else None
-        self._idle_timeout = opts.idle_timeout if opts is not None else 0.0
+        self.handshake_timeout = self.options.handshake_timeout
         # One sweep checks every connection's timers: a TimerHandle per
         # socket would cost memory on each of thousands of idle connections.
-        periods = [self.handshake_timeout]
-        if self._ping_interval is not None:
-            periods += [self._ping_interval, self._idle_timeout]
+        o = self.options
+        periods = [o.handshake_timeout, o.close_timeout]
+        if o.ping_interval is not None:
+            periods += [o.ping_interval, o.idle_timeout]
         self._sweep_every = min(1.0, max(0.05, min(periods) / 4))
 
     async def start(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
                     backlog: int = 1024, reuse_port: bool = False) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
-        if self.app._flusher is None or self.app._flusher.loop is not loop:
-            self.app._flusher = Flusher(loop)
         self._done = asyncio.Event()
-        self._server = await loop.create_server(
-            lambda: HttpProtocol(self.app, self), host, port,
-            ssl=ssl, backlog=backlog, reuse_port=reuse_port or None)
+        hub = acquire_hub(self.site, self.options, loop)
+        try:
+            self._server = await loop.create_server(
+                lambda: HttpProtocol(self.site, hub, self), host, port,
+                ssl=ssl, backlog=backlog, reuse_port=reuse_port or None)
+        except BaseException:
+            release_hub(hub)
+            raise
+        self.hub = hub
         self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     def _sweep(self) -> None:
-        """Heartbeats for WebSockets, deadlines for HTTP connections."""
-        now = monotonic_time()
-        ping, idle = self._ping_interval, self._idle_timeout
+        """Deadlines and heartbeats: HTTP connections' request timeouts,
+        WebSockets' pings and close timeouts."""
+        now = time.monotonic()
         try:
             for proto in list(self._connections):
                 ws = proto.ws
                 if ws is None:
                     proto.check_deadline(now)
-                elif ping is not None:
-                    ws._heartbeat(now, ping, idle)
+                else:
+                    ws.tick(now)
         finally:
-            if not self.closing:
+            if self._done is not None and not self._done.is_set():
                 self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     @property
@@ -95,7 +105,7 @@ class Server:
 
     @property
     def connections(self) -> int:
-        """Open TCP connections, HTTP and WebSocket."""
+        """Open TCP connections on this listener, HTTP and WebSocket."""
         return len(self._connections)
 
     def _connection_made(self, proto: HttpProtocol) -> None:
@@ -118,17 +128,14 @@ class Server:
                 await self._done.wait()
             return
         self.closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
         self._idle = asyncio.Event()
         if self._server is not None:
             self._server.close()
         if timeout is None:
-            opts = self.app._ws_options
-            timeout = opts.close_timeout if opts is not None else 10.0
+            timeout = self.options.close_timeout
         for proto in list(self._connections):
             if proto.ws is not None:
-                proto.ws.close(1001, "server shutting down")
+                proto.ws.close(CloseCode.CLOSE_GOING_AWAY, "server shutting down")
             else:
                 proto.close_idle()
         if self._connections:
@@ -143,7 +150,12 @@ class Server:
                 await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
-        self._done.set()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.hub is not None:
+            release_hub(self.hub)
+        if self._done is not None:
+            self._done.set()
 
     async def wait_closed(self) -> None:
         """Wait until ``shutdown`` has finished."""
@@ -156,11 +168,11 @@ class Server:
         await self.shutdown()
 
 
-def run(app: App, host: str = "127.0.0.1", port: int = 3000, *,
+def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         ssl: _ssl.SSLContext | None = None, backlog: int = 1024, reuse_port: bool = False,
         shutdown_timeout: float | None = None) -> None:
-    """Serve ``app`` on a new uvloop loop until SIGINT/SIGTERM, then shut
-    down gracefully (see ``Server.shutdown``)."""
+    """Serve ``site`` (an App) on a new uvloop loop until SIGINT/SIGTERM, then
+    shut down gracefully (see ``Server.shutdown``)."""
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -168,14 +180,15 @@ def run(app: App, host: str = "127.0.0.1", port: int = 3000, *,
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
-        server = await app.serve(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
+        server = Server(site)
+        await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
         scheme = "https" if ssl else "http"
         log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        log.info("shutting down: closing %d WebSocket(s)", app.connections)
+        log.info("shutting down: closing %d WebSocket(s)", len(server.hub.sockets))
         await server.shutdown(shutdown_timeout)
 
     try:

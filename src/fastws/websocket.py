@@ -1,7 +1,8 @@
 """WebSocket: the per-connection object users touch.
 
-The class is compiled (``src/fastws/_websocket.pyx``) because every message passes
-through it; this module is its public home.
+The class is compiled (``src/fastws/_websocket.pyx``, over the connection rules of
+``_connection.pyx`` and the dispatch of ``_dispatch.pyx``) because every message
+passes through it; this module is its public home.
 
 Members: ``send(data)``, ``join(room)``, ``leave(room)``, ``room``, ``rooms``,
 ``broadcast(room, data)``, ``broadcast_all(room, data)``, ``on(event, handler)``,
@@ -9,10 +10,12 @@ Members: ``send(data)``, ``join(room)``, ``leave(room)``, ``room``, ``rooms``,
 ``await drain()``, ``ready_state``, ``buffered_amount``, ``skipped``, ``data``
 (a dict for per-connection state), ``ctx`` (the upgrade request), ``subprotocol``,
 ``remote_address``, ``compression`` (the permessage-deflate settings agreed,
-or None), ``dropped``; camelCase aliases ``broadcastAll``, ``readyState``,
-``bufferedAmount``.
+or None), ``dropped``, ``close_code``; camelCase aliases ``broadcastAll``,
+``readyState``, ``bufferedAmount``.
 """
 
-from fastws._websocket import Flusher, ReadyState, WebSocket, encode_message, encode_payload
+from fastws._constants import ReadyState
+from fastws._payload import encode_message, encode_payload
+from fastws._websocket import Flusher, WebSocket
 
 __all__ = ["ReadyState", "WebSocket", "Flusher", "encode_message", "encode_payload"]

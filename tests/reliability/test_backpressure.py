@@ -264,3 +264,21 @@ def test_drain_returns_at_once_under_the_limit(slow_socket) -> None:
     srv.call(ws.drain, timeout=5)
     assert client.read_frame().payload == b"small"
     assert srv.call(lambda: ws.skipped) == 0
+
+
+def test_one_number_bounds_what_a_socket_holds(slow_socket) -> None:
+    """Queue and transport buffer together never pass max_backpressure by more
+    than the frame that was accepted just under it."""
+    srv, ws, client, drains = slow_socket
+    chunk = b"d" * 16384
+    frame_size = len(chunk) + 4             # header of a 16 KiB frame
+
+    async def fill() -> int:
+        for _ in range(10_000):
+            if not ws.send(chunk):
+                return ws.buffered_amount
+            await asyncio.sleep(0)
+        raise AssertionError("send never returned False")
+
+    held = srv.call(fill)
+    assert 64 * 1024 < held <= 64 * 1024 + frame_size, held

@@ -28,7 +28,6 @@ from fastws.compression import (
     Inflater,
     MessageTooBig,
     Negotiated,
-    compress_once,
     negotiate,
     shared_deflater,
 )
@@ -280,10 +279,10 @@ def test_equal_keys_share_one_compressor():
     assert shared_deflater(agreed(server_bits=11).key) is not shared_deflater(a.key)
 
 
-def test_compress_once_output_decodes_for_every_window_of_the_key():
+def test_shared_compressor_output_decodes_for_every_window_of_the_key():
     payload = chat_json(5000)
     for bits in (9, 10, 15):
-        frame = compress_once(agreed(server_bits=bits).key, payload)
+        frame = shared_deflater(agreed(server_bits=bits).key).compress(payload)
         assert raw_inflate(frame, bits) == payload
 
 

@@ -21,7 +21,7 @@ class ErrorHandlerPlugin:
 
     def install(self, app: App) -> None:
         """Make this the app's handler for exceptions from routes and middleware."""
-        app._error_responder = self.respond
+        app.error_responder = self.respond
 
     @staticmethod
     def respond(ctx: Context, exc: BaseException) -> Response:

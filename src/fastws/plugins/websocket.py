@@ -1,144 +1,20 @@
 """``websocket(**options)``: the plugin that turns WebSocket support on.
 
-Options are validated when the plugin is created, with an error that names the
-option and what it accepts, so a typo fails at start-up, not under load.
+The options and their defaults live in ``fastws.options.WebSocketOptions``;
+they are validated when the plugin is created, so a typo fails at start-up.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from fastws.options import WebSocketOptions, default_dumps
 
 if TYPE_CHECKING:
     from fastws.app import App
 
-__all__ = ["WebSocketOptions", "websocket", "default_dumps"]
-
-
-def default_dumps(obj: Any) -> str:
-    """JSON text, compact, non-ASCII kept as is (the default serializer)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class WebSocketOptions:
-    """Settings of the WebSocket plugin, with their defaults.
-
-    max_message_size: largest message accepted, summed over its fragments, in
-        bytes (default 1 MiB); larger closes the connection with 1009. None: no limit.
-    max_backpressure: bytes that may wait in one socket's send buffer (default
-        1 MiB). Over it, ``backpressure`` decides: "close" (default) closes the
-        socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
-        that socket (``send`` returns False) and counts it in ``ws.skipped``.
-        The ``drain`` event fires when the buffer falls back under the limit.
-    ping_interval: seconds of silence from a client after which the server
-        pings it (default 20). None turns the heartbeat off.
-    idle_timeout: seconds a pinged client has to send anything (its pong, or
-        any frame) before it is dropped with close code 1011 "keepalive
-        timeout" (default 20).
-    close_timeout: seconds the client has to answer our close frame (default 10).
-    handshake_timeout: seconds a connection may take to send a complete
-        request, or stay idle between HTTP requests, before it is closed
-        (with "408 Request Timeout" if it was mid-request) (default 10).
-    rate_limit: None (default) or (messages per second, burst): a token
-        bucket per connection over data messages. ``rate_limit_policy``
-        decides what happens past it: "close" (default) closes with 1008
-        "rate limit exceeded"; "drop" discards the message before any
-        handler sees it and counts it in ``ws.dropped``.
-    max_connections: open WebSockets allowed at once; further upgrade requests
-        get HTTP 503 (default None: no limit).
-    allowed_origins: if set, upgrade requests whose Origin header is not in it
-        get HTTP 403 (default None: any origin).
-    subprotocols: subprotocols we speak, in order of preference (default none).
-    compression: permessage-deflate (RFC 7692). Off by default (None/False):
-        inflating a client's messages costs more CPU than fastws's whole
-        per-message path, so it is worth it only where bandwidth is dear.
-        True turns it on with ``fastws.compression.DeflateOptions()`` defaults
-        (no context takeover either way, so idle connections hold no zlib
-        memory and a broadcast is compressed once; messages under 128 bytes
-        go uncompressed); pass a DeflateOptions to tune it.
-    json_events: route JSON text messages with a "type" to handlers of that
-        name (default True).
-    dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
-        JSON events (default: the json module, compact separators). dumps may
-        return str or bytes.
-    """
-
-    max_message_size: int | None = 1 << 20
-    max_backpressure: int = 1 << 20
-    backpressure: str = "close"
-    ping_interval: float | None = 20.0
-    idle_timeout: float = 20.0
-    close_timeout: float = 10.0
-    handshake_timeout: float = 10.0
-    rate_limit: tuple[float, int] | None = None
-    rate_limit_policy: str = "close"
-    max_connections: int | None = None
-    allowed_origins: Sequence[str] | None = None
-    subprotocols: Sequence[str] = field(default_factory=tuple)
-    compression: Any = None
-    json_events: bool = True
-    dumps: Callable[[Any], Any] = default_dumps
-    loads: Callable[[Any], Any] = json.loads
-
-    def __post_init__(self) -> None:
-        def positive_int(name: str, value: Any, allow_none: bool) -> None:
-            if value is None and allow_none:
-                return
-            if type(value) is not int or value <= 0:
-                extra = " or None" if allow_none else ""
-                raise ValueError(f"websocket({name}=...) must be a positive int{extra}, got {value!r}")
-
-        positive_int("max_message_size", self.max_message_size, True)
-        positive_int("max_backpressure", self.max_backpressure, False)
-        positive_int("max_connections", self.max_connections, True)
-        if self.backpressure not in ("close", "skip"):
-            raise ValueError(f"websocket(backpressure=...) must be 'close' or 'skip', got {self.backpressure!r}")
-        def seconds(name: str, value: Any, allow_none: bool = False) -> None:
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
-                extra = " or None" if allow_none else ""
-                raise ValueError(f"websocket({name}=...) must be seconds in (0, 86400]{extra}, got {value!r}")
-
-        seconds("ping_interval", self.ping_interval, allow_none=True)
-        seconds("idle_timeout", self.idle_timeout)
-        seconds("close_timeout", self.close_timeout)
-        seconds("handshake_timeout", self.handshake_timeout)
-        if self.rate_limit is not None:
-            try:
-                rate, burst = self.rate_limit
-            except (TypeError, ValueError):
-                rate = burst = None
-            if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0
-                    or type(burst) is not int or burst < 1):
-                raise ValueError("websocket(rate_limit=...) must be None or (messages per second > 0, "
-                                 f"burst >= 1 as an int), got {self.rate_limit!r}")
-            object.__setattr__(self, "rate_limit", (float(rate), burst))
-        if self.rate_limit_policy not in ("close", "drop"):
-            raise ValueError(f"websocket(rate_limit_policy=...) must be 'close' or 'drop', "
-                             f"got {self.rate_limit_policy!r}")
-        if self.allowed_origins is not None:
-            if isinstance(self.allowed_origins, str) or not all(isinstance(o, str) for o in self.allowed_origins):
-                raise ValueError("websocket(allowed_origins=...) must be a list of origin strings "
-                                 "such as ['https://example.com']")
-            object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins))
-        if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
-            raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
-        object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
-        from fastws.compression import DeflateOptions
-        if self.compression is None or self.compression is False:
-            object.__setattr__(self, "compression", None)
-        elif self.compression is True:
-            object.__setattr__(self, "compression", DeflateOptions())
-        elif not isinstance(self.compression, DeflateOptions):
-            raise ValueError("websocket(compression=...) must be None, False, True or a "
-                             f"fastws.compression.DeflateOptions, got {self.compression!r}")
-        elif not self.compression.enabled:
-            object.__setattr__(self, "compression", None)
-        if not callable(self.dumps) or not callable(self.loads):
-            raise ValueError("websocket(dumps=..., loads=...) must be callables")
+__all__ = ["WebSocketOptions", "WebSocketPlugin", "websocket", "default_dumps"]
 
 
 class WebSocketPlugin:
@@ -149,7 +25,7 @@ class WebSocketPlugin:
 
     def install(self, app: App) -> None:
         """Give the app its WebSocket options; enables ``app.ws``."""
-        app._ws_options = self.options
+        app.ws_options = self.options
 
 
 def websocket(**options: Any) -> WebSocketPlugin:

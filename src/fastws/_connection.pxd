@@ -1,0 +1,109 @@
+# The sans-I/O connection rules. The asyncio adapter (_websocket.WebSocket, through
+# _dispatch.Dispatcher) subclasses Connection and overrides the hooks at C level.
+cimport cython
+
+from fastws._counters cimport Counters
+from fastws._frame cimport FrameParser
+
+# What the base class (the sans-I/O use) records for the transport.
+cdef enum TransportAction:
+    TX_KEEP = 0
+    TX_CLOSE = 1        # write what is queued, then close TCP
+    TX_ABORT = 2        # drop TCP now
+
+
+cdef class Shared:
+    # What every connection of one runtime shares, read at C level: the
+    # options as C values, the clock, the counters, and for the layers above,
+    # the loop, the serializers and the runtime's registry, flusher and sockets.
+    cdef readonly object options
+    cdef readonly object clock
+    cdef readonly Counters counters
+    cdef readonly object loop
+    cdef readonly object loads
+    cdef readonly object dumps
+    cdef readonly object registry
+    cdef readonly object flusher
+    cdef readonly object sockets
+    cdef readonly Py_ssize_t max_backpressure
+    cdef readonly double ping_interval       # 0: no heartbeat
+    cdef readonly double idle_timeout
+    cdef readonly double close_timeout
+    cdef readonly double rate                # 0: no rate limit
+    cdef readonly double burst
+    cdef readonly bint close_slow
+    cdef readonly bint rate_drop
+    cdef readonly bint json_events
+
+
+cdef class Connection:
+    cdef Shared _shared
+    cdef FrameParser _parser
+    cdef object _close_reason
+    # permessage-deflate: None unless agreed; the key is shared by every
+    # connection whose compressed frames are interchangeable (None: not shareable)
+    cdef object _deflater
+    cdef object _deflate_key
+    # bytes out: frames wait here until the adapter writes them (corking)
+    cdef object _pending              # None, one bytes, or a list kept between batches
+    cdef Py_ssize_t _pending_bytes
+    cdef Py_ssize_t _tx_buffered      # what the transport held when last asked
+    cdef Py_ssize_t _skipped
+    cdef Py_ssize_t _dropped
+    # liveness and deadlines, in seconds on the clock (0: none)
+    cdef double _last_rx
+    cdef double _ping_at
+    cdef double _close_deadline
+    # rate limit: the token bucket
+    cdef double _tokens
+    cdef double _rate_t
+    # the base class's record, for sans-I/O users and tests
+    cdef list _events
+    cdef int _state                   # ReadyState
+    cdef int _close_code
+    cdef int _tx_action
+    cdef bint _input_done             # a close frame came or we failed: input is not acted on
+    cdef bint _close_fired
+    cdef bint _was_over               # refused for backpressure since the last drain
+
+    @cython.final
+    cdef double _now(self) except? -1.0
+    @cython.final
+    cdef int _receive(self, object data) except -1
+    @cython.final
+    cdef bint _take_token(self) except -1
+    @cython.final
+    cdef int _on_close_frame(self, int code, str reason) except -1
+    @cython.final
+    cdef int _on_protocol_error(self, object exc) except -1
+    @cython.final
+    cdef int _queue(self, bytes frame) except -1
+    @cython.final
+    cdef bint _over_limit(self) except -1
+    cpdef bint send_frame(self, bytes frame) except -1
+    @cython.final
+    cdef int _start_close(self, int code, str reason, bytes frame) except -1
+    @cython.final
+    cdef int _fail(self, int code, str reason) except -1
+    @cython.final
+    cdef int _fire_close(self) except -1
+    @cython.final
+    cdef int _lost(self) except -1
+    cpdef int tick(self, double now) except -1
+    @cython.final
+    cdef object _take_pending(self)
+
+    # hooks: what the adapter does with what the rules decide
+    cdef int _on_message(self, object data) except -1
+    cdef int _on_ping(self, bytes payload) except -1
+    cdef int _on_pong(self, bytes payload) except -1
+    cdef int _on_error(self, object exc) except -1
+    cdef int _on_close(self, int code, str reason) except -1
+    cdef int _on_output(self) except -1
+    cdef int _close_transport(self) except -1
+    cdef int _abort_transport(self) except -1
+    cdef Py_ssize_t _transport_buffered(self) except -1
+    cdef str _peer(self)
+
+
+cdef double monotonic() noexcept nogil

@@ -1,0 +1,54 @@
+"""Type stubs for the compiled connection rules (src/fastws/_connection.pyx)."""
+
+import asyncio
+from typing import Any, Callable
+
+from fastws._counters import Counters
+from fastws.compression import Negotiated
+from fastws.options import WebSocketOptions
+
+class Shared:
+    options: WebSocketOptions
+    clock: Callable[[], float] | None
+    counters: Counters
+    loop: asyncio.AbstractEventLoop | None
+    loads: Callable[[Any], Any]
+    dumps: Callable[[Any], Any]
+    registry: Any
+    flusher: Any
+    sockets: set[Any] | None
+    max_backpressure: int
+    ping_interval: float
+    idle_timeout: float
+    close_timeout: float
+    rate: float
+    burst: float
+    close_slow: bool
+    rate_drop: bool
+    json_events: bool
+    def __init__(self, options: WebSocketOptions, *, clock: Callable[[], float] | None = ...,
+                 counters: Counters | None = ..., loop: asyncio.AbstractEventLoop | None = ...,
+                 registry: Any = ..., flusher: Any = ..., sockets: set[Any] | None = ...) -> None: ...
+
+class Connection:
+    def __init__(self, settings: Shared | WebSocketOptions, *, negotiated: Negotiated | None = ...,
+                 clock: Callable[[], float] | None = ...) -> None: ...
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None: ...
+    def events_received(self) -> list[tuple[Any, ...]]: ...
+    def data_to_send(self) -> bytes: ...
+    @property
+    def transport_action(self) -> str | None: ...
+    @property
+    def compression(self) -> Negotiated | None: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def close_code(self) -> int | None: ...
+    @property
+    def close_reason(self) -> str | None: ...
+    def transport_lost(self) -> None: ...
+    def send_frame(self, frame: bytes) -> bool: ...
+    def ping(self, payload: bytes | str = ...) -> bool: ...
+    def close(self, code: int = ..., reason: str = ...) -> None: ...
+    def fail(self, code: int, reason: str = ...) -> None: ...
+    def tick(self, now: float) -> int: ...

@@ -1,0 +1,6 @@
+"""Type stubs for the compiled counters (src/fastws/_counters.pyx)."""
+
+class Counters:
+    skipped: int
+    dropped: int
+    def snapshot(self) -> dict[str, int]: ...

@@ -1,0 +1,103 @@
+"""The runtime of one app on one event loop: rooms, open sockets, the flusher,
+the counters and the serializer.
+
+An ``App`` is configuration only; what changes while it is served lives in its
+``Hub``. The server makes the hub when it starts on a loop and every listener of
+that app on that loop (TCP ports, a Unix socket, TLS and plain) shares it, so a
+process never splits its rooms. The HTTP protocol and each WebSocket get the
+hub handed down; the app reaches it through ``find_hub(app)`` when user code calls
+``app.broadcast``, ``app.room_size`` and the like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from fastws._broadcast import RoomRegistry
+from fastws._connection import Shared
+from fastws._counters import Counters
+from fastws._websocket import Flusher
+from fastws.options import WebSocketOptions
+
+__all__ = ["Hub", "acquire_hub", "release_hub", "find_hub"]
+
+
+class Hub:
+    """The per-loop runtime shared by every listener serving one app."""
+
+    __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
+                 "shared", "listeners", "__weakref__")
+
+    def __init__(self, owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = weakref.ref(owner)
+        self.options = options
+        self.loop = loop
+        self.counters = Counters()
+        self.rooms = RoomRegistry(options.dumps)
+        self.sockets: set[Any] = set()
+        self.flusher = Flusher(loop)
+        # The same, as every WebSocket reads it at C level.
+        self.shared = Shared(options, counters=self.counters, loop=loop, registry=self.rooms,
+                             flusher=self.flusher, sockets=self.sockets)
+        self.listeners = 0
+
+    def __repr__(self) -> str:
+        return (f"<Hub {len(self.sockets)} sockets, {len(self.rooms.names())} rooms, "
+                f"{self.listeners} listeners>")
+
+
+# owner (an App) -> {loop: Hub}. Weak on the owner: an app that is gone takes
+# its hubs with it. Kept here, not on the app, so serving leaves the app as it was.
+_hubs: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, Hub]] = \
+    weakref.WeakKeyDictionary()
+
+
+def acquire_hub(owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> Hub:
+    """The hub of ``owner`` on ``loop``, made on first use; each call is one
+    more listener, undone by ``release_hub``."""
+    by_loop = _hubs.setdefault(owner, {})
+    hub = by_loop.get(loop)
+    if hub is None:
+        hub = by_loop[loop] = Hub(owner, options, loop)
+    hub.listeners += 1
+    return hub
+
+
+def release_hub(hub: Hub) -> None:
+    """One listener of ``hub`` stopped; the last one takes the hub away."""
+    hub.listeners -= 1
+    if hub.listeners > 0:
+        return
+    owner = hub.owner()
+    by_loop = _hubs.get(owner) if owner is not None else None
+    if by_loop is not None and by_loop.get(hub.loop) is hub:
+        del by_loop[hub.loop]
+        if not by_loop:
+            del _hubs[owner]
+
+
+def find_hub(owner: Any) -> Hub | None:
+    """The hub serving ``owner`` for the caller: the one on the running loop, or,
+    outside any loop, the only one there is. None when the app is not served.
+
+    Raises RuntimeError when the caller's loop does not serve the app but
+    another does: the runtime is not thread-safe, so such a call must be
+    moved to the serving loop (``loop.call_soon_threadsafe``).
+    """
+    by_loop = _hubs.get(owner)
+    if not by_loop:
+        return None
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        hub = by_loop.get(running)
+        if hub is not None:
+            return hub
+    elif len(by_loop) == 1:
+        return next(iter(by_loop.values()))
+    raise RuntimeError("this app is served on another event loop (or several); call it "
+                       "from the loop that serves it, e.g. with loop.call_soon_threadsafe")

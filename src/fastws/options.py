@@ -1,0 +1,196 @@
+"""Options and their defaults: ``WebSocketOptions`` (what ``websocket(...)`` takes)
+and ``DeflateOptions`` (its ``compression``).
+
+A leaf module: every layer reads its settings from here and it imports nothing
+of fastws, so there is one place where each default is written down. Options are
+validated when they are made, with an error that names the option and what it
+accepts, so a typo fails at start-up, not under load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+__all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps"]
+
+
+def default_dumps(obj: Any) -> str:
+    """JSON text, compact, non-ASCII kept as is (the default serializer)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class WebSocketOptions:
+    """Settings of the WebSocket plugin, with their defaults.
+
+    max_message_size: largest message accepted, summed over its fragments, in
+        bytes (default 1 MiB); larger closes the connection with 1009. None: no limit.
+    max_backpressure: bytes that may wait in one socket's send buffer (default
+        1 MiB). Over it, ``backpressure`` decides: "close" (default) closes the
+        socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
+        that socket (``send`` returns False) and counts it in ``ws.skipped``.
+        The ``drain`` event fires when the buffer falls back under the limit.
+    ping_interval: seconds of silence from a client after which the server
+        pings it (default 20). None turns the heartbeat off.
+    idle_timeout: seconds a pinged client has to send anything (its pong, or
+        any frame) before it is dropped with close code 1011 "keepalive
+        timeout" (default 20).
+    close_timeout: seconds the client has to answer our close frame (default 10).
+    handshake_timeout: seconds a connection may take to send a complete
+        request, or stay idle between HTTP requests, before it is closed
+        (with "408 Request Timeout" if it was mid-request) (default 10).
+    rate_limit: None (default) or (messages per second, burst): a token
+        bucket per connection over data messages. ``rate_limit_policy``
+        decides what happens past it: "close" (default) closes with 1008
+        "rate limit exceeded"; "drop" discards the message before any
+        handler sees it and counts it in ``ws.dropped``.
+    max_connections: open WebSockets allowed at once; further upgrade requests
+        get HTTP 503 (default None: no limit).
+    allowed_origins: if set, upgrade requests whose Origin header is not in it
+        get HTTP 403 (default None: any origin).
+    subprotocols: subprotocols we speak, in order of preference (default none).
+    compression: permessage-deflate (RFC 7692). Off by default (None/False):
+        inflating a client's messages costs more CPU than fastws's whole
+        per-message path, so it is worth it only where bandwidth is dear.
+        True turns it on with ``fastws.compression.DeflateOptions()`` defaults
+        (no context takeover either way, so idle connections hold no zlib
+        memory and a broadcast is compressed once; messages under 128 bytes
+        go uncompressed); pass a DeflateOptions to tune it.
+    json_events: route JSON text messages with a "type" to handlers of that
+        name (default True).
+    dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
+        JSON events (default: the json module, compact separators). dumps may
+        return str or bytes.
+    """
+
+    max_message_size: int | None = 1 << 20
+    max_backpressure: int = 1 << 20
+    backpressure: str = "close"
+    ping_interval: float | None = 20.0
+    idle_timeout: float = 20.0
+    close_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    rate_limit: tuple[float, int] | None = None
+    rate_limit_policy: str = "close"
+    max_connections: int | None = None
+    allowed_origins: Sequence[str] | None = None
+    subprotocols: Sequence[str] = field(default_factory=tuple)
+    compression: Any = None
+    json_events: bool = True
+    dumps: Callable[[Any], Any] = default_dumps
+    loads: Callable[[Any], Any] = json.loads
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, allow_none: bool) -> None:
+            if value is None and allow_none:
+                return
+            if type(value) is not int or value <= 0:
+                extra = " or None" if allow_none else ""
+                raise ValueError(f"websocket({name}=...) must be a positive int{extra}, got {value!r}")
+
+        positive_int("max_message_size", self.max_message_size, True)
+        positive_int("max_backpressure", self.max_backpressure, False)
+        positive_int("max_connections", self.max_connections, True)
+        if self.backpressure not in ("close", "skip"):
+            raise ValueError(f"websocket(backpressure=...) must be 'close' or 'skip', got {self.backpressure!r}")
+        def seconds(name: str, value: Any, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+                extra = " or None" if allow_none else ""
+                raise ValueError(f"websocket({name}=...) must be seconds in (0, 86400]{extra}, got {value!r}")
+
+        seconds("ping_interval", self.ping_interval, allow_none=True)
+        seconds("idle_timeout", self.idle_timeout)
+        seconds("close_timeout", self.close_timeout)
+        seconds("handshake_timeout", self.handshake_timeout)
+        if self.rate_limit is not None:
+            try:
+                rate, burst = self.rate_limit
+            except (TypeError, ValueError):
+                rate = burst = None
+            if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0
+                    or type(burst) is not int or burst < 1):
+                raise ValueError("websocket(rate_limit=...) must be None or (messages per second > 0, "
+                                 f"burst >= 1 as an int), got {self.rate_limit!r}")
+            object.__setattr__(self, "rate_limit", (float(rate), burst))
+        if self.rate_limit_policy not in ("close", "drop"):
+            raise ValueError(f"websocket(rate_limit_policy=...) must be 'close' or 'drop', "
+                             f"got {self.rate_limit_policy!r}")
+        if self.allowed_origins is not None:
+            if isinstance(self.allowed_origins, str) or not all(isinstance(o, str) for o in self.allowed_origins):
+                raise ValueError("websocket(allowed_origins=...) must be a list of origin strings "
+                                 "such as ['https://example.com']")
+            object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins))
+        if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
+            raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
+        object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
+        if self.compression is None or self.compression is False:
+            object.__setattr__(self, "compression", None)
+        elif self.compression is True:
+            object.__setattr__(self, "compression", DeflateOptions())
+        elif not isinstance(self.compression, DeflateOptions):
+            raise ValueError("websocket(compression=...) must be None, False, True or a "
+                             f"fastws.compression.DeflateOptions, got {self.compression!r}")
+        elif not self.compression.enabled:
+            object.__setattr__(self, "compression", None)
+        if not callable(self.dumps) or not callable(self.loads):
+            raise ValueError("websocket(dumps=..., loads=...) must be callables")
+
+
+def _check_bits(name: str, value: object) -> None:
+    if type(value) is not int or not 8 <= value <= 15:
+        raise ValueError(f"compression {name} must be an int from 8 to 15, got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise ValueError(f"compression {name} must be True or False, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DeflateOptions:
+    """The server's permessage-deflate settings (see the module doc for why).
+
+    enabled: accept permessage-deflate offers at all (default True).
+    server_no_context_takeover: compress each message on its own (default
+        True); required for one compressed frame to serve many connections.
+    client_no_context_takeover: ask clients to compress each message on its
+        own, so the inflater is freed between messages (default True).
+    server_max_window_bits: log2 of our LZ77 window, 8-15 (default 15); a
+        client may ask for less. zlib cannot deflate with a raw 8-bit window,
+        so 8 is announced and deflated with 9: zlib's deflate never reaches
+        back farther than 2^bits - 262 bytes, 250 for 9, which an 8-bit
+        window covers (Node's zlib binding maps a raw 8 to 9 the same way).
+    client_max_window_bits: largest window we let a client use, 8-15 (default
+        15). It binds only clients that offer the parameter; the others may use
+        15 and are accepted anyway.
+    mem_level: zlib memLevel of our compressor, 1-9 (default 8).
+    level: zlib compression level, 0-9 (default 6).
+    compress_min_size: messages shorter than this many bytes are sent
+        uncompressed (default 128).
+    """
+
+    enabled: bool = True
+    server_no_context_takeover: bool = True
+    client_no_context_takeover: bool = True
+    server_max_window_bits: int = 15
+    client_max_window_bits: int = 15
+    mem_level: int = 8
+    level: int = 6
+    compress_min_size: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "server_no_context_takeover", "client_no_context_takeover"):
+            _check_bool(name, getattr(self, name))
+        _check_bits("server_max_window_bits", self.server_max_window_bits)
+        _check_bits("client_max_window_bits", self.client_max_window_bits)
+        if type(self.mem_level) is not int or not 1 <= self.mem_level <= 9:
+            raise ValueError(f"compression mem_level must be an int from 1 to 9, got {self.mem_level!r}")
+        if type(self.level) is not int or not 0 <= self.level <= 9:
+            raise ValueError(f"compression level must be an int from 0 to 9, got {self.level!r}")
+        if type(self.compress_min_size) is not int or self.compress_min_size < 0:
+            raise ValueError("compression compress_min_size must be an int >= 0, "
+                             f"got {self.compress_min_size!r}")

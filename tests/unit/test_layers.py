@@ -1,0 +1,114 @@
+"""The house's layering: each module imports only modules below it, and nothing
+below the app imports it.
+
+The order below is the house, lowest first (docs/architecture.md describes it);
+a new module must be placed in it. Imports inside ``if TYPE_CHECKING:`` are
+type hints only and may point anywhere but at ``fastws.app``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
+
+LAYERS = [
+    # leaves: import nothing of fastws, or only other leaves
+    "_constants", "options", "events", "routing", "handshake", "context", "compression", "_counters",
+    # the codec and the connection, sans-I/O
+    "_frame", "_payload", "_connection",
+    # events, rooms, the asyncio adapter
+    "_dispatch", "_broadcast", "_websocket", "websocket",
+    # the runtime, HTTP, serving
+    "hub", "protocol", "server",
+    # configuration, and what sits on it
+    "app", "plugins.websocket", "plugins.error_handler", "plugins", "__init__", "__main__", "demo",
+]
+BELOW_APP = LAYERS[:LAYERS.index("app")]
+
+_PYX_IMPORT = re.compile(r"^\s*(?:from\s+(fastws[\w.]*)\s+c?import|c?import\s+(fastws[\w.]*))", re.M)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(SRC).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path) -> tuple[set[str], set[str]]:
+    """(runtime imports, type-checking-only imports) of fastws modules, as names
+    relative to the package."""
+    runtime: set[str] = set()
+    typing_only: set[str] = set()
+    text = path.read_text()
+    if path.suffix in (".pyx", ".pxd"):
+        for m in _PYX_IMPORT.finditer(text):
+            runtime.add(m.group(1) or m.group(2))
+    else:
+        tree = ast.parse(text)
+        guarded = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                for inner in ast.walk(node):
+                    guarded.add(id(inner))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("fastws"):
+                    (typing_only if id(node) in guarded else runtime).add(name)
+    known = set(LAYERS)
+    def local(names: set[str]) -> set[str]:
+        out = set()
+        for n in names:
+            rel = n.removeprefix("fastws").lstrip(".") or "__init__"
+            while rel not in known and "." in rel:
+                rel = rel.rsplit(".", 1)[0]          # fastws.x.Name -> x
+            if rel in known:
+                out.add(rel)
+        return out
+    return local(runtime), local(typing_only)
+
+
+def sources() -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for path in SRC.rglob("*"):
+        if path.suffix in (".py", ".pyx", ".pxd"):
+            found.setdefault(module_name(path), []).append(path)
+    return found
+
+
+def test_every_module_has_its_place_in_the_house():
+    missing = sorted(set(sources()) - set(LAYERS))
+    assert not missing, f"place these modules in LAYERS (and docs/architecture.md): {missing}"
+
+
+def test_modules_import_only_modules_below_them():
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    wrong = []
+    for name, paths in sources().items():
+        for path in paths:
+            runtime, _ = imports(path)
+            for dep in runtime - {name}:
+                if rank[dep] >= rank[name]:
+                    wrong.append(f"{path.relative_to(SRC)} imports {dep}")
+    assert not wrong, "upward imports: " + "; ".join(sorted(wrong))
+
+
+def test_nothing_below_the_app_imports_it():
+    wrong = []
+    for name, paths in sources().items():
+        if name not in BELOW_APP:
+            continue
+        for path in paths:
+            runtime, typing_only = imports(path)
+            if "app" in runtime | typing_only:
+                wrong.append(str(path.relative_to(SRC)))
+    assert not wrong, f"modules below fastws.app that import it: {wrong}"

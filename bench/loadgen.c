@@ -13,6 +13,9 @@
  *           the window once all R receivers have it (or after --stall seconds, counted).
  *           Every frame a receiver gets is counted; lost = expected - received after a
  *           drain period; latency is publish -> receipt.
+ *           With --churn R, it also opens R new connections per second (paced; at most
+ *           --churn-max in progress), times each from connect() to the 101, and resets
+ *           it: how fast new users get in while the established ones are busy.
  *   idle    N connections held open. Prints {"event":"holding",...} once all are open
  *           and waits for a line (or EOF) on stdin before closing, so the harness can
  *           read the server's RSS while they are held.
@@ -149,9 +152,13 @@ static void base64(const uint8_t *in, size_t len, char *out) {
 #define HIST_SUB 64
 #define HIST_BUCKETS (HIST_SUB + 58 * HIST_SUB)
 
-static uint64_t hist[HIST_BUCKETS];
-static uint64_t hist_total;
-static uint64_t hist_max;
+typedef struct {
+    uint64_t count[HIST_BUCKETS];
+    uint64_t total, max;
+} histogram;
+
+static histogram hist;                           /* message latency */
+static histogram hs_hist;                        /* --churn: connect() to 101 */
 
 static int hist_index(uint64_t v) {
     if (v < HIST_SUB) return (int)v;
@@ -168,23 +175,27 @@ static uint64_t hist_value(int idx) {
     return lo + (1ull << (e - 6)) / 2;           /* bucket midpoint */
 }
 
-static void hist_add(uint64_t v) {
-    hist[hist_index(v)]++;
-    hist_total++;
-    if (v > hist_max) hist_max = v;
+static void hist_add_to(histogram *h, uint64_t v) {
+    h->count[hist_index(v)]++;
+    h->total++;
+    if (v > h->max) h->max = v;
 }
 
-static double hist_quantile_us(double q) {
-    if (!hist_total) return 0.0;
-    uint64_t want = (uint64_t)(q * (double)hist_total);
-    if (want >= hist_total) want = hist_total - 1;
+static void hist_add(uint64_t v) { hist_add_to(&hist, v); }
+
+static double quantile_us(const histogram *h, double q) {
+    if (!h->total) return 0.0;
+    uint64_t want = (uint64_t)(q * (double)h->total);
+    if (want >= h->total) want = h->total - 1;
     uint64_t cum = 0;
     for (int i = 0; i < HIST_BUCKETS; i++) {
-        cum += hist[i];
+        cum += h->count[i];
         if (cum > want) return (double)hist_value(i) / 1000.0;
     }
-    return (double)hist_max / 1000.0;
+    return (double)h->max / 1000.0;
 }
+
+static double hist_quantile_us(double q) { return quantile_us(&hist, q); }
 
 /* ------------------------------------------------------------- server CPU */
 
@@ -223,10 +234,11 @@ static double self_cpu_seconds(void) {
 /* ------------------------------------------------------------- connections */
 
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSED };
-enum { ROLE_ECHO, ROLE_RECEIVER, ROLE_PUBLISHER, ROLE_IDLE };
+enum { ROLE_ECHO, ROLE_RECEIVER, ROLE_PUBLISHER, ROLE_IDLE, ROLE_CHURN };
 
 typedef struct conn {
     int fd;
+    uint64_t t_start;                            /* --churn: when connect() was called */
     uint8_t state, role, want_out;
     /* handshake */
     char *hs_buf;
@@ -287,9 +299,12 @@ static int cfg_max_pending = 256;
 static int cfg_json = 0;
 static int cfg_deflate = 0;
 static const char *cfg_offer = "permessage-deflate; client_max_window_bits";
+static double cfg_churn_rate = 0;                /* echo: new upgrades per second, paced */
+static int cfg_churn_max = 256;                  /* ... at most this many in progress */
 
 /* global state */
 static int ep;
+static int churn_ep = -1;                        /* --churn sockets: polled apart, often */
 static conn *conns;
 static int nconns;
 static int next_to_connect, pending, opened;
@@ -297,6 +312,11 @@ static uint64_t connect_errors, handshake_errors, server_closed, bad_frames;
 static struct sockaddr_in server_addr;
 static uint8_t *payload_pattern;
 static uint8_t rbuf[256 * 1024];
+/* --churn: connections opened, upgraded, timed and reset over and over */
+static conn *churn;
+static int *churn_free, churn_nfree;
+static uint64_t t_churn0, churn_due, churn_started, churn_ok, churn_failed, churn_skipped;
+static uint64_t churn_measured_ok, churn_measured_failed;
 static volatile sig_atomic_t interrupted;
 
 enum { PH_SETUP, PH_PROBE, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD, PH_DONE };
@@ -542,19 +562,34 @@ static int inflate_into(void *zs, const uint8_t *p, size_t take, uint8_t *out, s
 
 static void conn_close(conn *c, int counted) {
     if (c->state == ST_CLOSED) return;
-    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) pending--;
+    if (c->role == ROLE_CHURN) {
+        /* Reset, not FIN: thousands of upgrades must not leave TIME_WAIT behind. */
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        churn_free[churn_nfree++] = (int)(c - churn);
+    } else if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) pending--;
     else if (c->state == ST_OPEN && counted) server_closed++;
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    epoll_ctl(c->role == ROLE_CHURN ? churn_ep : ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->state = ST_CLOSED;
     free(c->hs_buf);
     c->hs_buf = NULL;
 }
 
+/* A failed connect or handshake: churn attempts are counted apart. */
+static void count_failure(conn *c, uint64_t *counter) {
+    if (c->role == ROLE_CHURN) {
+        churn_failed++;
+        if (phase == PH_MEASURE) churn_measured_failed++;
+    } else {
+        (*counter)++;
+    }
+}
+
 static void set_want_out(conn *c, int want) {
     if (c->want_out == want) return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    epoll_ctl(c->role == ROLE_CHURN ? churn_ep : ep, EPOLL_CTL_MOD, c->fd, &ev);
     c->want_out = (uint8_t)want;
 }
 
@@ -885,13 +920,15 @@ static void start_connect(conn *c) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
     c->state = ST_CONNECTING;
-    pending++;
+    c->t_start = now_ns();
+    if (c->role != ROLE_CHURN) pending++;
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
     c->want_out = 1;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl failed");
+    if (epoll_ctl(c->role == ROLE_CHURN ? churn_ep : ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        die("epoll_ctl failed");
     if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
         errno != EINPROGRESS) {
-        connect_errors++;
+        count_failure(c, &connect_errors);
         conn_close(c, 0);
     }
 }
@@ -982,7 +1019,7 @@ static void handshake_read(conn *c, uint64_t t) {
         ssize_t n = recv(c->fd, c->hs_buf + c->hs_len, 4095 - (size_t)c->hs_len, 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n <= 0) {
-            handshake_errors++;
+            count_failure(c, &handshake_errors);
             conn_close(c, 0);
             return;
         }
@@ -990,16 +1027,25 @@ static void handshake_read(conn *c, uint64_t t) {
         c->hs_buf[c->hs_len] = 0;
         char *end = strstr(c->hs_buf, "\r\n\r\n");
         if (!end) {
-            if (c->hs_len >= 4095) { handshake_errors++; conn_close(c, 0); }
+            if (c->hs_len >= 4095) { count_failure(c, &handshake_errors); conn_close(c, 0); }
             continue;
         }
         if (!check_response(c, c->hs_buf)) {
-            if (handshake_errors == 0) {
+            if (handshake_errors == 0 && churn_failed == 0) {
                 char *nl = strstr(c->hs_buf, "\r\n");
                 if (nl) *nl = 0;
                 fprintf(stderr, "loadgen: handshake refused: %s\n", c->hs_buf);
             }
-            handshake_errors++;
+            count_failure(c, &handshake_errors);
+            conn_close(c, 0);
+            return;
+        }
+        if (c->role == ROLE_CHURN) {             /* timed: that is all it was for */
+            churn_ok++;
+            if (phase == PH_MEASURE) {
+                churn_measured_ok++;
+                hist_add_to(&hs_hist, t - c->t_start);
+            }
             conn_close(c, 0);
             return;
         }
@@ -1027,7 +1073,7 @@ static void handle_event(conn *c, uint32_t events) {
             socklen_t len = sizeof err;
             getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err) {
-                connect_errors++;
+                count_failure(c, &connect_errors);
                 conn_close(c, 0);
                 return;
             }
@@ -1130,6 +1176,30 @@ static void fanout_tick(uint64_t t) {
     if (phase == PH_WARMUP || phase == PH_MEASURE || phase == PH_DRAIN) publisher_fill(pub, t);
 }
 
+/* Start the churn attempts that are due by now; a due attempt with no free slot
+ * (the server is not keeping up) is counted as skipped. */
+static void churn_tick(uint64_t t) {
+    if (cfg_churn_rate <= 0 || phase > PH_MEASURE) return;
+    if (!t_churn0) t_churn0 = t;
+    uint64_t due = (uint64_t)((double)(t - t_churn0) / 1e9 * cfg_churn_rate);
+    while (churn_due < due) {
+        churn_due++;
+        if (!churn_nfree) { churn_skipped++; continue; }
+        conn *c = &churn[churn_free[--churn_nfree]];
+        churn_started++;
+        start_connect(c);
+    }
+}
+
+/* The churn sockets' events, handled between slices of the echo load, so that
+ * the time a handshake waits on this side stays small next to the server's. */
+static void churn_poll(void) {
+    if (churn_ep < 0) return;
+    struct epoll_event cevs[256];
+    int n = epoll_wait(churn_ep, cevs, 256, 0);
+    for (int i = 0; i < n; i++) handle_event(cevs[i].data.ptr, cevs[i].events);
+}
+
 static void echo_tick(uint64_t t) {
     if (phase == PH_WARMUP && t >= t_phase_end) measure_begin(t);
     else if (phase == PH_MEASURE && t >= t_phase_end) {
@@ -1152,6 +1222,7 @@ static void close_all(void) {
         setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         conn_close(&conns[i], 0);
     }
+    for (int i = 0; i < cfg_churn_max; i++) conn_close(&churn[i], 0);
 }
 
 /* ------------------------------------------------------------------ output */
@@ -1168,8 +1239,8 @@ static void print_common(double setup_s) {
            "\"server_closed\": %llu, \"bad_frames\": %llu",
            cfg_mode, nconns, setup_s, secs, (unsigned long long)measured_msgs,
            secs > 0 ? (double)measured_msgs / secs : 0.0,
-           hist_quantile_us(0.50), hist_quantile_us(0.99), (double)hist_max / 1000.0,
-           (unsigned long long)hist_total, cpu_srv,
+           hist_quantile_us(0.50), hist_quantile_us(0.99), (double)hist.max / 1000.0,
+           (unsigned long long)hist.total, cpu_srv,
            (cpu_srv >= 0 && measured_msgs) ? cpu_srv * 1e6 / (double)measured_msgs : -1.0,
            secs > 0 ? 100.0 * (cpu_self_end - cpu_self_start) / secs : 0.0,
            (unsigned long long)connect_errors, (unsigned long long)handshake_errors,
@@ -1189,7 +1260,9 @@ static void usage(void) {
             "  --receivers R --window W (fanout)  --warmup s --duration s --drain s\n"
             "  --stall s  --setup-timeout s  --hold-max s  --max-pending N\n"
             "  --json (fanout: JSON chat text messages, every byte checked)\n"
-            "  --deflate [--offer EXT] (offer permessage-deflate; inflate RSV1 frames)\n");
+            "  --deflate [--offer EXT] (offer permessage-deflate; inflate RSV1 frames)\n"
+            "  --churn R [--churn-max N] (echo: also open, upgrade, time and reset R new\n"
+            "            connections per second, at most N in progress)\n");
     exit(2);
 }
 
@@ -1203,7 +1276,7 @@ int main(int argc, char **argv) {
         {"duration", 1, 0, 'd'}, {"drain", 1, 0, 'D'}, {"stall", 1, 0, 'S'},
         {"setup-timeout", 1, 0, 'T'}, {"hold-max", 1, 0, 'H'}, {"pid", 1, 0, 'x'},
         {"max-pending", 1, 0, 'm'}, {"json", 0, 0, 'j'}, {"deflate", 0, 0, 'z'},
-        {"offer", 1, 0, 'o'}, {0, 0, 0, 0}};
+        {"offer", 1, 0, 'o'}, {"churn", 1, 0, 'C'}, {"churn-max", 1, 0, 'M'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1226,6 +1299,8 @@ int main(int argc, char **argv) {
         case 'j': cfg_json = 1; break;
         case 'z': cfg_deflate = 1; break;
         case 'o': cfg_offer = optarg; break;
+        case 'C': cfg_churn_rate = atof(optarg); break;
+        case 'M': cfg_churn_max = atoi(optarg); break;
         default: usage();
         }
     }
@@ -1259,7 +1334,10 @@ int main(int argc, char **argv) {
     getrlimit(RLIMIT_NOFILE, &rl);
     receivers = is_fan ? cfg_conns : 0;
     nconns = cfg_conns + (is_fan ? 1 : 0);
-    if ((rlim_t)nconns + 16 > rl.rlim_cur) die("RLIMIT_NOFILE too low for this many connections");
+    if (cfg_churn_rate > 0 && !is_echo) die("--churn is an echo option");
+    if (cfg_churn_rate <= 0) cfg_churn_max = 0;
+    if ((rlim_t)nconns + (rlim_t)cfg_churn_max + 16 > rl.rlim_cur)
+        die("RLIMIT_NOFILE too low for this many connections");
 
     memset(&server_addr, 0, sizeof server_addr);
     server_addr.sin_family = AF_INET;
@@ -1276,6 +1354,19 @@ int main(int argc, char **argv) {
         conns[i].state = ST_CLOSED;
         conns[i].fd = -1;
     }
+    if (cfg_churn_max > 0) {
+        churn_ep = epoll_create1(EPOLL_CLOEXEC);
+        if (churn_ep < 0) die("epoll_create1 failed");
+        churn = calloc((size_t)cfg_churn_max, sizeof(conn));
+        churn_free = calloc((size_t)cfg_churn_max, sizeof(int));
+        if (!churn || !churn_free) die("out of memory");
+        for (int i = 0; i < cfg_churn_max; i++) {
+            churn[i].role = ROLE_CHURN;
+            churn[i].state = ST_CLOSED;
+            churn[i].fd = -1;
+            churn_free[churn_nfree++] = cfg_churn_max - 1 - i;
+        }
+    }
     if (is_fan) {
         conns[nconns - 1].role = ROLE_PUBLISHER;
         ring_count = calloc(RING, sizeof(uint32_t));
@@ -1285,6 +1376,10 @@ int main(int argc, char **argv) {
 
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1 failed");
+    if (churn_ep >= 0) {                         /* so a quiet echo load still wakes for churn */
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &churn_ep};
+        epoll_ctl(ep, EPOLL_CTL_ADD, churn_ep, &ev);
+    }
     if (is_idle) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
         epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev);
@@ -1301,7 +1396,9 @@ int main(int argc, char **argv) {
         if (phase == PH_SETUP) connector_tick();
         int n = epoll_wait(ep, evs, 1024, 5);
         for (int i = 0; i < n; i++) {
+            if ((i & 127) == 0) churn_poll();
             conn *c = evs[i].data.ptr;
+            if (c == (conn *)&churn_ep) continue;    /* the churn set woke us: polled above */
             if (!c) {                            /* stdin: the harness is done with us */
                 char tmp[256];
                 ssize_t r = read(0, tmp, sizeof tmp);
@@ -1336,7 +1433,10 @@ int main(int argc, char **argv) {
             }
             continue;
         }
-        if (is_echo) echo_tick(t);
+        if (is_echo) {
+            churn_tick(t);
+            echo_tick(t);
+        }
         else if (is_fan) {
             if (phase == PH_PROBE && t > t_phase_end) break;
             fanout_tick(t);
@@ -1369,7 +1469,20 @@ int main(int argc, char **argv) {
     } else {
         print_common(setup_s);
         if (is_echo) {
+            double secs = (double)(t_measure_end - t_measure_start) / 1e9;
             printf(", \"inflight\": %d, \"size\": %d", cfg_inflight, cfg_size);
+            if (cfg_churn_rate > 0)
+                printf(", \"churn\": {\"rate\": %.1f, \"max_in_progress\": %d, \"started\": %llu, "
+                       "\"ok\": %llu, \"failed\": %llu, \"skipped\": %llu, \"measured_ok\": %llu, "
+                       "\"measured_failed\": %llu, \"upgrades_per_s\": %.1f, "
+                       "\"handshake_us\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}}",
+                       cfg_churn_rate, cfg_churn_max, (unsigned long long)churn_started,
+                       (unsigned long long)churn_ok, (unsigned long long)churn_failed,
+                       (unsigned long long)churn_skipped, (unsigned long long)churn_measured_ok,
+                       (unsigned long long)churn_measured_failed,
+                       secs > 0 ? (double)churn_measured_ok / secs : 0.0,
+                       quantile_us(&hs_hist, 0.50), quantile_us(&hs_hist, 0.99),
+                       (double)hs_hist.max / 1000.0);
         } else {
             uint64_t published = last_measured_seq >= first_measured_seq
                                      ? last_measured_seq - first_measured_seq + 1 : 0;

@@ -10,6 +10,7 @@ cdef enum TransportAction:
     TX_KEEP = 0
     TX_CLOSE = 1        # write what is queued, then close TCP
     TX_ABORT = 2        # drop TCP now
+    TX_LINGER = 3       # write what is queued, half-close, keep reading and discarding
 
 
 cdef class Shared:
@@ -26,6 +27,7 @@ cdef class Shared:
     cdef readonly object flusher
     cdef readonly object sockets
     cdef readonly Py_ssize_t max_backpressure
+    cdef readonly Py_ssize_t discard_budget
     cdef readonly double ping_interval       # 0: no heartbeat
     cdef readonly double idle_timeout
     cdef readonly double close_timeout
@@ -50,6 +52,7 @@ cdef class Connection:
     cdef Py_ssize_t _tx_buffered      # what the transport held when last asked
     cdef Py_ssize_t _skipped
     cdef Py_ssize_t _dropped
+    cdef Py_ssize_t _discarded        # bytes read and thrown away while lingering
     # liveness and deadlines, in seconds on the clock (0: none)
     cdef double _last_rx
     cdef double _ping_at
@@ -65,6 +68,7 @@ cdef class Connection:
     cdef bint _input_done             # a close frame came or we failed: input is not acted on
     cdef bint _close_fired
     cdef bint _was_over               # refused for backpressure since the last drain
+    cdef bint _lingering              # failed: our close frame is out, we read and discard
 
     @cython.final
     cdef double _now(self) except? -1.0
@@ -86,6 +90,8 @@ cdef class Connection:
     @cython.final
     cdef int _fail(self, int code, str reason) except -1
     @cython.final
+    cdef int _discard(self, object data) except -1
+    @cython.final
     cdef int _fire_close(self) except -1
     @cython.final
     cdef int _lost(self) except -1
@@ -101,6 +107,7 @@ cdef class Connection:
     cdef int _on_close(self, int code, str reason) except -1
     cdef int _on_output(self) except -1
     cdef int _close_transport(self) except -1
+    cdef int _linger_transport(self) except -1
     cdef int _abort_transport(self) except -1
     cdef Py_ssize_t _transport_buffered(self) except -1
     cdef str _peer(self)

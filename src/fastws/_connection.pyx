@@ -42,6 +42,9 @@ __all__ = ["Connection", "Shared"]
 log = logging.getLogger("fastws")
 
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
+#: Seconds of silence after which a lingering connection is closed: nothing is
+#: arriving that a close could reset.
+cdef double LINGER_QUIET = 1.0
 cdef bytes _PING = encode_frame(OP_PING, b"")
 
 
@@ -73,6 +76,7 @@ cdef class Shared:
         self.flusher = flusher
         self.sockets = sockets
         self.max_backpressure = options.max_backpressure
+        self.discard_budget = options.discard_budget
         self.close_slow = options.backpressure == "close"
         self.ping_interval = options.ping_interval or 0.0
         self.idle_timeout = options.idle_timeout
@@ -138,8 +142,9 @@ cdef class Connection:
     @property
     def transport_action(self):
         """What the transport must do after writing ``data_to_send()``: None,
-        "close" (close TCP) or "abort" (drop it at once). Base class only."""
-        return (None, "close", "abort")[self._tx_action]
+        "close" (close TCP), "abort" (drop it at once) or "linger" (half-close,
+        then read and discard until the client closes). Base class only."""
+        return (None, "close", "abort", "linger")[self._tx_action]
 
     @property
     def compression(self):
@@ -183,6 +188,8 @@ cdef class Connection:
         cdef int kind
         self._last_rx = self._now()
         if self._input_done:
+            if self._lingering:
+                self._discard(data)
             return 0
         events = self._parser.feed(data)
         for ev in events:
@@ -343,10 +350,38 @@ cdef class Connection:
         return 0
 
     cdef int _fail(self, int code, str reason) except -1:
+        # The client may still be sending (the rest of a message too big, say):
+        # closing TCP now would make its kernel answer our close frame with a
+        # reset. So: close frame, half-close, read and discard until it closes,
+        # within close_timeout and the discard budget.
         self._input_done = True
         if self._state == OPEN:
             self._start_close(code, reason, encode_close(code, reason))
-        self._close_transport()
+        if not self._lingering and self._state != CLOSED:
+            self._lingering = True
+            self._last_rx = self._now()         # the quiet period starts now
+            self._linger_transport()
+        return 0
+
+    cdef int _discard(self, object data) except -1:
+        """Input after we failed the connection: thrown away, but watched for
+        the client's answering close frame, which completes the handshake."""
+        cdef tuple ev
+        self._discarded += len(data)
+        if self._discarded > self._shared.discard_budget:
+            log.info("closing %s: still sending after our close frame, past the discard "
+                     "budget of %d bytes", self._peer(), self._shared.discard_budget)
+            self._lingering = False
+            self._close_transport()
+            return 0
+        if self._parser.error is None:
+            for ev in self._parser.feed(data):
+                if ev[0] == OP_CLOSE or ev[0] == ERROR:
+                    # Its close frame came (nothing follows one), or the stream
+                    # is past reading: closing now resets nobody who is sending.
+                    self._lingering = False
+                    self._close_transport()
+                    break
         return 0
 
     cdef int _fire_close(self) except -1:
@@ -366,6 +401,7 @@ cdef class Connection:
         self._state = CLOSED
         self._close_deadline = 0.0
         self._input_done = True
+        self._lingering = False
         self._pending = None
         self._pending_bytes = 0
         self._tx_buffered = 0
@@ -386,6 +422,12 @@ cdef class Connection:
                 log.info("closing handshake with %s timed out; dropping the connection",
                          self._peer())
                 self._abort_transport()
+            elif self._lingering and now - self._last_rx >= LINGER_QUIET:
+                # Nothing is arriving: it has sent what it was sending (a client
+                # that reads our close frame answers it or closes; one that
+                # does neither is not worth waiting close_timeout for).
+                self._lingering = False
+                self._close_transport()
             return 0
         if self._state != OPEN or self._shared.ping_interval == 0.0:
             return 0
@@ -433,12 +475,17 @@ cdef class Connection:
         return 0
 
     cdef int _close_transport(self) except -1:
-        if self._tx_action == 0:
+        if self._tx_action == 0 or self._tx_action == TX_LINGER:
             self._tx_action = TX_CLOSE
         return 0
 
     cdef int _abort_transport(self) except -1:
         self._tx_action = TX_ABORT
+        return 0
+
+    cdef int _linger_transport(self) except -1:
+        if self._tx_action == 0:
+            self._tx_action = TX_LINGER
         return 0
 
     cdef Py_ssize_t _transport_buffered(self) except -1:

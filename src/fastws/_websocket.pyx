@@ -246,7 +246,13 @@ cdef class WebSocket(Dispatcher):
         return False
 
     def connection_made(self, transport):
-        """Unused: the WebSocket is attached to a transport already open."""
+        """A new connection's real transport, after the early one served its
+        handshake (``fastws.listener``): take it over."""
+        early = self._transport
+        self._transport = transport
+        self._write = transport.write
+        if early is not None and early is not transport:
+            early.adopt(transport)
 
     def connection_lost(self, exc):
         """The TCP connection is gone: close handlers run, then the server is told."""
@@ -346,6 +352,19 @@ cdef class WebSocket(Dispatcher):
             self._transport.abort()
         return 0
 
+    cdef int _linger_transport(self) except -1:
+        # What is queued (our close frame last) goes first; then the write
+        # side is shut where the transport can (not TLS), and reading goes on
+        # whatever had paused it: the client's FIN ends it (eof_received).
+        self._flush()
+        t = self._transport
+        if t is None:
+            return 0
+        if t.can_write_eof():
+            t.write_eof()
+        self._update_reading()
+        return 0
+
     cdef Py_ssize_t _transport_buffered(self) except -1:
         if not self._tx_held or self._transport is None:
             return 0
@@ -354,7 +373,7 @@ cdef class WebSocket(Dispatcher):
     cdef int _update_reading(self) except -1:
         """Read from the client unless its handlers are backed up or our
         writes to it are: the two reasons to pause, tracked apart."""
-        cdef bint off = self._backlogged or self._tx_over
+        cdef bint off = (self._backlogged or self._tx_over) and not self._lingering
         t = self._transport
         if off == self._reading_off or t is None or t.is_closing():
             return 0

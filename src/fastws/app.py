@@ -18,6 +18,7 @@ from fastws.hub import find_hub
 from fastws.routing import Params, Router
 
 if TYPE_CHECKING:
+    import socket
     import ssl as _ssl
 
     from fastws.options import WebSocketOptions
@@ -40,7 +41,8 @@ class App:
 
     ``ws_options`` holds the ``WebSocketOptions`` that ``websocket()``
     installed (None before); ``error_responder`` the function that turns an
-    exception into a response (``error_handler()`` installs one).
+    exception into a response (``error_handler()`` installs one);
+    ``async_middleware`` whether a middleware is a coroutine function.
     """
 
     def __init__(self) -> None:
@@ -48,6 +50,7 @@ class App:
         self._middleware: list[Middleware] = []
         self.ws_options: WebSocketOptions | None = None
         self.error_responder: ErrorResponder | None = None
+        self.async_middleware = False
 
     # ------------------------------------------------------------------ setup
 
@@ -60,6 +63,9 @@ class App:
         elif callable(thing):
             if arity(thing) >= 2:
                 self._middleware.append(thing)
+                if inspect.iscoroutinefunction(thing) or \
+                        inspect.iscoroutinefunction(getattr(thing, "__call__", None)):
+                    self.async_middleware = True
             else:
                 thing(self)
         else:
@@ -183,6 +189,11 @@ class App:
     async def respond(self, ctx: Context, endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
         """Run the middleware chain around ``endpoint``; exceptions become responses."""
         middleware = self._middleware
+        if not middleware:
+            try:
+                return await endpoint(ctx)
+            except Exception as exc:
+                return self._error_response(ctx, exc)
 
         async def call(i: int) -> Response:
             if i == len(middleware):
@@ -210,17 +221,23 @@ class App:
 
     # ------------------------------------------------------------------ serving
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 3000, *,
-                    ssl: _ssl.SSLContext | None = None, backlog: int = 1024,
-                    reuse_port: bool = False) -> Server:
-        """Start serving on the running loop; returns the started Server."""
+    async def serve(self, host: str | None = "127.0.0.1", port: int = 3000, *,
+                    ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
+                    reuse_port: bool = False, sock: socket.socket | None = None,
+                    uds: str | None = None) -> Server:
+        """Start serving on the running loop; returns the started Server.
+
+        Listens on ``host:port``, on the Unix socket ``uds``, or on the
+        listening socket ``sock`` (e.g. one shared by worker processes).
+        """
         from fastws.server import Server
         server = Server(self)
-        await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
+        await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
+                           sock=sock, uds=uds)
         return server
 
     def run(self, host: str = "127.0.0.1", port: int = 3000, *,
-            ssl: _ssl.SSLContext | None = None, backlog: int = 1024,
+            ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
             reuse_port: bool = False, shutdown_timeout: float | None = None) -> None:
         """Serve until SIGINT or SIGTERM on uvloop, then shut down gracefully:
         stop accepting, close every WebSocket with 1001, wait up to

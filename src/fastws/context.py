@@ -50,6 +50,13 @@ _SHARED_VALUES = frozenset({
 })
 
 
+# bytes -> interned str, for header names and shared values; bounded, so
+# clients sending made-up names cannot grow them past a few hundred entries.
+_NAMES: dict[bytes, str] = {}
+_VALUES: dict[bytes, str] = {}
+_CACHE_MAX = 512
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive request headers; repeated headers keep every value.
 
@@ -67,10 +74,33 @@ class Headers(Mapping[str, str]):
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
-        """Append one header (used while parsing)."""
+        """Append one header."""
         key = sys.intern(name.lower())
         if key in _SHARED_VALUES and len(value) <= 512:
             value = sys.intern(value)
+        self._put(key, value)
+
+    def add_raw(self, name: bytes, value: bytes) -> None:
+        """Append one header as the parser hands it over (bytes, any case)."""
+        # Names (and the values that repeat between connections) come from
+        # small caches: every upgrade sends the same dozen names, and
+        # decoding, lower-casing and interning each costs more than a lookup.
+        key = _NAMES.get(name)
+        if key is None:
+            key = sys.intern(name.decode("latin-1").lower())
+            if len(_NAMES) < _CACHE_MAX:
+                _NAMES[name] = key
+        if key in _SHARED_VALUES and len(value) <= 512:
+            text = _VALUES.get(value)
+            if text is None:
+                text = sys.intern(value.decode("latin-1"))
+                if len(_VALUES) < _CACHE_MAX:
+                    _VALUES[value] = text
+        else:
+            text = value.decode("latin-1")
+        self._put(key, text)
+
+    def _put(self, key: str, value: str) -> None:
         old = self._index.get(key)
         if old is None:
             self._index[key] = value

@@ -8,6 +8,7 @@ the JSON event rule, are in ``fastws._dispatch``.
 from __future__ import annotations
 
 import inspect
+import types
 from typing import Any, Callable
 
 __all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity"]
@@ -20,6 +21,23 @@ _MANY = 1 << 30
 
 def arity(fn: Callable[..., Any]) -> int:
     """How many positional arguments ``fn`` accepts (a large number for *args)."""
+    # Handlers are registered per connection (ws.on), so the common kinds are
+    # read from their code object: inspect.signature costs tens of microseconds.
+    if type(fn) is types.FunctionType:
+        return _code_arity(fn.__code__, 0)
+    if type(fn) is types.MethodType and type(fn.__func__) is types.FunctionType:
+        return _code_arity(fn.__func__.__code__, 1)
+    # Bound methods of compiled classes (ws.send, bound per socket): the
+    # answer depends only on the function, so it is read once.
+    key: Any = None
+    if type(fn) is types.MethodType:
+        key = fn.__func__
+    elif type(fn) is types.BuiltinMethodType and fn.__self__ is not None:
+        key = (type(fn.__self__), fn.__name__)
+    if key is not None:
+        cached = _BUILTIN_ARITY.get(key)
+        if cached is not None:
+            return cached
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -27,10 +45,22 @@ def arity(fn: Callable[..., Any]) -> int:
     n = 0
     for p in sig.parameters.values():
         if p.kind is p.VAR_POSITIONAL:
-            return _MANY
+            n = _MANY
+            break
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             n += 1
+    if key is not None:
+        _BUILTIN_ARITY[key] = n
     return n
+
+
+_BUILTIN_ARITY: dict[Any, int] = {}
+
+
+def _code_arity(code: types.CodeType, bound: int) -> int:
+    if code.co_flags & inspect.CO_VARARGS:
+        return _MANY
+    return max(code.co_argcount - bound, 0)
 
 
 def add_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event: str,

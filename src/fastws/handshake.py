@@ -24,16 +24,39 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
+def _strict_b64decode(text: str) -> bytes:
+    # base64.b64decode(validate=True) does the same in three Python calls.
+    if _A2B_STRICT:
+        return binascii.a2b_base64(text, strict_mode=True)
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+try:
+    binascii.a2b_base64(b"", strict_mode=True)
+    _A2B_STRICT = True
+except TypeError:           # Python 3.10
+    _A2B_STRICT = False
+
+
 def accept_key(key: str) -> str:
     """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
     digest = hashlib.sha1(key.encode("ascii") + _GUID).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
-def _tokens(value: str | None) -> list[str]:
+def _tokens(value: str | None) -> tuple[str, ...]:
+    """The lower-cased items of a comma-separated header value."""
     if not value:
-        return []
-    return [t.strip().lower() for t in value.split(",") if t.strip()]
+        return ()
+    tokens = _TOKENS.get(value)
+    if tokens is None:
+        tokens = tuple(t.strip().lower() for t in value.split(",") if t.strip())
+        if len(_TOKENS) < 256:      # values repeat from one client to the next
+            _TOKENS[value] = tokens
+    return tokens
+
+
+_TOKENS: dict[str, tuple[str, ...]] = {}
 
 
 def is_upgrade_request(headers) -> bool:
@@ -49,12 +72,13 @@ def validate_upgrade(method: str, http_version: str, headers) -> str:
     """
     if method != "GET":
         raise HandshakeError(400, "WebSocket upgrade requires GET")
-    try:
-        major, minor = (int(x) for x in http_version.split("."))
-    except ValueError:
-        raise HandshakeError(400, "bad HTTP version") from None
-    if (major, minor) < (1, 1):
-        raise HandshakeError(400, "WebSocket upgrade requires HTTP/1.1 or later")
+    if http_version != "1.1":       # nearly always: skip the parse
+        try:
+            major, minor = (int(x) for x in http_version.split("."))
+        except ValueError:
+            raise HandshakeError(400, "bad HTTP version") from None
+        if (major, minor) < (1, 1):
+            raise HandshakeError(400, "WebSocket upgrade requires HTTP/1.1 or later")
     if not headers.get("host"):
         raise HandshakeError(400, "missing Host header")
     if "websocket" not in _tokens(headers.get("upgrade")):
@@ -66,8 +90,8 @@ def validate_upgrade(method: str, http_version: str, headers) -> str:
         raise HandshakeError(400, "missing or repeated Sec-WebSocket-Key")
     key = keys[0].strip()
     try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
+        raw = _strict_b64decode(key)
+    except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 16:
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")

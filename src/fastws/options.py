@@ -37,7 +37,14 @@ class WebSocketOptions:
     idle_timeout: seconds a pinged client has to send anything (its pong, or
         any frame) before it is dropped with close code 1011 "keepalive
         timeout" (default 20).
-    close_timeout: seconds the client has to answer our close frame (default 10).
+    close_timeout: seconds the client has to answer our close frame (default 10);
+        also how long a connection we are closing may go on sending before we cut it.
+    discard_budget: bytes a client may still send after we decided to close
+        (a close frame for bad input, or an HTTP error before its body was read),
+        which fastws reads and throws away so that the client receives our answer
+        instead of a TCP reset (default None: 16 MiB or 16 x max_message_size,
+        whichever is larger). Past it, or past close_timeout, the connection is
+        cut anyway and the log says so.
     handshake_timeout: seconds a connection may take to send a complete
         request, or stay idle between HTTP requests, before it is closed
         (with "408 Request Timeout" if it was mid-request) (default 10).
@@ -71,6 +78,7 @@ class WebSocketOptions:
     ping_interval: float | None = 20.0
     idle_timeout: float = 20.0
     close_timeout: float = 10.0
+    discard_budget: int | None = None
     handshake_timeout: float = 10.0
     rate_limit: tuple[float, int] | None = None
     rate_limit_policy: str = "close"
@@ -93,6 +101,10 @@ class WebSocketOptions:
         positive_int("max_message_size", self.max_message_size, True)
         positive_int("max_backpressure", self.max_backpressure, False)
         positive_int("max_connections", self.max_connections, True)
+        positive_int("discard_budget", self.discard_budget, True)
+        if self.discard_budget is None:
+            object.__setattr__(self, "discard_budget",
+                               max(16 << 20, 16 * (self.max_message_size or 1 << 20)))
         if self.backpressure not in ("close", "skip"):
             raise ValueError(f"websocket(backpressure=...) must be 'close' or 'skip', got {self.backpressure!r}")
         def seconds(name: str, value: Any, allow_none: bool = False) -> None:

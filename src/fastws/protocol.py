@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 import httptools
 
 from fastws.compression import negotiate
+from fastws.eager import run_eagerly
 from fastws.context import Context, Headers, HTTPError, Response, plain_response
 from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
                               select_subprotocol, validate_upgrade)
+from fastws.listener import EarlyTransport
 from fastws.options import WebSocketOptions
 from fastws.routing import Params
 from fastws.websocket import WebSocket
@@ -41,6 +43,9 @@ class Site(Protocol):
     """What the HTTP side needs of the application (``App`` is one)."""
 
     ws_options: WebSocketOptions | None
+    #: Whether a middleware is a coroutine function (then upgrades are answered
+    #: in a task, where such code may rely on asyncio.current_task()).
+    async_middleware: bool
 
     def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
         """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""
@@ -58,6 +63,9 @@ MAX_HEADER_BYTES = 16384
 MAX_BODY = 1 << 20
 # Stop reading from a client that pipelines faster than we answer.
 MAX_PIPELINED = 16
+# Seconds of silence after which a lingering connection is closed: nothing is
+# arriving that a close could reset (as for WebSockets, in _connection.pyx).
+LINGER_QUIET = 1.0
 
 
 class Request(NamedTuple):
@@ -77,6 +85,17 @@ class _Reject(Exception):
         super().__init__(status, reason)
         self.status = status
         self.reason = reason
+
+
+class _Answering:
+    """Stands for the task while a request is answered eagerly (nothing to cancel:
+    it runs inside the current callback)."""
+
+    def cancel(self) -> None:
+        pass
+
+
+_ANSWERING = _Answering()
 
 
 class _Upgrade(Response):
@@ -104,7 +123,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
-                 "_drained")
+                 "_drained", "_discarded", "_last_rx")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -128,12 +147,21 @@ class HttpProtocol(asyncio.Protocol):
         self._in_request = False
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
+        # Lingering close (see _linger): bytes read and thrown away since, or None.
+        self._discarded: int | None = None
+        self._last_rx = 0.0
 
     # ------------------------------------------------------------------ transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        early = self.transport
+        if isinstance(early, EarlyTransport):
+            # The real transport after the handover: it takes over what the
+            # early one was asked meanwhile; we are registered already.
+            early.adopt(transport)  # type: ignore[arg-type]
+        else:
+            self.server._connection_made(self)
         self.transport = transport  # type: ignore[assignment]
-        self.server._connection_made(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
@@ -157,6 +185,9 @@ class HttpProtocol(asyncio.Protocol):
             self._resume()
 
     def data_received(self, data: bytes) -> None:
+        if self._discarded is not None:
+            self._discard(len(data))
+            return
         if self._early is not None:
             self._early += data
             return
@@ -176,6 +207,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._reject(500, "Internal Server Error")
         except httptools.HttpParserError as err:
             self._reject(400, f"Bad Request: {err}")
+            return
+        if self._requests and self._task is None:
+            self._start_processing()
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -198,7 +232,7 @@ class HttpProtocol(asyncio.Protocol):
         self._header_count += 1
         if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
             raise _Reject(431, "Request Header Fields Too Large")
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        self._headers.add_raw(name, value)
 
     def on_headers_complete(self) -> None:
         # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
@@ -228,10 +262,28 @@ class HttpProtocol(asyncio.Protocol):
             p.should_keep_alive(), p.should_upgrade()))
         if len(self._requests) >= MAX_PIPELINED:
             self._pause()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._process())
 
     # ------------------------------------------------------------------ requests
+
+    def _start_processing(self) -> None:
+        """Answer the queued requests: a WebSocket upgrade that only our own code
+        and synchronous user code decide is answered now, in this callback
+        (``run_eagerly``); anything else in a task."""
+        loop = asyncio.get_running_loop()
+        if len(self._requests) == 1 and self._upgrades_now(self._requests[0]):
+            self._task = _ANSWERING
+            self._task = run_eagerly(loop, self._process())
+        else:
+            self._task = loop.create_task(self._process())
+
+    def _upgrades_now(self, req: Request) -> bool:
+        if not req.upgrade or self.site.async_middleware:
+            return False
+        route = self.site.resolve(req.target.partition("?")[0]).get("WS")
+        if route is None:
+            return False
+        guard = route[0][1]
+        return guard is None or not inspect.iscoroutinefunction(guard)
 
     def _pause(self) -> None:
         if not self._paused and self.transport is not None:
@@ -256,7 +308,12 @@ class HttpProtocol(asyncio.Protocol):
     def check_deadline(self, now: float) -> None:
         """Close a connection that has not sent a complete request within
         ``handshake_timeout`` (called by the server's sweep)."""
-        if self.transport is None or now - self._since < self.server.handshake_timeout:
+        if self.transport is None:
+            return
+        if self._discarded is not None:
+            self._check_linger(now)
+            return
+        if now - self._since < self.server.handshake_timeout:
             return
         if self._write_paused or self.transport.is_closing():
             # Our responses have sat unread for the whole timeout: a close
@@ -281,7 +338,44 @@ class HttpProtocol(asyncio.Protocol):
         self._since = time.monotonic()
         t.write(response.encode(keep_alive, head))
         if not keep_alive:
-            t.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """The answer that ends this connection is on its way. Closing now would
+        make the client's kernel answer whatever it is still sending (the rest of
+        a body too big, say) with a reset that can destroy our answer in flight.
+        So: half-close, read and throw away until the client closes, within
+        ``close_timeout`` and ``discard_budget``."""
+        t = self.transport
+        if t is None or self._discarded is not None:
+            return
+        self._discarded = 0
+        self._since = self._last_rx = time.monotonic()
+        if self._requests:
+            self._requests.clear()
+        self._early = None
+        if t.can_write_eof():
+            t.write_eof()
+        self._paused = False
+        t.resume_reading()
+
+    def _discard(self, n: int) -> None:
+        self._discarded += n
+        self._last_rx = time.monotonic()
+        budget = self.server.options.discard_budget
+        if self._discarded > budget and self.transport is not None:
+            log.info("closing %s: still sending after our answer, past the discard budget "
+                     "of %d bytes", self.transport.get_extra_info("peername"), budget)
+            self.transport.close()
+
+    def _check_linger(self, now: float) -> None:
+        t = self.transport
+        if now - self._since >= self.server.options.close_timeout:
+            log.info("dropping %s: still open %.1fs after our answer",
+                     t.get_extra_info("peername"), now - self._since)
+            t.abort()
+        elif now - self._last_rx >= LINGER_QUIET:
+            t.close()           # nothing arriving: it has sent what it was sending
 
     async def _process(self) -> None:
         """Answer queued requests one at a time, in the order they came."""
@@ -430,12 +524,14 @@ class HttpProtocol(asyncio.Protocol):
             log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
             self._write_response(plain_response(500, "Internal Server Error"), keep_alive=False)
             return
-        t.write(head)
         ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
         self.ws = ws
         # From here the transport talks to the WebSocket directly; we keep
         # only the server's bookkeeping (connection_lost comes back to us).
+        # Before the 101 goes out: an early transport hands itself over to a
+        # real one at its first write, and the real one must belong to the WebSocket.
         t.set_protocol(ws)
+        t.write(head)
         # High-water mark 0: the transport tells the WebSocket as soon as it
         # holds anything unwritten, so one number (its queue plus the
         # transport's) can be held to max_backpressure.

@@ -10,13 +10,17 @@ TLS, never splits its rooms.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
+import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 from fastws._constants import CloseCode
 from fastws.hub import Hub, acquire_hub, release_hub
+from fastws.listener import Listener, bind_sockets
 from fastws.options import WebSocketOptions
 from fastws.protocol import HttpProtocol, Site
 
@@ -26,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["Server", "run", "new_event_loop"]
 
 log = logging.getLogger("fastws")
+
+#: Connections the kernel may queue before fastws accepts them (as uvicorn's).
+DEFAULT_BACKLOG = 2048
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -48,7 +55,8 @@ class Server:
         self.options: WebSocketOptions = site.ws_options or WebSocketOptions()
         self.hub: Hub | None = None
         self.closing = False
-        self._server: asyncio.base_events.Server | None = None
+        self._listeners: list[Listener] = []
+        self._uds: str | None = None
         self._connections: set[HttpProtocol] = set()
         self._idle: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
@@ -62,20 +70,28 @@ class Server:
             periods += [o.ping_interval, o.idle_timeout]
         self._sweep_every = min(1.0, max(0.05, min(periods) / 4))
 
-    async def start(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None,
-                    backlog: int = 1024, reuse_port: bool = False) -> None:
-        """Bind and start accepting connections."""
+    async def start(self, host: str | None = "127.0.0.1", port: int = 3000, *,
+                    ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
+                    reuse_port: bool = False, sock: socket.socket | None = None,
+                    uds: str | None = None) -> None:
+        """Bind (``host:port``, or the Unix socket ``uds``, or take the listening
+        ``sock`` given) and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
+        if sock is not None:
+            sock.setblocking(False)
+            socks = [sock]
+        else:
+            socks = bind_sockets(host, port, backlog=backlog, reuse_port=reuse_port, uds=uds)
+            self._uds = uds
         hub = acquire_hub(self.site, self.options, loop)
-        try:
-            self._server = await loop.create_server(
-                lambda: HttpProtocol(self.site, hub, self), host, port,
-                ssl=ssl, backlog=backlog, reuse_port=reuse_port or None)
-        except BaseException:
-            release_hub(hub)
-            raise
         self.hub = hub
+        factory = lambda: HttpProtocol(self.site, hub, self)  # noqa: E731
+        self._listeners = [Listener(loop, s, factory, ssl,
+                                    ssl_handshake_timeout=self.options.handshake_timeout)
+                           for s in socks]
+        for listener in self._listeners:
+            listener.start()
         self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     def _sweep(self) -> None:
@@ -94,9 +110,9 @@ class Server:
                 self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     @property
-    def sockets(self) -> list[Any]:
+    def sockets(self) -> list[socket.socket]:
         """The listening sockets."""
-        return list(self._server.sockets) if self._server else []
+        return [listener.sock for listener in self._listeners]
 
     @property
     def port(self) -> int:
@@ -129,8 +145,13 @@ class Server:
             return
         self.closing = True
         self._idle = asyncio.Event()
-        if self._server is not None:
-            self._server.close()
+        for listener in self._listeners:
+            listener.close()
+        if self._uds is not None:
+            try:
+                os.unlink(self._uds)
+            except OSError:
+                pass
         if timeout is None:
             timeout = self.options.close_timeout
         for proto in list(self._connections):
@@ -148,8 +169,6 @@ class Server:
                     if proto.transport is not None:
                         proto.transport.abort()
                 await asyncio.sleep(0)
-        if self._server is not None:
-            await self._server.wait_closed()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.hub is not None:
@@ -169,8 +188,8 @@ class Server:
 
 
 def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
-        ssl: _ssl.SSLContext | None = None, backlog: int = 1024, reuse_port: bool = False,
-        shutdown_timeout: float | None = None) -> None:
+        ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
+        reuse_port: bool = False, shutdown_timeout: float | None = None) -> None:
     """Serve ``site`` (an App) on a new uvloop loop until SIGINT/SIGTERM, then
     shut down gracefully (see ``Server.shutdown``)."""
     if not logging.getLogger().handlers and not log.handlers:
@@ -184,6 +203,10 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
         scheme = "https" if ssl else "http"
         log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
+        # What exists now (modules, the app, its routes) lives as long as the
+        # process: keep it out of the cyclic collector's full passes, which
+        # otherwise walk it again every few hundred new connections.
+        gc.freeze()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

@@ -161,7 +161,7 @@ def test_close_validates_code_and_reason():
     (client_frame(OP_TEXT, b"\xff\xfe"), 1007),
     (b"\x83\x80" + KEY, 1002),              # reserved opcode 3
 ])
-def test_failure_sends_its_close_code_then_tcp_closes(data, code):
+def test_failure_sends_its_close_code_then_lingers(data, code):
     conn = make()
     conn.receive_data(data)
     events = conn.events_received()
@@ -169,7 +169,8 @@ def test_failure_sends_its_close_code_then_tcp_closes(data, code):
     assert isinstance(events[0][1], ProtocolError) and events[0][1].code == code
     assert events[1][1] == code
     assert conn.data_to_send()[:4] == encode_close(code, events[0][1].reason)[:4]
-    assert conn.transport_action == "close"
+    # Half-close and read on: closing now would reset a client still sending.
+    assert conn.transport_action == "linger"
     conn.receive_data(client_frame(OP_TEXT, "after"))
     assert conn.events_received() == []
 
@@ -186,7 +187,7 @@ def test_fail_by_the_application():
     conn = make()
     conn.fail(1011, "internal error")
     assert conn.data_to_send() == encode_close(1011, "internal error")
-    assert conn.transport_action == "close"
+    assert conn.transport_action == "linger"
 
 
 def test_lost_tcp_reports_1006_once():
@@ -264,7 +265,7 @@ def test_close_policy_fails_with_1008_past_the_limit():
     conn.send_frame(frame_of(60))
     assert conn.send_frame(frame_of(60)) is False
     assert conn.data_to_send().endswith(encode_close(1008, "slow consumer"))
-    assert conn.transport_action == "close"
+    assert conn.transport_action == "linger"
 
 
 def test_rate_limit_drop_policy():
@@ -283,7 +284,75 @@ def test_rate_limit_close_policy():
     conn.receive_data(client_frame(OP_TEXT, "a") * 3)
     assert conn.events_received() == [("message", "a")]
     assert conn.data_to_send() == encode_close(1008, "rate limit exceeded")
-    assert conn.transport_action == "close"
+    assert conn.transport_action == "linger"
     # The close event comes when TCP is gone, with the code we sent.
     conn.transport_lost()
     assert conn.events_received() == [("close", 1008, "rate limit exceeded")]
+
+
+# ---------------------------------------------------------------- lingering close
+
+def test_the_rest_of_a_message_too_big_is_read_and_discarded():
+    clock = Clock()
+    conn = make(clock, max_message_size=1000, close_timeout=5)
+    big = client_frame(OP_BINARY, b"x" * 5000)
+    conn.receive_data(big[:100])                # the header alone decides: 1009
+    assert conn.data_to_send() == encode_close(1009, "message over 1000 bytes")
+    assert conn.transport_action == "linger"
+    conn.receive_data(big[100:])                # still arriving: read, thrown away
+    conn.receive_data(client_close(1009))
+    assert conn.transport_action == "linger"    # until the client closes its side
+    events = conn.events_received()
+    assert [e[0] for e in events] == ["error", "close"]
+
+
+def test_lingering_past_the_discard_budget_closes():
+    conn = make(max_message_size=1000, discard_budget=10_000)
+    conn.receive_data(client_frame(OP_BINARY, b"x" * 5000)[:10])
+    conn.receive_data(b"y" * 9_000)
+    assert conn.transport_action == "linger"
+    conn.receive_data(b"y" * 1_001)
+    assert conn.transport_action == "close"
+
+
+def test_a_client_still_sending_at_close_timeout_is_cut():
+    clock = Clock()
+    start = clock.now
+    conn = make(clock, close_timeout=5)
+    conn.fail(1008, "policy")
+    for step in range(1, 10):                   # a message every half second
+        clock.now = start + step * 0.5
+        conn.receive_data(client_frame(OP_TEXT, "x"))
+        conn.tick(clock.now)
+    assert conn.transport_action == "linger"
+    conn.tick(start + 5)
+    assert conn.transport_action == "abort"
+
+
+def test_a_quiet_client_is_closed_a_second_after_the_close_frame():
+    clock = Clock()
+    start = clock.now
+    conn = make(clock, close_timeout=5)
+    conn.fail(1008, "policy")
+    conn.tick(start + 0.9)
+    assert conn.transport_action == "linger"
+    conn.tick(start + 1.0)
+    assert conn.transport_action == "close"
+
+
+def test_the_clients_close_frame_ends_the_linger_at_once():
+    conn = make()
+    conn.fail(1008, "policy")
+    conn.receive_data(client_frame(OP_TEXT, "still talking"))
+    assert conn.transport_action == "linger"
+    conn.receive_data(client_close(1008))
+    assert conn.transport_action == "close"
+    assert conn.events_received() == []         # nothing acted on
+
+
+def test_discard_budget_default_is_16_mib_or_16_messages():
+    assert WebSocketOptions().discard_budget == 16 << 20
+    assert WebSocketOptions(max_message_size=4 << 20).discard_budget == 64 << 20
+    assert WebSocketOptions(discard_budget=1234).discard_budget == 1234
+    with pytest.raises(ValueError, match="discard_budget"):
+        WebSocketOptions(discard_budget=0)

@@ -17,12 +17,13 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
 LAYERS = [
     # leaves: import nothing of fastws, or only other leaves
     "_constants", "options", "events", "routing", "handshake", "context", "compression", "_counters",
+    "eager",
     # the codec and the connection, sans-I/O
     "_frame", "_payload", "_connection",
     # events, rooms, the asyncio adapter
     "_dispatch", "_broadcast", "_websocket", "websocket",
     # the runtime, HTTP, serving
-    "hub", "protocol", "server",
+    "hub", "listener", "protocol", "server",
     # configuration, and what sits on it
     "app", "plugins.websocket", "plugins.error_handler", "plugins", "__init__", "__main__", "demo",
 ]

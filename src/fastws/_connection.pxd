@@ -27,7 +27,11 @@ cdef class Shared:
     cdef readonly object flusher
     cdef readonly object sockets
     cdef readonly Py_ssize_t max_backpressure
+    cdef readonly Py_ssize_t high_water       # flow control starts here (half the limit)
     cdef readonly Py_ssize_t discard_budget
+    cdef readonly double slow_consumer_timeout
+    cdef readonly double min_drain_rate
+    cdef public object publisher             # the connection whose callback is running
     cdef readonly double ping_interval       # 0: no heartbeat
     cdef readonly double idle_timeout
     cdef readonly double close_timeout
@@ -53,9 +57,15 @@ cdef class Connection:
     cdef Py_ssize_t _skipped
     cdef Py_ssize_t _dropped
     cdef Py_ssize_t _discarded        # bytes read and thrown away while lingering
+    cdef Py_ssize_t _tx_total         # bytes ever queued (written = this - still held)
+    # flow control: publishers waiting for us to drain, and how many we wait for
+    cdef list _waiters
+    cdef double _wait_since           # start of the drain-rate window
+    cdef Py_ssize_t _wait_written     # bytes written by then
     # liveness and deadlines, in seconds on the clock (0: none)
     cdef double _last_rx
     cdef double _ping_at
+    cdef Py_ssize_t _ping_written     # what we had written when we pinged
     cdef double _close_deadline
     # rate limit: the token bucket
     cdef double _tokens
@@ -65,10 +75,13 @@ cdef class Connection:
     cdef int _state                   # ReadyState
     cdef int _close_code
     cdef int _tx_action
+    cdef int _blocked                 # members we wait on (reading paused while > 0)
     cdef bint _input_done             # a close frame came or we failed: input is not acted on
     cdef bint _close_fired
     cdef bint _was_over               # refused for backpressure since the last drain
     cdef bint _lingering              # failed: our close frame is out, we read and discard
+    cdef bint _slow                   # dropped from the wait as a slow consumer, until drained
+    cdef bint _reading_off            # the adapter paused reading (flow control, backlog)
 
     @cython.final
     cdef double _now(self) except? -1.0
@@ -98,6 +111,18 @@ cdef class Connection:
     cpdef int tick(self, double now) except -1
     @cython.final
     cdef object _take_pending(self)
+    @cython.final
+    cdef int _high_water_reached(self) except -1
+    @cython.final
+    cdef int _add_waiter(self, Connection publisher) except -1
+    @cython.final
+    cdef int _start_waiting(self) except -1
+    @cython.final
+    cdef int _release_waiters(self) except -1
+    @cython.final
+    cdef int _check_drain_rate(self, double now) except -1
+    @cython.final
+    cdef Py_ssize_t _written(self) except -1
 
     # hooks: what the adapter does with what the rules decide
     cdef int _on_message(self, object data) except -1
@@ -110,6 +135,10 @@ cdef class Connection:
     cdef int _linger_transport(self) except -1
     cdef int _abort_transport(self) except -1
     cdef Py_ssize_t _transport_buffered(self) except -1
+    cdef Py_ssize_t _delivered(self) except -1
+    cdef int _on_blocked(self) except -1
+    cdef int _on_unblocked(self) except -1
+    cdef int _on_slow(self) except -1
     cdef str _peer(self)
 
 

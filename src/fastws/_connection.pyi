@@ -18,6 +18,11 @@ class Shared:
     flusher: Any
     sockets: set[Any] | None
     max_backpressure: int
+    high_water: int
+    discard_budget: int
+    slow_consumer_timeout: float
+    min_drain_rate: float
+    publisher: Any
     ping_interval: float
     idle_timeout: float
     close_timeout: float
@@ -42,6 +47,10 @@ class Connection:
     def compression(self) -> Negotiated | None: ...
     @property
     def state(self) -> int: ...
+    @property
+    def waiting(self) -> bool: ...
+    @property
+    def slow(self) -> bool: ...
     @property
     def close_code(self) -> int | None: ...
     @property

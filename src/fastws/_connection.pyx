@@ -16,6 +16,10 @@
 - the backpressure policy on what it queues (``max_backpressure``: one number
   for the bytes queued here and those the transport still holds) and the rate
   limit on data messages;
+- flow control: past its high-water mark a connection makes whoever filled it
+  wait (``_blocked``: the adapter stops reading that one) until it has drained,
+  and drops from the wait, for the backpressure policy, one that drains slower
+  than ``min_drain_rate`` over ``slow_consumer_timeout``;
 - that ``close`` is reported exactly once, with 1006 when TCP just went away.
 
 The asyncio adapter subclasses it and overrides the ``_on_*`` hooks and the
@@ -24,6 +28,7 @@ records them instead, so the rules are tested with bytes alone and a clock
 passed in (``clock=``), like the frame codec.
 """
 
+import contextvars
 import logging
 
 from cpython.bytes cimport PyBytes_GET_SIZE
@@ -40,6 +45,10 @@ from fastws.compression import Deflater, Inflater
 __all__ = ["Connection", "Shared"]
 
 log = logging.getLogger("fastws")
+
+#: The connection whose async handler is running, for flow control: the task of
+#: an async episode sets it (a synchronous callback sets Shared.publisher).
+publisher_var = contextvars.ContextVar("fastws_publisher", default=None)
 
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
 #: Seconds of silence after which a lingering connection is closed: nothing is
@@ -76,7 +85,10 @@ cdef class Shared:
         self.flusher = flusher
         self.sockets = sockets
         self.max_backpressure = options.max_backpressure
+        self.high_water = options.max_backpressure // 2
         self.discard_budget = options.discard_budget
+        self.slow_consumer_timeout = options.slow_consumer_timeout
+        self.min_drain_rate = options.min_drain_rate
         self.close_slow = options.backpressure == "close"
         self.ping_interval = options.ping_interval or 0.0
         self.idle_timeout = options.idle_timeout
@@ -135,9 +147,26 @@ cdef class Connection:
         return events or []
 
     def data_to_send(self):
-        """The bytes to write to the client now (b"" for none)."""
+        """The bytes to write to the client now (b"" for none). Taking them
+        means they were written: whoever waited for this connection to drain
+        goes on."""
         data = self._take_pending()
+        if self._wait_since != 0.0 or self._slow:
+            self._slow = False
+            self._release_waiters()
         return b"" if data is None else data
+
+    @property
+    def waiting(self):
+        """Whether flow control holds this connection: a member its messages
+        filled past the high-water mark has not drained yet (not read meanwhile)."""
+        return self._blocked > 0
+
+    @property
+    def slow(self):
+        """Whether this connection was given up on as a slow consumer (it no
+        longer holds anyone up), until it drains."""
+        return self._slow
 
     @property
     def transport_action(self):
@@ -267,6 +296,7 @@ cdef class Connection:
         else:
             self._pending = [pending, frame]
         self._pending_bytes += PyBytes_GET_SIZE(frame)
+        self._tx_total += PyBytes_GET_SIZE(frame)
         self._on_output()
         return 0
 
@@ -297,7 +327,80 @@ cdef class Connection:
                 self._shared.counters.skipped += 1
             return False
         self._queue(frame)
+        if self._pending_bytes + self._tx_buffered > self._shared.high_water and not self._slow:
+            self._high_water_reached()
         return True
+
+    # ------------------------------------------------------------------ flow control
+
+    cdef int _high_water_reached(self) except -1:
+        """Make the client whose callback queued this wait until we drain."""
+        publisher = self._shared.publisher
+        if publisher is None:
+            publisher = publisher_var.get()
+        if publisher is not None:       # server code has app.drain(room) instead
+            self._add_waiter(<Connection>publisher)
+        return 0
+
+    cdef int _add_waiter(self, Connection publisher) except -1:
+        if self._waiters is None:
+            self._waiters = []
+        elif publisher in self._waiters:
+            return 0
+        self._start_waiting()
+        self._waiters.append(publisher)
+        publisher._blocked += 1
+        if publisher._blocked == 1:
+            publisher._on_blocked()
+        return 0
+
+    cdef int _start_waiting(self) except -1:
+        """Someone waits for us to drain: the drain-rate window starts."""
+        if self._wait_since == 0.0:
+            self._wait_since = self._now()
+            self._wait_written = self._written()
+        return 0
+
+    cdef int _release_waiters(self) except -1:
+        """We drained (or are given up on): whoever waited for us may go on."""
+        cdef Connection publisher
+        self._wait_since = 0.0
+        waiters = self._waiters
+        if not waiters:
+            return 0
+        self._waiters = None
+        for p in waiters:
+            publisher = <Connection>p
+            publisher._blocked -= 1
+            if publisher._blocked == 0:
+                publisher._on_unblocked()
+        return 0
+
+    cdef Py_ssize_t _written(self) except -1:
+        return self._tx_total - self._pending_bytes - self._transport_buffered()
+
+    cdef int _check_drain_rate(self, double now) except -1:
+        """Called by tick while publishers wait for us: a consumer that drained
+        less than min_drain_rate over the last slow_consumer_timeout is dropped
+        from the wait and handed to the backpressure policy."""
+        cdef double elapsed = now - self._wait_since
+        cdef Py_ssize_t written
+        if elapsed < self._shared.slow_consumer_timeout:
+            return 0
+        written = self._written()
+        if written - self._wait_written >= self._shared.min_drain_rate * elapsed:
+            self._wait_since = now              # alive: a new window
+            self._wait_written = written
+            return 0
+        log.info("%s drained %d bytes in %.1fs while others waited: slow consumer",
+                 self._peer(), written - self._wait_written, elapsed)
+        self._slow = True
+        self._shared.counters.slow_consumers += 1
+        self._release_waiters()
+        self._on_slow()
+        if self._shared.close_slow:
+            self._fail(CLOSE_POLICY_VIOLATION, "slow consumer")
+        return 0
 
     cdef object _take_pending(self):
         """The queued bytes as one object (None if nothing waits), and the
@@ -405,6 +508,7 @@ cdef class Connection:
         self._pending = None
         self._pending_bytes = 0
         self._tx_buffered = 0
+        self._release_waiters()
         self._fire_close()
         return 0
 
@@ -429,11 +533,26 @@ cdef class Connection:
                 self._lingering = False
                 self._close_transport()
             return 0
-        if self._state != OPEN or self._shared.ping_interval == 0.0:
+        if self._state != OPEN:
+            return 0
+        if self._wait_since != 0.0:
+            self._check_drain_rate(now)
+        if self._reading_off:
+            # Not reading it is our doing: its pongs wait in the kernel, so
+            # silence proves nothing (the liveness clock restarts on resume).
+            self._last_rx = now
+            self._ping_at = 0.0
+            return 0
+        if self._shared.ping_interval == 0.0:
             return 0
         if self._ping_at != 0.0:
             if self._last_rx >= self._ping_at:
                 self._ping_at = 0.0          # it answered (or said anything)
+            elif self._delivered() > self._ping_written:
+                # It is reading what we send: alive, though its pong still
+                # waits behind that data (a large backlog makes it late).
+                self._ping_at = 0.0
+                self._last_rx = now
             elif now - self._ping_at >= self._shared.idle_timeout:
                 log.info("dropping %s: no answer to a ping within %.1fs",
                          self._peer(), self._shared.idle_timeout)
@@ -445,6 +564,9 @@ cdef class Connection:
                 return 0
         if self._ping_at == 0.0 and now - self._last_rx >= self._shared.ping_interval:
             self._ping_at = now
+            # The ping itself will be written too: only more than that shows
+            # the client reading.
+            self._ping_written = self._delivered() + PyBytes_GET_SIZE(_PING)
             self._queue(_PING)
         return 0
 
@@ -489,6 +611,22 @@ cdef class Connection:
         return 0
 
     cdef Py_ssize_t _transport_buffered(self) except -1:
+        return 0
+
+    cdef Py_ssize_t _delivered(self) except -1:
+        """Bytes the client has taken (the adapter also subtracts what the
+        kernel still holds unacknowledged)."""
+        return self._written()
+
+    cdef int _on_blocked(self) except -1:
+        self._reading_off = True
+        return 0
+
+    cdef int _on_unblocked(self) except -1:
+        self._reading_off = False
+        return 0
+
+    cdef int _on_slow(self) except -1:
         return 0
 
     def _record(self, event):

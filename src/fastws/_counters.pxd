@@ -4,3 +4,4 @@
 cdef class Counters:
     cdef public long long skipped        # sends/broadcasts not delivered: over max_backpressure ("skip")
     cdef public long long dropped        # client messages discarded by the rate limit ("drop")
+    cdef public long long slow_consumers # members dropped from a flow-control wait

@@ -3,4 +3,5 @@
 class Counters:
     skipped: int
     dropped: int
+    slow_consumers: int
     def snapshot(self) -> dict[str, int]: ...

@@ -15,7 +15,8 @@ cdef class Counters:
 
     def snapshot(self):
         """Every counter, by name (for reports and tests)."""
-        return {"skipped": self.skipped, "dropped": self.dropped}
+        return {"skipped": self.skipped, "dropped": self.dropped,
+                "slow_consumers": self.slow_consumers}
 
     def __repr__(self):
         return f"Counters({self.snapshot()})"

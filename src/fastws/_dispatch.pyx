@@ -13,7 +13,10 @@ connection's handlers see its messages in arrival order:
   handlers keep order without a task per message;
 - while a handler is busy, events are held, not lost; a long backlog pauses
   reading from the client until it shrinks, so a fast sender cannot grow it
-  without bound.
+  without bound;
+- while flow control makes the client wait (its broadcasts filled a member
+  past its high-water mark), the rest of what it sent is held too, and
+  delivered in order once the members have drained.
 
 A handler that raises fires ``error`` (or is logged when nobody listens) and
 the connection stays open; a raising route handler closes it with 1011.
@@ -25,6 +28,7 @@ from collections import deque
 
 from fastws._constants cimport CLOSE_INTERNAL_ERROR
 from fastws._connection cimport Connection
+from fastws._connection import publisher_var
 from fastws.events import RESERVED_EVENTS, add_handler, arity, remove_handler
 
 __all__ = ["Dispatcher", "json_event"]
@@ -115,7 +119,7 @@ cdef class Dispatcher(Connection):
 
     cdef int _on_message(self, object data) except -1:
         # The one event per message: no tuple for its argument unless it waits.
-        if self._busy:
+        if self._busy or self._blocked:
             return self._hold("message", (data,))
         return self._started(self._message_now(data))
 
@@ -167,7 +171,7 @@ cdef class Dispatcher(Connection):
     # ------------------------------------------------------------------ ordered delivery
 
     cdef int _deliver(self, str event, tuple args) except -1:
-        if self._busy:
+        if self._busy or self._blocked:
             return self._hold(event, args)
         return self._started(self._dispatch_now(event, args))
 
@@ -188,7 +192,7 @@ cdef class Dispatcher(Connection):
         return 0
 
     def _drain_held(self):
-        while self._held and not self._busy:
+        while self._held and not self._busy and not self._blocked:
             event, args = self._held.popleft()
             self._maybe_resume()
             self._deliver(event, args)
@@ -262,11 +266,12 @@ cdef class Dispatcher(Connection):
     async def _drive(self, pending):
         """The one task of an async episode: finish the pending event, then
         deliver what was held behind it, awaiting each async step in turn."""
+        publisher_var.set(self)         # this task's broadcasts are ours (flow control)
         try:
             while pending is not None:
                 await pending
                 pending = None
-                while self._held and pending is None:
+                while self._held and pending is None and not self._blocked:
                     event, args = self._held.popleft()
                     self._maybe_resume()
                     pending = self._dispatch_now(event, args)
@@ -297,6 +302,19 @@ cdef class Dispatcher(Connection):
             await aw
         except Exception as inner:
             log.error("'error' handler raised", exc_info=inner)
+
+    # ------------------------------------------------------------------ flow control
+
+    cdef int _on_unblocked(self) except -1:
+        """The members we filled have drained: read on, and deliver what waited."""
+        self._update_reading()
+        if not self._busy:
+            self._drain_held()
+        return 0
+
+    cdef int _on_blocked(self) except -1:
+        self._update_reading()
+        return 0
 
     # ------------------------------------------------------------------ adapter hooks
 

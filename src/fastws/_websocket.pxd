@@ -29,12 +29,13 @@ cdef class WebSocket(Dispatcher):
     cdef bint _dirty
     cdef bint _tx_held              # the transport holds bytes it could not write yet
     cdef bint _tx_over              # ... and with our queue they pass max_backpressure
-    cdef bint _reading_off
 
     cpdef bint send(self, object data) except -1
     @cython.final
     cdef bint _send_large(self, int opcode, bytes payload) except -1
     @cython.final
     cdef int _check_tx_over(self) except -1
+    @cython.final
+    cdef int _check_drained(self) except -1
     @cython.final
     cdef int _drained(self) except -1

@@ -31,6 +31,27 @@ log = logging.getLogger("fastws")
 
 cdef tuple _STATES = tuple(ReadyState)
 
+
+def _kernel_outq():
+    """A function giving the bytes a socket's kernel send queue still holds
+    (Linux's SIOCOUTQ), or None where there is none."""
+    try:
+        import fcntl
+        import termios
+        request = termios.TIOCOUTQ
+    except (ImportError, AttributeError):
+        return None
+    import array
+
+    def outq(fd):
+        buf = array.array("i", [0])
+        fcntl.ioctl(fd, request, buf, True)
+        return buf[0]
+    return outq
+
+
+_OUTQ = _kernel_outq()
+
 cdef enum:
     # A binary message this large leaves as its header and its own bytes
     # (one writev), not copied into one frame first.
@@ -177,10 +198,13 @@ cdef class WebSocket(Dispatcher):
         return True
 
     async def drain(self):
-        """Wait until the send buffer is back under the backpressure limit."""
-        if self._transport is None or not self._over_limit():
+        """Wait until this socket can take more: everything queued written out
+        once its buffer is past the high-water mark (half of
+        ``max_backpressure``), or the socket given up on as a slow consumer."""
+        if self._transport is None or self._slow or \
+                self._pending_bytes + self._transport_buffered() <= self._shared.high_water:
             return
-        self._was_over = True
+        self._start_waiting()
         fut = self._shared.loop.create_future()
         if self._drain_waiters is None:
             self._drain_waiters = []
@@ -233,10 +257,13 @@ cdef class WebSocket(Dispatcher):
 
     def data_received(self, data):
         """Bytes from the client, in order (we are the transport's protocol)."""
+        cdef Shared shared = self._shared
         self._corked = True
+        shared.publisher = self         # what its handlers queue, it caused
         try:
             self._receive(data)
         finally:
+            shared.publisher = None
             self._corked = False
             if self._pending_bytes:
                 self._flush()
@@ -277,8 +304,8 @@ cdef class WebSocket(Dispatcher):
         self._tx_over = False
         self._tx_buffered = 0
         self._update_reading()
-        if self._was_over and not self._pending_bytes:
-            self._drained()
+        if not self._pending_bytes:
+            self._check_drained()
 
     cdef int _check_tx_over(self) except -1:
         # A client that does not read cannot make us queue ever more replies
@@ -289,13 +316,27 @@ cdef class WebSocket(Dispatcher):
             self._update_reading()
         return 0
 
+    cdef int _check_drained(self) except -1:
+        """Everything queued is written out: release whoever waits on us."""
+        if self._waiters or self._slow or self._was_over or self._drain_waiters:
+            self._drained()
+        return 0
+
     cdef int _drained(self) except -1:
-        """Back under the limit after being over it: wake ``drain()`` and fire
-        the ``drain`` event."""
-        self._was_over = False
+        """Drained: publishers that waited on us read on, ``drain()`` returns,
+        and after being over the limit the ``drain`` event fires."""
+        self._slow = False
+        self._release_waiters()
         self._release_drain_waiters()
-        if self._state == OPEN and "drain" in self._by_name:
-            self._deliver("drain", ())
+        if self._was_over:
+            self._was_over = False
+            if self._state == OPEN and "drain" in self._by_name:
+                self._deliver("drain", ())
+        return 0
+
+    cdef int _on_slow(self) except -1:
+        # Given up on: whoever awaits drain() for it goes on too.
+        self._release_drain_waiters()
         return 0
 
     def _release_drain_waiters(self):
@@ -335,8 +376,8 @@ cdef class WebSocket(Dispatcher):
         if self._tx_held:
             self._tx_buffered = self._transport.get_write_buffer_size()
             self._check_tx_over()
-        elif self._was_over:
-            self._drained()         # everything queued went straight to the kernel
+        else:
+            self._check_drained()   # everything queued went straight to the kernel
         return 0
 
     cdef int _close_transport(self) except -1:
@@ -370,10 +411,24 @@ cdef class WebSocket(Dispatcher):
             return 0
         return self._transport.get_write_buffer_size()
 
+    cdef Py_ssize_t _delivered(self) except -1:
+        # Only asked while a ping waits for its answer: what the kernel still
+        # holds unacknowledged (SIOCOUTQ) is not read by the client yet.
+        cdef Py_ssize_t held = 0
+        if _OUTQ is not None and self._transport is not None:
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    held = _OUTQ(sock.fileno())
+                except OSError:
+                    held = 0
+        return self._written() - held
+
     cdef int _update_reading(self) except -1:
         """Read from the client unless its handlers are backed up or our
         writes to it are: the two reasons to pause, tracked apart."""
-        cdef bint off = (self._backlogged or self._tx_over) and not self._lingering
+        cdef bint off = (self._backlogged or self._tx_over or self._blocked > 0) \
+            and not self._lingering
         t = self._transport
         if off == self._reading_off or t is None or t.is_closing():
             return 0
@@ -399,9 +454,11 @@ cdef class WebSocket(Dispatcher):
         """Run the route handler, corked: what it sends leaves in one write."""
         self._shared.sockets.add(self)
         self._corked = True
+        self._shared.publisher = self
         try:
             self._run_route(handler, ctx)
         finally:
+            self._shared.publisher = None
             self._corked = False
             if self._pending_bytes:
                 self._flush()

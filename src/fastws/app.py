@@ -8,6 +8,7 @@ sockets, counters) lives in the runtime of each loop that serves it
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
@@ -146,6 +147,18 @@ class App:
         background tasks on the loop that serves the app."""
         hub = find_hub(self)
         return 0 if hub is None else hub.rooms.broadcast(room, data, None)
+
+    async def drain(self, room: Hashable) -> None:
+        """Wait until every local member of ``room`` can take more: for a feed
+        that broadcasts from server code (no client's reading to pause), so it
+        goes at the pace of its readers. A member that stops reading holds it
+        up for at most ``slow_consumer_timeout``."""
+        hub = find_hub(self)
+        if hub is None:
+            return
+        waits = [ws.drain() for ws in hub.rooms.members(room)]
+        if waits:
+            await asyncio.gather(*waits)
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""

@@ -32,11 +32,22 @@ class WebSocketOptions:
         socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
         that socket (``send`` returns False) and counts it in ``ws.skipped``.
         The ``drain`` event fires when the buffer falls back under the limit.
+    slow_consumer_timeout / min_drain_rate: flow control. A member whose
+        buffer passes its high-water mark (half of max_backpressure) because
+        of another client's broadcasts or sends pauses that client (it is not
+        read) until the member has written everything out; a room thus runs at
+        the pace of its slowest reader. A member that drains slower than
+        min_drain_rate bytes per second (default 16 KiB/s) over
+        slow_consumer_timeout seconds (default 5) is dropped from the wait and
+        handled by ``backpressure``, so one dead or trickling socket stalls
+        the others for at most that long.
     ping_interval: seconds of silence from a client after which the server
         pings it (default 20). None turns the heartbeat off.
-    idle_timeout: seconds a pinged client has to send anything (its pong, or
-        any frame) before it is dropped with close code 1011 "keepalive
-        timeout" (default 20).
+    idle_timeout: seconds a pinged client has to show it is alive, by sending
+        anything (its pong, or any frame) or by reading what we send, before
+        it is dropped with close code 1011 "keepalive timeout" (default 20).
+        A client that flow control keeps us from reading is never dropped for
+        the silence that causes.
     close_timeout: seconds the client has to answer our close frame (default 10);
         also how long a connection we are closing may go on sending before we cut it.
     discard_budget: bytes a client may still send after we decided to close
@@ -75,6 +86,8 @@ class WebSocketOptions:
     max_message_size: int | None = 1 << 20
     max_backpressure: int = 1 << 20
     backpressure: str = "close"
+    slow_consumer_timeout: float = 5.0
+    min_drain_rate: int = 16 * 1024
     ping_interval: float | None = 20.0
     idle_timeout: float = 20.0
     close_timeout: float = 10.0
@@ -118,6 +131,8 @@ class WebSocketOptions:
         seconds("idle_timeout", self.idle_timeout)
         seconds("close_timeout", self.close_timeout)
         seconds("handshake_timeout", self.handshake_timeout)
+        seconds("slow_consumer_timeout", self.slow_consumer_timeout)
+        positive_int("min_drain_rate", self.min_drain_rate, False)
         if self.rate_limit is not None:
             try:
                 rate, burst = self.rate_limit

@@ -356,3 +356,78 @@ def test_discard_budget_default_is_16_mib_or_16_messages():
     assert WebSocketOptions(discard_budget=1234).discard_budget == 1234
     with pytest.raises(ValueError, match="discard_budget"):
         WebSocketOptions(discard_budget=0)
+
+
+# ---------------------------------------------------------------- flow control
+
+def shared_pair(clock: Clock, **options):
+    """A publisher and a member sharing one runtime (as a hub's connections do)."""
+    from fastws._connection import Shared
+    options.setdefault("ping_interval", None)
+    shared = Shared(WebSocketOptions(**options), clock=clock)
+    return shared, Connection(shared), Connection(shared)
+
+
+def test_a_member_past_its_high_water_mark_makes_the_publisher_wait():
+    clock = Clock()
+    shared, publisher, member = shared_pair(clock, max_backpressure=1000)
+    shared.publisher = publisher              # as while the publisher's callback runs
+    assert member.send_frame(frame_of(400)) is True
+    assert not publisher.waiting              # under the mark (500)
+    assert member.send_frame(frame_of(400)) is True
+    assert publisher.waiting                  # 800 queued: wait for the member
+    shared.publisher = None
+    member.data_to_send()                     # written out
+    assert not publisher.waiting
+
+
+def test_server_code_broadcasts_make_nobody_wait():
+    clock = Clock()
+    shared, publisher, member = shared_pair(clock, max_backpressure=1000)
+    member.send_frame(frame_of(900))
+    assert not publisher.waiting
+
+
+def test_a_member_draining_too_slowly_is_dropped_from_the_wait():
+    clock = Clock()
+    start = clock.now
+    shared, publisher, member = shared_pair(clock, max_backpressure=1000, backpressure="skip",
+                                            slow_consumer_timeout=3, min_drain_rate=100)
+    shared.publisher = publisher
+    member.send_frame(frame_of(900))
+    assert publisher.waiting
+    member.tick(start + 2.9)
+    assert publisher.waiting                  # inside the window
+    member.tick(start + 3)                    # nothing written for 3 s: slow
+    assert not publisher.waiting and member.slow
+    assert member.transport_action is None    # skip: kept, just not waited for
+    assert member.send_frame(frame_of(200)) is True      # 900 <= 1000: still taken
+    assert member.send_frame(frame_of(200)) is False     # 1100: over the limit, skipped
+    assert not publisher.waiting
+
+
+def test_a_slow_consumer_under_the_close_policy_gets_1008():
+    clock = Clock()
+    start = clock.now
+    shared, publisher, member = shared_pair(clock, max_backpressure=1000,
+                                            slow_consumer_timeout=3, min_drain_rate=100)
+    shared.publisher = publisher
+    member.send_frame(frame_of(900))
+    member.tick(start + 3)
+    assert not publisher.waiting
+    assert member.data_to_send().endswith(encode_close(1008, "slow consumer"))
+    assert member.transport_action == "linger"
+
+
+def test_a_publisher_held_by_flow_control_is_not_pinged_to_death():
+    clock = Clock()
+    start = clock.now
+    shared, publisher, member = shared_pair(clock, max_backpressure=1000, ping_interval=1,
+                                            idle_timeout=1, slow_consumer_timeout=60)
+    shared.publisher = publisher
+    member.send_frame(frame_of(900))
+    shared.publisher = None
+    for t in range(1, 10):                    # nine silent seconds, not read by us
+        publisher.tick(start + t)
+    assert publisher.transport_action is None
+    assert publisher.data_to_send() == b""    # not even pinged

@@ -16,6 +16,7 @@ from fastws._constants import CloseCode, Opcode, ReadyState
 from fastws._frame import ProtocolError
 from fastws.app import App, create_app
 from fastws.context import Context, Headers, HTTPError, Response
+from fastws.errors import RoomLimitError
 from fastws.options import WebSocketOptions
 from fastws.server import Server
 from fastws.websocket import WebSocket
@@ -25,7 +26,7 @@ from fastws.plugins import error_handler, websocket  # noqa: E402
 
 __all__ = [
     "App", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
-    "ReadyState", "Response", "Server", "WebSocket", "WebSocketOptions", "create_app",
+    "ReadyState", "Response", "RoomLimitError", "Server", "WebSocket", "WebSocketOptions", "create_app",
     "error_handler", "websocket", "__version__",
 ]
 

@@ -31,6 +31,8 @@ cdef class Shared:
     cdef readonly Py_ssize_t discard_budget
     cdef readonly double slow_consumer_timeout
     cdef readonly double min_drain_rate
+    cdef readonly Py_ssize_t max_room_name
+    cdef readonly Py_ssize_t max_rooms_per_socket
     cdef public object publisher             # the connection whose callback is running
     cdef readonly double ping_interval       # 0: no heartbeat
     cdef readonly double idle_timeout

@@ -89,6 +89,8 @@ cdef class Shared:
         self.discard_budget = options.discard_budget
         self.slow_consumer_timeout = options.slow_consumer_timeout
         self.min_drain_rate = options.min_drain_rate
+        self.max_room_name = options.max_room_name
+        self.max_rooms_per_socket = options.max_rooms_per_socket
         self.close_slow = options.backpressure == "close"
         self.ping_interval = options.ping_interval or 0.0
         self.idle_timeout = options.idle_timeout
@@ -358,7 +360,7 @@ cdef class Connection:
         """Someone waits for us to drain: the drain-rate window starts."""
         if self._wait_since == 0.0:
             self._wait_since = self._now()
-            self._wait_written = self._written()
+            self._wait_written = self._delivered()
         return 0
 
     cdef int _release_waiters(self) except -1:
@@ -387,7 +389,9 @@ cdef class Connection:
         cdef Py_ssize_t written
         if elapsed < self._shared.slow_consumer_timeout:
             return 0
-        written = self._written()
+        # What the client took, not what the kernel accepted: a socket that
+        # does not read can still absorb megabytes into its send buffer.
+        written = self._delivered()
         if written - self._wait_written >= self._shared.min_drain_rate * elapsed:
             self._wait_since = now              # alive: a new window
             self._wait_written = written

@@ -30,6 +30,8 @@ cdef class Dispatcher(Connection):
     cdef int _update_reading(self) except -1
     cdef int _flush(self) except -1
     cdef int _after_close(self) except -1
+    cdef int _task_started(self) except -1
+    cdef int _task_done(self) except -1
 
 
 cpdef object json_event(str text, dict handlers, object loads, bint custom=*)

@@ -26,9 +26,10 @@ import inspect
 import logging
 from collections import deque
 
-from fastws._constants cimport CLOSE_INTERNAL_ERROR
+from fastws._constants cimport CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION
 from fastws._connection cimport Connection
 from fastws._connection import publisher_var
+from fastws.errors import RoomLimitError
 from fastws.events import RESERVED_EVENTS, add_handler, arity, remove_handler
 
 __all__ = ["Dispatcher", "json_event"]
@@ -267,6 +268,7 @@ cdef class Dispatcher(Connection):
         """The one task of an async episode: finish the pending event, then
         deliver what was held behind it, awaiting each async step in turn."""
         publisher_var.set(self)         # this task's broadcasts are ours (flow control)
+        self._task_started()
         try:
             while pending is not None:
                 await pending
@@ -276,12 +278,20 @@ cdef class Dispatcher(Connection):
                     self._maybe_resume()
                     pending = self._dispatch_now(event, args)
         finally:
+            self._task_done()
             self._busy = False
             if self._held is not None:
                 self._maybe_resume()
             self._flush()
 
     def _handler_failed(self, event, exc):
+        if isinstance(exc, RoomLimitError):
+            # A client asked for more rooms than it may hold: refuse it plainly.
+            log.info("closing %s: %s", self._peer(), exc)
+            if "error" in self._by_name:
+                self._call_error_handlers(exc)
+            self._fail(CLOSE_POLICY_VIOLATION, "room limit exceeded")
+            return
         if event != "error" and "error" in self._by_name:
             self._call_error_handlers(exc)
         else:
@@ -322,6 +332,13 @@ cdef class Dispatcher(Connection):
         return 0
 
     cdef int _flush(self) except -1:
+        return 0
+
+    cdef int _task_started(self) except -1:
+        """An episode's task started (the adapter sees that the loop serves it soon)."""
+        return 0
+
+    cdef int _task_done(self) except -1:
         return 0
 
     cdef int _after_close(self) except -1:

@@ -9,7 +9,12 @@ cdef class Flusher:
     cdef bint _scheduled
     cdef object _call_soon
     cdef readonly object loop
+    cdef readonly bint pressing          # work waits for the loop's ready queue
+    cdef readonly double pressing_since
+    cdef list yielded                    # sockets not read until run() comes
+    cdef readonly int tasks              # fastws tasks running (their steps need the queue)
     cdef int add(self, WebSocket ws) except -1
+    cdef int press(self) except -1
 
 
 cdef class WebSocket(Dispatcher):
@@ -29,6 +34,7 @@ cdef class WebSocket(Dispatcher):
     cdef bint _dirty
     cdef bint _tx_held              # the transport holds bytes it could not write yet
     cdef bint _tx_over              # ... and with our queue they pass max_backpressure
+    cdef bint _yielding             # not read, so the loop's ready queue gets its turn
 
     cpdef bint send(self, object data) except -1
     @cython.final

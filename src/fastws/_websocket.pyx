@@ -19,11 +19,12 @@ from cpython.bytes cimport PyBytes_GET_SIZE
 
 from fastws._broadcast cimport RoomRegistry
 from fastws._constants cimport OP_BINARY, OPEN, CLOSED
-from fastws._connection cimport Shared
+from fastws._connection cimport Shared, monotonic
 from fastws._dispatch cimport Dispatcher
 from fastws._frame cimport frame_header
 from fastws._payload cimport deflated_frame, encode_message, payload_of
 from fastws._constants import ReadyState
+from fastws.errors import RoomLimitError
 
 __all__ = ["WebSocket", "Flusher"]
 
@@ -57,31 +58,78 @@ cdef enum:
     # (one writev), not copied into one frame first.
     LARGE_PAYLOAD = 64 * 1024
 
+#: Seconds work may wait for the ready queue before busy sockets yield (Flusher).
+cdef double PRESSING_WAIT = 0.02
+
 
 cdef class Flusher:
-    """Writes every socket that broadcasts made dirty, once per loop iteration."""
+    """Writes every socket that broadcasts made dirty, once per loop iteration;
+    and keeps the loop's ready queue from waiting too long for that.
+
+    uvloop runs ready callbacks (this flush, asyncio tasks, a TLS transport's
+    connection_made) only once libuv's poll phase is over, and libuv keeps
+    polling while 1,024 sockets at a time are ready: under heavy load a pass can
+    last a quarter of a second. So while such work waits (``press()``), a
+    WebSocket that is served more than ``PRESSING_WAIT`` after it began waiting
+    stops being read (``yielded``) until this runs: the poll phase then ends as
+    soon as fewer than 1,024 sockets are ready, and this resumes them.
+    """
 
     def __init__(self, loop):
         self.loop = loop
         self._dirty = []
         self._scheduled = False
         self._call_soon = loop.call_soon
+        self.yielded = []
 
     cdef int add(self, WebSocket ws) except -1:
         self._dirty.append(ws)
+        self.press()
+        return 0
+
+    cdef int press(self) except -1:
+        """Work waits for the ready queue: make sure this runs, and soon."""
+        if not self.pressing:
+            self.pressing = True
+            self.pressing_since = monotonic()
         if not self._scheduled:
             self._scheduled = True
             self._call_soon(self.run)
         return 0
 
+    def press_soon(self):
+        """``press()`` for Python code (a task or a TLS transport was started)."""
+        self.press()
+
+    def task_started(self):
+        """One of fastws's tasks (an async handler's episode, an upgrade
+        behind an async guard) is running: each of its steps waits for the
+        ready queue, so keep pressing until it is done."""
+        self.tasks += 1
+        self.press()
+
+    def task_done(self):
+        """One of fastws's tasks finished."""
+        self.tasks -= 1
+
     def run(self):
-        """Flush the dirty sockets (scheduled with call_soon)."""
+        """Flush the dirty sockets and read the yielded ones again (scheduled
+        with call_soon: it runs when the ready queue does)."""
         cdef list dirty = self._dirty
+        cdef list yielded = self.yielded
         self._dirty = []
         self._scheduled = False
+        self.pressing = False
         for ws in dirty:
             (<WebSocket>ws)._dirty = False
             (<WebSocket>ws)._flush()
+        if yielded:
+            self.yielded = []
+            for ws in yielded:
+                (<WebSocket>ws)._yielding = False
+                (<WebSocket>ws)._update_reading()
+        if self.tasks > 0:
+            self.press()            # their next steps come in the next pass
 
 
 cdef class WebSocket(Dispatcher):
@@ -220,13 +268,22 @@ cdef class WebSocket(Dispatcher):
     # ------------------------------------------------------------------ rooms
 
     def join(self, room):
-        """Join ``room`` (idempotent); it becomes ``ws.room``."""
+        """Join ``room`` (idempotent); it becomes ``ws.room``. Raises
+        RoomLimitError past ``max_room_name`` or ``max_rooms_per_socket``."""
         if room is None:
             raise TypeError("room must not be None")
         if self._state == CLOSED:
             return
         if room in self._rooms:
             self._rooms.remove(room)
+        else:
+            if (type(room) is str or type(room) is bytes) and \
+                    len(room) > self._shared.max_room_name:
+                raise RoomLimitError(f"room name of {len(room)} characters; at most "
+                                     f"{self._shared.max_room_name} (max_room_name)")
+            if len(self._rooms) >= self._shared.max_rooms_per_socket:
+                raise RoomLimitError(f"already in {len(self._rooms)} rooms; at most "
+                                     f"{self._shared.max_rooms_per_socket} (max_rooms_per_socket)")
         self._rooms.append(room)
         (<RoomRegistry>self._shared.registry).join(room, self)
 
@@ -267,6 +324,12 @@ cdef class WebSocket(Dispatcher):
             self._corked = False
             if self._pending_bytes:
                 self._flush()
+        flusher = <Flusher>shared.flusher
+        if flusher.pressing and not self._yielding and \
+                monotonic() - flusher.pressing_since > PRESSING_WAIT:
+            self._yielding = True
+            flusher.yielded.append(self)
+            self._update_reading()
 
     def eof_received(self):
         """The client half-closed: let the transport close; ``close`` follows."""
@@ -427,8 +490,8 @@ cdef class WebSocket(Dispatcher):
     cdef int _update_reading(self) except -1:
         """Read from the client unless its handlers are backed up or our
         writes to it are: the two reasons to pause, tracked apart."""
-        cdef bint off = (self._backlogged or self._tx_over or self._blocked > 0) \
-            and not self._lingering
+        cdef bint off = (self._backlogged or self._tx_over or self._blocked > 0
+                         or self._yielding) and not self._lingering
         t = self._transport
         if off == self._reading_off or t is None or t.is_closing():
             return 0
@@ -437,6 +500,14 @@ cdef class WebSocket(Dispatcher):
             t.pause_reading()
         else:
             t.resume_reading()
+        return 0
+
+    cdef int _task_started(self) except -1:
+        (<Flusher>self._shared.flusher).task_started()
+        return 0
+
+    cdef int _task_done(self) except -1:
+        (<Flusher>self._shared.flusher).task_done()
         return 0
 
     cdef int _after_close(self) except -1:

@@ -12,6 +12,7 @@ hub handed down; the app reaches it through ``find_hub(app)`` when user code cal
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from typing import Any
 
@@ -21,14 +22,73 @@ from fastws._counters import Counters
 from fastws._websocket import Flusher
 from fastws.options import WebSocketOptions
 
-__all__ = ["Hub", "acquire_hub", "release_hub", "find_hub"]
+__all__ = ["Hub", "AddressLimits", "acquire_hub", "release_hub", "find_hub"]
+
+#: Retry-After (seconds) for an address at its cap of open connections: when a
+#: slot frees up cannot be known, so a short, fixed wait.
+RETRY_WHEN_FULL = 5
+
+
+class AddressLimits:
+    """What one client address may open: ``max_connections_per_ip`` and the
+    ``max_upgrades_per_ip`` token bucket. Entries go when they are back to
+    nothing (no open connection, a full bucket), so memory follows the
+    addresses that are active, not every address ever seen."""
+
+    __slots__ = ("max_open", "rate", "burst", "open", "buckets")
+
+    def __init__(self, options: WebSocketOptions) -> None:
+        self.max_open = options.max_connections_per_ip
+        self.rate, self.burst = options.max_upgrades_per_ip or (0.0, 0)
+        self.open: dict[Any, int] = {}
+        self.buckets: dict[Any, tuple[float, float]] = {}
+
+    @property
+    def active(self) -> bool:
+        """Whether any per-address limit is set."""
+        return self.max_open is not None or self.rate > 0
+
+    def refuse(self, address: Any, now: float) -> tuple[str, int] | None:
+        """(reason, Retry-After seconds) when an upgrade from ``address`` must
+        be refused now; None lets it through (and spends one token)."""
+        if self.max_open is not None and self.open.get(address, 0) >= self.max_open:
+            return "too many connections from this address", RETRY_WHEN_FULL
+        if self.rate > 0:
+            tokens, then = self.buckets.get(address, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+            if tokens < 1.0:
+                self.buckets[address] = (tokens, now)
+                return "too many upgrades from this address", max(1, math.ceil((1.0 - tokens) / self.rate))
+            self.buckets[address] = (tokens - 1.0, now)
+        return None
+
+    def opened(self, address: Any) -> None:
+        """A WebSocket from ``address`` opened."""
+        self.open[address] = self.open.get(address, 0) + 1
+
+    def closed(self, address: Any) -> None:
+        """A WebSocket from ``address`` closed."""
+        n = self.open.get(address, 0) - 1
+        if n > 0:
+            self.open[address] = n
+        else:
+            self.open.pop(address, None)
+
+    def sweep(self, now: float) -> None:
+        """Forget the buckets that have refilled."""
+        if not self.buckets:
+            return
+        full = [a for a, (tokens, then) in self.buckets.items()
+                if tokens + (now - then) * self.rate >= self.burst]
+        for address in full:
+            del self.buckets[address]
 
 
 class Hub:
     """The per-loop runtime shared by every listener serving one app."""
 
     __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
-                 "shared", "listeners", "__weakref__")
+                 "shared", "limits", "listeners", "__weakref__")
 
     def __init__(self, owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = weakref.ref(owner)
@@ -41,6 +101,7 @@ class Hub:
         # The same, as every WebSocket reads it at C level.
         self.shared = Shared(options, counters=self.counters, loop=loop, registry=self.rooms,
                              flusher=self.flusher, sockets=self.sockets)
+        self.limits = AddressLimits(options)
         self.listeners = 0
 
     def __repr__(self) -> str:

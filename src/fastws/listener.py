@@ -112,8 +112,10 @@ class Listener:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.Protocol], ssl: _ssl.SSLContext | None = None,
-                 ssl_handshake_timeout: float | None = None) -> None:
+                 ssl_handshake_timeout: float | None = None,
+                 press: Callable[[], None] | None = None) -> None:
         self.loop = loop
+        self._press = press
         self.sock = sock
         self._factory = factory
         self._ssl = ssl
@@ -170,6 +172,8 @@ class Listener:
                     EarlyTransport(self.loop, conn, self._factory())
                 else:
                     run_eagerly(self.loop, self._open_tls(conn))
+                    if self._press is not None:
+                        self._press()   # its connection_made waits for the ready queue
             except Exception:
                 log.exception("could not start serving a new connection")
                 conn.close()

@@ -66,6 +66,22 @@ class WebSocketOptions:
         handler sees it and counts it in ``ws.dropped``.
     max_connections: open WebSockets allowed at once; further upgrade requests
         get HTTP 503 (default None: no limit).
+    max_connections_per_ip: open WebSockets allowed from one client address;
+        further upgrades from it get HTTP 429 with Retry-After (default None:
+        no limit; behind a proxy every client has the proxy's address unless
+        proxy headers are trusted).
+    max_upgrades_per_ip: None (default) or (upgrades per second, burst): a
+        token bucket per client address over upgrade attempts; past it, HTTP
+        429 with Retry-After saying when the next one is allowed.
+    max_room_name: longest room name (str or bytes) ``join`` accepts (default
+        256); room names often come from clients.
+    max_rooms_per_socket: rooms one socket may be in at once (default 64).
+        ``join`` past either limit raises ``RoomLimitError``; raised by an event
+        handler (a client asking), it fires ``error`` and closes with 1008.
+    drain_window: seconds over which a shutdown spreads the closes of its
+        WebSockets (1001 going away, or 1012 for a restart), so that clients do
+        not all reconnect in the same instant (default 1.0; 0 closes them all
+        at once). The shutdown timeout counts from its start.
     allowed_origins: if set, upgrade requests whose Origin header is not in it
         get HTTP 403 (default None: any origin).
     subprotocols: subprotocols we speak, in order of preference (default none).
@@ -96,6 +112,11 @@ class WebSocketOptions:
     rate_limit: tuple[float, int] | None = None
     rate_limit_policy: str = "close"
     max_connections: int | None = None
+    max_connections_per_ip: int | None = None
+    max_upgrades_per_ip: tuple[float, int] | None = None
+    max_room_name: int = 256
+    max_rooms_per_socket: int = 64
+    drain_window: float = 1.0
     allowed_origins: Sequence[str] | None = None
     subprotocols: Sequence[str] = field(default_factory=tuple)
     compression: Any = None
@@ -115,6 +136,13 @@ class WebSocketOptions:
         positive_int("max_backpressure", self.max_backpressure, False)
         positive_int("max_connections", self.max_connections, True)
         positive_int("discard_budget", self.discard_budget, True)
+        positive_int("max_connections_per_ip", self.max_connections_per_ip, True)
+        positive_int("max_room_name", self.max_room_name, False)
+        positive_int("max_rooms_per_socket", self.max_rooms_per_socket, False)
+        if isinstance(self.drain_window, bool) or not isinstance(self.drain_window, (int, float)) \
+                or not 0 <= self.drain_window <= 3600:
+            raise ValueError(f"websocket(drain_window=...) must be seconds in [0, 3600], "
+                             f"got {self.drain_window!r}")
         if self.discard_budget is None:
             object.__setattr__(self, "discard_budget",
                                max(16 << 20, 16 * (self.max_message_size or 1 << 20)))
@@ -133,16 +161,22 @@ class WebSocketOptions:
         seconds("handshake_timeout", self.handshake_timeout)
         seconds("slow_consumer_timeout", self.slow_consumer_timeout)
         positive_int("min_drain_rate", self.min_drain_rate, False)
-        if self.rate_limit is not None:
+        def rate_pair(name: str, what: str) -> None:
+            value = getattr(self, name)
+            if value is None:
+                return
             try:
-                rate, burst = self.rate_limit
+                rate, burst = value
             except (TypeError, ValueError):
                 rate = burst = None
             if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0
                     or type(burst) is not int or burst < 1):
-                raise ValueError("websocket(rate_limit=...) must be None or (messages per second > 0, "
-                                 f"burst >= 1 as an int), got {self.rate_limit!r}")
-            object.__setattr__(self, "rate_limit", (float(rate), burst))
+                raise ValueError(f"websocket({name}=...) must be None or ({what} per second > 0, "
+                                 f"burst >= 1 as an int), got {value!r}")
+            object.__setattr__(self, name, (float(rate), burst))
+
+        rate_pair("rate_limit", "messages")
+        rate_pair("max_upgrades_per_ip", "upgrades")
         if self.rate_limit_policy not in ("close", "drop"):
             raise ValueError(f"websocket(rate_limit_policy=...) must be 'close' or 'drop', "
                              f"got {self.rate_limit_policy!r}")

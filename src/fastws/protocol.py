@@ -123,7 +123,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
-                 "_drained", "_discarded", "_last_rx")
+                 "_drained", "_discarded", "_last_rx", "_address")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -150,6 +150,8 @@ class HttpProtocol(asyncio.Protocol):
         # Lingering close (see _linger): bytes read and thrown away since, or None.
         self._discarded: int | None = None
         self._last_rx = 0.0
+        # The client address counted in the hub's per-address limits, if any.
+        self._address: Any = None
 
     # ------------------------------------------------------------------ transport
 
@@ -166,6 +168,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
         self.server._connection_lost(self)
+        if self._address is not None:
+            self.hub.limits.closed(self._address)
+            self._address = None
         self.transport = None
         self.ws = None
         if self._task is not None:
@@ -274,7 +279,17 @@ class HttpProtocol(asyncio.Protocol):
             self._task = _ANSWERING
             self._task = run_eagerly(loop, self._process())
         else:
-            self._task = loop.create_task(self._process())
+            self._task = loop.create_task(self._process_in_task())
+
+    async def _process_in_task(self) -> None:
+        # Each step of this task waits for the loop's ready queue: while it
+        # runs, the hub's flusher keeps that queue from waiting long.
+        flusher = self.hub.flusher
+        flusher.task_started()
+        try:
+            await self._process()
+        finally:
+            flusher.task_done()
 
     def _upgrades_now(self, req: Request) -> bool:
         if not req.upgrade or self.site.async_middleware:
@@ -475,6 +490,13 @@ class HttpProtocol(asyncio.Protocol):
             except HandshakeError as err:
                 log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
                 return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
+            limits = self.hub.limits
+            if limits.active and ctx.remote:
+                refusal = limits.refuse(ctx.remote[0], time.monotonic())
+                if refusal is not None:
+                    log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
+                             ctx.remote[0], refusal[0])
+                    raise HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
             if options.allowed_origins is not None and \
                     req.headers.get("origin") not in options.allowed_origins:
                 log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
@@ -526,6 +548,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
         self.ws = ws
+        if self.hub.limits.active and ctx.remote:
+            self._address = ctx.remote[0]
+            self.hub.limits.opened(self._address)
         # From here the transport talks to the WebSocket directly; we keep
         # only the server's bookkeeping (connection_lost comes back to us).
         # Before the 101 goes out: an early transport hands itself over to a

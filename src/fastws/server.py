@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -88,7 +89,8 @@ class Server:
         self.hub = hub
         factory = lambda: HttpProtocol(self.site, hub, self)  # noqa: E731
         self._listeners = [Listener(loop, s, factory, ssl,
-                                    ssl_handshake_timeout=self.options.handshake_timeout)
+                                    ssl_handshake_timeout=self.options.handshake_timeout,
+                                    press=hub.flusher.press_soon)
                            for s in socks]
         for listener in self._listeners:
             listener.start()
@@ -99,6 +101,8 @@ class Server:
         WebSockets' pings and close timeouts."""
         now = time.monotonic()
         try:
+            if self.hub is not None:
+                self.hub.limits.sweep(now)
             for proto in list(self._connections):
                 ws = proto.ws
                 if ws is None:
@@ -135,10 +139,13 @@ class Server:
         if self.closing and not self._connections and self._idle is not None:
             self._idle.set()
 
-    async def shutdown(self, timeout: float | None = None) -> None:
-        """Stop accepting, close every WebSocket with 1001 and idle HTTP
-        connections, wait up to ``timeout`` seconds (default: the close
-        timeout) for clients to finish, then drop whatever is left."""
+    async def shutdown(self, timeout: float | None = None, *, restart: bool = False) -> None:
+        """Stop accepting, close idle HTTP connections, and close every
+        WebSocket with 1001 going away (or, with ``restart``, 1012 service
+        restart), spread over ``drain_window``; wait up to ``timeout`` seconds
+        from the start (default: the close timeout, or the drain window plus
+        the close timeout if that is longer) for clients to finish, then drop
+        whatever is left."""
         if self.closing:
             if self._done is not None:
                 await self._done.wait()
@@ -152,13 +159,21 @@ class Server:
                 os.unlink(self._uds)
             except OSError:
                 pass
+        window = self.options.drain_window
         if timeout is None:
-            timeout = self.options.close_timeout
+            timeout = max(self.options.close_timeout, window + self.options.close_timeout / 2)
+        sockets = []
         for proto in list(self._connections):
             if proto.ws is not None:
-                proto.ws.close(CloseCode.CLOSE_GOING_AWAY, "server shutting down")
+                sockets.append(proto.ws)
             else:
                 proto.close_idle()
+        if restart:
+            code, reason = CloseCode.CLOSE_SERVICE_RESTART, "server restarting"
+        else:
+            code, reason = CloseCode.CLOSE_GOING_AWAY, "server shutting down"
+        spreading = asyncio.get_running_loop().create_task(
+            self._close_spread(sockets, code, reason, window))
         if self._connections:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
@@ -169,12 +184,31 @@ class Server:
                     if proto.transport is not None:
                         proto.transport.abort()
                 await asyncio.sleep(0)
+        spreading.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.hub is not None:
             release_hub(self.hub)
         if self._done is not None:
             self._done.set()
+
+    @staticmethod
+    async def _close_spread(sockets: list[Any], code: int, reason: str, window: float) -> None:
+        """Close ``sockets`` in even batches over ``window`` seconds, so that
+        their clients do not all reconnect in the same instant."""
+        step = 0.01
+        if window <= 0 or len(sockets) < 2:
+            batch = len(sockets) or 1
+        else:
+            batch = max(1, math.ceil(len(sockets) * step / window))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i in range(0, len(sockets), batch):
+            if i:
+                # Sleep to this batch's place in the window (the loop may be late).
+                await asyncio.sleep(max(0.0, start + i / len(sockets) * window - loop.time()))
+            for ws in sockets[i:i + batch]:
+                ws.close(code, reason)
 
     async def wait_closed(self) -> None:
         """Wait until ``shutdown`` has finished."""

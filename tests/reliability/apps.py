@@ -142,8 +142,55 @@ def _malloc_trim() -> bool:
         return False
 
 
+def accept_app(options: dict[str, Any]):
+    """/echo echoes; /guarded does the same behind an async guard (so its
+    upgrades go through a task, not the eager path)."""
+    app = create_app()
+    app.use(websocket(**options))
+
+    @app.ws("/echo")
+    def echo(ws):
+        ws.on("message", ws.send)
+
+    async def guard(ctx):
+        await asyncio.sleep(0)
+        return True
+
+    @app.ws("/guarded", guard=guard)
+    def guarded(ws):
+        ws.on("message", ws.send)
+
+    @app.get("/stats")
+    def stats(ctx):
+        return {"connections": app.connections}
+
+    return app
+
+
 APPS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "fanout": fanout_app, "burst": burst_app, "soak": soak_app}
+    "fanout": fanout_app, "burst": burst_app, "soak": soak_app, "accept": accept_app}
+
+
+def serve_plain_and_tls(app: Any, certfile: str, keyfile: str) -> None:
+    """Serve ``app`` on two ports of one loop, plain and TLS (one runtime), and
+    print both ports as a JSON line; until SIGTERM."""
+    import ssl
+
+    from fastws.server import new_event_loop
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    loop = new_event_loop()
+
+    async def serve() -> None:
+        plain = await app.serve("127.0.0.1", 0, backlog=4096)
+        tls = await app.serve("127.0.0.1", 0, ssl=context, backlog=4096)
+        print(json.dumps({"ports": {"plain": plain.port, "tls": tls.port}}), flush=True)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await asyncio.gather(plain.shutdown(2), tls.shutdown(2))
+
+    loop.run_until_complete(serve())
 
 
 def main(argv: list[str]) -> None:
@@ -151,6 +198,10 @@ def main(argv: list[str]) -> None:
     name, options = argv[1], json.loads(argv[2]) if len(argv) > 2 else {}
     raise_nofile_limit()
     shutdown_timeout = options.pop("shutdown_timeout", None)
+    tls = options.pop("tls", None)
+    if tls is not None:
+        serve_plain_and_tls(APPS[name](options), tls["certfile"], tls["keyfile"])
+        return
     APPS[name](options).run(host="127.0.0.1", port=0, backlog=4096,
                             shutdown_timeout=shutdown_timeout)
 

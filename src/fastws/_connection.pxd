@@ -44,6 +44,15 @@ cdef class Shared:
     cdef readonly bint json_events
 
 
+cdef class Waiting:
+    # Who waits for one connection to drain (publishers flow control holds,
+    # drain() callers' futures), and the drain-rate window. Made on demand.
+    cdef list publishers
+    cdef list futures
+    cdef double since                 # start of the drain-rate window
+    cdef Py_ssize_t written           # what the client had taken by then
+
+
 cdef class Connection:
     cdef Shared _shared
     cdef FrameParser _parser
@@ -60,10 +69,7 @@ cdef class Connection:
     cdef Py_ssize_t _dropped
     cdef Py_ssize_t _discarded        # bytes read and thrown away while lingering
     cdef Py_ssize_t _tx_total         # bytes ever queued (written = this - still held)
-    # flow control: publishers waiting for us to drain, and how many we wait for
-    cdef list _waiters
-    cdef double _wait_since           # start of the drain-rate window
-    cdef Py_ssize_t _wait_written     # bytes written by then
+    cdef Waiting _wait                # None unless someone waits for us to drain
     # liveness and deadlines, in seconds on the clock (0: none)
     cdef double _last_rx
     cdef double _ping_at
@@ -74,16 +80,17 @@ cdef class Connection:
     cdef double _rate_t
     # the base class's record, for sans-I/O users and tests
     cdef list _events
-    cdef int _state                   # ReadyState
     cdef int _close_code
-    cdef int _tx_action
     cdef int _blocked                 # members we wait on (reading paused while > 0)
-    cdef bint _input_done             # a close frame came or we failed: input is not acted on
-    cdef bint _close_fired
-    cdef bint _was_over               # refused for backpressure since the last drain
-    cdef bint _lingering              # failed: our close frame is out, we read and discard
-    cdef bint _slow                   # dropped from the wait as a slow consumer, until drained
-    cdef bint _reading_off            # the adapter paused reading (flow control, backlog)
+    # flags and small states: one byte each, together at the end
+    cdef unsigned char _state         # ReadyState
+    cdef unsigned char _tx_action
+    cdef unsigned char _input_done             # a close frame came or we failed: input is not acted on
+    cdef unsigned char _close_fired
+    cdef unsigned char _was_over               # refused for backpressure since the last drain
+    cdef unsigned char _lingering              # failed: our close frame is out, we read and discard
+    cdef unsigned char _slow                   # dropped from the wait as a slow consumer, until drained
+    cdef unsigned char _reading_off            # the adapter paused reading (flow control, backlog)
 
     @cython.final
     cdef double _now(self) except? -1.0
@@ -118,7 +125,7 @@ cdef class Connection:
     @cython.final
     cdef int _add_waiter(self, Connection publisher) except -1
     @cython.final
-    cdef int _start_waiting(self) except -1
+    cdef Waiting _waiting(self)
     @cython.final
     cdef int _release_waiters(self) except -1
     @cython.final
@@ -140,7 +147,6 @@ cdef class Connection:
     cdef Py_ssize_t _delivered(self) except -1
     cdef int _on_blocked(self) except -1
     cdef int _on_unblocked(self) except -1
-    cdef int _on_slow(self) except -1
     cdef str _peer(self)
 
 

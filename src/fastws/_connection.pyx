@@ -101,6 +101,10 @@ cdef class Shared:
         self.json_events = options.json_events
 
 
+cdef class Waiting:
+    """Who waits for one connection to drain, and since when (see _waiting)."""
+
+
 cdef class Connection:
     """One WebSocket connection's protocol rules, with no I/O.
 
@@ -153,7 +157,7 @@ cdef class Connection:
         means they were written: whoever waited for this connection to drain
         goes on."""
         data = self._take_pending()
-        if self._wait_since != 0.0 or self._slow:
+        if self._wait is not None or self._slow:
             self._slow = False
             self._release_waiters()
         return b"" if data is None else data
@@ -168,7 +172,7 @@ cdef class Connection:
     def slow(self):
         """Whether this connection was given up on as a slow consumer (it no
         longer holds anyone up), until it drains."""
-        return self._slow
+        return self._slow != 0
 
     @property
     def transport_action(self):
@@ -345,37 +349,42 @@ cdef class Connection:
         return 0
 
     cdef int _add_waiter(self, Connection publisher) except -1:
-        if self._waiters is None:
-            self._waiters = []
-        elif publisher in self._waiters:
+        cdef Waiting w = self._waiting()
+        if publisher in w.publishers:
             return 0
-        self._start_waiting()
-        self._waiters.append(publisher)
+        w.publishers.append(publisher)
         publisher._blocked += 1
         if publisher._blocked == 1:
             publisher._on_blocked()
         return 0
 
-    cdef int _start_waiting(self) except -1:
-        """Someone waits for us to drain: the drain-rate window starts."""
-        if self._wait_since == 0.0:
-            self._wait_since = self._now()
-            self._wait_written = self._delivered()
-        return 0
+    cdef Waiting _waiting(self):
+        """Who waits for us, made when the first one does: the drain-rate
+        window starts then."""
+        cdef Waiting w = self._wait
+        if w is None:
+            w = self._wait = Waiting.__new__(Waiting)
+            w.publishers = []
+            w.futures = []
+            w.since = self._now()
+            w.written = self._delivered()
+        return w
 
     cdef int _release_waiters(self) except -1:
-        """We drained (or are given up on): whoever waited for us may go on."""
+        """We drained (or are given up on): whoever waited for us goes on."""
         cdef Connection publisher
-        self._wait_since = 0.0
-        waiters = self._waiters
-        if not waiters:
+        cdef Waiting w = self._wait
+        if w is None:
             return 0
-        self._waiters = None
-        for p in waiters:
+        self._wait = None
+        for p in w.publishers:
             publisher = <Connection>p
             publisher._blocked -= 1
             if publisher._blocked == 0:
                 publisher._on_unblocked()
+        for fut in w.futures:
+            if not fut.done():
+                fut.set_result(None)
         return 0
 
     cdef Py_ssize_t _written(self) except -1:
@@ -385,23 +394,23 @@ cdef class Connection:
         """Called by tick while publishers wait for us: a consumer that drained
         less than min_drain_rate over the last slow_consumer_timeout is dropped
         from the wait and handed to the backpressure policy."""
-        cdef double elapsed = now - self._wait_since
+        cdef Waiting w = self._wait
+        cdef double elapsed = now - w.since
         cdef Py_ssize_t written
         if elapsed < self._shared.slow_consumer_timeout:
             return 0
         # What the client took, not what the kernel accepted: a socket that
         # does not read can still absorb megabytes into its send buffer.
         written = self._delivered()
-        if written - self._wait_written >= self._shared.min_drain_rate * elapsed:
-            self._wait_since = now              # alive: a new window
-            self._wait_written = written
+        if written - w.written >= self._shared.min_drain_rate * elapsed:
+            w.since = now                       # alive: a new window
+            w.written = written
             return 0
         log.info("%s drained %d bytes in %.1fs while others waited: slow consumer",
-                 self._peer(), written - self._wait_written, elapsed)
+                 self._peer(), written - w.written, elapsed)
         self._slow = True
         self._shared.counters.slow_consumers += 1
         self._release_waiters()
-        self._on_slow()
         if self._shared.close_slow:
             self._fail(CLOSE_POLICY_VIOLATION, "slow consumer")
         return 0
@@ -539,7 +548,7 @@ cdef class Connection:
             return 0
         if self._state != OPEN:
             return 0
-        if self._wait_since != 0.0:
+        if self._wait is not None:
             self._check_drain_rate(now)
         if self._reading_off:
             # Not reading it is our doing: its pongs wait in the kernel, so
@@ -628,9 +637,6 @@ cdef class Connection:
 
     cdef int _on_unblocked(self) except -1:
         self._reading_off = False
-        return 0
-
-    cdef int _on_slow(self) except -1:
         return 0
 
     def _record(self, event):

@@ -8,8 +8,8 @@ cdef class Dispatcher(Connection):
     cdef dict _by_name
     cdef object _held             # deque of (event, args), None until a handler goes async
     cdef int _n_custom            # registered event names a JSON "type" can reach
-    cdef bint _busy               # a handler (or the route handler) is still running
-    cdef bint _backlogged         # _held is long: reading is paused until it shrinks
+    cdef unsigned char _busy               # a handler (or the route handler) is still running
+    cdef unsigned char _backlogged         # _held is long: reading is paused until it shrinks
 
     @cython.final
     cdef int _deliver(self, str event, tuple args) except -1

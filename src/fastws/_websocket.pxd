@@ -27,14 +27,13 @@ cdef class WebSocket(Dispatcher):
     cdef object _write
     cdef object _http               # the HttpProtocol, told when TCP goes away
     cdef list _rooms
-    cdef list _drain_waiters        # None until someone awaits drain()
     # write side: frames wait in the core's queue until the end of the
     # callback (corked) or of the loop iteration (dirty, on the flusher)
-    cdef bint _corked
-    cdef bint _dirty
-    cdef bint _tx_held              # the transport holds bytes it could not write yet
-    cdef bint _tx_over              # ... and with our queue they pass max_backpressure
-    cdef bint _yielding             # not read, so the loop's ready queue gets its turn
+    cdef unsigned char _corked
+    cdef unsigned char _dirty
+    cdef unsigned char _tx_held              # the transport holds bytes it could not write yet
+    cdef unsigned char _tx_over              # ... and with our queue they pass max_backpressure
+    cdef unsigned char _yielding             # not read, so the loop's ready queue gets its turn
 
     cpdef bint send(self, object data) except -1
     @cython.final

@@ -252,11 +252,8 @@ cdef class WebSocket(Dispatcher):
         if self._transport is None or self._slow or \
                 self._pending_bytes + self._transport_buffered() <= self._shared.high_water:
             return
-        self._start_waiting()
         fut = self._shared.loop.create_future()
-        if self._drain_waiters is None:
-            self._drain_waiters = []
-        self._drain_waiters.append(fut)
+        self._waiting().futures.append(fut)
         await fut
 
     def close(self, int code=1000, str reason=""):
@@ -343,6 +340,10 @@ cdef class WebSocket(Dispatcher):
         self._write = transport.write
         if early is not None and early is not transport:
             early.adopt(transport)
+            if self._http is not None:
+                # Nothing may keep the early transport (its socket, its
+                # buffers) alive for the life of an idle connection.
+                self._http.transport = transport
 
     def connection_lost(self, exc):
         """The TCP connection is gone: close handlers run, then the server is told."""
@@ -350,7 +351,6 @@ cdef class WebSocket(Dispatcher):
         self.remote_address     # keep it for close handlers and logs
         self._transport = None
         self._write = None
-        self._release_drain_waiters()
         self._lost()
         if http is not None:
             http.connection_lost(exc)
@@ -381,7 +381,7 @@ cdef class WebSocket(Dispatcher):
 
     cdef int _check_drained(self) except -1:
         """Everything queued is written out: release whoever waits on us."""
-        if self._waiters or self._slow or self._was_over or self._drain_waiters:
+        if self._wait is not None or self._slow or self._was_over:
             self._drained()
         return 0
 
@@ -390,25 +390,12 @@ cdef class WebSocket(Dispatcher):
         and after being over the limit the ``drain`` event fires."""
         self._slow = False
         self._release_waiters()
-        self._release_drain_waiters()
         if self._was_over:
             self._was_over = False
             if self._state == OPEN and "drain" in self._by_name:
                 self._deliver("drain", ())
         return 0
 
-    cdef int _on_slow(self) except -1:
-        # Given up on: whoever awaits drain() for it goes on too.
-        self._release_drain_waiters()
-        return 0
-
-    def _release_drain_waiters(self):
-        waiters = self._drain_waiters
-        if waiters:
-            self._drain_waiters = None
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
 
     # ------------------------------------------------------------------ what the rules ask of us
 

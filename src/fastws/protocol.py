@@ -163,6 +163,10 @@ class HttpProtocol(asyncio.Protocol):
             early.adopt(transport)  # type: ignore[arg-type]
         else:
             self.server._connection_made(self)
+            # A TLS transport calls this when its handshake is done and reads
+            # what came with the client's Finished (usually the request) in a
+            # callback of its own, which waits for the loop's ready queue.
+            self.hub.flusher.press_soon()
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -187,6 +187,13 @@ class App:
         return 0 if hub is None else hub.counters.dropped
 
     @property
+    def slow_consumers(self) -> int:
+        """Members given up on by flow control (they drained slower than
+        ``min_drain_rate`` while a publisher waited for them), in total."""
+        hub = find_hub(self)
+        return 0 if hub is None else hub.counters.slow_consumers
+
+    @property
     def connections(self) -> int:
         """Open WebSocket connections."""
         hub = find_hub(self)

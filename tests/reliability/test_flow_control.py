@@ -192,4 +192,5 @@ def test_server_code_paces_itself_with_app_drain() -> None:
             by_id = dict(members)
             assert srv.call(lambda: by_id["reader"].skipped) == 0
             assert srv.call(lambda: by_id["silent"].skipped) > 0
+            assert srv.call(lambda: app.slow_consumers) >= 1    # the silent one, given up on
             assert took < 60

@@ -16,7 +16,8 @@ from fastws._constants import CloseCode, Opcode, ReadyState
 from fastws._frame import ProtocolError
 from fastws.app import App, create_app
 from fastws.context import Context, Headers, HTTPError, Response
-from fastws.errors import RoomLimitError
+from fastws.cluster import BackplaneOptions, Cluster, backplane
+from fastws.errors import BackplaneError, BroadcastTooLargeError, RoomLimitError
 from fastws.options import WebSocketOptions
 from fastws.server import Server
 from fastws.websocket import WebSocket
@@ -25,9 +26,9 @@ from fastws.websocket import WebSocket
 from fastws.plugins import error_handler, websocket  # noqa: E402
 
 __all__ = [
-    "App", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
+    "App", "BackplaneError", "BackplaneOptions", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
     "ReadyState", "Response", "RoomLimitError", "Server", "WebSocket", "WebSocketOptions", "create_app",
-    "error_handler", "websocket", "__version__",
+    "backplane", "error_handler", "websocket", "__version__",
 ]
 
 __version__ = "0.1.0"

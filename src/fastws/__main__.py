@@ -1,9 +1,11 @@
-"""The ``fastws`` command: ``fastws module:app [--host H] [--port P]``."""
+"""The ``fastws`` command: ``fastws module:app [--host H] [--port P] [--workers N]
+[--backplane URL]``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 __all__ = ["main", "load_app"]
@@ -25,10 +27,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("app", help="the app to serve, as module:attribute (e.g. chat:app)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on the one port (default 1; more need a backplane)")
+    parser.add_argument("--backplane", default=os.environ.get("FASTWS_BACKPLANE"), metavar="URL",
+                        help="Redis URL of the backplane that makes rooms span processes and "
+                             "machines (default: $FASTWS_BACKPLANE)")
+    parser.add_argument("--allow-split-rooms", action="store_true",
+                        help="allow --workers without a backplane (rooms stay per process)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     sys.path.insert(0, "")
     app = load_app(args.app)
-    app.run(host=args.host, port=args.port)
+    if args.backplane and getattr(app, "backplane", None) is None:
+        from fastws.cluster import backplane
+        try:
+            app.use(backplane(args.backplane))
+        except (ValueError, ImportError) as exc:
+            parser.error(str(exc))
+    app.run(host=args.host, port=args.port, workers=args.workers,
+            allow_split_rooms=args.allow_split_rooms)
     return 0
 
 

@@ -11,10 +11,13 @@
 
 The relay is how rooms reach past this process (the backplane); the registry
 never learns what is behind it. It is any object with ``publish(room, opcode,
-payload)``, called for every publish, and ``room_opened(room)`` /
+payload)``, called for every publish before anything is delivered here (so a
+message it refuses, by raising, reaches nobody), ``room_opened(room)`` /
 ``room_closed(room)``, called at the only two places a room appears (its first
-member joins) and disappears (its last member leaves). The relay hands what
-arrives from other nodes to ``deliver``. Without a relay (None) none of this
+member joins) and disappears (its last member leaves), and
+``room_sized(room, n)`` after every join and leave (for presence). The relay
+hands what arrives from other nodes to ``deliver``. With a relay, room names
+must be str (they become channel names). Without a relay (None) none of this
 costs more than one pointer test.
 """
 
@@ -42,13 +45,21 @@ cdef class RoomRegistry:
         """Add ``member`` to ``room``; False if it was already there."""
         cdef dict members = self._rooms.get(room)
         if members is None:
-            self._rooms[room] = {member: None}
             if self.relay is not None:
+                if type(room) is not str:
+                    raise TypeError(f"with a backplane, room names must be str, "
+                                    f"not {type(room).__name__}")
+                self._rooms[room] = {member: None}
                 self.relay.room_opened(room)
+                self.relay.room_sized(room, 1)
+            else:
+                self._rooms[room] = {member: None}
             return True
         if member in members:
             return False
         members[member] = None
+        if self.relay is not None:
+            self.relay.room_sized(room, len(members))
         return True
 
     cpdef bint leave(self, object room, object member) except -1:
@@ -60,7 +71,10 @@ cdef class RoomRegistry:
         if not members:
             del self._rooms[room]
             if self.relay is not None:
+                self.relay.room_sized(room, 0)
                 self.relay.room_closed(room)
+        elif self.relay is not None:
+            self.relay.room_sized(room, len(members))
         return True
 
     cpdef Py_ssize_t size(self, object room):
@@ -88,12 +102,13 @@ cdef class RoomRegistry:
 
     cpdef Py_ssize_t publish(self, object room, int opcode, object payload,
                              object skip=None) except -1:
-        """``deliver`` here, then hand the message to the relay (if any) for
-        the room's members elsewhere. Returns the local count."""
-        cdef Py_ssize_t sent = self.deliver(room, opcode, payload, skip)
+        """Hand the message to the relay (if any) for the room's members
+        elsewhere, then ``deliver`` it here. Returns the local count. What the
+        relay refuses (it raises: too large to cross, a room name that is not
+        str) is delivered nowhere."""
         if self.relay is not None:
             self.relay.publish(room, opcode, payload)
-        return sent
+        return self.deliver(room, opcode, payload, skip)
 
     cpdef Py_ssize_t deliver(self, object room, int opcode, object payload,
                              object skip=None) except -1:

@@ -281,8 +281,9 @@ cdef class WebSocket(Dispatcher):
             if len(self._rooms) >= self._shared.max_rooms_per_socket:
                 raise RoomLimitError(f"already in {len(self._rooms)} rooms; at most "
                                      f"{self._shared.max_rooms_per_socket} (max_rooms_per_socket)")
-        self._rooms.append(room)
+        # The registry first: it may refuse the room (a backplane wants str names).
         (<RoomRegistry>self._shared.registry).join(room, self)
+        self._rooms.append(room)
 
     def leave(self, room):
         """Leave ``room`` (idempotent)."""

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import socket
     import ssl as _ssl
 
+    from fastws.cluster import Cluster
     from fastws.options import WebSocketOptions
     from fastws.server import Server
 
@@ -43,7 +44,9 @@ class App:
     ``ws_options`` holds the ``WebSocketOptions`` that ``websocket()``
     installed (None before); ``error_responder`` the function that turns an
     exception into a response (``error_handler()`` installs one);
-    ``async_middleware`` whether a middleware is a coroutine function.
+    ``async_middleware`` whether a middleware is a coroutine function;
+    ``backplane`` the ``BackplaneOptions`` that ``backplane()`` installed (None:
+    rooms are this process's only).
     """
 
     def __init__(self) -> None:
@@ -52,6 +55,22 @@ class App:
         self.ws_options: WebSocketOptions | None = None
         self.error_responder: ErrorResponder | None = None
         self.async_middleware = False
+        self.backplane: Any = None
+        self._cluster: Any = None
+
+    @property
+    def cluster(self) -> Cluster:
+        """The cluster this app is a node of (``fastws.cluster.Cluster``): its
+        rooms and sizes across every node with a backplane, this process's without."""
+        if self._cluster is None:
+            from fastws.cluster import Cluster
+            self._cluster = Cluster(self)
+        return self._cluster
+
+    @property
+    def cluster_handlers(self) -> dict[str, list[Callable[[], Any]]]:
+        """The handlers registered with ``app.cluster.on`` (read by the server)."""
+        return self.cluster.handlers
 
     # ------------------------------------------------------------------ setup
 
@@ -258,13 +277,19 @@ class App:
 
     def run(self, host: str = "127.0.0.1", port: int = 3000, *,
             ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
-            reuse_port: bool = False, shutdown_timeout: float | None = None) -> None:
+            reuse_port: bool = False, shutdown_timeout: float | None = None,
+            workers: int = 1, allow_split_rooms: bool = False) -> None:
         """Serve until SIGINT or SIGTERM on uvloop, then shut down gracefully:
         stop accepting, close every WebSocket with 1001, wait up to
-        ``shutdown_timeout`` seconds (default: the close timeout), return."""
+        ``shutdown_timeout`` seconds (default: the close timeout), return.
+
+        ``workers=N`` (N > 1) runs N processes on one port (see
+        ``fastws.workers``); it needs a backplane, or ``allow_split_rooms=True``
+        for an app whose rooms may stay per process (or that has none)."""
         from fastws.server import run
         run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
-            shutdown_timeout=shutdown_timeout)
+            shutdown_timeout=shutdown_timeout, workers=workers,
+            allow_split_rooms=allow_split_rooms)
 
 
 def http_endpoint(handler: Handler) -> Callable[[Context], Awaitable[Response]]:

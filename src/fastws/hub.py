@@ -88,7 +88,7 @@ class Hub:
     """The per-loop runtime shared by every listener serving one app."""
 
     __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
-                 "shared", "limits", "listeners", "__weakref__")
+                 "shared", "limits", "listeners", "relay", "__weakref__")
 
     def __init__(self, owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = weakref.ref(owner)
@@ -103,6 +103,7 @@ class Hub:
                              flusher=self.flusher, sockets=self.sockets)
         self.limits = AddressLimits(options)
         self.listeners = 0
+        self.relay: Any = None          # the backplane (fastws.cluster.RedisRelay), if any
 
     def __repr__(self) -> str:
         return (f"<Hub {len(self.sockets)} sockets, {len(self.rooms.names())} rooms, "

@@ -66,6 +66,9 @@ MAX_PIPELINED = 16
 # Seconds of silence after which a lingering connection is closed: nothing is
 # arriving that a close could reset (as for WebSockets, in _connection.pyx).
 LINGER_QUIET = 1.0
+# Seconds a connection accepted but not yet answered may still send its
+# request once a shutdown has begun.
+SHUTDOWN_GRACE = 1.0
 
 
 class Request(NamedTuple):
@@ -123,7 +126,7 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
-                 "_drained", "_discarded", "_last_rx", "_address")
+                 "_drained", "_discarded", "_last_rx", "_address", "_answered")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -152,6 +155,7 @@ class HttpProtocol(asyncio.Protocol):
         self._last_rx = 0.0
         # The client address counted in the hub's per-address limits, if any.
         self._address: Any = None
+        self._answered = False      # a response was written (a keep-alive idle is then safe to close)
 
     # ------------------------------------------------------------------ transport
 
@@ -351,6 +355,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _write_response(self, response: Response, keep_alive: bool, head: bool = False) -> None:
+        self._answered = True
         t = self.transport
         if t is None:
             return
@@ -577,8 +582,21 @@ class HttpProtocol(asyncio.Protocol):
 
     def close_idle(self) -> None:
         """Close the connection if it is HTTP and not answering a request
-        (used at shutdown)."""
-        if self.ws is None and self._task is None and self.transport is not None:
+        (used at shutdown). One accepted but not yet answered gets a short
+        grace: its request may be on its way (during a rolling restart it was
+        sent to the port, which is still open), and is then answered with
+        ``Connection: close``."""
+        if self.ws is not None or self._task is not None or self.transport is None:
+            return
+        if self._answered or self._in_request:
+            if not self._in_request:
+                self.transport.close()
+            return
+        self.hub.loop.call_later(SHUTDOWN_GRACE, self._close_if_still_idle)
+
+    def _close_if_still_idle(self) -> None:
+        if self.ws is None and self._task is None and not self._in_request and \
+                self.transport is not None and not self._requests:
             self.transport.close()
 
 

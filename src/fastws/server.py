@@ -20,10 +20,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastws._constants import CloseCode
+from fastws.errors import BackplaneError
 from fastws.hub import Hub, acquire_hub, release_hub
 from fastws.listener import Listener, bind_sockets
 from fastws.options import WebSocketOptions
 from fastws.protocol import HttpProtocol, Site
+import fastws.workers as _workers
 
 if TYPE_CHECKING:
     import ssl as _ssl
@@ -73,20 +75,38 @@ class Server:
 
     async def start(self, host: str | None = "127.0.0.1", port: int = 3000, *,
                     ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
-                    reuse_port: bool = False, sock: socket.socket | None = None,
+                    reuse_port: bool = False,
+                    sock: socket.socket | list[socket.socket] | None = None,
                     uds: str | None = None) -> None:
         """Bind (``host:port``, or the Unix socket ``uds``, or take the listening
-        ``sock`` given) and start accepting connections."""
+        ``sock`` given, or a list of them) and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
         if sock is not None:
-            sock.setblocking(False)
-            socks = [sock]
+            socks = list(sock) if isinstance(sock, (list, tuple)) else [sock]
+            for s in socks:
+                s.setblocking(False)
         else:
             socks = bind_sockets(host, port, backlog=backlog, reuse_port=reuse_port, uds=uds)
             self._uds = uds
         hub = acquire_hub(self.site, self.options, loop)
         self.hub = hub
+        options = getattr(self.site, "backplane", None)
+        if options is not None and hub.relay is None:
+            # Rooms across processes: the first listener of this hub connects
+            # to Redis, and does not start at all if it cannot.
+            from fastws.cluster import RedisRelay
+            relay = RedisRelay(hub, options, getattr(self.site, "cluster_handlers", None))
+            try:
+                await relay.start()
+            except BaseException:
+                release_hub(hub)
+                self.hub = None
+                for s in socks:
+                    s.close()
+                raise
+            hub.relay = relay
+            hub.rooms.relay = relay
         factory = lambda: HttpProtocol(self.site, hub, self)  # noqa: E731
         self._listeners = [Listener(loop, s, factory, ssl,
                                     ssl_handshake_timeout=self.options.handshake_timeout,
@@ -188,6 +208,10 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.hub is not None:
+            if self.hub.listeners == 1 and self.hub.relay is not None:
+                relay, self.hub.relay = self.hub.relay, None
+                self.hub.rooms.relay = None
+                await relay.stop()
             release_hub(self.hub)
         if self._done is not None:
             self._done.set()
@@ -223,35 +247,87 @@ class Server:
 
 def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
-        reuse_port: bool = False, shutdown_timeout: float | None = None) -> None:
+        reuse_port: bool = False, shutdown_timeout: float | None = None,
+        workers: int = 1, allow_split_rooms: bool = False) -> None:
     """Serve ``site`` (an App) on a new uvloop loop until SIGINT/SIGTERM, then
-    shut down gracefully (see ``Server.shutdown``)."""
+    shut down gracefully (see ``Server.shutdown``); SIGHUP in a worker drains
+    with 1012 (the supervisor's rolling restart).
+
+    ``workers`` > 1 binds here and runs that many worker processes on the
+    same sockets (``fastws.workers``); without a backplane that splits rooms
+    per process, so it is refused unless ``allow_split_rooms``.
+    """
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inherited = _workers.worker_sockets()
+    if inherited is None and workers > 1:
+        if getattr(site, "backplane", None) is None and not allow_split_rooms:
+            raise SystemExit(
+                f"fastws: --workers {workers} without a backplane would split every room per "
+                "process (a broadcast would reach only the members in the sender's worker). "
+                "Add one (app.use(backplane('redis://127.0.0.1:6379/0')), --backplane URL or "
+                "FASTWS_BACKPLANE), or pass --allow-split-rooms (allow_split_rooms=True) for an "
+                "app without rooms.")
+        socks = bind_sockets(host, port, backlog=backlog, reuse_port=False)
+        scheme = "https" if ssl else "http"
+        log.info("fastws serving on %s://%s:%d with %d workers (Ctrl+C to stop)",
+                 scheme, host, socks[0].getsockname()[1], workers)
+        options = site.ws_options or WebSocketOptions()
+        stop_timeout = (shutdown_timeout if shutdown_timeout is not None else
+                        max(options.close_timeout, options.drain_window + options.close_timeout / 2)) + 5
+        raise SystemExit(_workers.supervise(workers, socks, stop_timeout))
+
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
         server = Server(site)
-        await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
-        scheme = "https" if ssl else "http"
-        log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
+        try:
+            if inherited is not None:
+                await server.start(sock=inherited, ssl=ssl)
+            else:
+                await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
+        except BackplaneError as exc:
+            # A clear line, not a traceback: the URL is in it, the password is not.
+            log.error("%s%s", "" if inherited is None else
+                      f"worker {os.environ.get('FASTWS_WORKER_ID')} could not start: ", exc)
+            raise SystemExit(1 if inherited is None else _workers.START_FAILED) from None
+        except Exception as exc:
+            if inherited is None:
+                raise
+            log.error("worker %s could not start: %s", os.environ.get("FASTWS_WORKER_ID"), exc)
+            raise SystemExit(_workers.START_FAILED) from None
+        if inherited is None:
+            scheme = "https" if ssl else "http"
+            log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
+        else:
+            log.info("worker %s (pid %d) serving", os.environ.get("FASTWS_WORKER_ID"), os.getpid())
+            _workers.worker_ready()
         # What exists now (modules, the app, its routes) lives as long as the
         # process: keep it out of the cyclic collector's full passes, which
         # otherwise walk it again every few hundred new connections.
         gc.freeze()
         stop = asyncio.Event()
+        restart = False
+
+        def replaced() -> None:
+            nonlocal restart
+            restart = True
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, replaced)
         await stop.wait()
-        log.info("shutting down: closing %d WebSocket(s)", len(server.hub.sockets))
-        await server.shutdown(shutdown_timeout)
+        log.info("%s: closing %d WebSocket(s)", "replaced, draining" if restart else "shutting down",
+                 len(server.hub.sockets))
+        await server.shutdown(shutdown_timeout, restart=restart)
 
     try:
         loop.run_until_complete(main())
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         loop.run_until_complete(loop.shutdown_asyncgens())
         asyncio.set_event_loop(None)

@@ -23,7 +23,7 @@ LAYERS = [
     # events, rooms, the asyncio adapter
     "_dispatch", "_broadcast", "_websocket", "websocket",
     # the runtime, HTTP, serving
-    "hub", "listener", "protocol", "server",
+    "hub", "redis_link", "cluster", "listener", "protocol", "workers", "server",
     # configuration, and what sits on it
     "app", "plugins.websocket", "plugins.error_handler", "plugins", "__init__", "__main__", "demo",
 ]

@@ -33,6 +33,9 @@ class Relay:
     def room_closed(self, room):
         self.calls.append(("closed", room))
 
+    def room_sized(self, room, n):
+        self.calls.append(("sized", room, n))
+
 
 def test_join_and_leave_are_idempotent_and_empty_rooms_go():
     rooms = RoomRegistry()
@@ -103,7 +106,28 @@ def test_relay_hears_rooms_open_and_close_at_first_join_and_last_leave():
     rooms.leave("r", a)
     rooms.leave("r", b)
     rooms.join("r", a)
-    assert relay.calls == [("opened", "r"), ("closed", "r"), ("opened", "r")]
+    assert relay.calls == [("opened", "r"), ("sized", "r", 1), ("sized", "r", 2), ("sized", "r", 1),
+                           ("sized", "r", 0), ("closed", "r"), ("opened", "r"), ("sized", "r", 1)]
+
+
+def test_with_a_relay_room_names_are_str():
+    rooms = RoomRegistry(relay=Relay())
+    with pytest.raises(TypeError, match="must be str"):
+        rooms.join(b"r", member())
+    assert rooms.names() == []
+
+
+def test_a_message_the_relay_refuses_reaches_nobody_here_either():
+    class Refusing(Relay):
+        def publish(self, room, opcode, payload):
+            raise ValueError("too large to cross")
+
+    rooms = RoomRegistry(relay=Refusing())
+    a = member()
+    rooms.join("r", a)
+    with pytest.raises(ValueError, match="too large"):
+        rooms.broadcast("r", "x")
+    assert a.data_to_send() == b""
 
 
 def test_publish_is_deliver_plus_the_relay_and_deliver_is_local():

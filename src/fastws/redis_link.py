@@ -1,0 +1,282 @@
+"""A small Redis client for the backplane: RESP over an asyncio transport, parsed by hiredis.
+
+Why not redis-py's asyncio client: the backplane's hot paths are one PUBLISH per
+broadcast and one pub/sub message per broadcast received. redis-py runs a
+coroutine per command and a task-driven ``get_message`` loop per message; here a
+publish is a few bytes appended to a buffer written once per loop iteration,
+and a received message is parsed by hiredis's C reader inside ``data_received``
+and handed on in the same callback. What redis-py would add (pools, cluster
+mode, every command) the backplane does not use. hiredis is the parser redis-py
+itself uses when it is installed.
+
+``Link`` is one connection. Commands are pipelined: each ``command`` queues its
+reply's future in order; ``send`` queues a command whose reply is read and
+dropped. A link in subscriber mode hands every pushed message to ``on_push``.
+Nothing here logs or raises the password: ``RedisURL.safe`` is what may be shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl as _ssl
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+try:
+    import hiredis
+except ImportError:     # pragma: no cover - the extra is missing; backplane() says so
+    hiredis = None
+
+__all__ = ["RedisURL", "Link", "RedisError", "parse_url"]
+
+
+class RedisError(Exception):
+    """Redis answered with an error, or the link to it failed."""
+
+
+@dataclass(frozen=True)
+class RedisURL:
+    """Where Redis is, parsed from ``redis://[user:password@]host[:port][/db]``
+    or ``rediss://`` (TLS). ``safe`` is the URL with the password masked."""
+
+    host: str
+    port: int
+    db: int
+    username: str | None
+    password: str | None
+    tls: bool
+    tls_verify: bool
+    tls_ca: str | None
+    safe: str
+
+    def ssl_context(self) -> _ssl.SSLContext | None:
+        """The client TLS context for ``rediss://`` (None for plain)."""
+        if not self.tls:
+            return None
+        ctx = _ssl.create_default_context(cafile=self.tls_ca)
+        if not self.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = _ssl.CERT_NONE
+        return ctx
+
+
+def parse_url(url: str) -> RedisURL:
+    """Parse a Redis URL. Query options: ``ssl_cert_reqs=none`` (do not verify
+    the server's certificate), ``ssl_ca_certs=PATH`` (trust this CA file)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"backplane URL must start with redis:// or rediss://, got "
+                         f"{parts.scheme + '://' if parts.scheme else 'no scheme'}")
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("backplane URL has an invalid port") from None
+    host = parts.hostname or "127.0.0.1"
+    path = parts.path.strip("/")
+    try:
+        db = int(path) if path else 0
+    except ValueError:
+        raise ValueError(f"backplane URL: the path must be a database number, got {path!r}") from None
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is None and username is not None and ":" not in parts.netloc.split("@")[0]:
+        # redis://secret@host: a lone user part is the password (as redis-cli -u reads it).
+        username, password = None, username
+    auth = ""
+    if username or password is not None:
+        auth = (f"{username}:" if username else ":") + "***@" if password is not None else f"{username}@"
+    shown_host = f"[{host}]" if ":" in host else host
+    safe = f"{parts.scheme}://{auth}{shown_host}:{port}/{db}"
+    return RedisURL(host=host, port=port, db=db, username=username or None, password=password,
+                    tls=parts.scheme == "rediss",
+                    tls_verify=query.get("ssl_cert_reqs", "required").lower() != "none",
+                    tls_ca=query.get("ssl_ca_certs"), safe=safe)
+
+
+_DROP = object()      # a reply nobody waits for
+
+
+class Link(asyncio.Protocol):
+    """One Redis connection: pipelined commands, or pub/sub pushes.
+
+    ``on_push(reply)`` receives every reply that answers no queued command
+    (the messages of a subscriber link); ``on_lost(exc)`` is called once when
+    the connection is gone.
+    """
+
+    def __init__(self, on_push: Callable[[list], None] | None = None,
+                 on_lost: Callable[[Exception | None], None] | None = None) -> None:
+        self._reader = hiredis.Reader(notEnoughData=False)
+        self._waiting: collections.deque[Any] = collections.deque()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_push = on_push
+        self.on_lost = on_lost
+        self.closed = False
+
+    # ------------------------------------------------------------------ connecting
+
+    @classmethod
+    async def open(cls, url: RedisURL, timeout: float, **kw: Any) -> Link:
+        """Connect, authenticate and select the database, within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        link = cls(**kw)
+        try:
+            await asyncio.wait_for(link._open(loop, url), timeout)
+        except asyncio.TimeoutError:
+            link.close()
+            raise RedisError(f"no answer from {url.safe} within {timeout:g}s") from None
+        except OSError as exc:
+            link.close()
+            raise RedisError(f"cannot connect to {url.safe}: {exc.strerror or exc}") from None
+        except BaseException:
+            link.close()
+            raise
+        return link
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, url: RedisURL) -> None:
+        await loop.create_connection(lambda: self, url.host, url.port, ssl=url.ssl_context(),
+                                     server_hostname=url.host if url.tls else None)
+        if url.password is not None:
+            args = ("AUTH", url.username, url.password) if url.username else ("AUTH", url.password)
+            try:
+                await self.command(*args)
+            except RedisError as exc:
+                # Redis's own message (WRONGPASS, NOAUTH) never contains the password.
+                raise RedisError(f"{url.safe} refused the credentials: {exc}") from None
+        if url.db:
+            await self.command("SELECT", url.db)
+
+    # ------------------------------------------------------------------ commands
+
+    def command(self, *args: Any) -> asyncio.Future:
+        """Send a command; the future gets its reply (RedisError for an error reply)."""
+        fut = self._loop.create_future() if self._loop is not None else \
+            asyncio.get_running_loop().create_future()
+        if self.closed:
+            fut.set_exception(RedisError("the Redis connection is closed"))
+            return fut
+        self._waiting.append(fut)
+        self._queue(hiredis.pack_command(args))
+        return fut
+
+    def send(self, *args: Any) -> None:
+        """Send a command whose reply is read and dropped (errors included)."""
+        if self.closed:
+            return
+        self._waiting.append(_DROP)
+        self._queue(hiredis.pack_command(args))
+
+    def send_packed(self, data: bytes, replies: int) -> None:
+        """Send already packed commands (``hiredis.pack_command``), ``replies``
+        of them, whose replies are dropped."""
+        if self.closed:
+            return
+        self._waiting.extend([_DROP] * replies) if replies > 1 else self._waiting.append(_DROP)
+        self._queue(data)
+
+    def push_only(self, *args: Any) -> None:
+        """Send a command answered by pushes (SUBSCRIBE, UNSUBSCRIBE on a
+        subscriber link): nothing is queued for its replies."""
+        if not self.closed:
+            self._queue(hiredis.pack_command(args))
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting to go to Redis (ours and the transport's)."""
+        n = sum(map(len, self._out))
+        if self.transport is not None:
+            n += self.transport.get_write_buffer_size()
+        return n
+
+    @property
+    def outstanding(self) -> int:
+        """Replies still expected."""
+        return len(self._waiting)
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        # One write per loop iteration, however many commands were queued.
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def close(self) -> None:
+        """Close the connection; pending futures fail."""
+        if self.transport is not None:
+            self.transport.close()
+        self._fail_waiting(RedisError("the Redis connection was closed"))
+        self.closed = True
+
+    def abort(self) -> None:
+        """Drop the connection at once (a link that stopped answering)."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail_waiting(RedisError("the Redis connection was dropped"))
+        self.closed = True
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        waiting, self._waiting = self._waiting, collections.deque()
+        for fut in waiting:
+            if fut is not _DROP and not fut.done():
+                fut.set_exception(exc)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport      # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._waiting
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            if reply is False:
+                return
+            if type(reply) is list and self.on_push is not None and \
+                    (not waiting or reply[0] in _PUSH_KINDS):
+                self.on_push(reply)
+                continue
+            if not waiting:
+                continue        # an answer nobody asked for (cannot happen with Redis)
+            fut = waiting.popleft()
+            if fut is _DROP or fut.done():
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                fut.set_exception(RedisError(str(reply)))
+            else:
+                fut.set_result(reply)
+
+    def _protocol_error(self, exc: Exception) -> None:
+        self._fail_waiting(RedisError(f"bad reply from Redis: {exc}"))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        was_closed = self.closed
+        self.closed = True
+        self._fail_waiting(RedisError("the connection to Redis was lost"))
+        if self.on_lost is not None and not was_closed:
+            self.on_lost(exc)
+
+
+# What a subscriber link receives without asking: messages and (un)subscribe confirmations.
+_PUSH_KINDS = frozenset((b"message", b"subscribe", b"unsubscribe", b"pong"))

@@ -23,7 +23,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -120,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                         idle_conns=args.idle, warmup=args.warmup, duration=args.duration,
                         drain=5.0, deflate_rooms=[], deflate_size=1024,
                         deflate_offer=compare.BROWSER_OFFER)
-    with compare.take_machine_lock(1200):
-        compare._raise_nofile()
-        pin = bool(shutil.which("taskset")) and {compare.SERVER_CPU, compare.LOADGEN_CPU} <= \
-            os.sched_getaffinity(0)
-        if pin:
-            os.sched_setaffinity(0, {compare.LOADGEN_CPU})
-        loadgen = compare.build_loadgen()
+    with compare.pinned_session() as (pin, loadgen):
         runs: dict[str, list[dict]] = {"base": [], "new": []}
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="fastws-abtest-") as log_dir:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import datetime as _dt
 import fcntl
 import importlib.metadata
@@ -42,7 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 BENCH = Path(__file__).resolve().parent
 SERVERS_DIR = BENCH / "servers"
@@ -896,6 +897,18 @@ def take_machine_lock(wait_s: float) -> Any:
                       file=sys.stderr, flush=True)
                 told = True
             time.sleep(1)
+
+
+@contextlib.contextmanager
+def pinned_session(lock_wait: float = 1200) -> Iterator[tuple[bool, Path]]:
+    """For the other bench scripts: hold the machine lock, lift the descriptor
+    limit, pin this process to the load generator's core; yields (pin, loadgen)."""
+    with take_machine_lock(lock_wait):
+        _raise_nofile()
+        pin = bool(shutil.which("taskset")) and {SERVER_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0)
+        if pin:
+            os.sched_setaffinity(0, {LOADGEN_CPU})
+        yield pin, build_loadgen()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,20 @@
  *           With --churn R, it also opens R new connections per second (paced; at most
  *           --churn-max in progress), times each from connect() to the 101, and resets
  *           it: how fast new users get in while the established ones are busy.
+ *           --recv-ports P,Q: receivers connect round-robin to these ports (other nodes of a
+ *           cluster) while the publisher stays on --port; --pids A,B: more processes whose
+ *           CPU time over the measured window is reported ("pids_cpu_s"), e.g. the other
+ *           nodes and redis-server.
+ *           --group K: small rooms. The receivers form rooms of K (path --path + the
+ *           room's number, e.g. --path /room/g gives /room/g0, /room/g1, ...), each with a
+ *           publisher of its own on --port keeping W messages in flight; with --recv-ports
+ *           P,Q the members of every room alternate between the ports (rooms split over
+ *           nodes). A message leaves its publisher's window when its K receivers have it.
+ *           --eio: speak Engine.IO v4 / Socket.IO over the WebSocket (--path
+ *           /socket.io/?EIO=4&transport=websocket): answer the "0{...}" open packet with
+ *           "40", count a connection open at the server's "40", answer pings "2" with
+ *           "3"; the publisher emits 42["p","<hex seq><hex time>..."], receivers read the
+ *           same out of 42["m","..."] events.
  *   idle    N connections held open. Prints {"event":"holding",...} once all are open
  *           and waits for a line (or EOF) on stdin before closing, so the harness can
  *           read the server's RSS while they are held.
@@ -252,7 +266,9 @@ typedef struct conn {
     uint64_t remaining, frame_pos, frame_len;
     /* message being assembled (binary mode: only its first 16 bytes matter) */
     uint8_t msg_opcode, msg_headlen, rsv1, msg_compressed, msg_overflow;
-    uint8_t msg_head[16];
+    uint8_t msg_head[48];                        /* --eio needs 8 + 32 bytes */
+    uint8_t eio;                                 /* --eio: 0 before "0{", 1 before "40", 2 open */
+    uint16_t port;                               /* the server port this connection uses */
     uint64_t msg_len;
     uint64_t msg_wire;                           /* frame bytes of this message, headers too */
     /* --json: the whole message (inflated when compressed), cfg_size bytes expected */
@@ -301,6 +317,14 @@ static int cfg_deflate = 0;
 static const char *cfg_offer = "permessage-deflate; client_max_window_bits";
 static double cfg_churn_rate = 0;                /* echo: new upgrades per second, paced */
 static int cfg_churn_max = 256;                  /* ... at most this many in progress */
+static int cfg_eio = 0;                          /* Engine.IO v4 / Socket.IO framing */
+static int cfg_group = 0;                        /* fanout: rooms of this many receivers */
+static int n_pubs = 1;                           /* publishers: 1, or one per room */
+static uint32_t *ring_pub;                       /* --group: which publisher sent a seq */
+static int *pub_inflight;                        /* --group: messages in flight per publisher */
+static int recv_ports[16], n_recv_ports = 0;     /* fanout receivers' ports (default --port) */
+static int extra_pids[16], n_extra_pids = 0;     /* more processes to charge CPU to */
+static double extra_cpu_start[16], extra_cpu_end[16];
 
 /* global state */
 static int ep;
@@ -568,6 +592,7 @@ static void conn_close(conn *c, int counted) {
         setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         churn_free[churn_nfree++] = (int)(c - churn);
     } else if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) pending--;
+    else if (cfg_eio && c->state == ST_OPEN && c->eio < 2) pending--;   /* before its "40" */
     else if (c->state == ST_OPEN && counted) server_closed++;
     epoll_ctl(c->role == ROLE_CHURN ? churn_ep : ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -620,9 +645,24 @@ static void echo_send(conn *c, uint64_t t) {
     append_frame(c, 2, payload_pattern, (size_t)cfg_size);
 }
 
+static void put_hex16(uint8_t *p, uint64_t v);
+
 static void publish(conn *pub, uint64_t seq, uint64_t t) {
     uint8_t *p = payload_pattern;
-    if (cfg_json) {
+    if (cfg_eio) {
+        /* 42["p","<16 hex seq><16 hex time><padding>"]: cfg_size bytes of data */
+        static uint8_t ev[65536 + 16];
+        size_t n = 0;
+        memcpy(ev, "42[\"p\",\"", 8);
+        n = 8;
+        put_hex16(ev + n, seq);
+        put_hex16(ev + n + 16, t);
+        n += 32;
+        for (int i = 32; i < cfg_size; i++) ev[n++] = (uint8_t)('a' + i % 26);
+        memcpy(ev + n, "\"]", 2);
+        n += 2;
+        append_frame(pub, 1, ev, n);
+    } else if (cfg_json) {
         json_fill(p, seq, t);
         if (pub->pmd) {
             size_t n = deflate_message(pub->cli_bits ? pub->cli_bits : 15, p, (size_t)cfg_size);
@@ -638,6 +678,11 @@ static void publish(conn *pub, uint64_t seq, uint64_t t) {
     if (seq) {
         ring_count[seq & (RING - 1)] = 0;
         ring_time[seq & (RING - 1)] = t;
+        if (cfg_group) {
+            uint32_t k = (uint32_t)(pub - conns) - (uint32_t)receivers;
+            ring_pub[seq & (RING - 1)] = k;
+            pub_inflight[k]++;
+        }
     }
 }
 
@@ -741,7 +786,34 @@ static int json_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
     return json_check(c->msg, c->msg_out, seq, sent);
 }
 
+static int get_hex16(const uint8_t *p, uint64_t *out);
+
+/* --eio: Engine.IO packets that are not our events. Returns 1 when handled. */
+static int eio_control(conn *c, uint64_t t) {
+    const uint8_t *h = c->msg_head;
+    if (c->msg_opcode != 1 || c->msg_headlen < 1) return 1;
+    if (c->eio == 0 && h[0] == '0') {            /* open packet: connect to namespace / */
+        append_frame(c, 1, (const uint8_t *)"40", 2);
+        c->eio = 1;
+        return 1;
+    }
+    if (c->eio == 1 && c->msg_headlen >= 2 && h[0] == '4' && h[1] == '0') {
+        c->eio = 2;
+        pending--;
+        opened++;
+        on_open(c, t);
+        return 1;
+    }
+    if (c->msg_len == 1 && h[0] == '2') {        /* ping */
+        append_frame(c, 1, (const uint8_t *)"3", 1);
+        return 1;
+    }
+    if (c->eio == 2 && c->msg_headlen >= 40 && !memcmp(h, "42[\"m\",\"", 8)) return 0;
+    return 1;                                    /* anything else: not ours */
+}
+
 static void on_message(conn *c, uint64_t t) {
+    if (cfg_eio && eio_control(c, t)) return;
     if (c->role == ROLE_ECHO) {
         if (c->fifo_count == 0 || c->msg_len != (uint64_t)cfg_size) {
             bad_frames++;
@@ -768,6 +840,11 @@ static void on_message(conn *c, uint64_t t) {
             corrupt++;
             return;
         }
+    } else if (cfg_eio) {
+        if (!get_hex16(c->msg_head + 8, &seq) || !get_hex16(c->msg_head + 24, &sent)) {
+            bad_frames++;
+            return;
+        }
     } else {
         if (c->msg_headlen < 16) {
             bad_frames++;
@@ -786,6 +863,20 @@ static void on_message(conn *c, uint64_t t) {
             c->probe_seen = 1;
             probes_ready++;
         }
+        return;
+    }
+    if (cfg_group) {
+        /* one publisher per room: its seqs rise but are not contiguous */
+        if (c->seq_started && seq < c->next_expected) out_of_order++;
+        c->seq_started = 1;
+        c->next_expected = seq + 1;
+        if (first_measured_seq && seq >= first_measured_seq &&
+            (!last_measured_seq || seq <= last_measured_seq)) {
+            c->got_measured++;
+            hist_add(t - sent);
+        }
+        if (++ring_count[seq & (RING - 1)] == (uint32_t)cfg_group)
+            pub_inflight[ring_pub[seq & (RING - 1)]]--;
         return;
     }
     if (!c->seq_started) {
@@ -926,7 +1017,9 @@ static void start_connect(conn *c) {
     c->want_out = 1;
     if (epoll_ctl(c->role == ROLE_CHURN ? churn_ep : ep, EPOLL_CTL_ADD, fd, &ev) < 0)
         die("epoll_ctl failed");
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 &&
+    struct sockaddr_in addr = server_addr;
+    if (c->port) addr.sin_port = htons(c->port);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 &&
         errno != EINPROGRESS) {
         count_failure(c, &connect_errors);
         conn_close(c, 0);
@@ -953,11 +1046,18 @@ static void send_handshake(conn *c) {
     char req[1024];
     char ext[320] = "";
     if (cfg_deflate) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", cfg_offer);
+    char path[512];
+    if (cfg_group) {
+        int i = (int)(c - conns);
+        snprintf(path, sizeof path, "%s%d", cfg_path, i < receivers ? i / cfg_group : i - receivers);
+    } else {
+        snprintf(path, sizeof path, "%s", cfg_path);
+    }
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n%sUser-Agent: fastws-loadgen\r\n\r\n",
-                     cfg_path, cfg_host, cfg_port, key, ext);
+                     path, cfg_host, c->port ? c->port : cfg_port, key, ext);
     out_reserve(c, (size_t)n);
     memcpy(c->out + c->out_len, req, (size_t)n);
     c->out_len += (size_t)n;
@@ -1056,9 +1156,13 @@ static void handshake_read(conn *c, uint64_t t) {
         free(c->hs_buf);
         c->hs_buf = NULL;
         c->state = ST_OPEN;
-        pending--;
-        opened++;
-        on_open(c, t);
+        if (cfg_eio) {
+            c->eio = 0;                          /* open (and no longer pending) at "40" */
+        } else {
+            pending--;
+            opened++;
+            on_open(c, t);
+        }
         if (extra) feed(c, leftover, extra, t);
         if (c->state == ST_OPEN) flush_out(c);
         return;
@@ -1116,6 +1220,7 @@ static void measure_begin(uint64_t t) {
     t_measure_start = t;
     t_phase_end = t + (uint64_t)(cfg_duration * 1e9);
     cpu_server_start = proc_cpu_seconds(cfg_pid);
+    for (int i = 0; i < n_extra_pids; i++) extra_cpu_start[i] = proc_cpu_seconds(extra_pids[i]);
     cpu_self_start = self_cpu_seconds();
     measured_msgs = 0;
 }
@@ -1123,6 +1228,7 @@ static void measure_begin(uint64_t t) {
 static void measure_end(uint64_t t) {
     t_measure_end = t;
     cpu_server_end = proc_cpu_seconds(cfg_pid);
+    for (int i = 0; i < n_extra_pids; i++) extra_cpu_end[i] = proc_cpu_seconds(extra_pids[i]);
     cpu_self_end = self_cpu_seconds();
 }
 
@@ -1142,6 +1248,21 @@ static void publisher_fill(conn *pub, uint64_t t) {
     if (pub->out_len > pub->out_off) flush_out(pub);
 }
 
+static int groups_idle(void) {
+    for (int k = 0; k < n_pubs; k++) if (pub_inflight[k] > 0) return 0;
+    return 1;
+}
+
+static void groups_fill(uint64_t t) {
+    for (int k = 0; k < n_pubs; k++) {
+        conn *pub = &conns[receivers + k];
+        if (pub->state != ST_OPEN) continue;
+        if (phase == PH_WARMUP || phase == PH_MEASURE)
+            while (pub_inflight[k] < cfg_window) publish(pub, next_seq++, t);
+        if (pub->out_len > pub->out_off) flush_out(pub);
+    }
+}
+
 static void fanout_tick(uint64_t t) {
     conn *pub = &conns[nconns - 1];
     switch (phase) {
@@ -1150,8 +1271,12 @@ static void fanout_tick(uint64_t t) {
             phase = PH_WARMUP;
             t_phase_end = t + (uint64_t)(cfg_warmup * 1e9);
         } else if (t - t_last_probe > 50000000ull && pub->state == ST_OPEN) {
-            publish(pub, 0, t);
-            flush_out(pub);
+            for (int k = 0; k < n_pubs; k++) {
+                conn *p = &conns[receivers + k];
+                if (p->state != ST_OPEN) continue;
+                publish(p, 0, t);
+                flush_out(p);
+            }
             t_last_probe = t;
         }
         break;
@@ -1170,10 +1295,13 @@ static void fanout_tick(uint64_t t) {
         }
         break;
     case PH_DRAIN:
-        if (oldest_seq >= next_seq || t >= t_phase_end) phase = PH_DONE;
+        if ((cfg_group ? groups_idle() : oldest_seq >= next_seq) || t >= t_phase_end) phase = PH_DONE;
         break;
     }
-    if (phase == PH_WARMUP || phase == PH_MEASURE || phase == PH_DRAIN) publisher_fill(pub, t);
+    if (phase == PH_WARMUP || phase == PH_MEASURE || phase == PH_DRAIN) {
+        if (cfg_group) groups_fill(t);
+        else publisher_fill(pub, t);
+    }
 }
 
 /* Start the churn attempts that are due by now; a due attempt with no free slot
@@ -1245,6 +1373,10 @@ static void print_common(double setup_s) {
            secs > 0 ? 100.0 * (cpu_self_end - cpu_self_start) / secs : 0.0,
            (unsigned long long)connect_errors, (unsigned long long)handshake_errors,
            (unsigned long long)server_closed, (unsigned long long)bad_frames);
+    printf(", \"pids_cpu_s\": [");
+    for (int i = 0; i < n_extra_pids; i++)
+        printf("%s%.3f", i ? ", " : "", extra_cpu_end[i] - extra_cpu_start[i]);
+    printf("]");
 }
 
 /* ------------------------------------------------------------------- main */
@@ -1262,7 +1394,10 @@ static void usage(void) {
             "  --json (fanout: JSON chat text messages, every byte checked)\n"
             "  --deflate [--offer EXT] (offer permessage-deflate; inflate RSV1 frames)\n"
             "  --churn R [--churn-max N] (echo: also open, upgrade, time and reset R new\n"
-            "            connections per second, at most N in progress)\n");
+            "            connections per second, at most N in progress)\n"
+            "  --recv-ports P,Q (fanout: receivers on these ports)  --pids A,B (more CPU to read)\n"
+            "  --eio (fanout: Engine.IO v4 / Socket.IO events over the WebSocket)\n"
+            "  --group K (fanout: rooms of K receivers, one publisher each; --path prefix)\n");
     exit(2);
 }
 
@@ -1276,7 +1411,9 @@ int main(int argc, char **argv) {
         {"duration", 1, 0, 'd'}, {"drain", 1, 0, 'D'}, {"stall", 1, 0, 'S'},
         {"setup-timeout", 1, 0, 'T'}, {"hold-max", 1, 0, 'H'}, {"pid", 1, 0, 'x'},
         {"max-pending", 1, 0, 'm'}, {"json", 0, 0, 'j'}, {"deflate", 0, 0, 'z'},
-        {"offer", 1, 0, 'o'}, {"churn", 1, 0, 'C'}, {"churn-max", 1, 0, 'M'}, {0, 0, 0, 0}};
+        {"offer", 1, 0, 'o'}, {"churn", 1, 0, 'C'}, {"churn-max", 1, 0, 'M'},
+        {"eio", 0, 0, 'e'}, {"recv-ports", 1, 0, 'R'}, {"pids", 1, 0, 'X'},
+        {"group", 1, 0, 'g'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1301,6 +1438,15 @@ int main(int argc, char **argv) {
         case 'o': cfg_offer = optarg; break;
         case 'C': cfg_churn_rate = atof(optarg); break;
         case 'M': cfg_churn_max = atoi(optarg); break;
+        case 'e': cfg_eio = 1; break;
+        case 'g': cfg_group = atoi(optarg); break;
+        case 'R': case 'X': {
+            int *list = o == 'R' ? recv_ports : extra_pids;
+            int *count = o == 'R' ? &n_recv_ports : &n_extra_pids;
+            for (char *tok = strtok(optarg, ","); tok && *count < 16; tok = strtok(NULL, ","))
+                list[(*count)++] = atoi(tok);
+            break;
+        }
         default: usage();
         }
     }
@@ -1333,7 +1479,13 @@ int main(int argc, char **argv) {
     }
     getrlimit(RLIMIT_NOFILE, &rl);
     receivers = is_fan ? cfg_conns : 0;
-    nconns = cfg_conns + (is_fan ? 1 : 0);
+    if (cfg_group) {
+        if (!is_fan || cfg_group < 1 || cfg_conns % cfg_group || cfg_eio || cfg_json)
+            die("--group K is a plain fanout option and --receivers must be a multiple of K");
+        n_pubs = cfg_conns / cfg_group;
+        if ((long)n_pubs * cfg_window > (long)(RING / 4)) die("--group: rooms x window too large");
+    }
+    nconns = cfg_conns + (is_fan ? n_pubs : 0);
     if (cfg_churn_rate > 0 && !is_echo) die("--churn is an echo option");
     if (cfg_churn_rate <= 0) cfg_churn_max = 0;
     if ((rlim_t)nconns + (rlim_t)cfg_churn_max + 16 > rl.rlim_cur)
@@ -1366,6 +1518,16 @@ int main(int argc, char **argv) {
             churn[i].fd = -1;
             churn_free[churn_nfree++] = cfg_churn_max - 1 - i;
         }
+    }
+    if (cfg_eio && (!is_fan || cfg_json || cfg_deflate || cfg_size < 32 || cfg_size > 65536))
+        die("--eio is a fanout option for plain events of 32 to 65536 bytes");
+    for (int i = 0; is_fan && n_recv_ports && i < cfg_conns; i++)
+        conns[i].port = (uint16_t)recv_ports[(cfg_group ? i % cfg_group : i) % n_recv_ports];
+    if (cfg_group) {
+        pub_inflight = calloc((size_t)n_pubs, sizeof(int));
+        ring_pub = calloc(RING, sizeof(uint32_t));
+        if (!pub_inflight || !ring_pub) die("out of memory");
+        for (int k = 0; k < n_pubs; k++) conns[receivers + k].role = ROLE_PUBLISHER;
     }
     if (is_fan) {
         conns[nconns - 1].role = ROLE_PUBLISHER;
@@ -1488,7 +1650,7 @@ int main(int argc, char **argv) {
                                      ? last_measured_seq - first_measured_seq + 1 : 0;
             uint64_t received = 0;
             for (int i = 0; i < receivers; i++) received += conns[i].got_measured;
-            uint64_t expected = published * (uint64_t)receivers;
+            uint64_t expected = published * (uint64_t)(cfg_group ? cfg_group : receivers);
             printf(", \"receivers\": %d, \"window\": %d, \"size\": %d, \"published\": %llu, "
                    "\"expected\": %llu, \"received\": %llu, \"lost\": %lld, \"gaps\": %llu, "
                    "\"out_of_order\": %llu, \"stalls\": %llu, \"publisher_frames\": %llu, "

@@ -26,7 +26,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -82,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                      lambda: "base"))
     runs: dict[str, list[dict]] = {s.name: [] for s in chosen}
     started = time.monotonic()
-    with compare.take_machine_lock(1200):
-        compare._raise_nofile()
-        pin = bool(shutil.which("taskset")) and {compare.SERVER_CPU, compare.LOADGEN_CPU} <= \
-            os.sched_getaffinity(0)
-        if pin:
-            os.sched_setaffinity(0, {compare.LOADGEN_CPU})
-        loadgen = compare.build_loadgen()
+    with compare.pinned_session() as (pin, loadgen):
         skipped = {}
         for s in chosen:
             why = s.check()

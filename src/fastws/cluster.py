@@ -128,10 +128,10 @@ def backplane(url: str | None = None, **options: Any) -> BackplanePlugin:
     """The Redis backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
 
     ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; options as
-    in ``BackplaneOptions``. Needs hiredis (``pip install 'fastws[redis]'``).
+    in ``BackplaneOptions``.
     """
     if hiredis is None:
-        raise ImportError("the backplane needs hiredis: pip install 'fastws[redis]'")
+        raise ImportError("the backplane needs hiredis (a dependency of fastws): pip install hiredis")
     url = url or os.environ.get("FASTWS_BACKPLANE")
     if not url:
         raise ValueError("backplane() needs a Redis URL (or FASTWS_BACKPLANE in the environment)")
@@ -146,8 +146,11 @@ def backplane(url: str | None = None, **options: Any) -> BackplanePlugin:
 class RedisRelay:
     """The backplane of one hub (one app on one loop): the registry's relay.
 
-    Two links to Redis: ``pub`` carries publishes, presence and queries
-    (pipelined, written once per loop iteration); ``sub`` is the subscriber.
+    Three links to Redis, each written once per loop iteration: ``pub``
+    carries publishes and the probe with ``CLIENT REPLY OFF`` (Redis answers
+    nothing, so nothing is parsed per broadcast; the probe, which comes back
+    through ``sub``, proves the path); ``cmd`` carries presence and queries,
+    whose replies are read; ``sub`` is the subscriber.
     """
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
@@ -167,10 +170,14 @@ class RedisRelay:
         self._alive_key = f"{p}:alive:{self.node_id}"
         self._presence_key = f"{p}:n:{self.node_id}"
         self._probe_channel = f"{p}:probe:{self.node_id}".encode()
+        self._echo = bytes([ENVELOPE_VERSION]) + self._nid
         self._hdr = {1: bytes([ENVELOPE_VERSION]) + self._nid + b"\x01",
                      2: bytes([ENVELOPE_VERSION]) + self._nid + b"\x02"}
         self.pub: Link | None = None
+        self.cmd: Link | None = None
         self.sub: Link | None = None
+        # channel -> the RESP of "PUBLISH <channel>" up to the envelope's length
+        self._publish_head: dict[str, bytes] = {}
         self.connected = False
         self._stopping = False
         self._reconnecting: asyncio.Task | None = None
@@ -222,11 +229,11 @@ class RedisRelay:
         for handle in self._lingering.values():
             handle.cancel()
         self._lingering.clear()
-        if self.connected and self.pub is not None:
+        if self.connected and self.cmd is not None:
             try:
                 await asyncio.wait_for(asyncio.gather(
-                    self.pub.command("DEL", self._presence_key, self._alive_key),
-                    self.pub.command("SREM", self._nodes_key, self.node_id)), 1.0)
+                    self.cmd.command("DEL", self._presence_key, self._alive_key),
+                    self.cmd.command("SREM", self._nodes_key, self.node_id)), 1.0)
             except (RedisError, asyncio.TimeoutError):
                 pass
         self.connected = False
@@ -234,24 +241,31 @@ class RedisRelay:
         self._fail_joined(BackplaneError("the backplane stopped"))
 
     def _close_links(self) -> None:
-        for link in (self.pub, self.sub):
+        for link in (self.pub, self.cmd, self.sub):
             if link is not None:
                 link.on_lost = None
                 link.abort()
-        self.pub = self.sub = None
+        self.pub = self.cmd = self.sub = None
 
     async def _connect(self) -> None:
         """Open both links, subscribe every room with members, write presence."""
         timeout = self.options.connect_timeout
-        pub = await Link.open(self.url, timeout, on_lost=self._link_lost)
+        links: list[Link] = []
         try:
+            cmd = await Link.open(self.url, timeout, on_lost=self._link_lost)
+            links.append(cmd)
+            pub = await Link.open(self.url, timeout, on_lost=self._link_lost)
+            links.append(pub)
             sub = await Link.open(self.url, timeout, on_push=self._on_push, on_lost=self._link_lost)
+            links.append(sub)
+            await asyncio.wait_for(asyncio.gather(cmd.command("PING"), pub.command("PING")), timeout)
         except BaseException:
-            pub.on_lost = None
-            pub.abort()
+            for link in links:
+                link.on_lost = None
+                link.abort()
             raise
-        await asyncio.wait_for(pub.command("PING"), timeout)
-        self.pub, self.sub = pub, sub
+        pub.push_only("CLIENT", "REPLY", "OFF")
+        self.pub, self.cmd, self.sub = pub, cmd, sub
         self._confirmed.clear()
         self._to_unsub.clear()
         self._to_sub.clear()
@@ -261,21 +275,21 @@ class RedisRelay:
             self._channels[self._channel(r)] = r
         sub.push_only("SUBSCRIBE", self._probe_channel, *self._channels)
         ttl = int(self.options.presence_ttl * 1000)
-        pub.send("DEL", self._presence_key)
+        cmd.send("DEL", self._presence_key)
         sizes = []
         for r in names:
             sizes += [r, self.registry.size(r)]
         if sizes:
-            pub.send("HSET", self._presence_key, *sizes)
+            cmd.send("HSET", self._presence_key, *sizes)
         self._sizes.clear()
         self._heartbeat(ttl)
         self.connected = True
 
     def _heartbeat(self, ttl_ms: int) -> None:
-        pub = self.pub
-        pub.send("SET", self._alive_key, "1", "PX", ttl_ms)
-        pub.send("PEXPIRE", self._presence_key, ttl_ms * 2)
-        pub.send("SADD", self._nodes_key, self.node_id)
+        cmd = self.cmd
+        cmd.send("SET", self._alive_key, "1", "PX", ttl_ms)
+        cmd.send("PEXPIRE", self._presence_key, ttl_ms * 2)
+        cmd.send("SADD", self._nodes_key, self.node_id)
 
     async def _supervise(self) -> None:
         """Heartbeat and probe, forever: a probe that does not come back means
@@ -290,7 +304,7 @@ class RedisRelay:
             self._heartbeat(ttl)
             self._probe_token += 1
             self._probe_back = asyncio.Event()
-            self.pub.send("PUBLISH", self._probe_channel, str(self._probe_token))
+            self.pub.push_only("PUBLISH", self._probe_channel, str(self._probe_token))
             try:
                 await asyncio.wait_for(self._probe_back.wait(), o.probe_timeout)
             except asyncio.TimeoutError:
@@ -381,8 +395,18 @@ class RedisRelay:
             self.stats["dropped_buffer"] += 1
             return
         self.stats["published"] += 1
-        pub.send_packed(hiredis.pack_command((b"PUBLISH", self._channel(room),
-                                              self._hdr[opcode] + payload)), 1)
+        head = self._publish_head.get(room)
+        if head is None:
+            ch = self._channel(room)
+            head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(ch), ch)
+            if len(self._publish_head) >= 4096:
+                self._publish_head.clear()          # bounded: rooms come and go
+            self._publish_head[room] = head
+        # RESP by hand: the payload is not copied until the one write per iteration.
+        n = len(payload) + HEADER_SIZE
+        length = b"$%d\r\n" % n
+        pub.write_parts((head, length, self._hdr[opcode], payload, b"\r\n"),
+                        len(head) + len(length) + n + 2)
 
     def room_opened(self, room: str) -> None:
         """The room got its first local member: subscribe (unless still lingering)."""
@@ -449,9 +473,9 @@ class RedisRelay:
                 else:
                     gone.append(room)
             if sets:
-                self.pub.send("HSET", self._presence_key, *sets)
+                self.cmd.send("HSET", self._presence_key, *sets)
             if gone:
-                self.pub.send("HDEL", self._presence_key, *gone)
+                self.cmd.send("HDEL", self._presence_key, *gone)
 
     # ------------------------------------------------------------------ what Redis sends
 
@@ -463,11 +487,11 @@ class RedisRelay:
                 if self._probe_back is not None and data == str(self._probe_token).encode():
                     self._probe_back.set()
                 return
+            if data.startswith(self._echo):
+                self.stats["echoes"] += 1       # our own publish, delivered here already
+                return
             if type(data) is not bytes or len(data) < HEADER_SIZE:
                 self.stats["bad_envelopes"] += 1
-                return
-            if data[1:9] == self._nid:
-                self.stats["echoes"] += 1       # our own publish, delivered here already
                 return
             opcode = data[9]
             if data[0] != ENVELOPE_VERSION or (opcode != 1 and opcode != 2):
@@ -517,33 +541,33 @@ class RedisRelay:
                     fut.set_exception(exc)
 
     def _require(self) -> Link:
-        if not self.connected or self.pub is None:
+        if not self.connected or self.cmd is None:
             raise BackplaneError(f"backplane: Redis at {self.url.safe} is not reachable now")
-        return self.pub
+        return self.cmd
 
-    async def _live_nodes(self, pub: Link) -> list[str]:
-        nodes = [n.decode() for n in await pub.command("SMEMBERS", self._nodes_key)
+    async def _live_nodes(self, cmd: Link) -> list[str]:
+        nodes = [n.decode() for n in await cmd.command("SMEMBERS", self._nodes_key)
                  if n.decode() != self.node_id]
-        alive = await asyncio.gather(*[pub.command("EXISTS", f"{self.options.prefix}:alive:{n}")
+        alive = await asyncio.gather(*[cmd.command("EXISTS", f"{self.options.prefix}:alive:{n}")
                                        for n in nodes])
         dead = [n for n, a in zip(nodes, alive) if not a]
         if dead:
-            pub.send("SREM", self._nodes_key, *dead)
+            cmd.send("SREM", self._nodes_key, *dead)
         return [n for n, a in zip(nodes, alive) if a]
 
     async def room_size(self, room: str) -> int:
         """Members of ``room`` on every live node (this one's count is exact)."""
-        pub = self._require()
-        nodes = await self._live_nodes(pub)
-        counts = await asyncio.gather(*[pub.command("HGET", f"{self.options.prefix}:n:{n}", room)
+        cmd = self._require()
+        nodes = await self._live_nodes(cmd)
+        counts = await asyncio.gather(*[cmd.command("HGET", f"{self.options.prefix}:n:{n}", room)
                                         for n in nodes])
         return self.registry.size(room) + sum(int(c) for c in counts if c)
 
     async def rooms(self) -> list[str]:
         """Rooms with a member on any live node."""
-        pub = self._require()
-        nodes = await self._live_nodes(pub)
-        keys = await asyncio.gather(*[pub.command("HKEYS", f"{self.options.prefix}:n:{n}")
+        cmd = self._require()
+        nodes = await self._live_nodes(cmd)
+        keys = await asyncio.gather(*[cmd.command("HKEYS", f"{self.options.prefix}:n:{n}")
                                       for n in nodes])
         out = dict.fromkeys(self.registry.names())
         for ks in keys:
@@ -553,8 +577,8 @@ class RedisRelay:
 
     async def nodes(self) -> list[str]:
         """The ids of the live nodes, this one first."""
-        pub = self._require()
-        return [self.node_id] + await self._live_nodes(pub)
+        cmd = self._require()
+        return [self.node_id] + await self._live_nodes(cmd)
 
 
 class Cluster:

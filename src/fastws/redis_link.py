@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 try:
     import hiredis
-except ImportError:     # pragma: no cover - the extra is missing; backplane() says so
+except ImportError:     # pragma: no cover - a broken install; backplane() says so
     hiredis = None
 
 __all__ = ["RedisURL", "Link", "RedisError", "parse_url"]
@@ -112,6 +112,7 @@ class Link(asyncio.Protocol):
         self._reader = hiredis.Reader(notEnoughData=False)
         self._waiting: collections.deque[Any] = collections.deque()
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._flush_scheduled = False
         self.transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,15 +182,26 @@ class Link(asyncio.Protocol):
         self._queue(data)
 
     def push_only(self, *args: Any) -> None:
-        """Send a command answered by pushes (SUBSCRIBE, UNSUBSCRIBE on a
-        subscriber link): nothing is queued for its replies."""
+        """Send a command with no reply to wait for: answered by pushes
+        (SUBSCRIBE on a subscriber link), or on a link told ``CLIENT REPLY OFF``."""
         if not self.closed:
             self._queue(hiredis.pack_command(args))
+
+    def write_parts(self, parts: tuple[bytes, ...], size: int) -> None:
+        """Queue already encoded RESP (``size`` bytes in ``parts``) on a link
+        that expects no replies (``CLIENT REPLY OFF``): no copy until the write."""
+        if self.closed:
+            return
+        self._out.extend(parts)
+        self._out_bytes += size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     @property
     def buffered(self) -> int:
         """Bytes waiting to go to Redis (ours and the transport's)."""
-        n = sum(map(len, self._out))
+        n = self._out_bytes
         if self.transport is not None:
             n += self.transport.get_write_buffer_size()
         return n
@@ -201,6 +213,7 @@ class Link(asyncio.Protocol):
 
     def _queue(self, data: bytes) -> None:
         self._out.append(data)
+        self._out_bytes += len(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -209,6 +222,7 @@ class Link(asyncio.Protocol):
         # One write per loop iteration, however many commands were queued.
         self._flush_scheduled = False
         out, self._out = self._out, []
+        self._out_bytes = 0
         if out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
@@ -242,6 +256,17 @@ class Link(asyncio.Protocol):
         reader = self._reader
         reader.feed(data)
         waiting = self._waiting
+        on_push = self.on_push
+        if on_push is not None and not waiting:
+            # A subscriber's steady state: every reply is a push.
+            try:
+                reply = reader.gets()
+                while reply is not False:
+                    on_push(reply)
+                    reply = reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._protocol_error(exc)
+            return
         while True:
             try:
                 reply = reader.gets()

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..integration.clients import wait_for, ws_connect
 
-from .conftest import Node, OwnRedis, Redis, SilentProxy
+from .conftest import Node, OwnRedis, Redis, SilentProxy, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -225,7 +225,7 @@ def test_bad_envelopes_from_the_broker_are_dropped_and_counted(tmp_path, redis_u
 
 def _clients_of(redis: Redis) -> list[str]:
     listing = redis.call("CLIENT", "LIST").decode()
-    return [line for line in listing.splitlines() if "cmd=client" not in line]
+    return [line for line in listing.splitlines() if "cmd=client|list" not in line]
 
 
 def test_redis_restart_and_pubsub_kill_resubscribe_and_tell_the_app(tmp_path, own_redis: OwnRedis,
@@ -236,7 +236,7 @@ def test_redis_restart_and_pubsub_kill_resubscribe_and_tell_the_app(tmp_path, ow
         local = member(n0, "r")
         channel = f"{prefix}:r:r"
         assert own_redis.client.call("PUBSUB", "NUMSUB", channel)[1] == 2
-        assert len(_clients_of(own_redis.client)) == 4          # two links per node
+        assert len(_clients_of(own_redis.client)) == 6          # three links per node
 
         own_redis.stop()
         eventually(lambda: get(n0, "/stats")["events"] == ["lost"], "node 0 told of the loss")
@@ -254,7 +254,7 @@ def test_redis_restart_and_pubsub_kill_resubscribe_and_tell_the_app(tmp_path, ow
         assert b.recv(timeout=10) == "after"
         assert local.recv(timeout=10) == "after"
         nothing_more(b)          # "during" never crossed
-        assert len(_clients_of(own_redis.client)) == 4          # nothing leaked
+        assert len(_clients_of(own_redis.client)) == 6          # nothing leaked
 
         # Redis cuts the subscribers (as its pub/sub output limit would)
         own_redis.client.call("CLIENT", "KILL", "TYPE", "pubsub")
@@ -266,7 +266,7 @@ def test_redis_restart_and_pubsub_kill_resubscribe_and_tell_the_app(tmp_path, ow
                    "resubscribed after CLIENT KILL")
         b.send("b r again")
         assert a.recv(timeout=10) == "again"
-        assert len(_clients_of(own_redis.client)) == 4
+        assert len(_clients_of(own_redis.client)) == 6
         for ws in (a, b, local):
             ws.close()
 
@@ -298,7 +298,7 @@ def test_a_silent_link_is_found_by_the_probe(tmp_path, own_redis: OwnRedis, pref
 
 
 def test_unreachable_redis_stops_the_start_with_the_url_and_no_password(tmp_path):
-    from .conftest import free_port
+
     port = free_port()
     node = Node(tmp_path / "node.log",
                 {"FASTWS_BACKPLANE": f"redis://user:s3cr3t@127.0.0.1:{port}/0"})
@@ -331,3 +331,53 @@ def test_a_password_url_works_and_a_wrong_one_is_refused_without_showing_it(tmp_
             bad.kill()
     finally:
         r.stop()
+
+
+def test_rediss_tls_url_works(tmp_path, prefix):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    r = OwnRedis(tmp_path)
+    tls_port = r.port
+    r.port = free_port()            # a plain port too, for the readiness ping and assertions
+    r.client = Redis(r.port)
+    r.start("--tls-port", str(tls_port), "--tls-cert-file", str(tmp_path / "cert.pem"),
+            "--tls-key-file", str(tmp_path / "key.pem"), "--tls-ca-cert-file", str(tmp_path / "ca.pem"),
+            "--tls-auth-clients", "no")
+    try:
+        url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+        with ExitStack() as stack:
+            n0, n1 = nodes(stack, tmp_path, url, prefix, 2)
+            a, b = member(n0, "r"), member(n1, "r")
+            a.send("b r over tls")
+            assert b.recv(timeout=10) == "over tls"
+            assert r.client.call("PUBSUB", "NUMSUB", f"{prefix}:r:r")[1] == 2
+            a.close(); b.close()
+    finally:
+        r.stop()
+
+
+def test_the_cluster_example_shares_a_room_between_two_nodes(tmp_path):
+    import uuid
+    room = "general-" + uuid.uuid4().hex[:8]
+    with ExitStack() as stack:
+        n0, n1 = (stack.enter_context(Node(tmp_path / f"ex{i}.log", {"FASTWS_BACKPLANE": "redis://127.0.0.1:6379/0"},
+                                           app="examples.cluster:app")) for i in range(2))
+        alice = stack.enter_context(ws_connect(n0.url(f"/chat/{room}?user=Alice")))
+        bob = stack.enter_context(ws_connect(n1.url(f"/chat/{room}?user=Bob")))
+        # Bob's node may not have Alice's node subscribed yet: he repeats himself
+        # (bounded) until she hears him once; from then on it is live.
+        def heard() -> bool:
+            bob.send("hi")
+            try:
+                msg = alice.recv(timeout=0.2)
+            except TimeoutError:
+                return False
+            return "hi" in msg or "Bob joined" in msg
+        wait_for(heard, timeout=10, what="Alice hears Bob across nodes")
+        info = get(n0, "/cluster")
+        assert len(info["nodes"]) >= 2 and room in info["rooms"]

@@ -1,52 +1,315 @@
-"""The ``fastws`` command: ``fastws module:app [--host H] [--port P] [--workers N]
-[--backplane URL]``."""
+"""The ``fastws`` command: ``fastws module:app [options]``; ``fastws --help`` lists them.
+
+Names follow uvicorn's where uvicorn has the setting. Every flag can also come
+from the environment as ``FASTWS_`` + the flag's name in capitals with ``_``
+for ``-`` (``--ws-max-size`` is ``FASTWS_WS_MAX_SIZE``; switches take 1/0,
+true/false); a flag on the command line wins. A bad value, from either, is an
+error naming the flag (or variable) and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
+import logging
+import logging.config
 import os
 import sys
+from typing import Any, Callable
 
-__all__ = ["main", "load_app"]
+__all__ = ["main", "load_app", "build_parser"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
-def load_app(spec: str):
-    """Import ``module:attribute`` (attribute defaults to ``app``)."""
+def load_app(spec: str, factory: bool = False):
+    """Import ``module:attribute`` (attribute defaults to ``app``); with
+    ``factory``, call it to get the app."""
     module_name, _, attr = spec.partition(":")
-    module = importlib.import_module(module_name)
     try:
-        return getattr(module, attr or "app")
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name or module_name.startswith(f"{exc.name}."):
+            raise SystemExit(f"fastws: cannot import {module_name!r}: {exc}") from None
+        raise
+    try:
+        obj = getattr(module, attr or "app")
     except AttributeError:
         raise SystemExit(f"fastws: module {module_name!r} has no attribute {attr or 'app'!r}") from None
+    if factory:
+        if not callable(obj):
+            raise SystemExit(f"fastws: --factory: {spec} is not callable")
+        obj = obj()
+    return obj
+
+
+# ---------------------------------------------------------------- value parsers
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _int_or_none(text: str) -> int | None:
+    return None if text.lower() in ("none", "off") else int(text)
+
+
+def _float_or_none(text: str) -> float | None:
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+def _pair_or_none(text: str) -> tuple[float, int] | None:
+    if text.lower() in ("none", "off"):
+        return None
+    rate, sep, burst = text.partition(",")
+    if not sep:
+        raise ValueError("want RATE,BURST (e.g. 20,40) or none")
+    return float(rate), int(burst)
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("want 1/0, true/false, yes/no or on/off")
+
+
+#: --ws-* flags: (flag, WebSocketOptions field, parser, help). uvicorn's three first.
+WS_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--ws-max-size", "max_message_size", _int_or_none, "largest message in bytes (default 1 MiB; none: no limit)"),
+    ("--ws-ping-interval", "ping_interval", _float_or_none, "seconds of client silence before a ping (default 20; none: off)"),
+    ("--ws-ping-timeout", "idle_timeout", float, "seconds a pinged client has to answer (default 20)"),
+    ("--ws-max-backpressure", "max_backpressure", int, "bytes queued per socket before the backpressure policy (default 1 MiB)"),
+    ("--ws-backpressure", "backpressure", str, "close | skip (default close)"),
+    ("--ws-slow-consumer-timeout", "slow_consumer_timeout", float, "seconds (default 5)"),
+    ("--ws-min-drain-rate", "min_drain_rate", int, "bytes/s (default 16384)"),
+    ("--ws-close-timeout", "close_timeout", float, "seconds (default 10)"),
+    ("--ws-discard-budget", "discard_budget", _int_or_none, "bytes (default max(16 MiB, 16 x max size))"),
+    ("--ws-handshake-timeout", "handshake_timeout", float, "seconds (default 10)"),
+    ("--ws-rate-limit", "rate_limit", _pair_or_none, "RATE,BURST messages per connection (default none)"),
+    ("--ws-rate-limit-policy", "rate_limit_policy", str, "close | drop (default close)"),
+    ("--ws-max-connections", "max_connections", _int_or_none, "open WebSockets (default none)"),
+    ("--ws-max-connections-per-ip", "max_connections_per_ip", _int_or_none, "per client address (default none)"),
+    ("--ws-max-upgrades-per-ip", "max_upgrades_per_ip", _pair_or_none, "RATE,BURST per client address (default none)"),
+    ("--ws-max-room-name", "max_room_name", int, "characters (default 256)"),
+    ("--ws-max-rooms-per-socket", "max_rooms_per_socket", int, "(default 64)"),
+    ("--ws-drain-window", "drain_window", float, "seconds a shutdown spreads its closes over (default 1)"),
+    ("--ws-allowed-origins", "allowed_origins", _csv, "comma-separated Origin values (default any)"),
+    ("--ws-subprotocols", "subprotocols", _csv, "comma-separated, in preference order"),
+    ("--ws-compression", "compression", _bool, "permessage-deflate on (1) or off (0) (default off)"),
+    ("--ws-json-events", "json_events", _bool, "route JSON {type: ...} messages to handlers (default 1)"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors name the flag, in one line, with exit status 2 (argparse's own)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(fastws --help lists every flag)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastws`` argument parser (also what the README documents)."""
+    from fastws import __version__
+    p = _Parser(prog="fastws", description="Serve a fastws app.",
+                epilog="Every flag also reads FASTWS_<FLAG> from the environment "
+                       "(e.g. FASTWS_PORT, FASTWS_WS_MAX_SIZE).")
+    p.add_argument("app", nargs="?", help="the app, as module:attribute (e.g. chat:app)")
+    p.add_argument("--version", action="version", version=f"fastws {__version__}")
+    p.add_argument("--factory", action="store_true", default=None,
+                   help="the app is a function returning the app")
+    g = p.add_argument_group("where to listen")
+    g.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    g.add_argument("--port", type=int, help="port to bind (default 3000; 0: any free port)")
+    g.add_argument("--uds", help="listen on this Unix socket instead")
+    g.add_argument("--fd", type=int, help="serve the listening socket inherited as this descriptor")
+    g.add_argument("--backlog", type=_positive_int, help="listen queue (default 2048)")
+    g = p.add_argument_group("processes")
+    g.add_argument("--workers", type=_positive_int, help="worker processes on the one port (default 1)")
+    g.add_argument("--reload", action="store_true", default=None,
+                   help="restart when a .py file under --reload-dir changes (development; needs watchfiles)")
+    g.add_argument("--reload-dir", action="append", dest="reload_dirs",
+                   help="directory to watch (repeatable; default the current directory)")
+    g.add_argument("--backplane", metavar="URL",
+                   help="Redis URL that makes rooms span processes and machines")
+    g.add_argument("--allow-split-rooms", action="store_true", default=None,
+                   help="allow --workers without a backplane (rooms stay per process)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--log-level", choices=LOG_LEVELS, help="(default info)")
+    g.add_argument("--log-config", metavar="FILE", help="logging dictConfig, JSON or YAML")
+    g.add_argument("--log-format", choices=("text", "json"), help="(default text)")
+    g.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                   help="a line per request, upgrade and WebSocket close (default off)")
+    g.add_argument("--redact-query", type=_csv, metavar="NAMES",
+                   help="query parameters masked in access lines (default: token, access_token, "
+                        "password, secret, api_key, ...; see fastws.access.REDACT)")
+    g = p.add_argument_group("TLS")
+    g.add_argument("--ssl-certfile")
+    g.add_argument("--ssl-keyfile")
+    g.add_argument("--ssl-keyfile-password")
+    g.add_argument("--ssl-ca-certs", help="CA file to verify client certificates with")
+    g = p.add_argument_group("behind a proxy")
+    g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=None,
+                   help="believe X-Forwarded-For/-Proto and Forwarded from --forwarded-allow-ips")
+    g.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="comma-separated addresses or networks of trusted proxies, * for any "
+                        "(default 127.0.0.1)")
+    g.add_argument("--health-path", metavar="PATH",
+                   help="answer GET PATH with 200 while serving, 503 while draining (default off)")
+    g = p.add_argument_group("WebSocket limits (websocket(...) options; override the app's)")
+    for flag, _field, _parse, text in WS_FLAGS:
+        g.add_argument(flag, help=text, default=None)
+    return p
+
+
+_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 3000, "backlog": 2048, "workers": 1,
+                             "log_level": "info", "log_format": "text", "access_log": False,
+                             "proxy_headers": False, "factory": False, "reload": False,
+                             "allow_split_rooms": False}
+
+
+def _from_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill what the command line left unset from FASTWS_* variables."""
+    ws_parsers = {flag.lstrip("-").replace("-", "_"): fn for flag, _f, fn, _t in WS_FLAGS}
+    for action in parser._actions:
+        dest = action.dest
+        if dest in ("help", "version", "app") or getattr(args, dest, None) is not None:
+            continue
+        env = "FASTWS_" + dest.upper()
+        if dest == "reload_dirs":
+            env = "FASTWS_RELOAD_DIRS"
+        raw = os.environ.get(env)
+        if raw is None or raw == "":
+            continue
+        try:
+            if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
+                value: Any = _bool(raw)
+            elif dest == "reload_dirs":
+                value = _csv(raw)
+            elif action.type is not None:
+                value = action.type(raw)
+            else:
+                value = raw
+            if action.choices is not None and value not in action.choices:
+                raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
+        except ValueError as exc:
+            parser.error(f"{env}={raw!r}: {exc}")
+        if dest in ws_parsers:
+            value = raw             # parsed with the --ws- rules below
+        setattr(args, dest, value)
+
+
+def _ws_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    out = {}
+    for flag, field, parse, _text in WS_FLAGS:
+        raw = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if raw is None:
+            continue
+        try:
+            out[field] = parse(raw)
+        except ValueError as exc:
+            parser.error(f"argument {flag}: invalid value {raw!r}: {exc}")
+    return out
+
+
+def _configure_logging(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    level = "DEBUG" if args.log_level == "trace" else args.log_level.upper()
+    if args.log_config:
+        try:
+            with open(args.log_config) as f:
+                text = f.read()
+            if args.log_config.endswith((".yaml", ".yml")):
+                try:
+                    import yaml
+                except ImportError:
+                    parser.error("--log-config: a YAML file needs PyYAML (pip install pyyaml)")
+                config = yaml.safe_load(text)
+            else:
+                config = json.loads(text)
+            logging.config.dictConfig(config)
+        except (OSError, ValueError, TypeError, AttributeError, ImportError) as exc:
+            parser.error(f"argument --log-config: {exc}")
+        return
+    handler = logging.StreamHandler()
+    if args.log_format == "json":
+        from fastws.access import JsonFormatter
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _ssl_context(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    if not args.ssl_certfile:
+        if args.ssl_keyfile or args.ssl_ca_certs:
+            parser.error("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile")
+        return None
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(args.ssl_certfile, args.ssl_keyfile, password=args.ssl_keyfile_password)
+        if args.ssl_ca_certs:
+            ctx.load_verify_locations(args.ssl_ca_certs)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"argument --ssl-certfile/--ssl-keyfile: cannot load: {exc}")
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve the named app until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="fastws", description="Serve a fastws app.")
-    parser.add_argument("app", help="the app to serve, as module:attribute (e.g. chat:app)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes on the one port (default 1; more need a backplane)")
-    parser.add_argument("--backplane", default=os.environ.get("FASTWS_BACKPLANE"), metavar="URL",
-                        help="Redis URL of the backplane that makes rooms span processes and "
-                             "machines (default: $FASTWS_BACKPLANE)")
-    parser.add_argument("--allow-split-rooms", action="store_true",
-                        help="allow --workers without a backplane (rooms stay per process)")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
+    _from_env(parser, args)
+    if args.app is None:
+        args.app = os.environ.get("FASTWS_APP")
+        if not args.app:
+            parser.error("the app is required (module:attribute), or FASTWS_APP")
+    for key, value in _DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    ws = _ws_overrides(parser, args)
+    _configure_logging(parser, args)
+    tls = _ssl_context(parser, args)
+    if args.uds and args.fd is not None:
+        parser.error("--uds and --fd cannot be combined")
     sys.path.insert(0, "")
-    app = load_app(args.app)
+    app = load_app(args.app, factory=args.factory)
+    if ws:
+        from fastws.options import WebSocketOptions
+        base = getattr(app, "ws_options", None) or WebSocketOptions()
+        try:
+            app.ws_options = dataclasses.replace(base, **ws)
+        except (ValueError, TypeError) as exc:
+            flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), "--ws-*")
+            parser.error(f"argument {flag}: {exc}")
     if args.backplane and getattr(app, "backplane", None) is None:
         from fastws.cluster import backplane
         try:
             app.use(backplane(args.backplane))
         except (ValueError, ImportError) as exc:
-            parser.error(str(exc))
-    app.run(host=args.host, port=args.port, workers=args.workers,
-            allow_split_rooms=args.allow_split_rooms)
+            parser.error(f"argument --backplane: {exc}")
+    try:
+        app.run(host=args.host, port=args.port, ssl=tls, backlog=args.backlog,
+                workers=args.workers, allow_split_rooms=args.allow_split_rooms, uds=args.uds,
+                fd=args.fd, reload=args.reload, reload_dirs=args.reload_dirs,
+                proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+                access_log=args.access_log, health_path=args.health_path,
+                redact_query=args.redact_query)
+    except ValueError as exc:
+        parser.error(str(exc))
     return 0
 
 

@@ -69,6 +69,11 @@ cdef class Connection:
     cdef Py_ssize_t _dropped
     cdef Py_ssize_t _discarded        # bytes read and thrown away while lingering
     cdef Py_ssize_t _tx_total         # bytes ever queued (written = this - still held)
+    # for the access log and ws.stats: what went each way, since when
+    cdef Py_ssize_t _rx_bytes
+    cdef Py_ssize_t _rx_msgs
+    cdef Py_ssize_t _tx_msgs
+    cdef double _opened_at
     cdef Waiting _wait                # None unless someone waits for us to drain
     # liveness and deadlines, in seconds on the clock (0: none)
     cdef double _last_rx
@@ -91,6 +96,7 @@ cdef class Connection:
     cdef unsigned char _lingering              # failed: our close frame is out, we read and discard
     cdef unsigned char _slow                   # dropped from the wait as a slow consumer, until drained
     cdef unsigned char _reading_off            # the adapter paused reading (flow control, backlog)
+    cdef unsigned char _closed_by              # who sent the first close frame: 0 none, 1 us, 2 the client
 
     @cython.final
     cdef double _now(self) except? -1.0

@@ -134,7 +134,7 @@ cdef class Connection:
         self._state = OPEN
         self._close_code = CLOSE_ABNORMAL
         self._close_reason = ""
-        self._last_rx = self._now()
+        self._last_rx = self._opened_at = self._now()
         if shared.rate > 0.0:
             self._tokens = shared.burst
             self._rate_t = self._last_rx
@@ -167,6 +167,17 @@ cdef class Connection:
         """Whether flow control holds this connection: a member its messages
         filled past the high-water mark has not drained yet (not read meanwhile)."""
         return self._blocked > 0
+
+    @property
+    def stats(self):
+        """What this connection carried: ``messages_in``, ``messages_out``,
+        ``bytes_in``, ``bytes_out`` (wire bytes, frames included), ``seconds``
+        open, and ``closed_by`` ("client", "server", or None while open or when
+        TCP went away without a close frame)."""
+        return {"messages_in": self._rx_msgs, "messages_out": self._tx_msgs,
+                "bytes_in": self._rx_bytes, "bytes_out": self._tx_total,
+                "seconds": self._now() - self._opened_at,
+                "closed_by": ("server", "client")[self._closed_by - 1] if self._closed_by else None}
 
     @property
     def slow(self):
@@ -222,6 +233,7 @@ cdef class Connection:
         cdef tuple ev
         cdef int kind
         self._last_rx = self._now()
+        self._rx_bytes += len(data)
         if self._input_done:
             if self._lingering:
                 self._discard(data)
@@ -235,6 +247,7 @@ cdef class Connection:
                     if self._input_done:
                         return 0
                     continue
+                self._rx_msgs += 1
                 self._on_message(value)
             elif kind == OP_PING:
                 if self._state == OPEN:
@@ -273,6 +286,7 @@ cdef class Connection:
         if self._state == OPEN:
             # The client started it: echo its code, then close TCP.
             self._state = CLOSING
+            self._closed_by = 2
             self._close_code = code
             self._close_reason = reason
             # A client that stops reading cannot hold our close open forever.
@@ -333,6 +347,7 @@ cdef class Connection:
                 self._shared.counters.skipped += 1
             return False
         self._queue(frame)
+        self._tx_msgs += 1
         if self._pending_bytes + self._tx_buffered > self._shared.high_water and not self._slow:
             self._high_water_reached()
         return True
@@ -459,6 +474,7 @@ cdef class Connection:
 
     cdef int _start_close(self, int code, str reason, bytes frame) except -1:
         self._state = CLOSING
+        self._closed_by = 1
         self._close_code = code
         self._close_reason = reason
         self._close_deadline = self._now() + self._shared.close_timeout

@@ -158,11 +158,15 @@ cdef class WebSocket(Dispatcher):
 
     @property
     def remote_address(self):
-        """The client's (host, port), or None if unknown."""
+        """The client's (host, port), or None if unknown: the upgrade request's
+        ``ctx.remote``, which with trusted proxy headers is the real client."""
         # Looked up on first use: most connections never ask, and 10,000
         # idle ones would each hold a tuple, a str and an int.
-        if self._remote_address is None and self._transport is not None:
-            self._remote_address = self._transport.get_extra_info("peername")
+        if self._remote_address is None:
+            if self.ctx is not None and self.ctx.remote is not None:
+                self._remote_address = self.ctx.remote
+            elif self._transport is not None:
+                self._remote_address = self._transport.get_extra_info("peername")
         return self._remote_address
 
     cdef str _peer(self):

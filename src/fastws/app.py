@@ -57,6 +57,21 @@ class App:
         self.async_middleware = False
         self.backplane: Any = None
         self._cluster: Any = None
+        self.startup_hooks: list[Callable[[], Any]] = []
+        self.shutdown_hooks: list[Callable[[], Any]] = []
+
+    def on_startup(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Run ``fn`` (sync or async, no arguments) before the server accepts
+        its first connection, once per process (per worker), in the order
+        added; one that raises stops the server from starting. A decorator."""
+        self.startup_hooks.append(fn)
+        return fn
+
+    def on_shutdown(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Run ``fn`` (sync or async) once the server has closed its
+        connections at shutdown, in the order added. A decorator."""
+        self.shutdown_hooks.append(fn)
+        return fn
 
     @property
     def cluster(self) -> Cluster:
@@ -263,14 +278,16 @@ class App:
     async def serve(self, host: str | None = "127.0.0.1", port: int = 3000, *,
                     ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
                     reuse_port: bool = False, sock: socket.socket | None = None,
-                    uds: str | None = None) -> Server:
+                    uds: str | None = None, **server_options: Any) -> Server:
         """Start serving on the running loop; returns the started Server.
 
         Listens on ``host:port``, on the Unix socket ``uds``, or on the
         listening socket ``sock`` (e.g. one shared by worker processes).
+        ``server_options``: see ``Server`` (proxy_headers, forwarded_allow_ips,
+        access_log, health_path, redact_query).
         """
         from fastws.server import Server
-        server = Server(self)
+        server = Server(self, **server_options)
         await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
                            sock=sock, uds=uds)
         return server
@@ -278,18 +295,21 @@ class App:
     def run(self, host: str = "127.0.0.1", port: int = 3000, *,
             ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
             reuse_port: bool = False, shutdown_timeout: float | None = None,
-            workers: int = 1, allow_split_rooms: bool = False) -> None:
+            workers: int = 1, allow_split_rooms: bool = False, **options: Any) -> None:
         """Serve until SIGINT or SIGTERM on uvloop, then shut down gracefully:
         stop accepting, close every WebSocket with 1001, wait up to
         ``shutdown_timeout`` seconds (default: the close timeout), return.
 
         ``workers=N`` (N > 1) runs N processes on one port (see
         ``fastws.workers``); it needs a backplane, or ``allow_split_rooms=True``
-        for an app whose rooms may stay per process (or that has none)."""
+        for an app whose rooms may stay per process (or that has none).
+        More ``options``: ``uds``, ``fd``, ``reload``, ``reload_dirs``,
+        ``proxy_headers``, ``forwarded_allow_ips``, ``access_log``,
+        ``health_path``, ``redact_query`` (see ``fastws.server.run``)."""
         from fastws.server import run
         run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
             shutdown_timeout=shutdown_timeout, workers=workers,
-            allow_split_rooms=allow_split_rooms)
+            allow_split_rooms=allow_split_rooms, **options)
 
 
 def http_endpoint(handler: Handler) -> Callable[[Context], Awaitable[Response]]:

@@ -201,7 +201,7 @@ class Context:
 
     __slots__ = ("app", "method", "path", "raw_query", "params", "headers",
                  "http_version", "remote", "_state", "_body", "_query", "is_websocket",
-                 "__weakref__")
+                 "scheme", "__weakref__")
 
     def __init__(self, app: Any, method: str, path: str, raw_query: str, headers: Headers,
                  http_version: str = "1.1", body: bytes = b"", remote: Any = None,
@@ -218,6 +218,8 @@ class Context:
         self.is_websocket = is_websocket
         self._body = body
         self._query: dict[str, str] | None = None
+        #: "http" or "https" (as a trusted proxy said, with proxy headers on)
+        self.scheme = "http"
 
     @property
     def state(self) -> dict[str, Any]:

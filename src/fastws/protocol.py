@@ -175,6 +175,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
+        if self.ws is not None and self.server.access is not None:
+            self.server.access.closed(self.ws)
         self.server._connection_lost(self)
         if self._address is not None:
             self.hub.limits.closed(self._address)
@@ -443,14 +445,29 @@ class HttpProtocol(asyncio.Protocol):
             self._write_response(plain_response(400, "Bad Request: bad request target"),
                                  keep_alive=False)
             return False
+        server = self.server
+        if path == server.health_path and req.method in ("GET", "HEAD"):
+            # Load balancers: 200 while serving, 503 once draining, so they stop
+            # sending new clients to a node on its way out.
+            draining = server.closing
+            self._write_response(plain_response(503 if draining else 200,
+                                                "draining" if draining else "ok"),
+                                 keep_alive=req.keep_alive and not draining,
+                                 head=req.method == "HEAD")
+            return req.keep_alive and not draining
         found = site.resolve(path)
         # "Upgrade: websocket" marks a handshake attempt even when httptools
         # did not switch (no "Connection: upgrade"): that is a bad handshake
         # (400, RFC 6455 §4.2.1), not a plain GET (426).
         wants_ws = is_upgrade_request(req.headers)
-        ctx = Context(site, req.method, path, query, req.headers, req.version, req.body,
-                      self.transport.get_extra_info("peername") if self.transport else None,
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        scheme = None
+        if server.proxy is not None:
+            peer, scheme = server.proxy.resolve(peer, req.headers)
+        ctx = Context(site, req.method, path, query, req.headers, req.version, req.body, peer,
                       is_websocket=wants_ws and "WS" in found)
+        ctx.scheme = scheme or server.scheme
+        started = time.monotonic()
         head = False
         if ctx.is_websocket:
             handler, ctx.params = found["WS"]
@@ -477,12 +494,20 @@ class HttpProtocol(asyncio.Protocol):
         response = await site.respond(ctx, endpoint)
         if self.transport is None:
             return False
+        access = server.access
         if isinstance(response, _Upgrade):
             self._switch(ctx, response)
+            if access is not None:
+                access.upgrade(ctx, 101 if self.ws is not None else 503, started)
             return False
         # After any upgrade request the HTTP parser is spent: close.
-        keep_alive = req.keep_alive and not req.upgrade and not self.server.closing
+        keep_alive = req.keep_alive and not req.upgrade and not server.closing
         self._write_response(response, keep_alive, head)
+        if access is not None:
+            if ctx.is_websocket:
+                access.upgrade(ctx, response.status, started)
+            else:
+                access.request(ctx, response.status, started)
         return keep_alive
 
     def _upgrade_endpoint(self, req: Request, target: Any):
@@ -513,6 +538,8 @@ class HttpProtocol(asyncio.Protocol):
                 raise HTTPError(403, "Origin not allowed")
             if self._full():
                 raise HTTPError(503, "Too many connections")
+            if self.server.closing:
+                raise HTTPError(503, "Server draining", {"Retry-After": "1"})
             if guard is not None:
                 verdict = guard(ctx)
                 if inspect.isawaitable(verdict):

@@ -11,31 +11,70 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import math
 import os
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from fastws._constants import CloseCode
 from fastws.errors import BackplaneError
 from fastws.hub import Hub, acquire_hub, release_hub
 from fastws.listener import Listener, bind_sockets
 from fastws.options import WebSocketOptions
+from fastws.access import AccessLog
 from fastws.protocol import HttpProtocol, Site
+from fastws.proxy import ProxyTrust
 import fastws.workers as _workers
 
 if TYPE_CHECKING:
     import ssl as _ssl
 
-__all__ = ["Server", "run", "new_event_loop"]
+__all__ = ["Server", "StartupError", "run", "run_hooks", "new_event_loop"]
 
 log = logging.getLogger("fastws")
 
 #: Connections the kernel may queue before fastws accepts them (as uvicorn's).
 DEFAULT_BACKLOG = 2048
+
+
+def _listening(host: str, port: int, backlog: int, uds: str | None,
+               fd: int | None) -> list[socket.socket]:
+    """The listening sockets: bound here, or the one inherited as ``fd``."""
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+        if sock.type != socket.SOCK_STREAM:
+            raise SystemExit(f"fastws: --fd {fd} is not a stream socket")
+        sock.setblocking(False)
+        return [sock]
+    return bind_sockets(host, port, backlog=backlog, reuse_port=False, uds=uds)
+
+
+class StartupError(RuntimeError):
+    """A startup hook raised: the server does not start."""
+
+
+async def run_hooks(hooks: Iterable[Any], phase: str) -> None:
+    """Call each hook in order, awaiting coroutines. A startup hook that
+    raises stops the rest (StartupError); a shutdown hook's error is logged
+    and the others still run."""
+    failed = None
+    for fn in hooks:
+        try:
+            result = fn()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            name = getattr(fn, "__qualname__", repr(fn))
+            if phase == "startup":
+                raise StartupError(f"startup hook {name} failed: {type(exc).__name__}: {exc}") from exc
+            log.exception("shutdown hook %s failed", name)
+            failed = exc
+    if failed is not None:
+        raise failed
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -53,11 +92,28 @@ class Server:
     ``async with await app.serve(...) as server:`` shuts down on exit.
     """
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, *, proxy_headers: bool = False,
+                 forwarded_allow_ips: str | list[str] | None = None, access_log: bool = False,
+                 health_path: str | None = None,
+                 redact_query: Iterable[str] | None = None) -> None:
+        """``proxy_headers``: believe X-Forwarded-For/-Proto and Forwarded from
+        ``forwarded_allow_ips`` (default $FASTWS_FORWARDED_ALLOW_IPS or
+        127.0.0.1; see fastws.proxy). ``access_log``: a line per HTTP request,
+        per upgrade and per WebSocket close on the ``fastws.access`` logger,
+        query values named in ``redact_query`` masked (default
+        ``access.REDACT``). ``health_path``: answer GET there with 200 while
+        serving, 503 while draining."""
         self.site = site
         self.options: WebSocketOptions = site.ws_options or WebSocketOptions()
         self.hub: Hub | None = None
         self.closing = False
+        self.proxy = ProxyTrust(forwarded_allow_ips or os.environ.get(
+            "FASTWS_FORWARDED_ALLOW_IPS", "127.0.0.1")) if proxy_headers else None
+        self.access = AccessLog(redact_query) if access_log else None
+        if health_path is not None and not health_path.startswith("/"):
+            raise ValueError(f"health_path must start with '/', got {health_path!r}")
+        self.health_path = health_path
+        self.scheme = "http"
         self._listeners: list[Listener] = []
         self._uds: str | None = None
         self._connections: set[HttpProtocol] = set()
@@ -89,24 +145,28 @@ class Server:
         else:
             socks = bind_sockets(host, port, backlog=backlog, reuse_port=reuse_port, uds=uds)
             self._uds = uds
+        self.scheme = "https" if ssl is not None else "http"
         hub = acquire_hub(self.site, self.options, loop)
         self.hub = hub
-        options = getattr(self.site, "backplane", None)
-        if options is not None and hub.relay is None:
-            # Rooms across processes: the first listener of this hub connects
-            # to Redis, and does not start at all if it cannot.
-            from fastws.cluster import RedisRelay
-            relay = RedisRelay(hub, options, getattr(self.site, "cluster_handlers", None))
-            try:
+        try:
+            if hub.listeners == 1:
+                # The first server of this app on this loop: the app's startup hooks.
+                await run_hooks(getattr(self.site, "startup_hooks", ()), "startup")
+            options = getattr(self.site, "backplane", None)
+            if options is not None and hub.relay is None:
+                # Rooms across processes: the first listener of this hub connects
+                # to Redis, and does not start at all if it cannot.
+                from fastws.cluster import RedisRelay
+                relay = RedisRelay(hub, options, getattr(self.site, "cluster_handlers", None))
                 await relay.start()
-            except BaseException:
-                release_hub(hub)
-                self.hub = None
-                for s in socks:
-                    s.close()
-                raise
-            hub.relay = relay
-            hub.rooms.relay = relay
+                hub.relay = relay
+                hub.rooms.relay = relay
+        except BaseException:
+            release_hub(hub)
+            self.hub = None
+            for s in socks:
+                s.close()
+            raise
         factory = lambda: HttpProtocol(self.site, hub, self)  # noqa: E731
         self._listeners = [Listener(loop, s, factory, ssl,
                                     ssl_handshake_timeout=self.options.handshake_timeout,
@@ -149,7 +209,7 @@ class Server:
         return len(self._connections)
 
     def _connection_made(self, proto: HttpProtocol) -> None:
-        if self.closing:
+        if self.closing and self.health_path is None:
             proto.transport.close()
             return
         self._connections.add(proto)
@@ -172,14 +232,12 @@ class Server:
             return
         self.closing = True
         self._idle = asyncio.Event()
-        for listener in self._listeners:
-            listener.close()
-        if self._uds is not None:
-            try:
-                os.unlink(self._uds)
-            except OSError:
-                pass
         window = self.options.drain_window
+        # With a health endpoint, still accepting while the window runs: the load
+        # balancer's check reads 503 and stops sending clients (upgrades get 503).
+        linger = self.health_path is not None and window > 0
+        if not linger:
+            self._stop_listening()
         if timeout is None:
             timeout = max(self.options.close_timeout, window + self.options.close_timeout / 2)
         sockets = []
@@ -194,6 +252,15 @@ class Server:
             code, reason = CloseCode.CLOSE_GOING_AWAY, "server shutting down"
         spreading = asyncio.get_running_loop().create_task(
             self._close_spread(sockets, code, reason, window))
+        if linger:
+            await asyncio.sleep(window)
+            self._stop_listening()
+            # Health checks and other HTTP clients that came meanwhile.
+            for proto in list(self._connections):
+                if proto.ws is None:
+                    proto.close_idle()
+            if self._connections:
+                self._idle.clear()
         if self._connections:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
@@ -208,13 +275,29 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.hub is not None:
-            if self.hub.listeners == 1 and self.hub.relay is not None:
+            last = self.hub.listeners == 1
+            if last and self.hub.relay is not None:
                 relay, self.hub.relay = self.hub.relay, None
                 self.hub.rooms.relay = None
                 await relay.stop()
             release_hub(self.hub)
+            if last:
+                try:
+                    await run_hooks(getattr(self.site, "shutdown_hooks", ()), "shutdown")
+                except Exception:
+                    pass        # logged by run_hooks; the shutdown goes on
         if self._done is not None:
             self._done.set()
+
+    def _stop_listening(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        if self._uds is not None:
+            try:
+                os.unlink(self._uds)
+            except OSError:
+                pass
+            self._uds = None
 
     @staticmethod
     async def _close_spread(sockets: list[Any], code: int, reason: str, window: float) -> None:
@@ -248,47 +331,62 @@ class Server:
 def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
         reuse_port: bool = False, shutdown_timeout: float | None = None,
-        workers: int = 1, allow_split_rooms: bool = False) -> None:
+        workers: int = 1, allow_split_rooms: bool = False, uds: str | None = None,
+        fd: int | None = None, reload: bool = False, reload_dirs: list[str] | None = None,
+        **server_options: Any) -> None:
     """Serve ``site`` (an App) on a new uvloop loop until SIGINT/SIGTERM, then
     shut down gracefully (see ``Server.shutdown``); SIGHUP in a worker drains
     with 1012 (the supervisor's rolling restart).
 
-    ``workers`` > 1 binds here and runs that many worker processes on the
-    same sockets (``fastws.workers``); without a backplane that splits rooms
-    per process, so it is refused unless ``allow_split_rooms``.
+    ``uds``: listen on that Unix socket instead; ``fd``: on the listening
+    socket inherited as that descriptor (socket activation). ``workers`` > 1
+    binds here and runs that many worker processes on the same sockets
+    (``fastws.workers``); without a backplane that splits rooms per process,
+    so it is refused unless ``allow_split_rooms``. ``reload``: one worker,
+    replaced whenever a file under ``reload_dirs`` (default: the current
+    directory) changes (needs watchfiles). ``server_options`` go to ``Server``
+    (proxy_headers, forwarded_allow_ips, access_log, health_path, redact_query).
     """
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     inherited = _workers.worker_sockets()
-    if inherited is None and workers > 1:
-        if getattr(site, "backplane", None) is None and not allow_split_rooms:
+    if inherited is None and (workers > 1 or reload):
+        if reload and workers > 1:
+            raise SystemExit("fastws: --reload runs one worker; it cannot be combined with --workers")
+        if workers > 1 and getattr(site, "backplane", None) is None and not allow_split_rooms:
             raise SystemExit(
                 f"fastws: --workers {workers} without a backplane would split every room per "
                 "process (a broadcast would reach only the members in the sender's worker). "
                 "Add one (app.use(backplane('redis://127.0.0.1:6379/0')), --backplane URL or "
                 "FASTWS_BACKPLANE), or pass --allow-split-rooms (allow_split_rooms=True) for an "
                 "app without rooms.")
-        socks = bind_sockets(host, port, backlog=backlog, reuse_port=False)
+        socks = _listening(host, port, backlog, uds, fd)
         scheme = "https" if ssl else "http"
-        log.info("fastws serving on %s://%s:%d with %d workers (Ctrl+C to stop)",
-                 scheme, host, socks[0].getsockname()[1], workers)
+        where = uds or f"{scheme}://{host}:{socks[0].getsockname()[1]}"
+        log.info("fastws serving on %s with %s (Ctrl+C to stop)", where,
+                 "reload on file changes" if reload else f"{workers} workers")
         options = site.ws_options or WebSocketOptions()
         stop_timeout = (shutdown_timeout if shutdown_timeout is not None else
                         max(options.close_timeout, options.drain_window + options.close_timeout / 2)) + 5
-        raise SystemExit(_workers.supervise(workers, socks, stop_timeout))
+        watch = (reload_dirs or [os.getcwd()]) if reload else None
+        raise SystemExit(_workers.supervise(1 if reload else workers, socks, stop_timeout,
+                                            watch=watch))
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
-        server = Server(site)
+        server = Server(site, **server_options)
         try:
             if inherited is not None:
                 await server.start(sock=inherited, ssl=ssl)
+            elif fd is not None:
+                await server.start(sock=_listening(host, port, backlog, None, fd), ssl=ssl)
             else:
-                await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port)
-        except BackplaneError as exc:
+                await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
+                                   uds=uds)
+        except (BackplaneError, StartupError) as exc:
             # A clear line, not a traceback: the URL is in it, the password is not.
             log.error("%s%s", "" if inherited is None else
                       f"worker {os.environ.get('FASTWS_WORKER_ID')} could not start: ", exc)
@@ -300,7 +398,8 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
             raise SystemExit(_workers.START_FAILED) from None
         if inherited is None:
             scheme = "https" if ssl else "http"
-            log.info("fastws serving on %s://%s:%d (Ctrl+C to stop)", scheme, host, server.port)
+            log.info("fastws serving on %s (Ctrl+C to stop)",
+                     uds or f"{scheme}://{host}:{server.port}")
         else:
             log.info("worker %s (pid %d) serving", os.environ.get("FASTWS_WORKER_ID"), os.getpid())
             _workers.worker_ready()

@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -238,11 +239,33 @@ class Supervisor:
 
 
 def supervise(n: int, socks: list[socket.socket], stop_timeout: float,
-              argv: list[str] | None = None) -> int:
-    """Run ``n`` workers on ``socks`` until SIGTERM/SIGINT; the exit status."""
+              argv: list[str] | None = None, watch: list[str] | None = None) -> int:
+    """Run ``n`` workers on ``socks`` until SIGTERM/SIGINT; the exit status.
+    With ``watch`` (directories), a change to a file in them replaces the
+    workers as SIGHUP does (``--reload``)."""
     if argv is None:
         argv = list(getattr(sys, "orig_argv", [sys.executable] + sys.argv))
         argv[0] = sys.executable
     for s in socks:
         os.set_inheritable(s.fileno(), True)
-    return Supervisor(argv, socks, n, stop_timeout).run()
+    supervisor = Supervisor(argv, socks, n, stop_timeout)
+    if watch:
+        try:
+            import watchfiles
+        except ImportError:
+            log.error("--reload needs watchfiles: pip install watchfiles (or 'fastws[dev]')")
+            return 1
+        stop = threading.Event()
+
+        def watcher() -> None:
+            for changes in watchfiles.watch(*watch, stop_event=stop, debounce=200,
+                                            watch_filter=watchfiles.PythonFilter()):
+                log.info("reload: %s changed", ", ".join(sorted({os.path.relpath(p) for _, p in changes}))[:200])
+                supervisor._signals.append(signal.SIGHUP)
+
+        threading.Thread(target=watcher, name="fastws-reload", daemon=True).start()
+        try:
+            return supervisor.run()
+        finally:
+            stop.set()
+    return supervisor.run()

@@ -53,6 +53,17 @@ def accept_for(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode("ascii")
 
 
+def read_head(sock: socket.socket) -> bytes:
+    """What the server answers up to the end of its header block (or EOF)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
 def handshake_request(path: str = "/echo", *, method: str = "GET", http: str = "HTTP/1.1",
                       host: str | None = "127.0.0.1", upgrade: str | None = "websocket",
                       connection: str | None = "Upgrade",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ..integration.rawws import handshake_request, new_key
+from ..integration.rawws import handshake_request, new_key, read_head
 from .procs import ServerProcess, build_loadgen
 
 BUSY = 1100                     # established connections: over libuv's 1,024 events per poll
@@ -78,12 +78,7 @@ class Upgrader:
                 sock = self.tls.wrap_socket(raw, server_hostname="127.0.0.1") if self.tls else raw
                 with sock:
                     sock.sendall(handshake_request(self.path, key=new_key()))
-                    head = b""
-                    while b"\r\n\r\n" not in head:
-                        chunk = sock.recv(4096)
-                        if not chunk:
-                            break
-                        head += chunk
+                    head = read_head(sock)
                 if head.startswith(b"HTTP/1.1 101"):
                     self.done.append(time.monotonic())
                 else:

@@ -2,7 +2,8 @@
 
 BENCH_COMPRESSION=1: permessage-deflate on with fastws's defaults
 (``websocket(compression=True)``). BENCH_BACKPLANE=URL (bench/cluster.py): rooms
-span every process started with the same URL and BENCH_PREFIX.
+span every process started with the same URL and BENCH_PREFIX. BENCH_METRICS=1:
+Prometheus metrics on (``app.use(metrics())``).
 """
 import os
 
@@ -13,6 +14,9 @@ from fastws import backplane, create_app, websocket
 raise_nofile_limit()
 app = create_app()
 app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION))
+if os.environ.get("BENCH_METRICS") == "1":
+    from fastws import metrics
+    app.use(metrics())
 if os.environ.get("BENCH_BACKPLANE"):
     app.use(backplane(os.environ["BENCH_BACKPLANE"], prefix=os.environ.get("BENCH_PREFIX", "bench")))
 

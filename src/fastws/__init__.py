@@ -24,11 +24,12 @@ from fastws.websocket import WebSocket
 # Last: importing the submodule fastws.websocket binds that name on the package;
 # the plugin function must be what `from fastws import websocket` gives.
 from fastws.plugins import error_handler, websocket  # noqa: E402
+from fastws.metrics import metrics  # noqa: E402  (the function, not the module, as for websocket)
 
 __all__ = [
     "App", "BackplaneError", "BackplaneOptions", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
     "ReadyState", "Response", "RoomLimitError", "Server", "WebSocket", "WebSocketOptions", "create_app",
-    "backplane", "error_handler", "websocket", "__version__",
+    "backplane", "error_handler", "metrics", "websocket", "__version__",
 ]
 
 __version__ = "0.1.0"

@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated addresses or networks of trusted proxies, * for any "
                         "(default 127.0.0.1)")
+    g.add_argument("--metrics-path", metavar="PATH",
+                   help="serve Prometheus metrics at PATH, e.g. /metrics (needs prometheus_client)")
     g.add_argument("--health-path", metavar="PATH",
                    help="answer GET PATH with 200 while serving, 503 while draining (default off)")
     g = p.add_argument_group("WebSocket limits (websocket(...) options; override the app's)")
@@ -295,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, TypeError) as exc:
             flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), "--ws-*")
             parser.error(f"argument {flag}: {exc}")
+    if args.metrics_path and getattr(app, "metrics_collector", None) is None:
+        from fastws.metrics import metrics
+        try:
+            app.use(metrics(args.metrics_path))
+        except (ValueError, ImportError) as exc:
+            parser.error(f"argument --metrics-path: {exc}")
     if args.backplane and getattr(app, "backplane", None) is None:
         from fastws.cluster import backplane
         try:

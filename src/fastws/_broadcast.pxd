@@ -4,6 +4,8 @@ cdef class RoomRegistry:
     cdef dict _rooms
     cdef object _dumps
     cdef public object relay
+    cdef public long long broadcasts      # publishes (each counted once, however many members)
+    cdef public long long deliveries      # frames queued to members by deliver
 
     cpdef bint join(self, object room, object member) except -1
     cpdef bint leave(self, object room, object member) except -1

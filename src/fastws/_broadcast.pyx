@@ -108,6 +108,7 @@ cdef class RoomRegistry:
         str) is delivered nowhere."""
         if self.relay is not None:
             self.relay.publish(room, opcode, payload)
+        self.broadcasts += 1
         return self.deliver(room, opcode, payload, skip)
 
     cpdef Py_ssize_t deliver(self, object room, int opcode, object payload,
@@ -152,4 +153,5 @@ cdef class RoomRegistry:
                 last_frame = frame
             if conn.send_frame(frame):
                 sent += 1
+        self.deliveries += sent
         return sent

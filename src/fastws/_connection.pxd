@@ -98,6 +98,7 @@ cdef class Connection:
     cdef unsigned char _reading_off            # the adapter paused reading (flow control, backlog)
     cdef unsigned char _closed_by              # who sent the first close frame: 0 none, 1 us, 2 the client
 
+    cpdef tuple counts(self)
     @cython.final
     cdef double _now(self) except? -1.0
     @cython.final

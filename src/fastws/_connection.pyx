@@ -168,6 +168,10 @@ cdef class Connection:
         filled past the high-water mark has not drained yet (not read meanwhile)."""
         return self._blocked > 0
 
+    cpdef tuple counts(self):
+        """(messages in, messages out, bytes in, bytes out) so far, for metrics."""
+        return (self._rx_msgs, self._tx_msgs, self._rx_bytes, self._tx_total)
+
     @property
     def stats(self):
         """What this connection carried: ``messages_in``, ``messages_out``,

@@ -88,7 +88,8 @@ class Hub:
     """The per-loop runtime shared by every listener serving one app."""
 
     __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
-                 "shared", "limits", "listeners", "relay", "__weakref__")
+                 "shared", "limits", "listeners", "relay", "totals", "upgrades", "requests",
+                 "closes", "loop_lag", "__weakref__")
 
     def __init__(self, owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> None:
         self.owner = weakref.ref(owner)
@@ -104,6 +105,33 @@ class Hub:
         self.limits = AddressLimits(options)
         self.listeners = 0
         self.relay: Any = None          # the backplane (fastws.cluster.RedisRelay), if any
+        # For metrics, counted once per connection or request, never per message:
+        # what closed connections carried (in msgs, out msgs, in bytes, out bytes),
+        # upgrade answers and HTTP answers by status, closes by code, the last
+        # measured event-loop lag in seconds.
+        self.totals = [0, 0, 0, 0]
+        self.upgrades: dict[int, int] = {}
+        self.requests: dict[int, int] = {}
+        self.closes: dict[int, int] = {}
+        self.loop_lag = 0.0
+
+    def connection_closed(self, ws: Any) -> None:
+        """Fold a finished WebSocket's counts into the totals (metrics)."""
+        counts = ws.counts()
+        totals = self.totals
+        for i in range(4):
+            totals[i] += counts[i]
+        code = ws.close_code if ws.close_code is not None else 1006
+        self.closes[code] = self.closes.get(code, 0) + 1
+
+    def traffic(self) -> list[int]:
+        """Messages and bytes each way so far, open connections included."""
+        out = list(self.totals)
+        for ws in self.sockets:
+            counts = ws.counts()
+            for i in range(4):
+                out[i] += counts[i]
+        return out
 
     def __repr__(self) -> str:
         return (f"<Hub {len(self.sockets)} sockets, {len(self.rooms.names())} rooms, "

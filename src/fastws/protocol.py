@@ -175,8 +175,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
-        if self.ws is not None and self.server.access is not None:
-            self.server.access.closed(self.ws)
+        if self.ws is not None:
+            self.hub.connection_closed(self.ws)
+            if self.server.access is not None:
+                self.server.access.closed(self.ws)
         self.server._connection_lost(self)
         if self._address is not None:
             self.hub.limits.closed(self._address)
@@ -497,12 +499,17 @@ class HttpProtocol(asyncio.Protocol):
         access = server.access
         if isinstance(response, _Upgrade):
             self._switch(ctx, response)
+            status = 101 if self.ws is not None else 503
+            ups = self.hub.upgrades
+            ups[status] = ups.get(status, 0) + 1
             if access is not None:
-                access.upgrade(ctx, 101 if self.ws is not None else 503, started)
+                access.upgrade(ctx, status, started)
             return False
         # After any upgrade request the HTTP parser is spent: close.
         keep_alive = req.keep_alive and not req.upgrade and not server.closing
         self._write_response(response, keep_alive, head)
+        counts = self.hub.upgrades if ctx.is_websocket else self.hub.requests
+        counts[response.status] = counts.get(response.status, 0) + 1
         if access is not None:
             if ctx.is_websocket:
                 access.upgrade(ctx, response.status, started)

@@ -128,6 +128,7 @@ class Server:
         if o.ping_interval is not None:
             periods += [o.ping_interval, o.idle_timeout]
         self._sweep_every = min(1.0, max(0.05, min(periods) / 4))
+        self._sweep_due = 0.0
 
     async def start(self, host: str | None = "127.0.0.1", port: int = 3000, *,
                     ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
@@ -174,12 +175,16 @@ class Server:
                            for s in socks]
         for listener in self._listeners:
             listener.start()
+        self._sweep_due = time.monotonic() + self._sweep_every
         self._sweeper = loop.call_later(self._sweep_every, self._sweep)
 
     def _sweep(self) -> None:
         """Deadlines and heartbeats: HTTP connections' request timeouts,
-        WebSockets' pings and close timeouts."""
+        WebSockets' pings and close timeouts. How late it runs is the event
+        loop's lag (a metric)."""
         now = time.monotonic()
+        if self.hub is not None and self._sweep_due:
+            self.hub.loop_lag = max(0.0, now - self._sweep_due)
         try:
             if self.hub is not None:
                 self.hub.limits.sweep(now)
@@ -191,6 +196,7 @@ class Server:
                     ws.tick(now)
         finally:
             if self._done is not None and not self._done.is_set():
+                self._sweep_due = time.monotonic() + self._sweep_every
                 self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     @property

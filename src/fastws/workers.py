@@ -30,10 +30,12 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -248,7 +250,18 @@ def supervise(n: int, socks: list[socket.socket], stop_timeout: float,
         argv[0] = sys.executable
     for s in socks:
         os.set_inheritable(s.fileno(), True)
+    # Workers share their metrics through files here (fastws.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="fastws-metrics-")
+    os.environ["FASTWS_METRICS_DIR"] = metrics_dir
     supervisor = Supervisor(argv, socks, n, stop_timeout)
+    try:
+        return _supervise(supervisor, watch)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(supervisor: Supervisor, watch: list[str] | None) -> int:
+    """Run ``supervisor``; with ``watch``, a thread turns file changes into SIGHUPs."""
     if watch:
         try:
             import watchfiles

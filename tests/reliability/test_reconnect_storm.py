@@ -5,9 +5,11 @@ memory goes back to where it was.
 The load generator opens its connections with no cap on how many are in
 progress (``--max-pending`` = all), so the 10,000 SYNs and upgrade requests
 arrive together; the server must accept them all without one failing. The
-first two rounds warm the server up (Python's and glibc's allocators keep the
-arenas the first crowd needed, about a tenth more after the second round than
-after the first, then no more) and set the baseline; the storm is the third.
+first three rounds warm the server up (Python's and glibc's allocators keep the
+arenas the first crowds needed; how much depends on how many handshakes
+overlapped, so one CI run measured 56 MiB after two rounds and 64 after the
+storm) and set the baseline, the highest RSS after any of them; the storm is
+the fourth.
 """
 
 from __future__ import annotations
@@ -57,17 +59,21 @@ def test_ten_thousand_clients_reconnecting_at_once_all_get_in(loadgen, tmp_path)
     assert raise_nofile_limit() >= CONNS + 200, "needs an open-files limit above 10,200"
     with ServerProcess("soak", tmp_path / "server.log", ping_interval=None,
                        max_message_size=1 << 16) as server:
-        for _ in range(2):
+        # The heap a fresh process grows into depends on how many handshakes
+        # overlapped in each round, so the baseline is the highest RSS seen
+        # after a warm-up round, over three of them.
+        baseline_kib = 0
+        for _ in range(3):
             first, _ = hold_all(loadgen, server.port, server)
             assert first["still_open"] == CONNS, first
-        server.stats("trim=1")          # collect, and hand glibc's free pages back
-        baseline_kib = server.rss_kib()
+            server.stats("trim=1")          # collect, and hand glibc's free pages back
+            baseline_kib = max(baseline_kib, server.rss_kib())
 
         storm, held_kib = hold_all(loadgen, server.port, server)
         server.stats("trim=1")
         after_kib = server.rss_kib()
         print(f"\nstorm: {CONNS:,} reconnected in {storm['setup_s']:.2f}s; RSS "
-              f"{baseline_kib / 1024:.1f} MiB after two rounds, {held_kib / 1024:.1f} "
+              f"{baseline_kib / 1024:.1f} MiB at most after three warm-up rounds, {held_kib / 1024:.1f} "
               f"MiB with all held, {after_kib / 1024:.1f} MiB after the storm")
         for key in ("connect_errors", "handshake_errors", "server_closed"):
             assert storm[key] == 0, (key, storm)

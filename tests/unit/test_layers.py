@@ -25,7 +25,8 @@ LAYERS = [
     # the runtime, HTTP, serving
     "hub", "redis_link", "cluster", "listener", "protocol", "workers", "server",
     # configuration, and what sits on it
-    "app", "plugins.websocket", "plugins.error_handler", "plugins", "__init__", "__main__", "demo",
+    "app", "plugins.websocket", "plugins.error_handler", "plugins", "metrics", "__init__", "__main__",
+    "demo",
 ]
 BELOW_APP = LAYERS[:LAYERS.index("app")]
 

@@ -238,6 +238,9 @@ def _configure_logging(parser: argparse.ArgumentParser, args: argparse.Namespace
                 config = yaml.safe_load(text)
             else:
                 config = json.loads(text)
+            if isinstance(config, dict):
+                # fastws's loggers exist by now (imported): keep them unless told.
+                config.setdefault("disable_existing_loggers", False)
             logging.config.dictConfig(config)
         except (OSError, ValueError, TypeError, AttributeError, ImportError) as exc:
             parser.error(f"argument --log-config: {exc}")

@@ -187,7 +187,7 @@ def metrics(path: str = "/metrics") -> MetricsPlugin:
     """Prometheus metrics at ``path``: ``app.use(metrics())``. Needs
     ``prometheus_client`` (``pip install 'fastws[metrics]'``)."""
     try:
-        import prometheus_client  # noqa: F401
+        import prometheus_client  # noqa: F401  (imported where it is used; here: is it there?)
     except ImportError:
         raise ImportError("metrics() needs prometheus_client: pip install 'fastws[metrics]'") from None
     if not path.startswith("/"):

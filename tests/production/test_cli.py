@@ -209,3 +209,51 @@ def test_access_log_lines_with_secrets_redacted(tmp_path):
     assert close["code"] == 1000 and close["closed_by"] == "client"
     assert close["messages_in"] == 3 and close["messages_out"] == 4     # the greeting + 3 echoes
     assert close["bytes_in"] > 0 and close["bytes_out"] > 0
+
+
+def test_the_readme_documents_every_flag():
+    from fastws.__main__ import build_parser
+    readme = (ROOT / "README.md").read_text()
+    missing = [o for a in build_parser()._actions for o in a.option_strings
+               if o.startswith("--") and o != "--help" and f"`{o}`" not in readme]
+    assert missing == [], missing
+
+
+def test_fd_serves_an_inherited_listening_socket(tmp_path):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "fastws", APP, "--fd", str(sock.fileno())],
+                            cwd=ROOT, pass_fds=[sock.fileno()], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    sock.close()            # the child holds it now
+    try:
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=2) as r:
+                    return r.read() == b"1"
+            except OSError:
+                return False
+        wait_for(answers, timeout=30, what="the app on the inherited socket")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_log_config_from_a_json_dictconfig(tmp_path):
+    out = tmp_path / "configured.log"
+    config = {"version": 1, "formatters": {"plain": {"format": "CONFIGURED %(name)s %(message)s"}},
+              "handlers": {"file": {"class": "logging.FileHandler", "filename": str(out),
+                                    "formatter": "plain"}},
+              "root": {"handlers": ["file"], "level": "INFO"}}
+    (tmp_path / "log.json").write_text(json.dumps(config))
+    extra = ("--log-config", str(tmp_path / "log.json"), "--access-log")
+    with Node(tmp_path / "n.log", {}, app=APP, extra=extra) as node:
+        assert http(node, "/version")[0] == 200
+        wait_for(lambda: out.exists() and "CONFIGURED fastws.access" in out.read_text(),
+                 timeout=10, what="the access line through the configured handler")
+    bad = fastws(APP, "--log-config", str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "--log-config" in bad.stderr

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from ..cluster.conftest import Node
-from ..cluster.test_workers import children, members_on_each_worker, worker_of
+from ..cluster.test_workers import children, members_on_each_worker
 from ..integration.clients import wait_for, ws_connect
 
 parser = pytest.importorskip("prometheus_client.parser")

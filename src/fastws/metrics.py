@@ -186,10 +186,11 @@ class MetricsPlugin:
 def metrics(path: str = "/metrics") -> MetricsPlugin:
     """Prometheus metrics at ``path``: ``app.use(metrics())``. Needs
     ``prometheus_client`` (``pip install 'fastws[metrics]'``)."""
-    try:
-        import prometheus_client  # noqa: F401  (imported where it is used; here: is it there?)
-    except ImportError:
-        raise ImportError("metrics() needs prometheus_client: pip install 'fastws[metrics]'") from None
+    # Only whether it is installed: prometheus_client itself is imported at the
+    # first scrape, so a server that is never scraped carries none of it.
+    import importlib.util
+    if importlib.util.find_spec("prometheus_client") is None:
+        raise ImportError("metrics() needs prometheus_client: pip install 'fastws[metrics]'")
     if not path.startswith("/"):
         raise ValueError(f"metrics path must start with '/', got {path!r}")
     return MetricsPlugin(path)

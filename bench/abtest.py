@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import statistics
 import sys
@@ -178,12 +177,7 @@ def report(args, sides, runs, rooms, modes, elapsed: float) -> None:
         print(f"| {label} | {fmt(med['base'])} | {fmt(med['new'])} | "
               f"{'–' if ratio is None else f'{ratio:.3f}'} | "
               f"{', '.join(fmt(v) for v in vals['base'])} | {', '.join(fmt(v) for v in vals['new'])} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"abtest-{stamp.strftime('%Y-%m-%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"date": stamp.isoformat(timespec="seconds"), "args": vars(args),
-                                "table": table, "runs": runs}, indent=2) + "\n")
-    print(f"\nJSON: {path}")
+    compare.save_results(args.out, "abtest", stamp, {"args": vars(args), "table": table, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import shutil
 import socket
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
     if any(s.startswith("socketio") for s in chosen):
         try:
-            import socketio  # noqa: F401
+            import socketio  # noqa: F401  (is it installed?)
             import redis  # noqa: F401
         except ImportError:
             print("cluster: python-socketio/redis not installed (pip install -e '.[bench]'); "
@@ -253,11 +252,8 @@ def report(args, chosen: list[str], runs: dict[str, list[dict]], elapsed: float)
         print(f"\nfastws-cross delivers {fc['msg_per_s'] / sc['msg_per_s']:.1f}x socketio-cross's "
               f"msg/s at {sc['nodes_cpu_us_per_msg'] / fc['nodes_cpu_us_per_msg']:.1f}x less node CPU "
               "per delivered message.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"cluster-{stamp:%Y-%m-%d-%H%M%S}.json"
-    path.write_text(json.dumps({"args": vars(args), "summary": summary, "runs": runs}, indent=1))
-    print(f"\nJSON: {path}")
+    compare.save_results(args.out, "cluster", stamp, {"args": vars(args), "summary": summary,
+                                                     "runs": runs})
 
 
 if __name__ == "__main__":

@@ -899,6 +899,18 @@ def take_machine_lock(wait_s: float) -> Any:
             time.sleep(1)
 
 
+def save_results(out_dir: str | Path, kind: str, stamp: _dt.datetime, data: dict) -> Path:
+    """Write one bench script's results as ``<out_dir>/<kind>-<date>-<time>.json``
+    (with the date and, when given, the arguments) and print where."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{kind}-{stamp.strftime('%Y-%m-%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"date": stamp.isoformat(timespec="seconds"), **data},
+                               indent=2) + "\n")
+    print(f"\nJSON: {path}")
+    return path
+
+
 @contextlib.contextmanager
 def pinned_session(lock_wait: float = 1200) -> Iterator[tuple[bool, Path]]:
     """For the other bench scripts: hold the machine lock, lift the descriptor

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import statistics
 import sys
@@ -148,13 +147,8 @@ def report(args, chosen, runs, skipped, elapsed: float) -> None:
               f"{100 * m['drop']:.0f} % | {m['upgrades_per_s']:,.0f} | {m['p50_ms']:.1f} | "
               f"{m['p99_ms']:.1f} | {m['failed']} | {m['skipped']} | "
               f"{', '.join(f'{100 * d:.0f} %' for d in m['drops'])} |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"upgrades-{stamp.strftime('%Y-%m-%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"date": stamp.isoformat(timespec="seconds"), "args": vars(args),
-                                "summary": summary, "runs": runs, "skipped": skipped},
-                               indent=2) + "\n")
-    print(f"\nJSON: {path}")
+    compare.save_results(args.out, "upgrades", stamp, {"args": vars(args), "summary": summary,
+                                                      "runs": runs, "skipped": skipped})
 
 
 if __name__ == "__main__":

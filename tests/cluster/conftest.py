@@ -21,15 +21,10 @@ from typing import Iterator
 
 import pytest
 
+from ..integration.clients import free_port
 from ..reliability.procs import ROOT, listening_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:

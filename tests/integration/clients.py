@@ -55,6 +55,13 @@ def closed_with(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int, st
     raise AssertionError(f"expected the connection to close, got message {message!r}")
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
     """Poll ``condition`` until it is truthy (returned) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

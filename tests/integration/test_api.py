@@ -29,7 +29,7 @@ from websockets.exceptions import InvalidStatus
 from fastws import ReadyState, create_app, websocket
 from fastws.plugins.websocket import default_dumps
 from tests.conftest import serving
-from tests.integration.clients import (TIMEOUT, client_frame, closed_with, raw_ws, read_frame,
+from tests.integration.clients import (TIMEOUT, client_frame, closed_with, free_port, raw_ws, read_frame,
                                        recv, recv_json, wait_for, ws_connect)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -817,12 +817,6 @@ def test_allowed_origins_answers_403():
 
 
 # ------------------------------------------------------------------ shutdown
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_graceful_shutdown_on_sigterm():

@@ -12,7 +12,8 @@
 The relay is how rooms reach past this process (the backplane); the registry
 never learns what is behind it. It is any object with ``publish(room, opcode,
 payload)``, called for every publish before anything is delivered here (so a
-message it refuses, by raising, reaches nobody), ``room_opened(room)`` /
+message it refuses, by raising, reaches nobody; what it returns, if not None,
+is the payload as bytes, delivered here in place of ``payload``), ``room_opened(room)`` /
 ``room_closed(room)``, called at the only two places a room appears (its first
 member joins) and disappears (its last member leaves), and
 ``room_sized(room, n)`` after every join and leave (for presence). The relay
@@ -107,7 +108,11 @@ cdef class RoomRegistry:
         relay refuses (it raises: too large to cross, a room name that is not
         str) is delivered nowhere."""
         if self.relay is not None:
-            self.relay.publish(room, opcode, payload)
+            # The relay encodes a text payload to cross; delivering those same
+            # bytes here keeps it to one UTF-8 encoding per broadcast.
+            encoded = self.relay.publish(room, opcode, payload)
+            if encoded is not None:
+                payload = encoded
         self.broadcasts += 1
         return self.deliver(room, opcode, payload, skip)
 

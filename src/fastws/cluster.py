@@ -370,8 +370,9 @@ class RedisRelay:
     def _channel(self, room: str) -> bytes:
         return self._room_prefix + room.encode()
 
-    def publish(self, room: Any, opcode: int, payload: Any) -> None:
-        """Publish one broadcast to the room's channel (called before local delivery)."""
+    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
+        """Publish one broadcast to the room's channel (called before local
+        delivery); returns the payload as bytes, for local delivery to reuse."""
         if type(room) is not str:
             raise TypeError(f"with a backplane, room names must be str, not {type(room).__name__}")
         if type(payload) is str:
@@ -390,10 +391,10 @@ class RedisRelay:
                 log.warning("backplane: Redis is down; cross-node publishes are dropped until "
                             "it is back (local delivery goes on)")
             self._outage_dropped += 1
-            return
+            return payload
         if pub.buffered > self.options.max_buffered:
             self.stats["dropped_buffer"] += 1
-            return
+            return payload
         self.stats["published"] += 1
         head = self._publish_head.get(room)
         if head is None:
@@ -407,6 +408,7 @@ class RedisRelay:
         length = b"$%d\r\n" % n
         pub.write_parts((head, length, self._hdr[opcode], payload, b"\r\n"),
                         len(head) + len(length) + n + 2)
+        return payload
 
     def room_opened(self, room: str) -> None:
         """The room got its first local member: subscribe (unless still lingering)."""

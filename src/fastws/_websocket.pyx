@@ -104,7 +104,8 @@ cdef class Flusher:
     def task_started(self):
         """One of fastws's tasks (an async handler's episode, an upgrade
         behind an async guard) is running: each of its steps waits for the
-        ready queue, so keep pressing until it is done."""
+        ready queue, so press now, and while busy sockets are served, until
+        it is done."""
         self.tasks += 1
         self.press()
 
@@ -128,8 +129,11 @@ cdef class Flusher:
             for ws in yielded:
                 (<WebSocket>ws)._yielding = False
                 (<WebSocket>ws)._update_reading()
-        if self.tasks > 0:
-            self.press()            # their next steps come in the next pass
+        # Tasks still running are not pressed for again here: on an idle loop
+        # that would schedule this every iteration and spin a core for as long
+        # as a task awaits (a slow request, an async handler's database call).
+        # Busy sockets press again instead (WebSocket.data_received), which is
+        # when a task's next step can be kept waiting.
 
 
 cdef class WebSocket(Dispatcher):
@@ -327,6 +331,8 @@ cdef class WebSocket(Dispatcher):
             if self._pending_bytes:
                 self._flush()
         flusher = <Flusher>shared.flusher
+        if flusher.tasks and not flusher.pressing:
+            flusher.press()     # a task's next step waits behind sockets like this one
         if flusher.pressing and not self._yielding and \
                 monotonic() - flusher.pressing_since > PRESSING_WAIT:
             self._yielding = True

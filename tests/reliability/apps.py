@@ -22,7 +22,7 @@ from typing import Any, Callable
 from fastws import create_app, websocket
 from tests.reliability.procs import raise_nofile_limit
 
-__all__ = ["fanout_app", "burst_app", "soak_app", "APPS"]
+__all__ = ["fanout_app", "burst_app", "soak_app", "accept_app", "waiting_app", "APPS"]
 
 
 def fanout_app(options: dict[str, Any]):
@@ -167,8 +167,31 @@ def accept_app(options: dict[str, Any]):
     return app
 
 
+def waiting_app(options: dict[str, Any]):
+    """Handlers that await for a while, as ones that call a database do: GET
+    /slow?s=N answers after N seconds; on /slow a message is echoed N seconds
+    after it came (an async message handler)."""
+    app = create_app()
+    app.use(websocket(**options))
+
+    @app.get("/slow")
+    async def slow(ctx):
+        await asyncio.sleep(float(ctx.get_query("s", "1")))
+        return "done"
+
+    @app.ws("/slow")
+    def slow_ws(ws):
+        @ws.on("message")
+        async def on_message(data):
+            await asyncio.sleep(float(data))
+            ws.send(data)
+
+    return app
+
+
 APPS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "fanout": fanout_app, "burst": burst_app, "soak": soak_app, "accept": accept_app}
+    "fanout": fanout_app, "burst": burst_app, "soak": soak_app, "accept": accept_app,
+    "waiting": waiting_app}
 
 
 def serve_plain_and_tls(app: Any, certfile: str, keyfile: str) -> None:

@@ -1,10 +1,16 @@
-"""Build the Cython extensions; everything else lives in pyproject.toml."""
+"""Build the Cython extensions; everything else lives in pyproject.toml.
+
+Environment knobs: FASTWS_DEBUG=1 (no optimisation, with symbols, for gdb),
+FASTWS_PURE_PYTHON=1 (leave the HTTP path uncompiled), FASTWS_ANNOTATE=1 (write
+``cython -a`` HTML next to the sources), FASTWS_BUILD_JOBS=N (compile N modules
+at once; default: one per CPU).
+"""
 import os
 import sys
 from pathlib import Path
 
-from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 # -O3 lets gcc vectorise the byte loops in _bytes.h; FASTWS_DEBUG=1 builds
 # with assertions and no optimisation for gdb.
@@ -31,11 +37,47 @@ if not os.environ.get("FASTWS_PURE_PYTHON"):
     extensions += [Extension(f"fastws.{name}", [f"src/fastws/{name}.py"], extra_compile_args=extra)
                    for name in COMPILED_PY]
 
-setup(
-    ext_modules=cythonize(
-        extensions,
-        include_path=["src"],      # so `cimport fastws._frame` finds its .pxd
-        compiler_directives={"language_level": 3, "embedsignature": True},
-        annotate=bool(os.environ.get("FASTWS_ANNOTATE")),
-    ),
-)
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))    # what this process may use (containers, taskset)
+    except AttributeError:                       # macOS has no affinity call
+        return os.cpu_count() or 1
+
+
+class CythonBuildExt(build_ext):
+    """Translate to C only when compiling, then compile the modules in parallel.
+
+    Translating when setup.py is loaded (as a module-level ``cythonize()`` does)
+    would also run for ``sdist``: it would write generated C into src/ and ship
+    it, so a wheel built from that sdist could compile C older than its .pyx.
+    The sdist carries only .pyx/.pxd/.py; every build translates afresh.
+    """
+
+    def finalize_options(self):
+        if self.parallel is None:
+            # gcc -O3 on the large generated files is nearly all of an install's
+            # time; the modules compile independently.
+            self.parallel = int(os.environ.get("FASTWS_BUILD_JOBS") or _cpus())
+        super().finalize_options()
+
+    def build_extensions(self):
+        # Imported here: only building needs Cython (it comes from
+        # build-system.requires), not reading the project's metadata.
+        from Cython.Build import cythonize
+
+        translated = {ext.name: ext for ext in cythonize(
+            self.extensions,
+            include_path=["src"],      # so `cimport fastws._frame` finds its .pxd
+            compiler_directives={"language_level": 3, "embedsignature": True},
+            annotate=bool(os.environ.get("FASTWS_ANNOTATE")),
+            force=self.force,
+        )}
+        # Keep setuptools' own Extension objects (it has annotated them with
+        # their full names for in-place and editable builds); swap in the C.
+        for ext in self.extensions:
+            ext.sources = translated[ext.name].sources
+        super().build_extensions()
+
+
+setup(ext_modules=extensions, cmdclass={"build_ext": CythonBuildExt})

@@ -32,4 +32,4 @@ __all__ = [
     "backplane", "error_handler", "metrics", "websocket", "__version__",
 ]
 
-__version__ = "0.1.0"
+from fastws._version import __version__  # noqa: E402  (the one place the number lives)

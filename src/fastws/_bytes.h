@@ -20,7 +20,8 @@
 #define FASTWS_UNUSED
 #endif
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
+/* ifunc-based clones need glibc: musl (Alpine, musllinux wheels) has no ifunc. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__) && defined(__GLIBC__)
 #define FASTWS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define FASTWS_CLONES

@@ -16,8 +16,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
 
 LAYERS = [
     # leaves: import nothing of fastws, or only other leaves
-    "_constants", "options", "events", "routing", "handshake", "context", "compression", "_counters",
-    "eager", "errors", "proxy", "access",
+    "_version", "_constants", "options", "events", "routing", "handshake", "context", "compression", "_counters",
+    "eager", "errors", "proxy", "access", "asgi",
     # the codec and the connection, sans-I/O
     "_frame", "_payload", "_connection",
     # events, rooms, the asyncio adapter

@@ -32,7 +32,7 @@ extensions = [
 # (the import system prefers the extension to the .py beside it): an upgrade
 # costs about a tenth less, which is what lets new users in under load.
 # FASTWS_PURE_PYTHON=1 leaves them uncompiled, for debuggers and profilers.
-COMPILED_PY = ("protocol", "listener", "handshake", "context")
+COMPILED_PY = ("protocol", "listener", "handshake", "context", "asgi")
 if not os.environ.get("FASTWS_PURE_PYTHON"):
     extensions += [Extension(f"fastws.{name}", [f"src/fastws/{name}.py"], extra_compile_args=extra)
                    for name in COMPILED_PY]

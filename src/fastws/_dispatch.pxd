@@ -10,6 +10,7 @@ cdef class Dispatcher(Connection):
     cdef int _n_custom            # registered event names a JSON "type" can reach
     cdef unsigned char _busy               # a handler (or the route handler) is still running
     cdef unsigned char _backlogged         # _held is long: reading is paused until it shrinks
+    cdef unsigned char _plain              # JSON events off for this connection (ws.json_events)
 
     @cython.final
     cdef int _deliver(self, str event, tuple args) except -1

@@ -90,6 +90,17 @@ cdef class Dispatcher(Connection):
         Connection.__init__(self, shared, **kwargs)
         self._by_name = {}
 
+    @property
+    def json_events(self):
+        """Whether text messages may become JSON events on this connection
+        (the ``json_events`` option, unless set here): False hands every
+        message to ``message`` as it came."""
+        return bool(self._shared.json_events) and not self._plain
+
+    @json_events.setter
+    def json_events(self, on):
+        self._plain = not on
+
     # ------------------------------------------------------------------ registration
 
     def on(self, event, handler=None):
@@ -220,7 +231,7 @@ cdef class Dispatcher(Connection):
     cdef object _message_now(self, object data):
         """A data message: a JSON event if the rule says so, else ``message``."""
         cdef list handlers
-        if self._shared.json_events and type(data) is str:
+        if self._shared.json_events and not self._plain and type(data) is str:
             named = json_event(<str>data, self._by_name, self._shared.loads, self._n_custom != 0)
             if named is not None:
                 return self._run(named[0], self._by_name[named[0]], named[1], None)

@@ -13,6 +13,7 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
+from fastws.asgi import ASGIApp, Mount
 from fastws.context import Context, HTTPError, Response
 from fastws.events import arity
 from fastws.hub import find_hub
@@ -59,6 +60,7 @@ class App:
         self._cluster: Any = None
         self.startup_hooks: list[Callable[[], Any]] = []
         self.shutdown_hooks: list[Callable[[], Any]] = []
+        self._mounts: list[Mount] = []
 
     def on_startup(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn`` (sync or async, no arguments) before the server accepts
@@ -159,6 +161,28 @@ class App:
         self._register("WS", path, (handler, guard))
         return handler
 
+    def mount(self, prefix: str, asgi_app: ASGIApp) -> ASGIApp:
+        """Serve the ASGI 3 application ``asgi_app`` (a FastAPI or Starlette
+        app, say) under ``prefix`` ("/" for everything), next to this app's
+        own routes, which win where both match. Its HTTP routes and its
+        WebSocket routes are served (see ``fastws.asgi``); its lifespan
+        startup and shutdown run with this app's hooks, in the order added.
+        Returns ``asgi_app``."""
+        mount = Mount(prefix, asgi_app)
+        if any(m.prefix == mount.prefix for m in self._mounts):
+            raise ValueError(f"an ASGI app is already mounted at {prefix!r}")
+        self._mounts.append(mount)
+        # The longest prefix first: /api/v2 before /api before /.
+        self._mounts.sort(key=lambda m: len(m.prefix), reverse=True)
+        self.on_startup(mount.startup)
+        self.on_shutdown(mount.shutdown)
+        return asgi_app
+
+    @property
+    def mounts(self) -> list[Mount]:
+        """The mounted ASGI apps (``fastws.asgi.Mount``), longest prefix first."""
+        return list(self._mounts)
+
     def _register(self, kind: str, path: str, handler: Handler | None) -> Any:
         if handler is None:
             def decorate(fn: Handler) -> Handler:
@@ -239,6 +263,13 @@ class App:
         """Every kind routed at ``path`` (HTTP methods and "WS") with its
         target and params; empty for 404."""
         return self._router.resolve(path)
+
+    def mount_for(self, path: str) -> Mount | None:
+        """The mounted ASGI app that serves ``path`` when no route here does, or None."""
+        for mount in self._mounts:
+            if mount.matches(path):
+                return mount
+        return None
 
     async def respond(self, ctx: Context, endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
         """Run the middleware chain around ``endpoint``; exceptions become responses."""

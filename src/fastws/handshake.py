@@ -123,9 +123,10 @@ _OURS = frozenset({"upgrade", "connection", "sec-websocket-accept", "sec-websock
 
 def response_101(accept: str, subprotocol: str | None = None,
                  extensions: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> bytes:
+                 headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> bytes:
     """The ``101 Switching Protocols`` response bytes, with ``headers`` (say, a
-    ``Set-Cookie`` a middleware added) after the handshake's own.
+    ``Set-Cookie`` a middleware added; a mapping, or (name, value) pairs when a
+    name repeats) after the handshake's own.
 
     Raises ValueError for a header that contains a line break.
     """
@@ -139,7 +140,8 @@ def response_101(accept: str, subprotocol: str | None = None,
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     if extensions:
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
-    for name, value in (headers or {}).items():
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for name, value in pairs:
         if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
             raise ValueError(f"header {name!r} contains a line break")
         if name.lower() not in _OURS:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from fastws.asgi import HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.compression import negotiate
 from fastws.eager import run_eagerly
 from fastws.context import Context, Headers, HTTPError, Response, plain_response
@@ -50,6 +51,9 @@ class Site(Protocol):
     def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
         """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""
 
+    def mount_for(self, path: str) -> Mount | None:
+        """The ASGI app mounted where ``path`` is (when no route of ours is), or None."""
+
     async def respond(self, ctx: Context,
                       endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
         """The response to ``ctx``: the middleware chain around ``endpoint``."""
@@ -79,6 +83,7 @@ class Request(NamedTuple):
     body: bytes
     keep_alive: bool
     upgrade: bool
+    raw_headers: list[tuple[bytes, bytes]]    # as they came, for mounted ASGI apps
 
 
 class _Reject(Exception):
@@ -126,7 +131,8 @@ class HttpProtocol(asyncio.Protocol):
     __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
-                 "_drained", "_discarded", "_last_rx", "_address", "_answered")
+                 "_drained", "_discarded", "_last_rx", "_address", "_answered", "_asgi",
+                 "_raw_headers", "_peer", "_sockname")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -137,6 +143,7 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: Headers = Headers()
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._header_count = 0
         self._body: list[bytes] = []
@@ -156,6 +163,13 @@ class HttpProtocol(asyncio.Protocol):
         # The client address counted in the hub's per-address limits, if any.
         self._address: Any = None
         self._answered = False      # a response was written (a keep-alive idle is then safe to close)
+        # The ASGI cycle (fastws.asgi) of a request given to a mounted app: told
+        # of a disconnect instead of having its task cancelled, as ASGI expects.
+        self._asgi: Any = None
+        # The addresses of both ends, asked of the transport once (a system
+        # call each) and kept for every request of a keep-alive connection.
+        self._peer: Any = None
+        self._sockname: Any = None
 
     # ------------------------------------------------------------------ transport
 
@@ -185,7 +199,11 @@ class HttpProtocol(asyncio.Protocol):
             self._address = None
         self.transport = None
         self.ws = None
-        if self._task is not None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)      # nothing more will be written
+        if self._asgi is not None:
+            self._asgi.disconnected()
+        elif self._task is not None:
             self._task.cancel()
 
     def pause_writing(self) -> None:
@@ -200,6 +218,27 @@ class HttpProtocol(asyncio.Protocol):
             self._drained.set_result(None)      # _process resumes reading
         elif self._task is None and self._early is None:
             self._resume()
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport is over its high-water mark (the client reads slowly)."""
+        return self._write_paused
+
+    async def writable(self) -> None:
+        """Wait until the transport takes more (or the connection is gone)."""
+        if self._write_paused and self.transport is not None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    @property
+    def sockname(self) -> Any:
+        """The local address of this connection (asked of the transport once)."""
+        if self._sockname is None and self.transport is not None:
+            self._sockname = self.transport.get_extra_info("sockname")
+        return self._sockname
 
     def data_received(self, data: bytes) -> None:
         if self._discarded is not None:
@@ -234,6 +273,7 @@ class HttpProtocol(asyncio.Protocol):
         self._in_request = True
         self._url = b""
         self._headers = Headers()
+        self._raw_headers = []
         self._header_bytes = 0
         self._header_count = 0
         self._body = []
@@ -250,6 +290,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
             raise _Reject(431, "Request Header Fields Too Large")
         self._headers.add_raw(name, value)
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
@@ -276,7 +317,7 @@ class HttpProtocol(asyncio.Protocol):
         self._requests.append(Request(
             p.get_method().decode("ascii"), self._url.decode("latin-1"),
             p.get_http_version(), self._headers, b"".join(self._body),
-            p.should_keep_alive(), p.should_upgrade()))
+            p.should_keep_alive(), p.should_upgrade(), self._raw_headers))
         if len(self._requests) >= MAX_PIPELINED:
             self._pause()
 
@@ -296,12 +337,16 @@ class HttpProtocol(asyncio.Protocol):
     async def _process_in_task(self) -> None:
         # Each step of this task waits for the loop's ready queue: while it
         # runs, the hub's flusher keeps that queue from waiting long.
-        flusher = self.hub.flusher
-        flusher.task_started()
+        # Without WebSockets there is no busy socket for it to wait behind:
+        # plain HTTP traffic then costs no flusher pass per request.
+        flusher = self.hub.flusher if self.hub.sockets else None
+        if flusher is not None:
+            flusher.task_started()
         try:
             await self._process()
         finally:
-            flusher.task_done()
+            if flusher is not None:
+                flusher.task_done()
 
     def _upgrades_now(self, req: Request) -> bool:
         if not req.upgrade or self.site.async_middleware:
@@ -375,7 +420,7 @@ class HttpProtocol(asyncio.Protocol):
         So: half-close, read and throw away until the client closes, within
         ``close_timeout`` and ``discard_budget``."""
         t = self.transport
-        if t is None or self._discarded is not None:
+        if t is None or self._discarded is not None or t.is_closing():
             return
         self._discarded = 0
         self._since = self._last_rx = time.monotonic()
@@ -410,9 +455,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             while self._requests and self.transport is not None:
                 if self._write_paused:
-                    self._drained = asyncio.get_running_loop().create_future()
-                    await self._drained
-                    self._drained = None
+                    await self.writable()
                     if self.transport is None:
                         break
                 req = self._requests.popleft()
@@ -462,7 +505,9 @@ class HttpProtocol(asyncio.Protocol):
         # did not switch (no "Connection: upgrade"): that is a bad handshake
         # (400, RFC 6455 §4.2.1), not a plain GET (426).
         wants_ws = is_upgrade_request(req.headers)
-        peer = self.transport.get_extra_info("peername") if self.transport else None
+        peer = self._peer
+        if peer is None and self.transport is not None:
+            peer = self._peer = self.transport.get_extra_info("peername")
         scheme = None
         if server.proxy is not None:
             peer, scheme = server.proxy.resolve(peer, req.headers)
@@ -470,6 +515,13 @@ class HttpProtocol(asyncio.Protocol):
                       is_websocket=wants_ws and "WS" in found)
         ctx.scheme = scheme or server.scheme
         started = time.monotonic()
+        if not found:
+            mount = site.mount_for(path)
+            if mount is not None:
+                if wants_ws:
+                    ctx.is_websocket = True
+                    return await self._asgi_websocket(req, ctx, mount, started)
+                return await self._asgi_http(req, ctx, mount, started)
         head = False
         if ctx.is_websocket:
             handler, ctx.params = found["WS"]
@@ -531,22 +583,9 @@ class HttpProtocol(asyncio.Protocol):
             except HandshakeError as err:
                 log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
                 return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
-            limits = self.hub.limits
-            if limits.active and ctx.remote:
-                refusal = limits.refuse(ctx.remote[0], time.monotonic())
-                if refusal is not None:
-                    log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
-                             ctx.remote[0], refusal[0])
-                    raise HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
-            if options.allowed_origins is not None and \
-                    req.headers.get("origin") not in options.allowed_origins:
-                log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
-                         req.headers.get("origin"))
-                raise HTTPError(403, "Origin not allowed")
-            if self._full():
-                raise HTTPError(503, "Too many connections")
-            if self.server.closing:
-                raise HTTPError(503, "Server draining", {"Retry-After": "1"})
+            refusal = self._refusal(req, ctx)
+            if refusal is not None:
+                raise refusal
             if guard is not None:
                 verdict = guard(ctx)
                 if inspect.isawaitable(verdict):
@@ -565,9 +604,121 @@ class HttpProtocol(asyncio.Protocol):
 
         return upgrade
 
+    def _refusal(self, req: Request, ctx: Context) -> HTTPError | None:
+        """Why an upgrade must be refused before any user code runs (per-address
+        limits, origins, max_connections, draining), or None."""
+        limits = self.hub.limits
+        if limits.active and ctx.remote:
+            refusal = limits.refuse(ctx.remote[0], time.monotonic())
+            if refusal is not None:
+                log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
+                         ctx.remote[0], refusal[0])
+                return HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
+        allowed = self.site.ws_options.allowed_origins if self.site.ws_options else None
+        if allowed is not None and req.headers.get("origin") not in allowed:
+            log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
+                     req.headers.get("origin"))
+            return HTTPError(403, "Origin not allowed")
+        if self._full():
+            return HTTPError(503, "Too many connections")
+        if self.server.closing:
+            return HTTPError(503, "Server draining", {"Retry-After": "1"})
+        return None
+
+    # ------------------------------------------------------------------ mounted ASGI apps
+
+    async def _asgi_http(self, req: Request, ctx: Context, mount: Mount, started: float) -> bool:
+        """Give one HTTP request to the ASGI app mounted at ``mount``."""
+        server = self.server
+        keep_alive = req.keep_alive and not req.upgrade and not server.closing
+        cycle = HttpCycle(self, req.body, req.method == "HEAD", keep_alive, req.version == "1.0")
+        scope = mount.scope("http", self, ctx, raw_headers(req.raw_headers), req.version)
+        self._asgi = cycle
+        try:
+            keep_alive = await cycle.run(mount.app, scope)
+        finally:
+            self._asgi = None
+        self._answered = True
+        self._since = time.monotonic()
+        if self.transport is None:
+            return False
+        status = cycle.status
+        counts = self.hub.requests
+        counts[status] = counts.get(status, 0) + 1
+        if server.access is not None:
+            server.access.request(ctx, status, started)
+        if not keep_alive:
+            self._linger()
+        return keep_alive
+
+    async def _asgi_websocket(self, req: Request, ctx: Context, mount: Mount,
+                              started: float) -> bool:
+        """Give one upgrade request to the ASGI app mounted at ``mount``: the
+        app decides the handshake; an accepted socket is a fastws WebSocket."""
+        try:
+            accept = validate_upgrade(req.method, req.version, req.headers)
+            if not req.upgrade:
+                raise HandshakeError(400, "Connection header lacks the upgrade token")
+        except HandshakeError as err:
+            log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
+            return self._asgi_refuse(ctx, plain_response(err.status, err.reason, dict(err.headers)),
+                                     started)
+        refusal = self._refusal(req, ctx)
+        if refusal is not None:
+            return self._asgi_refuse(ctx, plain_response(refusal.status, refusal.message,
+                                                         refusal.headers), started)
+        scope = mount.scope("websocket", self, ctx, raw_headers(req.raw_headers), req.version)
+        offered = req.headers.get("sec-websocket-protocol")
+        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()] if offered else []
+        scope["extensions"] = {"websocket.http.response": {}}
+        cycle = WebSocketCycle()
+        self._asgi = cycle
+        try:
+            self.hub.loop.create_task(cycle.run(mount.app, scope))
+            decision = await cycle.decided
+        finally:
+            self._asgi = None
+        if self.transport is None or decision[0] == "gone":
+            return False
+        if decision[0] == "accept":
+            options = self.site.ws_options
+            extensions = negotiated = None
+            if options is not None and options.compression is not None:
+                extensions, negotiated = negotiate(req.headers.getall("sec-websocket-extensions"),
+                                                   options.compression)
+            up = _Upgrade(accept, decision[1], cycle.attach, extensions, negotiated)
+            up.headers = decision[2]
+            self._switch(ctx, up)
+            if self.ws is None:
+                cycle.disconnected()
+            status = 101 if self.ws is not None else 503
+            ups = self.hub.upgrades
+            ups[status] = ups.get(status, 0) + 1
+            if self.server.access is not None:
+                self.server.access.upgrade(ctx, status, started)
+            return False
+        if decision[0] == "response":
+            _, status, headers, body = decision
+            response = Response(body, status, {bytes(k).decode("latin-1"): bytes(v).decode("latin-1")
+                                               for k, v in headers})
+        elif decision[0] == "error":
+            response = plain_response(500, "Internal Server Error")
+        else:
+            response = plain_response(403, "Forbidden")
+        return self._asgi_refuse(ctx, response, started)
+
+    def _asgi_refuse(self, ctx: Context, response: Response, started: float) -> bool:
+        self._write_response(response, keep_alive=False)
+        ups = self.hub.upgrades
+        ups[response.status] = ups.get(response.status, 0) + 1
+        if self.server.access is not None:
+            self.server.access.upgrade(ctx, response.status, started)
+        return False
+
     def _full(self) -> bool:
         """Whether ``max_connections`` WebSockets are open (logged when so)."""
-        limit = self.site.ws_options.max_connections
+        options = self.site.ws_options
+        limit = options.max_connections if options is not None else None
         if limit is None or len(self.hub.sockets) < limit:
             return False
         log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
@@ -606,6 +757,7 @@ class HttpProtocol(asyncio.Protocol):
         t.set_write_buffer_limits(high=0)
         early, self._early = self._early, None
         self._parser = self._headers = self._body = self._url = self._requests = None
+        self._raw_headers = None
         # Reading was paused since the upgrade request; from now on the
         # WebSocket decides (nothing arrives before this task yields).
         self._paused = False

@@ -3,6 +3,7 @@
 from enum import IntEnum
 
 class Opcode(IntEnum):
+    """WebSocket frame opcodes (RFC 6455 §5.2)."""
     OP_CONT = 0x0
     OP_TEXT = 0x1
     OP_BINARY = 0x2
@@ -11,6 +12,10 @@ class Opcode(IntEnum):
     OP_PONG = 0xA
 
 class CloseCode(IntEnum):
+    """Close codes (RFC 6455 §7.4.1, and 1012 and 1013 from IANA's registry),
+    for ``ws.close(code)`` and what the ``close`` event reports. 1005 and 1006
+    never go on the wire: close handlers get 1005 for a close frame without a
+    code and 1006 when TCP went away without one."""
     CLOSE_NORMAL = 1000
     CLOSE_GOING_AWAY = 1001
     CLOSE_PROTOCOL_ERROR = 1002
@@ -26,6 +31,7 @@ class CloseCode(IntEnum):
     CLOSE_TRY_AGAIN_LATER = 1013
 
 class ReadyState(IntEnum):
+    """A connection's state, numbered as the browser's ``WebSocket.readyState``."""
     CONNECTING = 0
     OPEN = 1
     CLOSING = 2

@@ -11,6 +11,11 @@ OP_PONG: int
 ERROR: int
 
 class ProtocolError(Exception):
+    """A client broke RFC 6455; ``code`` is the close code to answer with.
+
+    ``reason`` is a short human-readable explanation, safe to send as the
+    close reason (ASCII, under 123 bytes).
+    """
     code: int
     reason: str
     def __init__(self, code: int, reason: str) -> None: ...

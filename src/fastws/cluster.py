@@ -71,19 +71,26 @@ class BackplaneOptions:
     url: ``redis://[user:password@]host[:port][/db]``, or ``rediss://`` for TLS
         (query ``ssl_ca_certs=PATH`` to trust a CA file, ``ssl_cert_reqs=none``
         not to verify). The password never appears in a log line or an error.
+
     prefix: the start of every key and channel name (default "fastws"); apps
         sharing one Redis keep apart by prefix.
+
     connect_timeout: seconds to connect and authenticate (default 5); at
         start, failing to reach Redis within it stops the server from starting.
+
     presence_ttl: seconds after which a node that stopped refreshing its
         liveness key drops out of ``cluster.room_size`` and ``rooms`` (default 15).
+
     probe_interval / probe_timeout: every probe_interval seconds (default 5)
         the node publishes a probe to itself; if it is not back within
         probe_timeout seconds (default 3) the link is taken for dead and reconnected.
+
     unsubscribe_linger: seconds a room's channel stays subscribed after its
         last local member left (default 2).
+
     max_backoff: longest wait, in seconds, between reconnection attempts
         (default 5; attempts start at 0.1 s, doubling, with full jitter).
+
     max_buffered: bytes of publishes that may wait for Redis to read them
         (default 16 MiB); past it, further cross-node publishes are dropped and
         counted until Redis catches up.

@@ -1,4 +1,4 @@
-"""Prometheus metrics: ``app.use(metrics())`` serves ``/metrics``; or ``--metrics-port N``.
+"""Prometheus metrics: ``app.use(metrics())`` serves ``/metrics``; or ``--metrics-path /metrics``.
 
 Nothing here runs per message. The hot path bumps plain C counters (per
 connection and per hub, see ``_connection.pyx`` and ``_broadcast.pyx``) and

@@ -27,11 +27,13 @@ class WebSocketOptions:
 
     max_message_size: largest message accepted, summed over its fragments, in
         bytes (default 1 MiB); larger closes the connection with 1009. None: no limit.
+
     max_backpressure: bytes that may wait in one socket's send buffer (default
         1 MiB). Over it, ``backpressure`` decides: "close" (default) closes the
         socket with 1008 "slow consumer"; "skip" drops the broadcast or send for
         that socket (``send`` returns False) and counts it in ``ws.skipped``.
         The ``drain`` event fires when the buffer falls back under the limit.
+
     slow_consumer_timeout / min_drain_rate: flow control. A member whose
         buffer passes its high-water mark (half of max_backpressure) because
         of another client's broadcasts or sends pauses that client (it is not
@@ -41,50 +43,65 @@ class WebSocketOptions:
         slow_consumer_timeout seconds (default 5) is dropped from the wait and
         handled by ``backpressure``, so one dead or trickling socket stalls
         the others for at most that long.
+
     ping_interval: seconds of silence from a client after which the server
         pings it (default 20). None turns the heartbeat off.
+
     idle_timeout: seconds a pinged client has to show it is alive, by sending
         anything (its pong, or any frame) or by reading what we send, before
         it is dropped with close code 1011 "keepalive timeout" (default 20).
         A client that flow control keeps us from reading is never dropped for
         the silence that causes.
+
     close_timeout: seconds the client has to answer our close frame (default 10);
         also how long a connection we are closing may go on sending before we cut it.
+
     discard_budget: bytes a client may still send after we decided to close
         (a close frame for bad input, or an HTTP error before its body was read),
         which fastws reads and throws away so that the client receives our answer
         instead of a TCP reset (default None: 16 MiB or 16 x max_message_size,
         whichever is larger). Past it, or past close_timeout, the connection is
         cut anyway and the log says so.
+
     handshake_timeout: seconds a connection may take to send a complete
         request, or stay idle between HTTP requests, before it is closed
         (with "408 Request Timeout" if it was mid-request) (default 10).
+
     rate_limit: None (default) or (messages per second, burst): a token
         bucket per connection over data messages. ``rate_limit_policy``
         decides what happens past it: "close" (default) closes with 1008
         "rate limit exceeded"; "drop" discards the message before any
         handler sees it and counts it in ``ws.dropped``.
+
     max_connections: open WebSockets allowed at once; further upgrade requests
         get HTTP 503 (default None: no limit).
+
     max_connections_per_ip: open WebSockets allowed from one client address;
         further upgrades from it get HTTP 429 with Retry-After (default None:
         no limit; behind a proxy every client has the proxy's address unless
         proxy headers are trusted).
+
     max_upgrades_per_ip: None (default) or (upgrades per second, burst): a
         token bucket per client address over upgrade attempts; past it, HTTP
         429 with Retry-After saying when the next one is allowed.
+
     max_room_name: longest room name (str or bytes) ``join`` accepts (default
         256); room names often come from clients.
+
     max_rooms_per_socket: rooms one socket may be in at once (default 64).
         ``join`` past either limit raises ``RoomLimitError``; raised by an event
         handler (a client asking), it fires ``error`` and closes with 1008.
+
     drain_window: seconds over which a shutdown spreads the closes of its
         WebSockets (1001 going away, or 1012 for a restart), so that clients do
         not all reconnect in the same instant (default 1.0; 0 closes them all
         at once). The shutdown timeout counts from its start.
+
     allowed_origins: if set, upgrade requests whose Origin header is not in it
         get HTTP 403 (default None: any origin).
+
     subprotocols: subprotocols we speak, in order of preference (default none).
+
     compression: permessage-deflate (RFC 7692). Off by default (None/False):
         inflating a client's messages costs more CPU than fastws's whole
         per-message path, so it is worth it only where bandwidth is dear.
@@ -92,8 +109,10 @@ class WebSocketOptions:
         (no context takeover either way, so idle connections hold no zlib
         memory and a broadcast is compressed once; messages under 128 bytes
         go uncompressed); pass a DeflateOptions to tune it.
+
     json_events: route JSON text messages with a "type" to handlers of that
         name (default True).
+
     dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
         JSON events (default: the json module, compact separators). dumps may
         return str or bytes.
@@ -216,20 +235,27 @@ class DeflateOptions:
     """The server's permessage-deflate settings (see the module doc for why).
 
     enabled: accept permessage-deflate offers at all (default True).
+
     server_no_context_takeover: compress each message on its own (default
         True); required for one compressed frame to serve many connections.
+
     client_no_context_takeover: ask clients to compress each message on its
         own, so the inflater is freed between messages (default True).
+
     server_max_window_bits: log2 of our LZ77 window, 8-15 (default 15); a
         client may ask for less. zlib cannot deflate with a raw 8-bit window,
         so 8 is announced and deflated with 9: zlib's deflate never reaches
         back farther than 2^bits - 262 bytes, 250 for 9, which an 8-bit
         window covers (Node's zlib binding maps a raw 8 to 9 the same way).
+
     client_max_window_bits: largest window we let a client use, 8-15 (default
         15). It binds only clients that offer the parameter; the others may use
         15 and are accepted anyway.
+
     mem_level: zlib memLevel of our compressor, 1-9 (default 8).
+
     level: zlib compression level, 0-9 (default 6).
+
     compress_min_size: messages shorter than this many bytes are sent
         uncompressed (default 128).
     """

@@ -122,10 +122,14 @@ class Side:
                        stderr=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, timeout=120)
 
+    def newest_dump(self) -> Path:
+        """The file of the newest dump."""
+        return max(self.out.glob(f"{self.name}.{self.proc.pid}.out.*"),
+                   key=lambda p: int(p.suffix[1:]))
+
     def dumped(self) -> int:
         """Instructions in the newest dump (everything since the last zeroing)."""
-        dumps = sorted(self.out.glob(f"{self.name}.{self.proc.pid}.out.*"),
-                       key=lambda p: int(p.suffix[1:]))
+        dumps = [self.newest_dump()]
         text = dumps[-1].read_text()
         m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
         if m is None:
@@ -142,7 +146,7 @@ class Side:
 
 
 def measure(side: Side, mode: str, messages: int, warmup: int, receivers: int,
-            timeout: float) -> dict:
+            timeout: float, annotate: int = 0) -> dict:
     """Instructions for ``messages`` lockstep messages of ``mode`` on a fresh server."""
     side.start(timeout)
     try:
@@ -176,6 +180,14 @@ def measure(side: Side, mode: str, messages: int, warmup: int, receivers: int,
             step()
         side.control("-d")          # dump what the N messages cost
         total = side.dumped()
+        if annotate:
+            print(f"\n--- {side.name} {mode}: where the instructions go "
+                  f"(callgrind_annotate, per {messages} messages)")
+            out = subprocess.run(["callgrind_annotate", "--inclusive=no", str(side.newest_dump())],
+                                 capture_output=True, text=True)
+            lines = out.stdout.splitlines()
+            start = next((i for i, ln in enumerate(lines) if "file:function" in ln), 0)
+            print("\n".join(lines[start:start + annotate + 2]), flush=True)
         for s in socks:
             s.close()
     finally:
@@ -200,6 +212,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per side (the count repeats to within a fraction of a percent)")
     ap.add_argument("--timeout", type=float, default=180.0)
+    ap.add_argument("--annotate", type=int, default=0, metavar="N",
+                    help="also print the N functions with the most instructions of their own")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
 
@@ -228,7 +242,8 @@ def main() -> None:
     for r in range(args.repeat):
         for mode in modes:
             for side in (sides if r % 2 == 0 else sides[::-1]):
-                res = measure(side, mode, args.messages, args.warmup, args.receivers, args.timeout)
+                res = measure(side, mode, args.messages, args.warmup, args.receivers, args.timeout,
+                              args.annotate)
                 results[side.name][mode].append(res)
                 key = "per_delivered" if mode == "fanout" else "per_message"
                 print(f"instructions: {side.name} {mode}: {res[key]:,.0f} per "

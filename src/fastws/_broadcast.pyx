@@ -22,6 +22,7 @@ must be str (they become channel names). Without a relay (None) none of this
 costs more than one pointer test.
 """
 
+from cpython.dict cimport PyDict_Keys
 from fastws._connection cimport Connection
 from fastws._frame cimport encode_frame
 from fastws._payload cimport deflated_frame, payload_of
@@ -138,7 +139,9 @@ cdef class RoomRegistry:
         cdef bytes last_frame = None
         if members is None:
             return 0
-        for member in list(members):
+        # PyDict_Keys copies the keys in one C loop (list(members) would run
+        # the dict iterator once per member: a third of a delivery's cost).
+        for member in PyDict_Keys(members):
             if member is skip:
                 continue
             conn = <Connection>member

@@ -9,34 +9,33 @@ cdef extern from "_bytes.h":
 
 
 cdef class FrameParser:
-    # limits and negotiated features
+    # Word-sized fields first, then the small ones, so the object packs tight:
+    # every connection holds one.
     cdef uint64_t _max_size                   # 0 means no limit
-    cdef readonly bint mask_required
-    # header being assembled when it straddles two feed() calls
-    cdef unsigned char _hdr[14]
-    cdef Py_ssize_t _hdr_len
-    # frame in progress (payload state)
-    cdef bint _in_payload
-    cdef int _opcode
-    cdef bint _fin
-    cdef bint _masked
-    cdef unsigned char _key[4]
-    cdef size_t _phase
+    cdef Py_ssize_t _hdr_len                  # header bytes saved when it straddles feed() calls
+    cdef size_t _phase                        # payload state of the frame in progress
     cdef uint64_t _remaining
     # message being assembled across frames or reads
-    cdef int _msg_opcode                      # 0 when no data message is open
     cdef unsigned char *_msg
     cdef size_t _msg_len
     cdef size_t _msg_cap
-    cdef uint32_t _utf8
-    # control frame being assembled (at most 125 bytes by rule)
-    cdef unsigned char _ctrl[125]
+    # control frame being assembled: MAX_CONTROL bytes while one is read, else NULL
+    cdef unsigned char *_ctrl
     cdef Py_ssize_t _ctrl_len
     cdef readonly object error                # the ProtocolError that stopped us
     # permessage-deflate (RFC 7692): set when negotiated
     cdef object _inflater
-    cdef bint _compressed                     # the open message has RSV1
-    cdef list _parts                          # its inflated fragments so far
+    cdef list _parts                          # the open message's inflated fragments so far
+    cdef uint32_t _utf8
+    cdef readonly bint mask_required
+    cdef unsigned char _hdr[14]
+    cdef unsigned char _key[4]
+    cdef unsigned char _in_payload
+    cdef unsigned char _opcode
+    cdef unsigned char _fin
+    cdef unsigned char _masked
+    cdef unsigned char _msg_opcode            # 0 when no data message is open
+    cdef unsigned char _compressed            # the open message has RSV1
 
     cpdef list feed(self, object data)
     cdef int _fail(self, list out, int code, str reason) except -1

@@ -137,6 +137,9 @@ cdef class FrameParser:
         if self._msg != NULL:
             PyMem_Free(self._msg)
             self._msg = NULL
+        if self._ctrl != NULL:
+            PyMem_Free(self._ctrl)
+            self._ctrl = NULL
 
     @property
     def max_message_size(self):
@@ -393,6 +396,12 @@ cdef class FrameParser:
             return hlen + <Py_ssize_t>length
         if opcode >= OP_CLOSE:
             self._ctrl_len = 0
+            if self._ctrl == NULL:
+                # Made for the frame and freed after it: an idle connection
+                # holds no control buffer (pings come every few seconds at most).
+                self._ctrl = <unsigned char *>PyMem_Malloc(MAX_CONTROL)
+                if self._ctrl == NULL:
+                    raise MemoryError()
         elif opcode != OP_CONT:
             self._msg_opcode = opcode
             self._utf8 = 0
@@ -416,8 +425,12 @@ cdef class FrameParser:
     cdef int _frame_done(self, list out) except -1:
         """A frame's payload is complete: emit a control frame or message."""
         if self._opcode >= OP_CLOSE:
-            self._control(out, self._ctrl, self._ctrl_len)
-            self._ctrl_len = 0
+            try:
+                self._control(out, self._ctrl, self._ctrl_len)
+            finally:
+                self._ctrl_len = 0
+                PyMem_Free(self._ctrl)
+                self._ctrl = NULL
             return 0
         if self._compressed:
             # Inflate each fragment as it completes, so the size bound and

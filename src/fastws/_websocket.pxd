@@ -24,9 +24,11 @@ cdef class WebSocket(Dispatcher):
     cdef object _remote_address
     cdef object __weakref__
     cdef object _transport
-    cdef object _write
     cdef object _http               # the HttpProtocol, told when TCP goes away
-    cdef list _rooms
+    cdef list _rooms                # None until the first join
+    # The socket's descriptor for writes straight to the kernel while the
+    # transport holds nothing (-2: not looked up yet; -1: never, e.g. TLS).
+    cdef int _fd
     # write side: frames wait in the core's queue until the end of the
     # callback (corked) or of the loop iteration (dirty, on the flusher)
     cdef unsigned char _corked
@@ -44,3 +46,7 @@ cdef class WebSocket(Dispatcher):
     cdef int _check_drained(self) except -1
     @cython.final
     cdef int _drained(self) except -1
+    @cython.final
+    cdef int _write_direct(self) except -1
+    @cython.final
+    cdef int _direct_fd(self, bint alive) except -2

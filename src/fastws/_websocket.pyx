@@ -15,7 +15,10 @@ the connection's state. The seed's camelCase names are aliases.
 
 import logging
 
-from cpython.bytes cimport PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from libc.errno cimport errno, EAGAIN, EINTR
+from libc.string cimport memset
 
 from fastws._broadcast cimport RoomRegistry
 from fastws._constants cimport OP_BINARY, OPEN, CLOSED
@@ -27,6 +30,42 @@ from fastws._constants import ReadyState
 from fastws.errors import RoomLimitError
 
 __all__ = ["WebSocket", "Flusher"]
+
+
+cdef extern from "sys/uio.h":
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "sys/types.h":
+    ctypedef long ssize_t
+
+cdef extern from "sys/socket.h":
+    struct msghdr:
+        void *msg_name
+        unsigned int msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    ssize_t send(int fd, const void *buf, size_t n, int flags) nogil
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags) nogil
+    int MSG_NOSIGNAL
+
+cdef enum:
+    # Frames per sendmsg; a longer queue is joined into one buffer instead.
+    DIRECT_IOV = 64
+
+try:
+    # Writes go straight to the socket only under uvloop's own TCP transport:
+    # its buffer is empty exactly when it told us nothing is held (high-water
+    # mark 0), so nothing we write can overtake what it still holds.
+    from uvloop.loop import TCPTransport as _TCPTransport
+    # Called unbound: a method lookup per write would cost more than the call.
+    _is_closing = _TCPTransport.is_closing
+except ImportError:     # pragma: no cover - uvloop is a dependency off Windows
+    _TCPTransport = _is_closing = None
 
 log = logging.getLogger("fastws")
 
@@ -149,9 +188,8 @@ cdef class WebSocket(Dispatcher):
         self.ctx = ctx
         self.subprotocol = subprotocol
         self._transport = transport
-        self._write = transport.write
         self._http = http
-        self._rooms = []
+        self._fd = -2
 
     # ------------------------------------------------------------------ state
 
@@ -205,7 +243,7 @@ cdef class WebSocket(Dispatcher):
     @property
     def rooms(self):
         """Every room this socket is in, in joining order."""
-        return tuple(self._rooms)
+        return tuple(self._rooms) if self._rooms else ()
 
     @property
     def buffered_amount(self):
@@ -279,6 +317,8 @@ cdef class WebSocket(Dispatcher):
             raise TypeError("room must not be None")
         if self._state == CLOSED:
             return
+        if self._rooms is None:
+            self._rooms = []        # made at the first join: a socket in no room holds no list
         if room in self._rooms:
             self._rooms.remove(room)
         else:
@@ -295,7 +335,7 @@ cdef class WebSocket(Dispatcher):
 
     def leave(self, room):
         """Leave ``room`` (idempotent)."""
-        if room in self._rooms:
+        if self._rooms is not None and room in self._rooms:
             self._rooms.remove(room)
             (<RoomRegistry>self._shared.registry).leave(room, self)
 
@@ -341,6 +381,7 @@ cdef class WebSocket(Dispatcher):
 
     def eof_received(self):
         """The client half-closed: let the transport close; ``close`` follows."""
+        self._fd = -1           # the transport closes the socket now
         return False
 
     def connection_made(self, transport):
@@ -348,7 +389,7 @@ cdef class WebSocket(Dispatcher):
         handshake (``fastws.listener``): take it over."""
         early = self._transport
         self._transport = transport
-        self._write = transport.write
+        self._fd = -2
         if early is not None and early is not transport:
             early.adopt(transport)
             if self._http is not None:
@@ -361,7 +402,7 @@ cdef class WebSocket(Dispatcher):
         http, self._http = self._http, None
         self.remote_address     # keep it for close handlers and logs
         self._transport = None
-        self._write = None
+        self._fd = -1
         self._lost()
         if http is not None:
             http.connection_lost(exc)
@@ -423,7 +464,9 @@ cdef class WebSocket(Dispatcher):
         if self._transport is None:
             self._take_pending()
             return 0
-        if type(pending) is list and self._pending_bytes >= LARGE_PAYLOAD:
+        if not self._tx_held and self._direct_fd(self._corked) >= 0:
+            self._write_direct()
+        elif type(pending) is list and self._pending_bytes >= LARGE_PAYLOAD:
             # Large payloads wait as their own objects: hand the pieces to one
             # writev instead of joining them into a copy.
             self._transport.writelines(<list>pending)
@@ -433,7 +476,7 @@ cdef class WebSocket(Dispatcher):
             data = self._take_pending()
             if data is None:
                 return 0
-            self._write(data)
+            self._transport.write(data)
         if self._tx_held:
             self._tx_buffered = self._transport.get_write_buffer_size()
             self._check_tx_over()
@@ -441,15 +484,93 @@ cdef class WebSocket(Dispatcher):
             self._check_drained()   # everything queued went straight to the kernel
         return 0
 
+    cdef int _direct_fd(self, bint alive) except -2:
+        """The descriptor to write to directly now, or -1 (use the transport).
+        ``alive``: called inside this connection's own callback, where only our
+        own calls can have closed the transport (and they stop direct writes)."""
+        cdef int fd = self._fd
+        t = self._transport
+        if fd == -2:
+            fd = -1
+            if _TCPTransport is not None and type(t) is _TCPTransport:
+                sock = t.get_extra_info("socket")
+                if sock is not None:
+                    fd = sock.fileno()
+            self._fd = fd
+        # A transport that is closing may have closed its descriptor already,
+        # and the number may belong to another connection by now.
+        if fd >= 0 and not alive and _is_closing(t):
+            self._fd = fd = -1
+        return fd
+
+    cdef int _write_direct(self) except -1:
+        """Write the queue to the socket ourselves (one send, or one sendmsg
+        of the queued frames: no joined copy); what the kernel does not take
+        goes to the transport, which then holds it and tells us (pause_writing)."""
+        cdef object pending = self._pending
+        cdef Py_ssize_t total = self._pending_bytes, n, i, skip
+        cdef ssize_t sent
+        cdef iovec iov[DIRECT_IOV]
+        cdef msghdr msg
+        cdef object piece
+        if type(pending) is list:
+            n = PyList_GET_SIZE(<list>pending)
+            if n == 0:
+                return 0
+            if n == 1 or n > DIRECT_IOV:
+                data = (<list>pending)[0] if n == 1 else b"".join(<list>pending)
+                sent = send(self._fd, PyBytes_AS_STRING(data), total, MSG_NOSIGNAL)
+                rest_from = data
+            else:
+                for i in range(n):
+                    piece = <object>PyList_GET_ITEM(<list>pending, i)
+                    iov[i].iov_base = PyBytes_AS_STRING(piece)
+                    iov[i].iov_len = PyBytes_GET_SIZE(piece)
+                memset(&msg, 0, sizeof(msg))
+                msg.msg_iov = iov
+                msg.msg_iovlen = n
+                sent = sendmsg(self._fd, &msg, MSG_NOSIGNAL)
+                rest_from = None
+        else:
+            data = pending
+            sent = send(self._fd, PyBytes_AS_STRING(data), total, MSG_NOSIGNAL)
+            rest_from = data
+        if sent == total:
+            if type(pending) is list:
+                del (<list>pending)[:]
+            else:
+                self._pending = None
+            self._pending_bytes = 0
+            return 0
+        if sent < 0:
+            if errno != EAGAIN and errno != EINTR:     # (EWOULDBLOCK is EAGAIN on Linux)
+                # A broken connection: let the transport meet the error and
+                # report it its own way (connection_lost).
+                self._fd = -1
+            sent = 0
+        # The kernel took part of it: the transport holds the rest.
+        if rest_from is None:
+            rest_from = b"".join(<list>pending)
+        rest = rest_from[sent:] if sent else rest_from
+        if type(pending) is list:
+            del (<list>pending)[:]
+        else:
+            self._pending = None
+        self._pending_bytes = 0
+        self._transport.write(rest)
+        return 0
+
     cdef int _close_transport(self) except -1:
         # Queued frames first: the close frame must follow the data before it.
         self._flush()
+        self._fd = -1
         if self._transport is not None:
             self._transport.close()
         return 0
 
     cdef int _abort_transport(self) except -1:
         self._flush()
+        self._fd = -1
         if self._transport is not None:
             self._transport.abort()
         return 0
@@ -462,6 +583,7 @@ cdef class WebSocket(Dispatcher):
         t = self._transport
         if t is None:
             return 0
+        self._fd = -1
         if t.can_write_eof():
             t.write_eof()
         self._update_reading()
@@ -510,9 +632,10 @@ cdef class WebSocket(Dispatcher):
 
     cdef int _after_close(self) except -1:
         """Close handlers ran: leave rooms and drop references."""
-        for room in self._rooms:
-            (<RoomRegistry>self._shared.registry).leave(room, self)
-        self._rooms.clear()
+        if self._rooms is not None:
+            for room in self._rooms:
+                (<RoomRegistry>self._shared.registry).leave(room, self)
+            self._rooms = None
         self._shared.sockets.discard(self)
         Dispatcher._after_close(self)
         return 0

@@ -138,16 +138,35 @@ class Hub:
                 f"{self.listeners} listeners>")
 
 
-# owner (an App) -> {loop: Hub}. Weak on the owner: an app that is gone takes
-# its hubs with it. Kept here, not on the app, so serving leaves the app as it was.
-_hubs: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, Hub]] = \
-    weakref.WeakKeyDictionary()
+# id(owner) -> (weak reference to the owner (an App), {loop: Hub}). Weak on the
+# owner: an app that is gone takes its hubs with it. Kept here, not on the app,
+# so serving leaves the app as it was. Keyed by id, not a WeakKeyDictionary:
+# app.broadcast looks here on every call, and a weak-keyed lookup costs about
+# as much as delivering to a small room.
+_hubs: dict[int, tuple[weakref.ref, dict[asyncio.AbstractEventLoop, Hub]]] = {}
+
+
+def _loops_of(owner: Any) -> dict[asyncio.AbstractEventLoop, Hub] | None:
+    entry = _hubs.get(id(owner))
+    if entry is None or entry[0]() is not owner:
+        return None
+    return entry[1]
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    entry = _hubs.get(key)
+    if entry is not None and entry[0] is ref:
+        del _hubs[key]
 
 
 def acquire_hub(owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> Hub:
     """The hub of ``owner`` on ``loop``, made on first use; each call is one
     more listener, undone by ``release_hub``."""
-    by_loop = _hubs.setdefault(owner, {})
+    by_loop = _loops_of(owner)
+    if by_loop is None:
+        key = id(owner)
+        by_loop = {}
+        _hubs[key] = (weakref.ref(owner, lambda ref, key=key: _forget(key, ref)), by_loop)
     hub = by_loop.get(loop)
     if hub is None:
         hub = by_loop[loop] = Hub(owner, options, loop)
@@ -161,11 +180,11 @@ def release_hub(hub: Hub) -> None:
     if hub.listeners > 0:
         return
     owner = hub.owner()
-    by_loop = _hubs.get(owner) if owner is not None else None
+    by_loop = _loops_of(owner) if owner is not None else None
     if by_loop is not None and by_loop.get(hub.loop) is hub:
         del by_loop[hub.loop]
         if not by_loop:
-            del _hubs[owner]
+            del _hubs[id(owner)]
 
 
 def find_hub(owner: Any) -> Hub | None:
@@ -176,7 +195,7 @@ def find_hub(owner: Any) -> Hub | None:
     another does: the runtime is not thread-safe, so such a call must be
     moved to the serving loop (``loop.call_soon_threadsafe``).
     """
-    by_loop = _hubs.get(owner)
+    by_loop = _loops_of(owner)
     if not by_loop:
         return None
     try:

@@ -424,6 +424,15 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, replaced)
+        lifeline = _workers.supervisor_lifeline() if inherited is not None else None
+        if lifeline is not None:
+            def orphaned() -> None:
+                # Readable means EOF: nothing is ever written to the lifeline.
+                loop.remove_reader(lifeline)
+                log.warning("worker %s: the supervisor is gone; shutting down",
+                            os.environ.get("FASTWS_WORKER_ID"))
+                stop.set()
+            loop.add_reader(lifeline, orphaned)
         await stop.wait()
         log.info("%s: closing %d WebSocket(s)", "replaced, draining" if restart else "shutting down",
                  len(server.hub.sockets))

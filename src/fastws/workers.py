@@ -22,7 +22,10 @@ whole burst). The sockets live in the supervisor, so the port keeps accepting
   1012 service restart over ``drain_window``.
 
 A worker tells the supervisor it is ready by writing one byte to the pipe named
-by ``FASTWS_WORKER_READY``.
+by ``FASTWS_WORKER_READY``. Each worker also holds the read end of a lifeline
+pipe (``FASTWS_SUPERVISOR_FD``) whose write end only the supervisor has: when
+the supervisor is gone, however it went (SIGKILL included), the pipe reads EOF
+and the worker shuts down as on SIGTERM, so no worker outlives its supervisor.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["supervise", "worker_sockets", "worker_ready", "START_FAILED", "START_ATTEMPTS"]
+__all__ = ["supervise", "worker_sockets", "worker_ready", "supervisor_lifeline", "START_FAILED",
+           "START_ATTEMPTS"]
 
 log = logging.getLogger("fastws.workers")
 
@@ -76,6 +80,13 @@ def worker_ready() -> None:
         pass
 
 
+def supervisor_lifeline() -> int | None:
+    """In a worker: the descriptor that reads EOF once the supervisor is gone
+    (None when this process is not a worker)."""
+    fd = os.environ.get("FASTWS_SUPERVISOR_FD")
+    return int(fd) if fd else None
+
+
 @dataclass
 class _Worker:
     slot: int
@@ -104,6 +115,10 @@ class Supervisor:
         self.replacing: dict[int, int] = {}         # slot -> pid of the predecessor
         self._signals: list[int] = []
         self._retry_at: dict[int, float] = {}       # slot -> when to start it again
+        # The lifeline: workers read EOF here when this process is gone. Only
+        # the read end is passed down (a worker holding the write end would
+        # keep every lifeline open).
+        self._lifeline, self._lifeline_w = os.pipe()
 
     def _spawn(self, slot: int) -> _Worker:
         r, w = os.pipe()
@@ -111,8 +126,9 @@ class Supervisor:
         env["FASTWS_WORKER_FDS"] = ",".join(str(s.fileno()) for s in self.socks)
         env["FASTWS_WORKER_READY"] = str(w)
         env["FASTWS_WORKER_ID"] = str(slot)
+        env["FASTWS_SUPERVISOR_FD"] = str(self._lifeline)
         proc = subprocess.Popen(self.argv, env=env,
-                                pass_fds=[s.fileno() for s in self.socks] + [w])
+                                pass_fds=[s.fileno() for s in self.socks] + [w, self._lifeline])
         os.close(w)
         worker = _Worker(slot, proc, r)
         self.workers[proc.pid] = worker

@@ -171,3 +171,27 @@ def test_workers_that_cannot_start_make_the_supervisor_exit_non_zero(tmp_path):
         assert not children(node.proc.pid)
     finally:
         node.kill()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path):
+    """SIGKILL gives the supervisor no chance to stop its workers: they notice
+    on their own (the lifeline pipe reads EOF) and exit, freeing the port."""
+    env = {"FASTWS_BACKPLANE": ""}
+    node = Node(tmp_path / "orphans.log", env, workers=2, extra=("--allow-split-rooms",))
+    node.start()
+    try:
+        eventually(lambda: len(children(node.proc.pid)) == 2, "two workers")
+        workers = children(node.proc.pid)
+        node.proc.kill()
+        node.proc.wait(10)
+
+        def running(pid: int) -> bool:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rpartition(")")[2].split()[0] != "Z"
+            except OSError:
+                return False
+        eventually(lambda: not any(map(running, workers)), "the workers to exit after their supervisor")
+        assert "the supervisor is gone" in node.log()
+    finally:
+        node.kill()

@@ -4,6 +4,7 @@
     python bench/abtest.py --base ../before             # the checkout to compare against
     python bench/abtest.py --base ../before --rounds 3 --modes echo,fanout,idle --rooms 1000,5000
     python bench/abtest.py --base . --env FASTWS_BENCH_METRICS=1   # one build, two settings
+    python bench/abtest.py --base ../before --modes rooms,chat       # 2,000 rooms of 5
 
 ``--base DIR`` is another checkout of fastws with its own built venv (``DIR/.venv``, made
 by the README's test command or ``pip install -e DIR``); its ``bench/servers/fastws_server.py``
@@ -58,12 +59,19 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+GROUP_MODES = list(compare.GROUP_MODES)        # rooms, chat, chat-orjson
+MODES = ["echo", "fanout", "idle", *GROUP_MODES]
+
+
 def figures_of(entry: dict, rooms: list[int]) -> dict[str, float | None]:
     m = compare.metrics(entry, rooms)
     for room in rooms:
         fan = compare._ok(compare._get(entry, "fanout", str(room)))
         m[f"fan{room}_p99"] = fan["latency_us"]["p99"] if fan else None
         m[f"fan{room}_msg_s"] = fan["msg_per_s"] if fan else None
+    for mode in GROUP_MODES:
+        for figure, value in compare.group_metrics(entry, mode).items():
+            m[f"{compare.result_key(mode)}_{figure}"] = value
     return m
 
 
@@ -79,6 +87,15 @@ def figure_list(rooms: list[int], modes: list[str]) -> list[tuple[str, str, bool
                     (f"fan{room}_lost", f"fan-out {room:,}: lost", True)]
     if "idle" in modes:
         out.append(("idle_kib", "idle KiB/conn", True))
+    for mode in GROUP_MODES:
+        if mode in modes:
+            key = compare.result_key(mode)
+            out += [(f"{key}_cpu", f"{mode}: server CPU µs/msg", True),
+                    (f"{key}_msg_s", f"{mode}: delivered msg/s", False),
+                    (f"{key}_p99", f"{mode}: p99 µs", True),
+                    (f"{key}_lost", f"{mode}: lost", True)]
+            if mode != compare.ROOMS_MODE:
+                out.append((f"{key}_corrupt", f"{mode}: corrupt", True))
     return out
 
 
@@ -88,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", required=True, help="checkout of the build to compare against")
     ap.add_argument("--base-python", help="its interpreter (default BASE/.venv/bin/python)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (default 3)")
-    ap.add_argument("--modes", default="echo,fanout,idle", help="subset of echo,fanout,idle")
+    ap.add_argument("--modes", default="echo,fanout,idle",
+                    help=f"subset of {','.join(MODES)} (default echo,fanout,idle; see compare.py "
+                         "--help)")
     ap.add_argument("--rooms", default="1000,5000", help="fan-out room sizes (default 1000,5000)")
     ap.add_argument("--echo", default="64x4x32", help="echo CONNSxINFLIGHTxBYTES (default 64x4x32)")
     ap.add_argument("--idle", type=int, default=10000, help="idle connections (default 10000)")
+    ap.add_argument("--room-count", type=int, default=2000,
+                    help="rooms, chat: rooms of 5 (default 2000)")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the new side's server")
@@ -99,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(compare.RESULTS), help="directory for the JSON (default bench/results)")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
-    if set(modes) - {"echo", "fanout", "idle"}:
-        ap.error("--modes: subset of echo,fanout,idle")
+    if set(modes) - set(MODES):
+        ap.error(f"--modes: subset of {','.join(MODES)}")
+    if not 1 <= args.room_count <= compare.MAX_IN_FLIGHT // 4:
+        ap.error(f"--room-count: 1 to {compare.MAX_IN_FLIGHT // 4:,} (4 messages in flight each)")
     base_tree = Path(args.base).resolve()
     base_python = args.base_python or str(base_tree / ".venv" / "bin" / "python")
     if not os.access(base_python, os.X_OK):
@@ -117,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                         echo_inflight=inflight, echo_size=size, fanout_window=16, fanout_size=64,
                         idle_conns=args.idle, warmup=args.warmup, duration=args.duration,
                         drain=5.0, deflate_rooms=[], deflate_size=1024,
-                        deflate_offer=compare.BROWSER_OFFER)
+                        deflate_offer=compare.BROWSER_OFFER, room_count=args.room_count)
     with compare.pinned_session() as (pin, loadgen):
         runs: dict[str, list[dict]] = {"base": [], "new": []}
         started = time.monotonic()
@@ -131,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                         entry = measure_with_env(server, one, loadgen, pin, Path(log_dir), env)
                         if len(runs[side]) <= r:
                             runs[side].append({"label": server.label, "status": "ok"})
-                        for key in ("echo", "fanout", "idle"):
+                        for key in ("echo", "fanout", "idle",
+                                    *map(compare.result_key, GROUP_MODES)):
                             if key in entry:
                                 if key == "fanout":
                                     runs[side][r].setdefault("fanout", {}).update(entry["fanout"])

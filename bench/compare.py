@@ -3,8 +3,8 @@
 
 One command (see bench/README.md, "Server comparison"):
 
-    python bench/compare.py            # full run: about 6 minutes on a 2-core machine
-    python bench/compare.py --quick    # smoke run: about 1.5 minutes
+    python bench/compare.py            # full run: about 10 minutes on a 2-core machine
+    python bench/compare.py --quick    # smoke run: about 2.5 minutes
     python bench/compare.py --modes fanout-deflate   # compression: about 5 minutes
 
 Each measurement starts a fresh server pinned to CPU 0 and the C load generator
@@ -19,6 +19,16 @@ Mode ``fanout-deflate`` (not in the default run) is the compression benchmark: a
 fan-out of 1 KiB JSON chat messages in which every client offers permessage-deflate,
 run twice per server, compression off and on (BENCH_COMPRESSION=1 in the server's
 environment), reporting server CPU and bytes on the wire per delivered message.
+
+Modes ``rooms``, ``chat`` and ``chat-orjson`` (in the default run) are many small
+rooms at once: 2,000 rooms of 5 by default (4 receivers and a publisher each, 10,000
+sockets), every publisher keeping a few messages in flight. ``rooms`` relays binary
+messages on ``/room/<name>``; ``chat`` is the seed's chat example on ``/chat/<room>``,
+JSON events in and ``{"user", "message", "timestamp"}`` objects broadcast to the room;
+``chat-orjson`` is fastws alone with orjson as its JSON codec (BENCH_JSON=orjson). The
+``floor`` server (a bare asyncio.Protocol on uvloop that answers the upgrade and then
+does nothing) takes part in ``idle`` only: the memory a connection costs before any
+WebSocket server code.
 """
 from __future__ import annotations
 
@@ -52,6 +62,18 @@ BUILD = BENCH / "build"
 HOST = "127.0.0.1"
 SERVER_CPU, LOADGEN_CPU = 0, 1
 DEFLATE_MODE = "fanout-deflate"
+ROOMS_MODE, CHAT_MODE, CHAT_ORJSON_MODE = "rooms", "chat", "chat-orjson"
+#: Every mode, in the order a server runs them.
+ALL_MODES = ("echo", "fanout", "idle", ROOMS_MODE, CHAT_MODE, CHAT_ORJSON_MODE, DEFLATE_MODE)
+#: The peers run the chat once, with their own JSON; the orjson variant is fastws's.
+PEER_MODES = frozenset(ALL_MODES) - {CHAT_ORJSON_MODE}
+#: The whole default run fits in about 10 minutes on the 2-core machine (the many-rooms
+#: modes add about 3.5 of them); fanout-deflate is a benchmark of its own.
+DEFAULT_MODES = "echo,fanout,idle,rooms,chat,chat-orjson"
+#: Modes run on many small rooms (loadgen fanout --group), with their URL prefix.
+GROUP_MODES = {ROOMS_MODE: "/room/g", CHAT_MODE: "/chat/g", CHAT_ORJSON_MODE: "/chat/g"}
+#: loadgen keeps at most 16,384 messages in flight over all publishers (its RING / 4).
+MAX_IN_FLIGHT = 16384
 #: What Chrome and Firefox send: the server picks context takeover and windows.
 BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 
@@ -68,6 +90,7 @@ class Server:
     check: Callable[[], str | None]          # None when usable, else why not
     version: Callable[[], str]
     compression: bool = True                 # its server file honours BENCH_COMPRESSION=1
+    modes: frozenset[str] = frozenset(ALL_MODES)   # the modes it takes part in
 
 
 def _python_server(script: str) -> Callable[[int], list[str]]:
@@ -155,19 +178,24 @@ SERVERS = [
     Server("fastws", "fastws", _python_server("fastws_server.py"), _needs_module("fastws"),
            _dist_version("fastws")),
     Server("websockets", "websockets (uvloop)", _python_server("websockets_server.py"),
-           _needs_module("websockets"), _dist_version("websockets")),
+           _needs_module("websockets"), _dist_version("websockets"), modes=PEER_MODES),
     Server("picows", "picows", _python_server("picows_server.py"), _needs_module("picows"),
-           _dist_version("picows"), compression=False),
+           _dist_version("picows"), compression=False, modes=PEER_MODES),
     Server("aiohttp", "aiohttp (uvloop)", _python_server("aiohttp_server.py"),
-           _needs_module("aiohttp"), _dist_version("aiohttp")),
+           _needs_module("aiohttp"), _dist_version("aiohttp"), modes=PEER_MODES),
     Server("node-ws", "Node ws", lambda port: ["node", str(SERVERS_DIR / "node_ws_server.js"),
                                                str(port)],
-           _check_node, lambda: f"{_npm_version('ws')} (node {platform_node_version()})"),
+           _check_node, lambda: f"{_npm_version('ws')} (node {platform_node_version()})",
+           modes=PEER_MODES),
     Server("bun", "Bun (uWebSockets)", lambda port: [str(BUN), str(SERVERS_DIR / "bun_server.js"),
                                                      str(port)],
-           _check_bun, lambda: _npm_version("bun")),
+           _check_bun, lambda: _npm_version("bun"), modes=PEER_MODES),
     Server("socketify", "socketify (uWebSockets)", _python_server("socketify_server.py"),
-           _needs_module("socketify"), _dist_version("socketify")),
+           _needs_module("socketify"), _dist_version("socketify"), modes=PEER_MODES),
+    # Not a WebSocket server: the idle memory below which no uvloop server can go.
+    Server("floor", "bare uvloop protocol", _python_server("floor_server.py"),
+           _needs_module("uvloop"), lambda: f"(uvloop {_dist_version('uvloop')()})",
+           compression=False, modes=frozenset({"idle"})),
 ]
 
 
@@ -342,13 +370,18 @@ class RunningServer:
         except OSError:
             return ""
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0, paths: tuple[str, ...] = ()) -> None:
+        """Wait for upgrades on /echo, /fanout and `paths` (the measurement's own route)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerFailed(f"exited with code {self.proc.returncode}: {self.log_tail()}")
             if upgrade_ok(self.port, "/echo") and upgrade_ok(self.port, "/fanout"):
-                return
+                missing = [path for path in paths if not upgrade_ok(self.port, path)]
+                if not missing:
+                    return
+                if time.monotonic() + 2 > deadline:
+                    raise ServerFailed(f"no WebSocket upgrade on {missing[0]}")
             time.sleep(0.2)
         raise ServerFailed(f"no WebSocket upgrade within {timeout:.0f} s: {self.log_tail()}")
 
@@ -437,6 +470,13 @@ class Plan:
     deflate_rooms: list[int]
     deflate_size: int
     deflate_offer: str
+    # rooms / chat / chat-orjson: room_count rooms of room_members (one of them the
+    # publisher), room_window messages in flight per publisher, chat_size bytes of
+    # chat content (rooms send fanout_size bytes).
+    room_count: int = 2000
+    room_members: int = 5
+    room_window: int = 4
+    chat_size: int = 64
 
     def timeout(self, conns: int) -> float:
         # Generous hang guard: setup of many connections + warm-up + window + drain.
@@ -458,9 +498,16 @@ def measure_server(server: Server, plan: Plan, loadgen: Path, pin: bool, log_dir
         runs.extend(("fanout", room, None) for room in plan.rooms)
     if "idle" in plan.modes:
         runs.append(("idle", None, None))
+    runs.extend((mode, None, None) for mode in GROUP_MODES if mode in plan.modes)
     if DEFLATE_MODE in plan.modes:
         runs.extend((DEFLATE_MODE, room, on) for room in plan.deflate_rooms
                     for on in (False, True))
+    # A mode a server does not take part in is left out, not reported as an error:
+    # its cells print as "–".
+    runs = [run for run in runs if run[0] in server.modes]
+    if not runs:
+        return {**out, "status": "skipped",
+                "reason": f"takes part in {', '.join(sorted(server.modes))} only"}
     for mode, room, compression in runs:
         tag = f"{mode} {room}" if room else mode
         if compression is not None:
@@ -470,14 +517,23 @@ def measure_server(server: Server, plan: Plan, loadgen: Path, pin: bool, log_dir
             out.setdefault("fanout_deflate", {}).setdefault("on", {})[str(room)] = result
             _print_progress(server.name, tag, result)
             continue
+        if mode == CHAT_ORJSON_MODE:
+            if importlib.util.find_spec("orjson") is None:
+                out[result_key(mode)] = result = {
+                    "error": "orjson is not installed (pip install orjson, or the bench extra)"}
+                _print_progress(server.name, tag, result)
+                continue
+            out["orjson_version"] = _dist_version("orjson")()
+        env = {"BENCH_COMPRESSION": "1"} if compression else None
+        if mode == CHAT_ORJSON_MODE:
+            env = {"BENCH_JSON": "orjson"}
         print(f"compare: {server.name}: {tag} ...", file=sys.stderr, flush=True)
-        srv = RunningServer(server, pin, log_dir,
-                            env={"BENCH_COMPRESSION": "1"} if compression else None)
+        srv = RunningServer(server, pin, log_dir, env=env)
         try:
-            srv.wait_ready()
+            srv.wait_ready(paths=_ready_paths(mode))
         except ServerFailed as exc:
             srv.stop()
-            if not any(k in out for k in ("echo", "fanout", "idle", "fanout_deflate")):
+            if not any(result_key(m) in out for m in ALL_MODES):
                 return {**out, "status": "skipped", "reason": f"did not start: {exc}"}
             result: dict = {"error": f"did not start: {exc}"}
         else:
@@ -496,10 +552,24 @@ def measure_server(server: Server, plan: Plan, loadgen: Path, pin: bool, log_dir
             state = "on" if compression else "off"
             out.setdefault("fanout_deflate", {}).setdefault(state, {})[str(room)] = result
         else:
-            out[mode] = result
+            out[result_key(mode)] = result
         _print_progress(server.name, tag, result)
     out["status"] = "ok"
     return out
+
+
+def result_key(mode: str) -> str:
+    """Where a mode's results sit in a server's JSON entry: the mode, '-' as '_'."""
+    return mode.replace("-", "_")
+
+
+def _ready_paths(mode: str) -> tuple[str, ...]:
+    # The route the measurement needs, besides /echo and /fanout: a server that lacks it
+    # fails here with a clear reason instead of timing out on the load generator's probe.
+    prefix = GROUP_MODES.get(mode)
+    if prefix is None:
+        return ()
+    return (prefix + "ready?user=ready",)
 
 
 def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, loadgen: Path,
@@ -516,6 +586,18 @@ def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, lo
         args = ["--receivers", str(room), "--window", str(plan.fanout_window),
                 "--size", str(plan.fanout_size), "--drain", str(plan.drain), *timing]
         result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args, plan.timeout(room))
+    elif mode in GROUP_MODES:
+        # Rooms of room_members: room_members - 1 receivers (loadgen --group K) and one
+        # publisher, itself a member, whose messages the server sends to the others only.
+        per_room = plan.room_members - 1
+        receivers = plan.room_count * per_room
+        chat = mode != ROOMS_MODE
+        args = ["--receivers", str(receivers), "--group", str(per_room),
+                "--path", GROUP_MODES[mode], "--window", str(plan.room_window),
+                "--size", str(plan.chat_size if chat else plan.fanout_size),
+                "--drain", str(plan.drain), *(["--chat"] if chat else []), *timing]
+        result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args,
+                             plan.timeout(receivers + plan.room_count))
     elif mode == DEFLATE_MODE:
         # Every client offers permessage-deflate (as browsers do) whether or not the
         # server has it on; messages are 1 KiB JSON texts, each byte checked.
@@ -540,7 +622,7 @@ def _print_progress(name: str, tag: str, r: dict) -> None:
                f", p99 {r['latency_us']['p99']:,.0f} us")
         if "lost" in r:
             msg += f", lost {r['lost']}"
-        if r.get("json"):
+        if r.get("json") or r.get("chat"):
             msg += (f", {r['wire_bytes_per_msg']:,.0f} B/msg on the wire, "
                     f"{r['compressed']:,} compressed, {r['corrupt']} corrupt")
     print(f"compare: {name}: {tag}: {msg}", file=sys.stderr, flush=True)
@@ -647,11 +729,13 @@ def render_tables(data: dict, baseline: str) -> str:
                 cells.append(f"{ratio:.2f}×")
             lines.append(f"| {servers[name]['label']} | {' | '.join(cells)} |")
 
-    lines += ["", "Fan-out detail (1 publisher, "
-              f"{data['plan']['fanout_window']} × {data['plan']['fanout_size']} B in flight):", "",
-              "| server | receivers | delivered msg/s | server CPU µs/msg | server CPU % | "
-              "p50 ms | p99 ms | lost | loadgen CPU % |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    # Detail tables only for modes that ran (the floor server, e.g., runs idle alone).
+    if any(servers[name].get("fanout") for name in ran):
+        lines += ["", "Fan-out detail (1 publisher, "
+                  f"{data['plan']['fanout_window']} × {data['plan']['fanout_size']} B in flight):",
+                  "", "| server | receivers | delivered msg/s | server CPU µs/msg | server CPU % | "
+                  "p50 ms | p99 ms | lost | loadgen CPU % |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in ran:
         for room, r in sorted(servers[name].get("fanout", {}).items(), key=lambda kv: int(kv[0])):
             label = servers[name]["label"]
@@ -664,10 +748,11 @@ def render_tables(data: dict, baseline: str) -> str:
                 f"{r['latency_us']['p50'] / 1000:.2f} | {r['latency_us']['p99'] / 1000:.2f} | "
                 f"{r['lost']:,} | {_num(r['loadgen_cpu_pct'], 0)} |")
     p = data["plan"]
-    lines += ["", f"Echo detail ({p['echo_conns']} connections × {p['echo_inflight']} in flight "
-              f"× {p['echo_size']} B):", "",
-              "| server | msg/s | p50 µs | p99 µs | server CPU µs/msg | server CPU % | "
-              "loadgen CPU % |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    if any(servers[name].get("echo") for name in ran):
+        lines += ["", f"Echo detail ({p['echo_conns']} connections × {p['echo_inflight']} in "
+                  f"flight × {p['echo_size']} B):", "",
+                  "| server | msg/s | p50 µs | p99 µs | server CPU µs/msg | server CPU % | "
+                  "loadgen CPU % |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in ran:
         r = servers[name].get("echo")
         if r is None:
@@ -690,10 +775,92 @@ def render_tables(data: dict, baseline: str) -> str:
                 continue
             lines.append(f"| {label} | {r['connections']:,} | {r['rss_before_kib'] / 1024:.1f} | "
                          f"{r['rss_after_kib'] / 1024:.1f} | {r['kib_per_conn']:.1f} |")
-    skipped = [(n, e) for n, e in servers.items() if e.get("status") != "ok"]
-    if skipped:
-        lines += ["", "Skipped:", ""]
-        lines += [f"- {e['label']}: {e.get('reason', '?')}" for _, e in skipped]
+    lines += _skipped_lines(servers)
+    return "\n".join(lines)
+
+
+def group_metrics(entry: dict, mode: str) -> dict[str, float | None]:
+    """The figures of one server in a many-rooms mode (None where not measured)."""
+    r = _ok(entry.get(result_key(mode)))
+    if not r:
+        return {"cpu": None, "msg_s": None, "p99": None, "lost": None, "corrupt": None}
+    return {"cpu": r["server_cpu_us_per_msg"] if r["server_cpu_us_per_msg"] >= 0 else None,
+            "msg_s": r["msg_per_s"], "p99": r["latency_us"]["p99"], "lost": r["lost"],
+            "corrupt": r.get("corrupt")}
+
+
+def _times(base: float | None, peer: float | None, higher_is_better: bool = False) -> str:
+    # "How many times better the baseline is", as in the summary's ratio table.
+    if not base or not peer:
+        return "–"
+    return f"{(base / peer if higher_is_better else peer / base):.2f}×"
+
+
+def _skipped_lines(servers: dict) -> list[str]:
+    skipped = [e for e in servers.values() if e.get("status") != "ok"]
+    if not skipped:
+        return []
+    return ["", "Skipped:", ""] + [f"- {e['label']}: {e.get('reason', '?')}" for e in skipped]
+
+
+def render_groups(data: dict, baseline: str, skipped_too: bool = False) -> str:
+    """Markdown for the many-rooms modes: one table for rooms, one for the JSON chat
+    (its orjson variant as an extra row), each with ratios against the baseline."""
+    plan = data["plan"]
+    servers = data["servers"]
+    ran = [name for name, e in servers.items() if e.get("status") == "ok"]
+    members = plan["room_members"]
+    rooms_of = (f"{plan['room_count']:,} rooms of {members} ({members - 1} receivers and "
+                f"1 publisher each, {plan['room_count'] * members:,} sockets), "
+                f"{plan['room_window']} messages in flight per publisher")
+    tables = [
+        ((ROOMS_MODE,), False,
+         f"Many rooms: {rooms_of}, {plan['fanout_size']} B binary messages on `/room/<name>`, "
+         "each sent to the room's other members:"),
+        ((CHAT_MODE, CHAT_ORJSON_MODE), True,
+         f"JSON chat: {rooms_of}; the publisher sends `{{\"type\":\"message\",\"content\":"
+         f"\"<{plan['chat_size']} B>\"}}` to `/chat/<room>?user=<name>` and the server broadcasts "
+         "`{\"user\", \"message\", \"timestamp\"}` to the others: stdlib json in the Python "
+         "servers (fastws through its JSON events), JSON.parse/stringify in Node and Bun; "
+         "the `+ orjson` row is fastws with `websocket(dumps=orjson.dumps, loads=orjson.loads)`:"),
+    ]
+    lines: list[str] = []
+    for modes, chat, title in tables:
+        if not any(mode in plan["modes"] for mode in modes):
+            continue
+        base = group_metrics(servers.get(baseline, {}), modes[0])
+        head = ["server", "delivered msg/s", "server CPU µs/msg", f"CPU vs {baseline}",
+                f"msg/s vs {baseline}", "server CPU %", "p50 ms", "p99 ms", "lost"]
+        head += ["corrupt"] if chat else []
+        head += ["loadgen CPU %"]
+        if lines:
+            lines.append("")
+        lines += [title, "", f"| {' | '.join(head)} |", f"|{' --- |' * len(head)}"]
+        for name in ran:
+            entry = servers[name]
+            for mode in modes:
+                r = entry.get(result_key(mode))
+                if r is None:
+                    continue                     # not a mode this server takes part in
+                label = f"{entry['label']} {entry.get('version', '')}".strip()
+                if mode == CHAT_ORJSON_MODE:
+                    label += f" + orjson {entry.get('orjson_version', '')}".rstrip()
+                if "error" in r:
+                    lines.append(f"| {label} | error: {r['error']} |" + " |" * (len(head) - 2))
+                    continue
+                m = group_metrics(entry, mode)
+                row = [label, _num(r["msg_per_s"], 0), _num(m["cpu"]),
+                       _times(base["cpu"], m["cpu"]), _times(base["msg_s"], m["msg_s"], True),
+                       _num(r.get("server_cpu_pct"), 0), f"{r['latency_us']['p50'] / 1000:.2f}",
+                       f"{r['latency_us']['p99'] / 1000:.2f}", f"{r['lost']:,}"]
+                row += [f"{r.get('corrupt', 0):,}"] if chat else []
+                row += [_num(r["loadgen_cpu_pct"], 0)]
+                lines.append(f"| {' | '.join(row)} |")
+    if lines:
+        lines += ["", f"\"vs {baseline}\": how many times better {baseline} is (peer ÷ {baseline} "
+                  f"for CPU, {baseline} ÷ peer for msg/s); above 1× means {baseline} is ahead."]
+    if skipped_too:
+        lines += _skipped_lines(servers)
     return "\n".join(lines)
 
 
@@ -748,10 +915,7 @@ def render_deflate(data: dict, skipped_too: bool = False) -> str:
     if notes:
         lines += [""] + notes
     if skipped_too:
-        skipped = [(n, e) for n, e in servers.items() if e.get("status") != "ok"]
-        if skipped:
-            lines += ["", "Skipped:", ""]
-            lines += [f"- {e['label']}: {e.get('reason', '?')}" for _, e in skipped]
+        lines += _skipped_lines(servers)
     return "\n".join(lines)
 
 
@@ -813,15 +977,37 @@ def write_chart(data: dict, path: Path) -> str | None:
 
 # ---------------------------------------------------------------------- main
 
+MODES_HELP = """modes (--modes, comma-separated):
+  echo            64 connections x 4 in flight x 32 B on /echo: msg/s, CPU, latency
+  fanout          one room of R receivers (--rooms) and one publisher on /fanout
+  idle            10,000 open idle connections: server RSS growth per connection
+  rooms           many small rooms: --room-count rooms of --room-members on
+                  /room/<name> (default 2,000 of 5: 4 receivers + 1 publisher each,
+                  10,000 sockets), --room-window binary messages in flight per
+                  publisher; delivered msg/s, server CPU per delivered message,
+                  p50/p99, lost
+  chat            the seed's chat example in the same rooms, on /chat/<room>:
+                  {"type":"message","content":...} in, {"user","message","timestamp"}
+                  broadcast to the room's others; every reply checked (corrupt)
+  chat-orjson     chat with fastws using orjson (BENCH_JSON=orjson); fastws only,
+                  reported as an extra row of the chat table
+  fanout-deflate  1 KiB JSON fan-out with permessage-deflate off and on
+
+Servers take part in the modes they can run; the others print as "-". The floor
+server (bare uvloop protocol) runs idle only."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [s.name for s in SERVERS]
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=MODES_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default=",".join(names),
                     help=f"comma-separated subset of: {', '.join(names)} (default: all)")
-    ap.add_argument("--modes", default="echo,fanout,idle",
-                    help="subset of echo,fanout,idle,fanout-deflate (default: echo,fanout,idle)")
+    ap.add_argument("--modes", default=DEFAULT_MODES,
+                    help=f"subset of {','.join(ALL_MODES)} (default: {DEFAULT_MODES}; see below)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run: short phases, rooms of 50 and 200, 1,000 idle connections")
+                    help="smoke run: short phases, rooms of 50 and 200, 1,000 idle connections, "
+                         "200 small rooms")
     ap.add_argument("--rooms", help="fan-out room sizes (default 100,1000,5000; quick 50,200)")
     ap.add_argument("--table-rooms", default="1000,5000",
                     help="rooms in the summary table (default 1000,5000, else the two largest run)")
@@ -837,6 +1023,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--deflate-offer", default=BROWSER_OFFER,
                     help=f"Sec-WebSocket-Extensions the clients send (default {BROWSER_OFFER!r}, "
                          "what browsers offer)")
+    ap.add_argument("--room-count", type=int,
+                    help="rooms, chat: how many rooms (default 2000; quick 200)")
+    ap.add_argument("--room-members", type=int, default=5,
+                    help="rooms, chat: members per room, the publisher included (default 5)")
+    ap.add_argument("--room-window", type=int, default=4,
+                    help="rooms, chat: messages in flight per publisher (default 4)")
+    ap.add_argument("--chat-size", type=int, default=64,
+                    help="chat: bytes of each message's content, 32 to 65536 (default 64)")
     ap.add_argument("--baseline", default="fastws", help="server the ratios compare against (default fastws)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON and PNG (default bench/results)")
@@ -846,9 +1040,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.servers.split(",")) - set(names)
     if unknown:
         ap.error(f"unknown server(s): {', '.join(sorted(unknown))}")
-    bad_modes = set(args.modes.split(",")) - {"echo", "fanout", "idle", DEFLATE_MODE}
+    bad_modes = set(args.modes.split(",")) - set(ALL_MODES)
     if bad_modes:
         ap.error(f"unknown mode(s): {', '.join(sorted(bad_modes))}")
+    if args.room_members < 2:
+        ap.error("--room-members: at least 2 (a publisher and a receiver)")
+    if not 32 <= args.chat_size <= 65536:
+        ap.error("--chat-size: 32 to 65536 bytes")
+    rooms = args.room_count or (200 if args.quick else 2000)
+    if rooms < 1 or args.room_window < 1 or rooms * args.room_window > MAX_IN_FLIGHT:
+        ap.error(f"--room-count x --room-window: 1 to {MAX_IN_FLIGHT:,} messages in flight "
+                 "(the load generator's limit)")
     return args
 
 
@@ -874,6 +1076,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
                        .split(",")],
         deflate_size=max(args.deflate_size, 192),
         deflate_offer=args.deflate_offer,
+        room_count=args.room_count or (200 if quick else 2000),
+        room_members=args.room_members,
+        room_window=args.room_window,
+        chat_size=args.chat_size,
     )
 
 
@@ -971,13 +1177,19 @@ def run(args: argparse.Namespace, plan: Plan) -> int:
     png_path = out_dir / f"compare-{stamp}.png"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
     main_modes = {"echo", "fanout", "idle"} & set(plan.modes)
+    group_modes = set(GROUP_MODES) & set(plan.modes)
     print(f"## Server comparison ({data['date']}, {data['elapsed_s']:.0f} s)\n")
     if main_modes:
         print(render_tables(data, args.baseline))
-    if DEFLATE_MODE in plan.modes:
+    # The skipped servers are listed once, under the first section printed.
+    if group_modes:
         if main_modes:
             print()
-        print(render_deflate(data, skipped_too=not main_modes))
+        print(render_groups(data, args.baseline, skipped_too=not main_modes))
+    if DEFLATE_MODE in plan.modes:
+        if main_modes or group_modes:
+            print()
+        print(render_deflate(data, skipped_too=not (main_modes or group_modes)))
     chart_error = write_chart(data, png_path) if "fanout" in plan.modes else "no fan-out run"
     print(f"\nJSON: {json_path}")
     print(f"chart: {png_path}" if chart_error is None else f"chart: not written ({chart_error})")

@@ -25,6 +25,15 @@
  *           publisher of its own on --port keeping W messages in flight; with --recv-ports
  *           P,Q the members of every room alternate between the ports (rooms split over
  *           nodes). A message leaves its publisher's window when its K receivers have it.
+ *           --chat: JSON chat, the shape of the seed's chat example. The publisher sends
+ *           text frames {"type":"message","content":"<16 hex seq><16 hex time><padding>"}
+ *           (--size: bytes of the content, at least 32); every connection's path gets
+ *           ?user=<name> (receivers u<i>, publishers p<k>). The server is expected to answer
+ *           with a JSON object of its own, {"user":..,"message":"<the content>",
+ *           "timestamp":..}: receivers find its "message" field, read seq and time from
+ *           it, check the padding byte for byte and that "user" is their room's
+ *           publisher; anything else is counted "corrupt".
+ *           Works alone (one room, --path) and with --group.
  *           --eio: speak Engine.IO v4 / Socket.IO over the WebSocket (--path
  *           /socket.io/?EIO=4&transport=websocket): answer the "0{...}" open packet with
  *           "40", count a connection open at the server's "40", answer pings "2" with
@@ -61,6 +70,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +323,7 @@ static double cfg_hold_max = 120.0;
 static int cfg_pid = 0;
 static int cfg_max_pending = 256;
 static int cfg_json = 0;
+static int cfg_chat = 0;                         /* fanout: JSON chat events, see the header */
 static int cfg_deflate = 0;
 static const char *cfg_offer = "permessage-deflate; client_max_window_bits";
 static double cfg_churn_rate = 0;                /* echo: new upgrades per second, paced */
@@ -364,6 +375,7 @@ static uint64_t next_seq = 1, oldest_seq = 1;
 static uint64_t first_measured_seq, last_measured_seq;
 static uint64_t stalls, out_of_order, gaps, probes_ready;
 static uint64_t t_last_probe;
+static uint64_t *room_probe_t;                   /* --group: each room's last probe */
 static int receivers;
 
 static void out_reserve(conn *c, size_t extra) {
@@ -498,6 +510,77 @@ static void json_fill(uint8_t *buf, uint64_t seq, uint64_t t) {
     memcpy(buf, json_text[seq % JSON_VARIANTS], (size_t)cfg_size);
     put_hex16(buf + 8, seq);
     put_hex16(buf + 32, t);
+}
+
+/* ------------------------------------------------------------ --chat messages */
+/* The publisher's frame is {"type":"message","content":"<16 hex seq><16 hex time><pad>"}:
+ * made once, with the 32 hex digits written per message. The pad is payload_pattern's
+ * letters, which no JSON encoder escapes, so a receiver can compare it byte for byte. */
+
+#define CHAT_PREFIX "{\"type\":\"message\",\"content\":\""
+#define CHAT_PREFIX_LEN (sizeof CHAT_PREFIX - 1)
+/* A reply holds the content plus the user, a time stamp, keys and whatever spacing the
+ * server's encoder picks; this much over the content is plenty. */
+#define CHAT_SLACK 1024
+static uint8_t *chat_frame;
+static size_t chat_frame_len;
+static size_t msg_cap;                           /* --json / --chat: a receiver's message buffer */
+
+static void chat_make_frame(void) {
+    chat_frame_len = CHAT_PREFIX_LEN + (size_t)cfg_size + 2;
+    chat_frame = malloc(chat_frame_len);
+    if (!chat_frame) die("out of memory");
+    memcpy(chat_frame, CHAT_PREFIX, CHAT_PREFIX_LEN);
+    memcpy(chat_frame + CHAT_PREFIX_LEN, payload_pattern, (size_t)cfg_size);
+    memcpy(chat_frame + CHAT_PREFIX_LEN + cfg_size, "\"}", 2);
+}
+
+static void chat_fill(uint64_t seq, uint64_t t) {
+    put_hex16(chat_frame + CHAT_PREFIX_LEN, seq);
+    put_hex16(chat_frame + CHAT_PREFIX_LEN + 16, t);
+}
+
+static const uint8_t *skip_space(const uint8_t *p, const uint8_t *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* Where the value of `key` (quotes included) starts in the object m[0..len), or NULL.
+ * The key must be followed by a colon, so the same word as a string value does not count. */
+static const uint8_t *json_value_of(const uint8_t *m, size_t len, const char *key) {
+    size_t klen = strlen(key);
+    const uint8_t *p = m, *end = m + len;
+    while (p < end && (p = memmem(p, (size_t)(end - p), key, klen)) != NULL) {
+        const uint8_t *q = skip_space(p + klen, end);
+        if (q < end && *q == ':') return skip_space(q + 1, end);
+        p += klen;
+    }
+    return NULL;
+}
+
+/* --chat: the receiver's message is complete. It must be a JSON object (text frame)
+ * with "timestamp", with "user" naming its room's publisher ("p<room>") and with
+ * "message" holding the content as sent; returns its seq and send time. */
+static int chat_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
+    const uint8_t *m = c->msg, *end = c->msg + c->msg_out;
+    size_t len = c->msg_out;
+    if (c->msg_overflow || c->msg_opcode != 1 || len < 2 || m[0] != '{' || end[-1] != '}')
+        return 0;
+    if (!json_value_of(m, len, "\"timestamp\"")) return 0;
+    const uint8_t *u = json_value_of(m, len, "\"user\"");
+    if (!u || end - u < 4 || u[0] != '"' || u[1] != 'p') return 0;
+    long room = 0;
+    const uint8_t *digits = u + 2;
+    for (u = digits; u < end && u - digits < 9 && *u >= '0' && *u <= '9'; u++)
+        room = room * 10 + (*u - '0');
+    long mine = cfg_group ? (long)(c - conns) / cfg_group : 0;
+    if (u == digits || u >= end || *u != '"' || room != mine) return 0;
+    const uint8_t *v = json_value_of(m, len, "\"message\"");
+    if (!v || end - v < (ptrdiff_t)cfg_size + 2 || *v != '"') return 0;
+    v++;
+    if (!get_hex16(v, seq) || !get_hex16(v + 16, sent)) return 0;
+    if (memcmp(v + 32, payload_pattern + 32, (size_t)cfg_size - 32)) return 0;
+    return v[cfg_size] == '"';
 }
 
 /* ------------------------------------------------------------------- zlib */
@@ -662,6 +745,9 @@ static void publish(conn *pub, uint64_t seq, uint64_t t) {
         memcpy(ev + n, "\"]", 2);
         n += 2;
         append_frame(pub, 1, ev, n);
+    } else if (cfg_chat) {
+        chat_fill(seq, t);
+        append_frame(pub, 1, chat_frame, chat_frame_len);
     } else if (cfg_json) {
         json_fill(p, seq, t);
         if (pub->pmd) {
@@ -687,8 +773,8 @@ static void publish(conn *pub, uint64_t seq, uint64_t t) {
 }
 
 static void on_open(conn *c, uint64_t t) {
-    if (cfg_json && c->role == ROLE_RECEIVER) {
-        c->msg = malloc((size_t)cfg_size + 1);
+    if ((cfg_json || cfg_chat) && c->role == ROLE_RECEIVER) {
+        c->msg = malloc(msg_cap + 1);
         c->zbuf = c->srv_nct ? malloc(ZBUF_CAP) : NULL;
         if (!c->msg || (c->srv_nct && !c->zbuf)) die("out of memory");
     }
@@ -699,9 +785,9 @@ static void on_open(conn *c, uint64_t t) {
     }
 }
 
-/* --json: one more piece of a receiver's message (server frames are not masked). */
+/* --json, --chat: one more piece of a receiver's message (server frames are not masked). */
 static void json_payload(conn *c, const uint8_t *p, size_t take) {
-    size_t cap = (size_t)cfg_size;
+    size_t cap = msg_cap;
     if (c->msg_overflow) return;
     if (!c->msg_compressed) {
         if (take > cap - c->msg_out) { c->msg_overflow = 1; return; }
@@ -835,8 +921,8 @@ static void on_message(conn *c, uint64_t t) {
     }
     if (c->role != ROLE_RECEIVER) return;
     uint64_t seq, sent;
-    if (cfg_json) {
-        if (!json_message_done(c, &seq, &sent)) {
+    if (cfg_json || cfg_chat) {
+        if (!(cfg_chat ? chat_message_done(c, &seq, &sent) : json_message_done(c, &seq, &sent))) {
             corrupt++;
             return;
         }
@@ -987,7 +1073,7 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
             continue;
         }
         size_t take = c->remaining < n ? (size_t)c->remaining : n;
-        if (cfg_json && c->opcode < 8 && c->role == ROLE_RECEIVER)
+        if ((cfg_json || cfg_chat) && c->opcode < 8 && c->role == ROLE_RECEIVER)
             json_payload(c, p, take);
         else if (c->opcode >= 8 || c->msg_headlen < sizeof c->msg_head)
             capture_payload(c, p, take);
@@ -1047,11 +1133,22 @@ static void send_handshake(conn *c) {
     char ext[320] = "";
     if (cfg_deflate) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", cfg_offer);
     char path[512];
+    int i = (int)(c - conns);
+    int n_path;
     if (cfg_group) {
-        int i = (int)(c - conns);
-        snprintf(path, sizeof path, "%s%d", cfg_path, i < receivers ? i / cfg_group : i - receivers);
+        n_path = snprintf(path, sizeof path, "%s%d", cfg_path,
+                          i < receivers ? i / cfg_group : i - receivers);
     } else {
-        snprintf(path, sizeof path, "%s", cfg_path);
+        n_path = snprintf(path, sizeof path, "%s", cfg_path);
+    }
+    if (cfg_chat && n_path > 0 && (size_t)n_path < sizeof path) {
+        /* who is talking: receivers u<i>, publishers p<room> (what receivers check) */
+        const char *sep = strchr(path, '?') ? "&" : "?";
+        if (c->role == ROLE_PUBLISHER)
+            snprintf(path + n_path, sizeof path - (size_t)n_path, "%suser=p%d", sep,
+                     cfg_group ? i - receivers : 0);
+        else
+            snprintf(path + n_path, sizeof path - (size_t)n_path, "%suser=u%d", sep, i);
     }
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
@@ -1270,6 +1367,22 @@ static void fanout_tick(uint64_t t) {
         if (probes_ready >= (uint64_t)receivers) {
             phase = PH_WARMUP;
             t_phase_end = t + (uint64_t)(cfg_warmup * 1e9);
+        } else if (cfg_group && t - t_last_probe > 50000000ull) {
+            /* Thousands of rooms: probe again only the rooms still waiting, and each at
+             * most once a second, or a slow server's backlog of repeated probes would
+             * still be draining when the measurement starts. */
+            for (int k = 0; k < n_pubs; k++) {
+                conn *p = &conns[receivers + k];
+                if (p->state != ST_OPEN || t - room_probe_t[k] < 1000000000ull) continue;
+                int ready = 1;
+                for (int i = k * cfg_group; i < (k + 1) * cfg_group && ready; i++)
+                    ready = conns[i].probe_seen;
+                if (ready) continue;
+                publish(p, 0, t);
+                flush_out(p);
+                room_probe_t[k] = t;
+            }
+            t_last_probe = t;
         } else if (t - t_last_probe > 50000000ull && pub->state == ST_OPEN) {
             for (int k = 0; k < n_pubs; k++) {
                 conn *p = &conns[receivers + k];
@@ -1397,7 +1510,9 @@ static void usage(void) {
             "            connections per second, at most N in progress)\n"
             "  --recv-ports P,Q (fanout: receivers on these ports)  --pids A,B (more CPU to read)\n"
             "  --eio (fanout: Engine.IO v4 / Socket.IO events over the WebSocket)\n"
-            "  --group K (fanout: rooms of K receivers, one publisher each; --path prefix)\n");
+            "  --group K (fanout: rooms of K receivers, one publisher each; --path prefix)\n"
+            "  --chat (fanout: JSON chat events in, {user, message, timestamp} objects out;\n"
+            "          --size = bytes of the content, 32 to 65536; with or without --group)\n");
     exit(2);
 }
 
@@ -1413,7 +1528,7 @@ int main(int argc, char **argv) {
         {"max-pending", 1, 0, 'm'}, {"json", 0, 0, 'j'}, {"deflate", 0, 0, 'z'},
         {"offer", 1, 0, 'o'}, {"churn", 1, 0, 'C'}, {"churn-max", 1, 0, 'M'},
         {"eio", 0, 0, 'e'}, {"recv-ports", 1, 0, 'R'}, {"pids", 1, 0, 'X'},
-        {"group", 1, 0, 'g'}, {0, 0, 0, 0}};
+        {"group", 1, 0, 'g'}, {"chat", 0, 0, 'q'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1434,6 +1549,7 @@ int main(int argc, char **argv) {
         case 'x': cfg_pid = atoi(optarg); break;
         case 'm': cfg_max_pending = atoi(optarg); break;
         case 'j': cfg_json = 1; break;
+        case 'q': cfg_chat = 1; break;
         case 'z': cfg_deflate = 1; break;
         case 'o': cfg_offer = optarg; break;
         case 'C': cfg_churn_rate = atof(optarg); break;
@@ -1460,6 +1576,9 @@ int main(int argc, char **argv) {
         die("--json is a fanout option and needs --size >= 192");
     /* Only --json messages are checked whole; a binary probe could not be inflated. */
     if (cfg_deflate && !cfg_json) die("--deflate needs --json (fanout)");
+    if (cfg_chat && (!is_fan || cfg_json || cfg_eio || cfg_size < 32 || cfg_size > 65536))
+        die("--chat is a fanout option (not with --json or --eio), content of 32 to 65536 bytes");
+    msg_cap = cfg_chat ? (size_t)cfg_size + CHAT_SLACK : (size_t)cfg_size;
 #ifndef WITH_ZLIB
     if (cfg_deflate) die(NO_ZLIB);
 #endif
@@ -1501,6 +1620,7 @@ int main(int argc, char **argv) {
     if (!conns || !payload_pattern) die("out of memory");
     for (int i = 0; i < cfg_size; i++) payload_pattern[i] = (uint8_t)('a' + i % 26);
     if (cfg_json) json_make_texts();
+    if (cfg_chat) chat_make_frame();
     for (int i = 0; i < nconns; i++) {
         conns[i].role = is_echo ? ROLE_ECHO : is_idle ? ROLE_IDLE : ROLE_RECEIVER;
         conns[i].state = ST_CLOSED;
@@ -1526,7 +1646,8 @@ int main(int argc, char **argv) {
     if (cfg_group) {
         pub_inflight = calloc((size_t)n_pubs, sizeof(int));
         ring_pub = calloc(RING, sizeof(uint32_t));
-        if (!pub_inflight || !ring_pub) die("out of memory");
+        room_probe_t = calloc((size_t)n_pubs, sizeof(uint64_t));
+        if (!pub_inflight || !ring_pub || !room_probe_t) die("out of memory");
         for (int k = 0; k < n_pubs; k++) conns[receivers + k].role = ROLE_PUBLISHER;
     }
     if (is_fan) {
@@ -1612,14 +1733,15 @@ int main(int argc, char **argv) {
     if (phase != PH_DONE) {
         printf("{\"error\": \"%s\", \"mode\": \"%s\", \"opened\": %d, \"wanted\": %d, "
                "\"connect_errors\": %llu, \"handshake_errors\": %llu, "
-               "\"server_closed\": %llu, \"probes_ready\": %llu}\n",
+               "\"server_closed\": %llu, \"probes_ready\": %llu, \"corrupt\": %llu}\n",
                interrupted ? "interrupted"
                : phase == PH_SETUP ? "could not open every connection"
-               : phase == PH_PROBE ? "not every receiver got a probe (room join missing?)"
+               : phase == PH_PROBE ? (corrupt ? "not every receiver got a probe (replies corrupt)"
+                                            : "not every receiver got a probe (room join missing?)")
                                    : "stopped early",
                cfg_mode, opened, nconns, (unsigned long long)connect_errors,
                (unsigned long long)handshake_errors, (unsigned long long)server_closed,
-               (unsigned long long)probes_ready);
+               (unsigned long long)probes_ready, (unsigned long long)corrupt);
         return 3;
     }
     printf("{");
@@ -1654,7 +1776,8 @@ int main(int argc, char **argv) {
             printf(", \"receivers\": %d, \"window\": %d, \"size\": %d, \"published\": %llu, "
                    "\"expected\": %llu, \"received\": %llu, \"lost\": %lld, \"gaps\": %llu, "
                    "\"out_of_order\": %llu, \"stalls\": %llu, \"publisher_frames\": %llu, "
-                   "\"json\": %s, \"deflate_offered\": %s, \"deflate_accepted\": %llu, "
+                   "\"json\": %s, \"chat\": %s, \"deflate_offered\": %s, "
+                   "\"deflate_accepted\": %llu, "
                    "\"extension\": \"%s\", \"wire_bytes\": %llu, \"wire_bytes_per_msg\": %.1f, "
                    "\"compressed\": %llu, \"corrupt\": %llu, \"inflate_cache_hits\": %llu",
                    receivers, cfg_window, cfg_size, (unsigned long long)published,
@@ -1662,6 +1785,7 @@ int main(int argc, char **argv) {
                    (long long)(expected - received), (unsigned long long)gaps,
                    (unsigned long long)out_of_order, (unsigned long long)stalls,
                    (unsigned long long)publisher_frames, cfg_json ? "true" : "false",
+                   cfg_chat ? "true" : "false",
                    cfg_deflate ? "true" : "false", (unsigned long long)deflate_accepted,
                    first_extension, (unsigned long long)measured_wire,
                    measured_msgs ? (double)measured_wire / (double)measured_msgs : 0.0,

@@ -1,19 +1,30 @@
-"""fastws peer server for bench/compare.py: /echo and /fanout (one room, to all others).
+"""fastws peer server for bench/compare.py: /echo, /fanout (one room, to all others),
+/room/:name (that room, to all others) and /chat/:room (the seed's chat example: JSON
+events in, ``{"user", "message", "timestamp"}`` dicts broadcast to the room).
 
 BENCH_COMPRESSION=1: permessage-deflate on with fastws's defaults
-(``websocket(compression=True)``). BENCH_BACKPLANE=URL (bench/cluster.py): rooms
-span every process started with the same URL and BENCH_PREFIX. BENCH_METRICS=1:
-Prometheus metrics on (``app.use(metrics())``).
+(``websocket(compression=True)``). BENCH_JSON=orjson: orjson as the JSON events'
+parser and the broadcasts' serializer (``websocket(dumps=orjson.dumps,
+loads=orjson.loads)``) instead of the stdlib json. BENCH_BACKPLANE=URL
+(bench/cluster.py): rooms span every process started with the same URL and
+BENCH_PREFIX. BENCH_METRICS=1: Prometheus metrics on (``app.use(metrics())``).
 """
 import os
 
-from common import COMPRESSION, HOST, port_from_argv, raise_nofile_limit
+from common import COMPRESSION, HOST, now_iso, port_from_argv, raise_nofile_limit
 
 from fastws import backplane, create_app, websocket
 
 raise_nofile_limit()
+json_codec = {}
+if os.environ.get("BENCH_JSON") == "orjson":
+    import orjson
+    # orjson.dumps returns bytes; fastws sends them as a text frame all the same.
+    json_codec = {"dumps": orjson.dumps, "loads": orjson.loads}
+elif os.environ.get("BENCH_JSON", "json") != "json":
+    raise SystemExit(f"BENCH_JSON={os.environ['BENCH_JSON']!r}: json or orjson")
 app = create_app()
-app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION))
+app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION, **json_codec))
 if os.environ.get("BENCH_METRICS") == "1":
     from fastws import metrics
     app.use(metrics())
@@ -37,6 +48,18 @@ def room(ws, ctx):
     name = ctx.params["name"]
     ws.join(name)
     ws.on("message", lambda data: ws.broadcast(name, data))
+
+
+@app.ws("/chat/:room")
+def chat(ws, ctx):
+    room = ctx.params["room"]
+    user = ctx.get_query("user") or "Anonymous"
+    ws.join(room)
+
+    # {"type": "message", "content": text} arrives here as text (the JSON event rule).
+    @ws.on("message")
+    def on_message(content):
+        ws.broadcast(room, {"user": user, "message": content, "timestamp": now_iso()})
 
 
 app.run(host=HOST, port=port_from_argv())

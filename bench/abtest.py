@@ -4,8 +4,11 @@
     python bench/abtest.py --base ../before             # the checkout to compare against
     python bench/abtest.py --base ../before --rounds 3 --modes echo,fanout,idle --rooms 1000,5000
     python bench/abtest.py --base . --env FASTWS_BENCH_METRICS=1   # one build, two settings
+    python bench/abtest.py --base-server bun --rounds 5            # fastws against a peer
     python bench/abtest.py --base ../before --modes rooms,chat       # 2,000 rooms of 5
 
+``--base-server NAME`` takes a peer of ``compare.py`` (``bun``, ``picows``...) as the
+base instead, so fastws and that peer go through the same interleaved rounds.
 ``--base DIR`` is another checkout of fastws with its own built venv (``DIR/.venv``, made
 by the README's test command or ``pip install -e DIR``); its ``bench/servers/fastws_server.py``
 is served by its ``.venv/bin/python``. "new" is this checkout, served by the interpreter
@@ -102,7 +105,11 @@ def figure_list(rooms: list[int], modes: list[str]) -> list[tuple[str, str, bool
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", required=True, help="checkout of the build to compare against")
+    base = ap.add_mutually_exclusive_group(required=True)
+    base.add_argument("--base", help="checkout of the build to compare against")
+    base.add_argument("--base-server", metavar="NAME",
+                      help="a peer of compare.py (bun, picows, ...) as the base: fastws against "
+                           "it in the same interleaved rounds")
     ap.add_argument("--base-python", help="its interpreter (default BASE/.venv/bin/python)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds; the median is reported (default 3)")
     ap.add_argument("--modes", default="echo,fanout,idle",
@@ -124,14 +131,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--modes: subset of {','.join(MODES)}")
     if not 1 <= args.room_count <= compare.MAX_IN_FLIGHT // 4:
         ap.error(f"--room-count: 1 to {compare.MAX_IN_FLIGHT // 4:,} (4 messages in flight each)")
-    base_tree = Path(args.base).resolve()
-    base_python = args.base_python or str(base_tree / ".venv" / "bin" / "python")
-    if not os.access(base_python, os.X_OK):
-        ap.error(f"no interpreter at {base_python}: build the base checkout's venv first")
     here = Path(__file__).resolve().parents[1]
+    if args.base_server:
+        peers = {s.name: s for s in compare.SERVERS}
+        peer = peers.get(args.base_server)
+        if peer is None:
+            ap.error(f"--base-server: one of {', '.join(peers)}")
+        reason = peer.check()
+        if reason:
+            ap.error(f"--base-server {peer.name}: {reason}")
+        missing = [m for m in modes if m not in peer.modes]
+        if missing:
+            ap.error(f"--base-server {peer.name} does not take part in {', '.join(missing)}")
+        base_side = (peer, parse_env(args.base_env))
+    else:
+        base_tree = Path(args.base).resolve()
+        base_python = args.base_python or str(base_tree / ".venv" / "bin" / "python")
+        if not os.access(base_python, os.X_OK):
+            ap.error(f"no interpreter at {base_python}: build the base checkout's venv first")
+        base_side = fastws_side("base", f"base ({base_tree.name})", base_python, base_tree,
+                                parse_env(args.base_env))
     sides = {
-        "base": fastws_side("base", f"base ({base_tree.name})", base_python, base_tree,
-                            parse_env(args.base_env)),
+        "base": base_side,
         "new": fastws_side("new", f"new ({here.name})", sys.executable, here, parse_env(args.env)),
     }
     rooms = [int(r) for r in args.rooms.split(",")]

@@ -1,0 +1,53 @@
+"""The benchmark scripts bench/README.md tells a user to run start and explain
+themselves, and refuse a bad command line with a message rather than a traceback.
+
+They are run as a user runs them (``python bench/<script>.py``), so an import that
+only works from another directory, or an option that no longer parses, fails here
+rather than in the hands of the next person who wants a figure.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPTS = ["abtest", "asgi", "cluster", "codec_table", "compare", "curves", "instructions",
+           "upgrades"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_explains_itself(script: str) -> None:
+    proc = run(f"bench/{script}.py", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("usage: "), proc.stdout[:200]
+
+
+def test_every_script_the_readme_names_is_checked() -> None:
+    readme = (ROOT / "bench" / "README.md").read_text()
+    named = {p.stem for p in (ROOT / "bench").glob("*.py")
+             if f"python bench/{p.name}" in readme and not p.stem.startswith("test_")}
+    assert named <= set(SCRIPTS), f"add to SCRIPTS: {sorted(named - set(SCRIPTS))}"
+
+
+def test_abtest_takes_a_peer_or_a_checkout_as_its_base() -> None:
+    unknown = run("bench/abtest.py", "--base-server", "nosuch")
+    assert unknown.returncode == 2
+    assert "--base-server: one of " in unknown.stderr and "bun" in unknown.stderr
+    both = run("bench/abtest.py", "--base", ".", "--base-server", "bun")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    neither = run("bench/abtest.py")
+    assert neither.returncode == 2 and "--base-server" in neither.stderr
+    # The floor server only holds idle connections: asking it for echo is refused
+    # before anything starts.
+    floor = run("bench/abtest.py", "--base-server", "floor", "--modes", "echo")
+    assert floor.returncode == 2, floor.stderr[-2000:]
+    assert "--base-server floor does not take part in echo" in floor.stderr

@@ -558,6 +558,12 @@ cdef class WebSocket(Dispatcher):
             self._pending = None
         self._pending_bytes = 0
         self._transport.write(rest)
+        # Either the transport now holds bytes (it said so: pause_writing, and we
+        # write through it until it drains) or its own write failed and it closed
+        # the descriptor already, before connection_lost reaches us: from here the
+        # number is not ours, even inside our own callback.
+        if self._fd >= 0 and _is_closing(self._transport):
+            self._fd = -1
         return 0
 
     cdef int _close_transport(self) except -1:

@@ -76,20 +76,30 @@ def newest(root: Path, kind: str, accept: Callable[[dict], bool] = lambda d: Tru
     return found[-1] if found else None
 
 
-_compare_cache: dict[Path, Any] = {}
+_module_cache: dict[Path, Any] = {}
 
 
-def compare_module(root: Path) -> Any:
-    """bench/compare.py, loaded from its file (bench/ is no package)."""
-    path = root / "bench" / "compare.py"
-    if path not in _compare_cache:
-        spec = importlib.util.spec_from_file_location("_fastws_bench_compare", path)
+def bench_module(root: Path, name: str) -> Any:
+    """``bench/<name>.py``, loaded from its file (bench/ is no package; its
+    scripts import each other by name, so bench/ is on the path while it loads)."""
+    path = root / "bench" / f"{name}.py"
+    if path not in _module_cache:
+        spec = importlib.util.spec_from_file_location(f"_fastws_bench_{name}", path)
         module = importlib.util.module_from_spec(spec)
         # dataclasses look their module up in sys.modules while the class is made.
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        _compare_cache[path] = module
-    return _compare_cache[path]
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(path.parent))
+        _module_cache[path] = module
+    return _module_cache[path]
+
+
+def compare_module(root: Path) -> Any:
+    """bench/compare.py."""
+    return bench_module(root, "compare")
 
 
 # ---------------------------------------------------------------- provenance
@@ -433,6 +443,8 @@ def section_compare(root: Path) -> Section:
             f"{r.when:%Y-%m-%d})", idle_rows, "KiB of server RSS per idle connection")
         parts += [_image("compare-idle.svg", "Idle: server memory per connection"), ""]
     parts.append(cmp.render_tables(data, "fastws"))
+    if {cmp.ROOMS_MODE, cmp.CHAT_MODE, cmp.CHAT_ORJSON_MODE} & set(p.get("modes", [])):
+        parts += ["", cmp.render_groups(data, "fastws")]
     return Section("\n".join(parts), charts)
 
 
@@ -584,6 +596,9 @@ def _env_text(pairs: Iterable[str]) -> str:
 
 def _sides(args: dict) -> str:
     """Which builds an A/B run compared, from its saved arguments."""
+    if args.get("base_server"):
+        return (f"Base: the peer `{args['base_server']}` of `bench/compare.py`; new: this "
+                f"checkout's build{_env_text(args.get('env') or [])}.")
     base = args.get("base")
     where = "this checkout's build" if base in (".", "./") else f"the build at `{base}`"
     return (f"Base: {where}{_env_text(args.get('base_env') or [])}; new: this checkout's "
@@ -600,20 +615,28 @@ def _figure(v: float | int | None) -> str:
 
 
 def section_abtest(root: Path) -> Section:
-    """One build against another (bench/abtest.py): the newest run's medians."""
-    r = newest(root, "abtest")
-    if r is None:
+    """Interleaved rounds (bench/abtest.py): the newest run against another build,
+    and the newest against a peer (``--base-server``), each with its medians."""
+    def against_peer(d: dict) -> bool:
+        return bool(d.get("args", {}).get("base_server"))
+
+    runs = [r for r in (newest(root, "abtest", lambda d: not against_peer(d)),
+                        newest(root, "abtest", against_peer)) if r is not None]
+    if not runs:
         return Section("No run of `bench/abtest.py` in `bench/results/` yet.")
-    args = r.data.get("args", {})
-    parts = [provenance(r, script_command("abtest.py", args), None,
-                        f", {args.get('rounds', '?')} rounds"), "", _sides(args), "",
-             "| figure | base (median) | new (median) | new ÷ base |",
-             "| --- | ---: | ---: | ---: |"]
-    for row in r.data.get("table", []):
-        ratio = "–" if row.get("ratio") is None else f"{row['ratio']:.3f}"
-        parts.append(f"| {row['figure']} | {_figure(row.get('base_median'))} | "
-                     f"{_figure(row.get('new_median'))} | {ratio} |")
-    return Section("\n".join(parts))
+    parts: list[str] = []
+    for r in runs:
+        args = r.data.get("args", {})
+        parts += [provenance(r, script_command("abtest.py", args), None,
+                             f", {args.get('rounds', '?')} rounds"), "", _sides(args), "",
+                  "| figure | base (median) | new (median) | new ÷ base |",
+                  "| --- | ---: | ---: | ---: |"]
+        for row in r.data.get("table", []):
+            ratio = "–" if row.get("ratio") is None else f"{row['ratio']:.3f}"
+            parts.append(f"| {row['figure']} | {_figure(row.get('base_median'))} | "
+                         f"{_figure(row.get('new_median'))} | {ratio} |")
+        parts.append("")
+    return Section("\n".join(parts).rstrip())
 
 
 def section_instructions(root: Path) -> Section:
@@ -662,6 +685,51 @@ def section_asgi(root: Path) -> Section:
     return Section("\n".join(parts))
 
 
+def section_curves(root: Path) -> Section:
+    """Cost curves (bench/curves.py): CPU per delivered message against room size
+    and message size, one line per server, from the newest run."""
+    r = newest(root, "curves")
+    if r is None:
+        return Section("No run of `bench/curves.py` in `bench/results/` yet.")
+    cur = bench_module(root, "curves")
+    data, plan = r.data, r.data["plan"]
+    args = {"servers": ",".join(data["servers"]), "reference": plan["reference"],
+            "curves": ",".join(plan["curves"]),
+            "rooms": ",".join(map(str, plan["rooms"])), "room_msg_size": plan["room_msg_size"],
+            "sizes": ",".join(map(str, plan["sizes"])), "size_room": plan["size_room"],
+            "window": plan["window"], "window_bytes": plan["window_bytes"],
+            "warmup": plan["warmup"], "duration": plan["duration"], "drain": plan["drain"]}
+    tree = data.get("fastws_tree") or {}
+    extra = f"; fastws at `{tree['commit']}`" if tree.get("commit") else ""
+    if tree.get("src_changes"):
+        extra += " with uncommitted changes in `src/`"
+    parts = [provenance(r, script_command("curves.py", args), compare_machine(data), extra), ""]
+    charts: dict[str, str] = {}
+    ran = cur._ran(data)
+    for curve in plan["curves"]:
+        keys = plan["rooms"] if curve == "rooms" else plan["sizes"]
+        series = []
+        for name in ran:
+            pts = [(k, c) for k in keys if (c := cur._cpu(data, name, curve, k)) is not None]
+            if pts:
+                series.append((data["servers"][name]["label"], pts, name == "fastws"))
+        if not series:
+            continue
+        if curve == "rooms":
+            title = (f"Server CPU per delivered message against room size "
+                     f"({cur.size_label(plan['room_msg_size'])} messages, {r.when:%Y-%m-%d})")
+            axis = "receivers in the room (log scale)"
+        else:
+            title = (f"Server CPU per delivered message against message size (room of "
+                     f"{plan['size_room']:,}, {r.when:%Y-%m-%d})")
+            axis = "message size in bytes (log scale)"
+        name = f"curves-{curve}.svg"
+        charts[name] = line_chart(title, series, axis, "server CPU µs per delivered message (log)")
+        parts += [_image(name, title), ""]
+    parts.append(cur.render(data))
+    return Section("\n".join(parts), charts)
+
+
 SECTIONS: dict[str, Callable[[Path], Section]] = {
     "compare": section_compare,
     "compare-later": section_compare_later,
@@ -671,6 +739,7 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
     "abtest": section_abtest,
     "instructions": section_instructions,
     "asgi": section_asgi,
+    "curves": section_curves,
 }
 
 

@@ -185,7 +185,10 @@ def test_ping_flood_from_a_client_that_never_reads(tmp_path: Path) -> None:
         time.sleep(1)
         grown_kib = server.rss_kib() - baseline_kib
         info = server.stats()["sockets"]["pinger"]
-        assert info["buffered"] <= (1 << 20) + 64 * 1024 or info["close"] is not None, info
+        # Reading stops once max_backpressure (1 MiB) is held, but the pings of the
+        # read in progress are answered first: uvloop reads up to 256,000 bytes per
+        # callback, so up to that much more (a loaded machine reads fuller buffers).
+        assert info["buffered"] <= (1 << 20) + 256_000 or info["close"] is not None, info
         assert grown_kib <= UNREAD_SLACK_KIB, f"server RSS grew {grown_kib} KiB"
 
 

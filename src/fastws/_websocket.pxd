@@ -36,6 +36,7 @@ cdef class WebSocket(Dispatcher):
     cdef unsigned char _tx_held              # the transport holds bytes it could not write yet
     cdef unsigned char _tx_over              # ... and with our queue they pass max_backpressure
     cdef unsigned char _yielding             # not read, so the loop's ready queue gets its turn
+    cdef unsigned char _reading_held         # not read: hold_reading(True), for an adapter's full queue
 
     cpdef bint send(self, object data) except -1
     @cython.final

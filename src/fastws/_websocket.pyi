@@ -66,6 +66,11 @@ class WebSocket(Dispatcher):
         """Send ``data``: str as text, bytes-like as binary, anything else as
         JSON text. Returns False, sending nothing, when the socket is not OPEN
         or (``backpressure="skip"``) is over its backpressure limit."""
+    def hold_reading(self, held: bool) -> None:
+        """Stop reading from the client (True) until released (False), without
+        holding back any event: what was read already is still delivered, and
+        a close still reaches the close handlers at once. For code that queues
+        the messages itself and must bound the queue (the ASGI mount does)."""
     def drain(self) -> Awaitable[None]:
         """Wait until this socket can take more: everything queued written out
         once its buffer is past the high-water mark (half of

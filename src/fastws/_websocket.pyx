@@ -17,6 +17,7 @@ import logging
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.string cimport memset
 
@@ -57,6 +58,14 @@ cdef enum:
     # Frames per sendmsg; a longer queue is joined into one buffer instead.
     DIRECT_IOV = 64
 
+cdef extern from "Python.h":
+    ctypedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject **args, size_t nargsf,
+                                         PyObject *kwnames)
+    vectorcallfunc PyVectorcall_Function(object callable)
+    int PyObject_IsTrue(PyObject *o) except -1
+    void _decref "Py_DECREF"(PyObject *o)
+    PyObject *_true "Py_True"
+
 try:
     # Writes go straight to the socket only under uvloop's own TCP transport:
     # its buffer is empty exactly when it told us nothing is held (high-water
@@ -66,6 +75,29 @@ try:
     _is_closing = _TCPTransport.is_closing
 except ImportError:     # pragma: no cover - uvloop is a dependency off Windows
     _TCPTransport = _is_closing = None
+
+# The closing check runs once per socket per flush, so it is called through
+# the method's own vectorcall entry (public C API since 3.8): a generic call
+# from Cython spends more instructions finding that entry than the check
+# itself costs. NULL (no vectorcall) falls back to the generic call.
+cdef vectorcallfunc _is_closing_vc = (PyVectorcall_Function(_is_closing)
+                                      if _is_closing is not None else NULL)
+
+
+cdef inline bint _closing(object t) except -1:
+    """uvloop's ``TCPTransport.is_closing(t)``."""
+    cdef PyObject *arg[1]
+    cdef PyObject *r
+    cdef int truth
+    if _is_closing_vc is NULL:
+        return bool(_is_closing(t))
+    arg[0] = <PyObject *>t
+    r = _is_closing_vc(<PyObject *>_is_closing, arg, 1, NULL)
+    if r is NULL:
+        raise RuntimeError("TCPTransport.is_closing failed")   # pragma: no cover
+    truth = 1 if r == _true else PyObject_IsTrue(r)
+    _decref(r)
+    return truth
 
 log = logging.getLogger("fastws")
 
@@ -291,6 +323,15 @@ cdef class WebSocket(Dispatcher):
         self._queue(payload)
         return True
 
+    def hold_reading(self, bint held):
+        """Stop reading from the client (True) until released (False), without
+        holding back any event: what was read already is still delivered, and
+        a close still reaches the close handlers at once. For code that queues
+        the messages itself and must bound the queue (the ASGI mount does)."""
+        if held != self._reading_held:
+            self._reading_held = held
+            self._update_reading()
+
     async def drain(self):
         """Wait until this socket can take more: everything queued written out
         once its buffer is past the high-water mark (half of
@@ -499,7 +540,7 @@ cdef class WebSocket(Dispatcher):
             self._fd = fd
         # A transport that is closing may have closed its descriptor already,
         # and the number may belong to another connection by now.
-        if fd >= 0 and not alive and _is_closing(t):
+        if fd >= 0 and not alive and _closing(t):
             self._fd = fd = -1
         return fd
 
@@ -562,7 +603,7 @@ cdef class WebSocket(Dispatcher):
         # write through it until it drains) or its own write failed and it closed
         # the descriptor already, before connection_lost reaches us: from here the
         # number is not ours, even inside our own callback.
-        if self._fd >= 0 and _is_closing(self._transport):
+        if self._fd >= 0 and _closing(self._transport):
             self._fd = -1
         return 0
 
@@ -617,7 +658,7 @@ cdef class WebSocket(Dispatcher):
         """Read from the client unless its handlers are backed up or our
         writes to it are: the two reasons to pause, tracked apart."""
         cdef bint off = (self._backlogged or self._tx_over or self._blocked > 0
-                         or self._yielding) and not self._lingering
+                         or self._yielding or self._reading_held) and not self._lingering
         t = self._transport
         if off == self._reading_off or t is None or t.is_closing():
             return 0

@@ -17,7 +17,8 @@ fastws route matches goes to the app mounted at the longest matching prefix:
   connection is a fastws ``WebSocket`` from then on: frames, limits, pings
   and compression are fastws's; what the client sends waits in a short queue
   for the app's ``receive`` (when it is full the client is not read, so a slow
-  app holds up only its own client); ``websocket.send`` goes out corked, and
+  app holds up only its own client, and a close still frees the socket at
+  once); ``websocket.send`` goes out corked, and
   waits while the client is over its high-water mark. A close before the
   accept answers 403; the ``websocket.http.response`` extension answers any
   other HTTP response.
@@ -56,7 +57,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 #: Client messages that may wait for an app's ``receive`` before the client is
-#: no longer read (fastws's dispatcher holds a few more behind them).
+#: no longer read (what one read of the socket holds beyond it still arrives).
 INBOX_LIMIT = 64
 #: Seconds an app's lifespan shutdown may take before the server stops anyway.
 LIFESPAN_SHUTDOWN_TIMEOUT = 30.0
@@ -341,12 +342,15 @@ class HttpCycle:
             self.disconnected()
             raise ClientDisconnected("the client closed the connection")
         out = self._head(len(body), more) if not self._wrote_head else b""
-        if self._length is not None:
+        # HEAD, 204, 304 and 1xx carry no body, whatever the headers say (a 304
+        # keeps the representation's Content-Length): nothing to count.
+        no_body = self.head_only or self.status in (204, 304) or self.status < 200
+        if no_body:
+            body = b""
+        elif self._length is not None:
             self._sent += len(body)
             if self._sent > self._length:
                 raise RuntimeError(f"response body longer than its Content-Length ({self._length})")
-        if self.head_only or self.status in (204, 304) or self.status < 200:
-            body = b""
         if body:
             if self._chunked:
                 out += b"%x\r\n%s\r\n" % (len(body), body)
@@ -355,11 +359,13 @@ class HttpCycle:
         if not more:
             if self._chunked:
                 out += b"0\r\n\r\n"
-            if self._length is not None and self._sent != self._length and not self.head_only:
+            if self._length is not None and self._sent != self._length and not no_body:
                 raise RuntimeError(f"response body shorter than its Content-Length ({self._length})")
             self._complete = True
             self._wakeup()
         if out:
+            # Only now is any of the response out: an error above still gets a 500.
+            self._wrote_head = True
             t.write(out)
         if more and self.proto.write_paused:
             await self.proto.writable()
@@ -388,6 +394,8 @@ class HttpCycle:
             if not more and not has_te:
                 parts.append(b"content-length: %d\r\n" % first)
                 lines += 1
+            elif self.head_only:
+                pass        # no body follows a HEAD, so nothing frames it (no chunks)
             elif self.http10:
                 self.keep_alive = False     # the end of the body is the end of the connection
             else:
@@ -400,11 +408,39 @@ class HttpCycle:
         parts.append(b"\r\n")
         head = b"".join(parts)
         _check_head(head, lines, self._headers)
-        self._wrote_head = True         # (it is written right after this returns)
         return head
 
 
 # ---------------------------------------------------------------------- WebSocket
+
+
+class Denial:
+    """The HTTP response an app sent instead of accepting a WebSocket (the
+    ``websocket.http.response`` extension), written as the app gave its
+    headers: repeated names (``Set-Cookie``) included. The connection closes
+    after it. Raises ValueError for a header with a line break in it."""
+
+    __slots__ = ("status", "_raw")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        parts = [_status_line(status)]
+        lines = 4       # the status line, content-length, connection and the blank line
+        for name, value in headers:
+            name, value = bytes(name), bytes(value)
+            if name.lower() in (b"content-length", b"transfer-encoding", b"connection"):
+                continue        # framing is ours
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
+        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        head = b"".join(parts)
+        _check_head(head, lines, headers)
+        self.status = status
+        self._raw = head + bytes(body)
+
+    def encode(self, keep_alive: bool, head: bool = False) -> bytes:
+        """The whole response (as ``Response.encode``; always ``connection: close``)."""
+        return self._raw
+
 
 
 class WebSocketCycle:
@@ -415,8 +451,8 @@ class WebSocketCycle:
     headers, body) or ("gone",).
     """
 
-    __slots__ = ("decided", "ws", "_attached", "_inbox", "_wake", "_space", "_connected_sent",
-                 "_closed", "_code", "_reason", "_response", "_sent_close")
+    __slots__ = ("decided", "ws", "_attached", "_inbox", "_wake", "_held", "_connected_sent",
+                 "_closed", "_code", "_reason", "_response", "_sent_close", "_done")
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -427,13 +463,16 @@ class WebSocketCycle:
         self._attached: asyncio.Future[None] = loop.create_future()
         self._inbox: deque[Any] = deque()
         self._wake: asyncio.Future[None] | None = None
-        self._space: asyncio.Future[None] | None = None
+        self._held = False              # the client is not read: the inbox is full
         self._connected_sent = False
         self._closed = False
         self._code = 1006
         self._reason = ""
         self._response: list[Any] | None = None
         self._sent_close = False
+        # Set when the app has returned or raised: the close code its socket
+        # gets (1000 or 1011), even if the socket is attached only afterwards.
+        self._done: int | None = None
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         """The app's whole life on this connection."""
@@ -445,16 +484,25 @@ class WebSocketCycle:
                           exc_info=exc)
             if not self.decided.done():
                 self.decided.set_result(("error",))
-            elif self.ws is not None:
-                self.ws.close(1011, "internal error")
+            self._finished(1011)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
         if not self.decided.done():
             # Returned without accepting: refused (the ASGI spec's 403).
             self.decided.set_result(("close",))
-        elif self.ws is not None:
-            self.ws.close(1000)
+        self._finished(1000)
+
+    def _finished(self, code: int) -> None:
+        """The app is done: nobody reads the inbox any more, and the socket
+        closes (now, or as soon as the protocol attaches it: an app may return
+        right after its accept, before the 101 is out)."""
+        self._done = code
+        self._inbox.clear()
+        ws = self.ws
+        if ws is not None:
+            ws.hold_reading(False)
+            ws.close(code, "internal error" if code == 1011 else "")
 
     # -- what the protocol and the WebSocket tell us
 
@@ -475,23 +523,25 @@ class WebSocketCycle:
         ws.on("close", self._on_close)
         if not self._attached.done():
             self._attached.set_result(None)
+        if self._done is not None:
+            ws.close(self._done, "internal error" if self._done == 1011 else "")
 
-    def _message(self, data: Any) -> Any:
+    def _message(self, data: Any) -> None:
+        if self._done is not None:
+            return                      # the app is gone: nobody will take it
         self._inbox.append(data)
         self._wakeup()
-        if len(self._inbox) >= INBOX_LIMIT:
-            # Full: the dispatcher holds what follows (and stops reading the
-            # client) until the app has taken some.
-            self._space = asyncio.get_running_loop().create_future()
-            return self._space
-        return None
+        if len(self._inbox) >= INBOX_LIMIT and not self._held:
+            # Full: the client is not read until the app has taken some. Not by
+            # making this handler wait: that would hold the close event behind
+            # it too, and an app that never reads would keep a closed socket.
+            self._held = True
+            self.ws.hold_reading(True)
 
     def _on_close(self, code: int, reason: str) -> None:
         self._closed = True
         self._code, self._reason = code, reason
         self._wakeup()
-        if self._space is not None and not self._space.done():
-            self._space.set_result(None)
 
     def _wakeup(self) -> None:
         if self._wake is not None and not self._wake.done():
@@ -507,10 +557,10 @@ class WebSocketCycle:
         while True:
             if self._inbox:
                 data = self._inbox.popleft()
-                if self._space is not None and len(self._inbox) <= INBOX_LIMIT // 2:
-                    space, self._space = self._space, None
-                    if not space.done():
-                        space.set_result(None)
+                if self._held and len(self._inbox) <= INBOX_LIMIT // 2:
+                    self._held = False
+                    if self.ws is not None:
+                        self.ws.hold_reading(False)
                 if type(data) is str:
                     return {"type": "websocket.receive", "text": data}
                 return {"type": "websocket.receive", "bytes": data}

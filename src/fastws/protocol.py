@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from fastws.asgi import HttpCycle, Mount, WebSocketCycle, raw_headers
+from fastws.asgi import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.compression import negotiate
 from fastws.eager import run_eagerly
 from fastws.context import Context, Headers, HTTPError, Response, plain_response
@@ -214,6 +214,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        # The client reads: a long response streamed to it is progressing, not
+        # stuck (check_deadline drops a connection whose writes stay paused).
+        self._since = time.monotonic()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)      # _process resumes reading
         elif self._task is None and self._early is None:
@@ -403,7 +406,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.transport.close()
 
-    def _write_response(self, response: Response, keep_alive: bool, head: bool = False) -> None:
+    def _write_response(self, response: Response | Denial, keep_alive: bool, head: bool = False) -> None:
         self._answered = True
         t = self.transport
         if t is None:
@@ -679,18 +682,23 @@ class HttpProtocol(asyncio.Protocol):
         finally:
             self._asgi = None
         if self.transport is None or decision[0] == "gone":
+            cycle.disconnected()        # an accept the app made waits for nothing
             return False
         if decision[0] == "accept":
-            options = self.site.ws_options
-            extensions = negotiated = None
-            if options is not None and options.compression is not None:
-                extensions, negotiated = negotiate(req.headers.getall("sec-websocket-extensions"),
-                                                   options.compression)
-            up = _Upgrade(accept, decision[1], cycle.attach, extensions, negotiated)
-            up.headers = decision[2]
-            self._switch(ctx, up)
-            if self.ws is None:
-                cycle.disconnected()
+            try:
+                options = self.site.ws_options
+                extensions = negotiated = None
+                if options is not None and options.compression is not None:
+                    extensions, negotiated = negotiate(
+                        req.headers.getall("sec-websocket-extensions"), options.compression)
+                up = _Upgrade(accept, decision[1], cycle.attach, extensions, negotiated)
+                up.headers = decision[2]
+                self._switch(ctx, up)
+            finally:
+                if self.ws is None:
+                    # Refused after all (full, a bad header) or failed: the app's
+                    # next send must not wait for a socket that will not come.
+                    cycle.disconnected()
             status = 101 if self.ws is not None else 503
             ups = self.hub.upgrades
             ups[status] = ups.get(status, 0) + 1
@@ -699,15 +707,18 @@ class HttpProtocol(asyncio.Protocol):
             return False
         if decision[0] == "response":
             _, status, headers, body = decision
-            response = Response(body, status, {bytes(k).decode("latin-1"): bytes(v).decode("latin-1")
-                                               for k, v in headers})
+            try:
+                response = Denial(status, headers, body)
+            except ValueError as exc:
+                log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
+                response = plain_response(500, "Internal Server Error")
         elif decision[0] == "error":
             response = plain_response(500, "Internal Server Error")
         else:
             response = plain_response(403, "Forbidden")
         return self._asgi_refuse(ctx, response, started)
 
-    def _asgi_refuse(self, ctx: Context, response: Response, started: float) -> bool:
+    def _asgi_refuse(self, ctx: Context, response: Response | Denial, started: float) -> bool:
         self._write_response(response, keep_alive=False)
         ups = self.hub.upgrades
         ups[response.status] = ups.get(response.status, 0) + 1

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import struct
 import time
 
 import httpx
@@ -33,8 +34,8 @@ from fastws import create_app, websocket
 from fastws.asgi import ClientDisconnected, LifespanError
 from fastws.server import StartupError
 from tests.conftest import serving
-from tests.integration.clients import (TIMEOUT, closed_with, raw_connection, read_response, recv,
-                                       wait_for, ws_connect)
+from tests.integration.clients import (TIMEOUT, client_frame, closed_with, raw_connection, raw_ws,
+                                       read_response, recv, wait_for, ws_connect)
 
 
 class Item(BaseModel):
@@ -560,3 +561,174 @@ def test_raw_http_10_streaming_closes_the_connection():
         head, _, body = data.partition(b"\r\n\r\n")
         assert b"chunked" not in head.lower() and b"connection: close" in head.lower()
         assert body == b"one two"
+
+
+def test_a_mounted_socket_is_freed_when_its_client_leaves_while_the_app_never_reads():
+    """An app that accepts and then never calls receive (a push-only endpoint
+    waiting on something else): the client fills the inbox, so it is no longer
+    read, and then resets the connection. When the server learns of it (the
+    app's next send fails), the socket must be freed, not held behind the full
+    inbox: that held the close event too, so the socket stayed counted open
+    for good."""
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def push_only(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        await release.wait()
+        with contextlib.suppress(OSError):
+            await send({"type": "websocket.send", "text": "late"})
+        finished.append("done")
+
+    app = create_app()
+    app.use(websocket())
+    app.mount("/", push_only)
+    with serving(app) as srv:
+        sock, _ = raw_ws(srv.port, "/push")
+        sock.sendall(b"".join(client_frame(0x1, f"unread {i}".encode()) for i in range(300)))
+        wait_for(lambda: srv.call(lambda: app.connections) == 1, what="the socket")
+        time.sleep(0.3)                 # the inbox fills and reading stops
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()                    # a reset, not a goodbye
+        time.sleep(0.2)
+        srv.call(release.set)           # its send meets the reset
+        wait_for(lambda: finished == ["done"], what="the app to finish")
+        wait_for(lambda: srv.call(lambda: app.connections) == 0, what="the socket freed")
+
+
+def test_an_app_that_fails_right_after_accepting_closes_its_socket(caplog):
+    """The accept returns at once, so the app can raise before the protocol
+    has switched: the socket must still close (1011), not stay open unserved."""
+
+    async def fails(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise RuntimeError("auth check failed after accept")
+
+    app = create_app()
+    app.use(websocket())
+    app.mount("/", fails)
+    with serving(app) as srv, caplog.at_level("ERROR"):
+        with ws_connect(srv.url("/x")) as ws:
+            assert closed_with(ws)[0] == 1011
+        wait_for(lambda: srv.call(lambda: app.connections) == 0, what="the socket freed")
+    assert "auth check failed after accept" in caplog.text
+
+
+def test_head_of_a_streamed_response_keeps_the_connection_usable():
+    """Starlette answers HEAD on every GET route, streaming ones too (it leaves
+    the body out itself or not): no chunk, not even the last, may follow the
+    head, or the next response on the keep-alive connection is garbage."""
+
+    async def streams(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"one ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"two", "more_body": False})
+
+    app = create_app()
+    app.mount("/", streams)
+    with serving(app) as srv, raw_connection(srv.port) as sock:
+        sock.sendall(b"HEAD /s HTTP/1.1\r\nHost: x\r\n\r\nGET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = bytearray()
+        head = read_response(sock, buf, head=True)
+        assert head.status == 200 and "transfer-encoding" not in head.headers
+        deadline = time.monotonic() + TIMEOUT
+        while b"0\r\n\r\n" not in buf:
+            assert time.monotonic() < deadline, bytes(buf)
+            chunk = sock.recv(65536)
+            assert chunk, bytes(buf)
+            buf += chunk
+    assert bytes(buf).startswith(b"HTTP/1.1 200"), bytes(buf)
+    assert b"transfer-encoding: chunked" in bytes(buf).lower()
+    assert bytes(buf).endswith(b"4\r\none \r\n3\r\ntwo\r\n0\r\n\r\n")
+
+
+def test_a_slow_download_longer_than_the_handshake_timeout_completes():
+    """A download that keeps the transport paused, but drains, for longer than
+    handshake_timeout is progressing: it must not be cut as 'responses unread'."""
+    block = b"y" * (1 << 16)
+    BLOCKS = 128                        # 8 MiB: about 5 s at the pace read below
+
+    async def download(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(BLOCKS * len(block)).encode())]})
+        for i in range(BLOCKS):
+            await send({"type": "http.response.body", "body": block,
+                        "more_body": i < BLOCKS - 1})
+
+    app = create_app()
+    app.use(websocket(handshake_timeout=1.0))
+    app.mount("/", download)
+    with serving(app) as srv:
+        with httpx.Client(base_url=srv.url("", "http"), timeout=TIMEOUT) as client:
+            with client.stream("GET", "/file") as r:
+                total = 0
+                started = time.monotonic()
+                for part in r.iter_raw(1 << 15):
+                    total += len(part)
+                    if time.monotonic() - started < 3.5:
+                        time.sleep(0.02)        # slower than the server writes, for 3 timeouts
+                assert total == BLOCKS * len(block)
+
+
+def test_bodiless_statuses_may_carry_a_content_length_and_a_mismatch_answers_500(caplog):
+    async def app_(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/not-modified":
+            # A 304 keeps the representation's length (RFC 9110 8.6): not a mismatch.
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": [(b"content-length", b"1234"), (b"etag", b'"v1"')]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"short"})
+
+    app = create_app()
+    app.mount("/", app_)
+    with serving(app) as srv, caplog.at_level("ERROR"):
+        with httpx.Client(base_url=srv.url("", "http"), timeout=TIMEOUT) as client:
+            r = client.get("/not-modified")
+            assert r.status_code == 304 and r.headers["etag"] == '"v1"'
+            # Nothing of the bad response went out, so the client gets a 500, not a cut.
+            assert client.get("/mismatch").status_code == 500
+            assert client.get("/not-modified").status_code == 304
+    assert "shorter than its Content-Length" in caplog.text
+
+
+def test_a_denial_response_keeps_repeated_headers():
+    async def deny(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 403,
+                    "headers": [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"),
+                                (b"content-length", b"999")]})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    app = create_app()
+    app.mount("/", deny)
+    with serving(app) as srv, raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):        # connection: close ends it
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]
+    assert lines[0].startswith("HTTP/1.1 403") and body == b"no"
+    assert [v for k, v in headers if k.lower() == "set-cookie"] == ["a=1", "b=2"]
+    assert [v for k, v in headers if k.lower() == "content-length"] == ["2"]

@@ -442,7 +442,6 @@ class Denial:
         return self._raw
 
 
-
 class WebSocketCycle:
     """One WebSocket given to an ASGI app: its handshake decision, then its messages.
 

@@ -578,11 +578,7 @@ class HttpProtocol(asyncio.Protocol):
 
         async def upgrade(ctx: Context) -> Response:
             try:
-                accept = validate_upgrade(req.method, req.version, req.headers)
-                if not req.upgrade:
-                    # httptools kept reading HTTP after this request, so the
-                    # bytes that follow are not ours to hand to a WebSocket.
-                    raise HandshakeError(400, "Connection header lacks the upgrade token")
+                accept = _validate(req)
             except HandshakeError as err:
                 log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
                 return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
@@ -599,11 +595,7 @@ class HttpProtocol(asyncio.Protocol):
                     return verdict
             proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
                                        options.subprotocols)
-            extensions = negotiated = None
-            if options.compression is not None:
-                extensions, negotiated = negotiate(req.headers.getall("sec-websocket-extensions"),
-                                                   options.compression)
-            return _Upgrade(accept, proto, handler, extensions, negotiated)
+            return _Upgrade(accept, proto, handler, *_negotiate(req, options))
 
         return upgrade
 
@@ -659,9 +651,7 @@ class HttpProtocol(asyncio.Protocol):
         """Give one upgrade request to the ASGI app mounted at ``mount``: the
         app decides the handshake; an accepted socket is a fastws WebSocket."""
         try:
-            accept = validate_upgrade(req.method, req.version, req.headers)
-            if not req.upgrade:
-                raise HandshakeError(400, "Connection header lacks the upgrade token")
+            accept = _validate(req)
         except HandshakeError as err:
             log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
             return self._asgi_refuse(ctx, plain_response(err.status, err.reason, dict(err.headers)),
@@ -686,12 +676,8 @@ class HttpProtocol(asyncio.Protocol):
             return False
         if decision[0] == "accept":
             try:
-                options = self.site.ws_options
-                extensions = negotiated = None
-                if options is not None and options.compression is not None:
-                    extensions, negotiated = negotiate(
-                        req.headers.getall("sec-websocket-extensions"), options.compression)
-                up = _Upgrade(accept, decision[1], cycle.attach, extensions, negotiated)
+                up = _Upgrade(accept, decision[1], cycle.attach,
+                              *_negotiate(req, self.site.ws_options))
                 up.headers = decision[2]
                 self._switch(ctx, up)
             finally:
@@ -795,6 +781,24 @@ class HttpProtocol(asyncio.Protocol):
         if self.ws is None and self._task is None and not self._in_request and \
                 self.transport is not None and not self._requests:
             self.transport.close()
+
+
+def _validate(req: Request) -> str:
+    """The upgrade's Sec-WebSocket-Accept, or HandshakeError."""
+    accept = validate_upgrade(req.method, req.version, req.headers)
+    if not req.upgrade:
+        # httptools kept reading HTTP after this request, so the bytes that
+        # follow are not ours to hand to a WebSocket.
+        raise HandshakeError(400, "Connection header lacks the upgrade token")
+    return accept
+
+
+def _negotiate(req: Request, options: Any) -> tuple[Any, Any]:
+    """permessage-deflate for this upgrade: (response header value, settings),
+    or (None, None) when it is off or not offered."""
+    if options is None or options.compression is None:
+        return None, None
+    return negotiate(req.headers.getall("sec-websocket-extensions"), options.compression)
 
 
 def _fixed(status: int, text: str, headers: dict[str, str] | None = None):

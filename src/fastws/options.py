@@ -71,6 +71,8 @@ class WebSocketOptions:
     handshake_timeout: seconds a connection may take to send a complete
         request, or stay idle between HTTP requests, before it is closed
         (with "408 Request Timeout" if it was mid-request) (default 10).
+        A client that reads none of a response for this long is dropped
+        too; one that reads slowly but steadily is not.
 
     rate_limit: None (default) or (messages per second, burst): a token
         bucket per connection over data messages. ``rate_limit_policy``

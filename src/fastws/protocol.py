@@ -11,8 +11,11 @@ WebSocket (rooms, sockets, flusher, counters) is the server's ``Hub``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import inspect
 import logging
+import sys
+import termios
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
@@ -70,6 +73,11 @@ MAX_PIPELINED = 16
 # Seconds of silence after which a lingering connection is closed: nothing is
 # arriving that a close could reset (as for WebSockets, in _connection.pyx).
 LINGER_QUIET = 1.0
+
+# ioctl asking a socket how much of what was written the peer has not yet
+# taken (SIOCOUTQ, which Linux numbers as TIOCOUTQ); other systems lack it.
+_OUTQ: int | None = termios.TIOCOUTQ if sys.platform.startswith("linux") else None
+
 # Seconds a connection accepted but not yet answered may still send its
 # request once a shutdown has begun.
 SHUTDOWN_GRACE = 1.0
@@ -132,7 +140,7 @@ class HttpProtocol(asyncio.Protocol):
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
                  "_drained", "_discarded", "_last_rx", "_address", "_answered", "_asgi",
-                 "_raw_headers", "_peer", "_sockname")
+                 "_raw_headers", "_peer", "_sockname", "_unsent")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -156,6 +164,8 @@ class HttpProtocol(asyncio.Protocol):
         self._since = time.monotonic()
         self._in_request = False
         self._write_paused = False
+        # Bytes not yet taken by the client when writing paused (see _unread).
+        self._unsent = 0
         self._drained: asyncio.Future[None] | None = None
         # Lingering close (see _linger): bytes read and thrown away since, or None.
         self._discarded: int | None = None
@@ -210,6 +220,7 @@ class HttpProtocol(asyncio.Protocol):
         # A client that does not read its responses gets no more of them
         # (and we read no more of its requests) until it catches up.
         self._write_paused = True
+        self._unsent = self._unread()
         self._pause()
 
     def resume_writing(self) -> None:
@@ -391,6 +402,13 @@ class HttpProtocol(asyncio.Protocol):
         if now - self._since < self.server.handshake_timeout:
             return
         if self._write_paused or self.transport.is_closing():
+            unsent = self._unread()
+            if unsent < self._unsent:
+                # The client reads, only not fast enough for the kernel to
+                # take a whole buffer back from us within the timeout.
+                self._unsent = unsent
+                self._since = now
+                return
             # Our responses have sat unread for the whole timeout: a close
             # would wait forever to flush them.
             log.info("dropping %s: responses unread for %.1fs",
@@ -405,6 +423,27 @@ class HttpProtocol(asyncio.Protocol):
             self._write_response(plain_response(408, "Request Timeout"), keep_alive=False)
         else:
             self.transport.close()
+
+    def _unread(self) -> int:
+        """Bytes written but not yet read by the client: ours still in the
+        transport plus the kernel's send queue (Linux; elsewhere ours only).
+
+        resume_writing alone is too coarse a sign of progress: the kernel
+        wakes the transport only once half its send buffer (up to 4 MiB) is
+        free, which a slow but steady reader can take longer than the timeout
+        to free."""
+        t = self.transport
+        if t is None:
+            return 0
+        unsent = t.get_write_buffer_size()
+        sock = t.get_extra_info("socket")
+        if _OUTQ is not None and sock is not None:
+            try:
+                unsent += int.from_bytes(
+                    fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"), sys.byteorder)
+            except (OSError, ValueError):
+                pass        # not a TCP socket, or gone: the transport's count is all we have
+        return unsent
 
     def _write_response(self, response: Response | Denial, keep_alive: bool, head: bool = False) -> None:
         self._answered = True

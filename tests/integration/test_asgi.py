@@ -651,24 +651,33 @@ def test_head_of_a_streamed_response_keeps_the_connection_usable():
     assert bytes(buf).endswith(b"4\r\none \r\n3\r\ntwo\r\n0\r\n\r\n")
 
 
-def test_a_slow_download_longer_than_the_handshake_timeout_completes():
-    """A download that keeps the transport paused, but drains, for longer than
-    handshake_timeout is progressing: it must not be cut as 'responses unread'."""
+def downloading(blocks: int):
+    """An ASGI app that answers any GET with ``blocks`` times 64 KiB, each
+    sent when the transport takes it."""
     block = b"y" * (1 << 16)
-    BLOCKS = 128                        # 8 MiB: about 5 s at the pace read below
 
     async def download(scope, receive, send):
         if scope["type"] != "http":
             return
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(BLOCKS * len(block)).encode())]})
-        for i in range(BLOCKS):
+                    "headers": [(b"content-length", str(blocks * len(block)).encode())]})
+        for i in range(blocks):
             await send({"type": "http.response.body", "body": block,
-                        "more_body": i < BLOCKS - 1})
+                        "more_body": i < blocks - 1})
+    return download
 
+
+def test_a_slow_download_longer_than_the_handshake_timeout_completes():
+    """A download that keeps the transport paused, but drains, for longer than
+    handshake_timeout is progressing: it must not be cut as 'responses unread'.
+
+    The kernel wakes a paused transport only when half its send buffer is
+    free: at the pace read below that is about once a second, twice the
+    timeout, so the server must see progress in the kernel's queue instead."""
+    BLOCKS = 128                        # 8 MiB: about 5 s at the pace read below
     app = create_app()
-    app.use(websocket(handshake_timeout=1.0))
-    app.mount("/", download)
+    app.use(websocket(handshake_timeout=0.5))
+    app.mount("/", downloading(BLOCKS))
     with serving(app) as srv:
         with httpx.Client(base_url=srv.url("", "http"), timeout=TIMEOUT) as client:
             with client.stream("GET", "/file") as r:
@@ -677,8 +686,28 @@ def test_a_slow_download_longer_than_the_handshake_timeout_completes():
                 for part in r.iter_raw(1 << 15):
                     total += len(part)
                     if time.monotonic() - started < 3.5:
-                        time.sleep(0.02)        # slower than the server writes, for 3 timeouts
-                assert total == BLOCKS * len(block)
+                        time.sleep(0.02)        # slower than the server writes, for 7 timeouts
+                assert total == BLOCKS * (1 << 16)
+
+
+def test_a_download_the_client_stops_reading_is_dropped(caplog):
+    """The other side of the one above: a client that reads part of a response
+    and then nothing is dropped after handshake_timeout, not held for good."""
+    BLOCKS = 1024                       # 64 MiB: more than the kernel buffers hold
+    app = create_app()
+    app.use(websocket(handshake_timeout=0.5))
+    app.mount("/", downloading(BLOCKS))
+    with serving(app) as srv, caplog.at_level("INFO", logger="fastws"), \
+            raw_connection(srv.port) as sock:
+        sock.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        while got < 1 << 20:
+            chunk = sock.recv(65536)
+            assert chunk
+            got += len(chunk)
+        wait_for(lambda: srv.call(lambda: srv.server.connections) == 0,
+                 what="the stalled download dropped")
+    assert "responses unread" in caplog.text
 
 
 def test_bodiless_statuses_may_carry_a_content_length_and_a_mismatch_answers_500(caplog):

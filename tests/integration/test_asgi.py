@@ -672,11 +672,12 @@ def test_a_slow_download_longer_than_the_handshake_timeout_completes():
     handshake_timeout is progressing: it must not be cut as 'responses unread'.
 
     The kernel wakes a paused transport only when half its send buffer is
-    free: at the pace read below that is about once a second, twice the
-    timeout, so the server must see progress in the kernel's queue instead."""
-    BLOCKS = 128                        # 8 MiB: about 5 s at the pace read below
+    free: at the pace read below that is every 2-3 s, more than twice the
+    timeout, so the server must see progress in the kernel's queue instead.
+    The reader itself may stall for most of a second (a loaded machine)."""
+    BLOCKS = 128                        # 8 MiB, the first 3 MiB or so at the pace below
     app = create_app()
-    app.use(websocket(handshake_timeout=0.5))
+    app.use(websocket(handshake_timeout=1.0))
     app.mount("/", downloading(BLOCKS))
     with serving(app) as srv:
         with httpx.Client(base_url=srv.url("", "http"), timeout=TIMEOUT) as client:
@@ -685,8 +686,8 @@ def test_a_slow_download_longer_than_the_handshake_timeout_completes():
                 started = time.monotonic()
                 for part in r.iter_raw(1 << 15):
                     total += len(part)
-                    if time.monotonic() - started < 3.5:
-                        time.sleep(0.02)        # slower than the server writes, for 7 timeouts
+                    if time.monotonic() - started < 5.0:
+                        time.sleep(0.05)        # 0.65 MB/s, far slower than the server writes
                 assert total == BLOCKS * (1 << 16)
 
 
@@ -701,10 +702,12 @@ def test_a_download_the_client_stops_reading_is_dropped(caplog):
             raw_connection(srv.port) as sock:
         sock.sendall(b"GET /file HTTP/1.1\r\nHost: x\r\n\r\n")
         got = 0
-        while got < 1 << 20:
-            chunk = sock.recv(65536)
-            assert chunk
-            got += len(chunk)
+        with contextlib.suppress(ConnectionResetError):
+            while got < 1 << 20:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break       # a stall of this reader got it dropped already: fine too
+                got += len(chunk)
         wait_for(lambda: srv.call(lambda: srv.server.connections) == 0,
                  what="the stalled download dropped")
     assert "responses unread" in caplog.text

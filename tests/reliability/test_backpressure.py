@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import struct
 import subprocess
@@ -25,7 +26,8 @@ from fastws import create_app, websocket
 
 from ..conftest import serving
 from ..integration.clients import wait_for
-from ..integration.rawws import OP_BINARY, OP_CLOSE, OP_PING, Frame, close_payload, hand_frame
+from ..integration.rawws import (OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, Frame, close_payload,
+                                 hand_frame, masked_frame)
 from .procs import ServerProcess, build_loadgen
 from .slow_client import SlowClient
 
@@ -285,3 +287,41 @@ def test_one_number_bounds_what_a_socket_holds(slow_socket) -> None:
 
     held = srv.call(fill)
     assert 64 * 1024 < held <= 64 * 1024 + frame_size, held
+
+
+# ---------------------------------------------------------------- partly written batches
+
+def test_partly_written_batches_arrive_whole_and_in_order() -> None:
+    """A client with a tiny receive buffer makes the kernel take only part of
+    each batch the server writes straight to the socket, cutting it inside a
+    frame and inside a large payload (queued apart from its header): what is
+    left goes to the transport as views of the queued frames. Every byte
+    must arrive, in order. Batches of up to 64 frames go out in one sendmsg,
+    longer ones joined; both are covered."""
+    rng = random.Random(20261203)
+    small = [10, 125, 126, 1000, 4096, 65535]
+    large = [65536, 70_000, 200_000, 500_000]       # a header and a payload each
+    # Up to 4 MiB in the kernel's send buffer: a batch must be larger to be cut.
+    few = [[rng.randbytes(rng.choice(large if rng.random() < 0.7 else small))
+            for _ in range(rng.randint(20, 30))] for _ in range(15)]
+    many = [[rng.randbytes(rng.choice(small + large)) for _ in range(rng.randint(65, 100))]
+            for _ in range(15)]
+    batches = [batch for pair in zip(few, many) for batch in pair]
+    app = create_app()
+    app.use(websocket(max_backpressure=64 << 20))
+
+    @app.ws("/batches")
+    def handler(ws):
+        @ws.on("message")
+        def go(data):
+            for payload in batches[int(data)]:
+                assert ws.send(payload)
+
+    with serving(app) as srv, SlowClient(srv.port) as client:
+        client.upgrade("/batches")
+        for i, batch in enumerate(batches):
+            client.send(masked_frame(OP_TEXT, str(i)))
+            for j, payload in enumerate(batch):
+                frame = client.read_frame()
+                assert (frame.fin, frame.opcode) == (True, OP_BINARY), (i, j, frame[:3])
+                assert frame.payload == payload, (i, j, len(frame.payload), len(payload))

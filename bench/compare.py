@@ -213,6 +213,20 @@ def platform_node_version() -> str:
 _live: list[subprocess.Popen] = []
 
 
+def machine_facts() -> dict[str, Any]:
+    """What a result depends on besides the code: cores, kernel, Python, and
+    the TCP congestion control (BBR paces a socket's bursts with timers in
+    the sender's kernel time, which moved fastws's 64 KiB fan-out from 0.84x
+    Bun's CPU under CUBIC to 1.4x on this machine)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            congestion = f.read().strip()
+    except OSError:
+        congestion = None
+    return {"cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version(), "tcp_congestion_control": congestion}
+
+
 def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
     """Stop a process and everything it spawned (each child runs in its own session)."""
     if proc.poll() is None:
@@ -1155,8 +1169,7 @@ def run(args: argparse.Namespace, plan: Plan) -> int:
     stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
     data: dict[str, Any] = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                    "python": platform.python_version(), "pinned": pin},
+        "machine": {**machine_facts(), "pinned": pin},
         "plan": plan.__dict__, "servers": {},
     }
     started = time.monotonic()

@@ -34,7 +34,6 @@ import atexit
 import datetime as _dt
 import json
 import os
-import platform
 import re
 import resource
 import signal
@@ -163,8 +162,7 @@ def run(args: argparse.Namespace) -> dict:
     chosen = [s for s in compare.SERVERS if s.name in args.servers]
     points = plan_points(args)
     data: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                    "python": platform.python_version()},
+        "machine": compare.machine_facts(),
         "fastws_tree": _tree_state(),
         "plan": {"curves": args.curves, "rooms": args.rooms, "room_msg_size": args.room_msg_size,
                  "sizes": args.sizes, "size_room": args.size_room, "window": args.window,

@@ -184,6 +184,8 @@ def compare_machine(data: dict) -> str | None:
         parts.append(f"kernel {m['kernel']}")
     if m.get("python"):
         parts.append(f"Python {m['python']}")
+    if m.get("tcp_congestion_control"):
+        parts.append(f"TCP congestion control {m['tcp_congestion_control']}")
     if "pinned" in m:
         parts.append("server and load generator pinned to a core each" if m["pinned"]
                      else "not pinned to cores")
@@ -688,7 +690,9 @@ def section_asgi(root: Path) -> Section:
 def section_curves(root: Path) -> Section:
     """Cost curves (bench/curves.py): CPU per delivered message against room size
     and message size, one line per server, from the newest run."""
-    r = newest(root, "curves")
+    # A full run only: a one-curve run (an A/B of a machine setting, say)
+    # is cited where it is discussed, in bench/README.md.
+    r = newest(root, "curves", lambda d: set(d["plan"]["curves"]) >= {"rooms", "sizes"})
     if r is None:
         return Section("No run of `bench/curves.py` in `bench/results/` yet.")
     cur = bench_module(root, "curves")

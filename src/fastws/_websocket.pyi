@@ -1,13 +1,18 @@
 """Type stubs for the compiled asyncio adapter and WebSocket (src/fastws/_websocket.pyx)."""
 
 import asyncio
-from typing import Any, Awaitable, Hashable
+from typing import Any, Awaitable, Callable, Hashable
 
 from fastws._connection import Shared
 from fastws._constants import ReadyState
 from fastws._dispatch import Dispatcher
 from fastws.compression import Negotiated
 from fastws.context import Context
+
+kernel_unsent: Callable[[int], int] | None
+"""Bytes the kernel's send queue of a socket (by descriptor) still holds, not
+yet read by the peer (Linux's SIOCOUTQ); None where the system has no such
+query. Raises OSError for a descriptor that is no socket."""
 
 class Flusher:
     loop: asyncio.AbstractEventLoop

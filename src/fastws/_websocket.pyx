@@ -106,7 +106,8 @@ cdef tuple _STATES = tuple(ReadyState)
 
 def _kernel_outq():
     """A function giving the bytes a socket's kernel send queue still holds
-    (Linux's SIOCOUTQ), or None where there is none."""
+    (Linux's SIOCOUTQ), or None where there is none. The peer has not read
+    them yet: unacknowledged on loopback means unread."""
     try:
         import fcntl
         import termios
@@ -122,7 +123,8 @@ def _kernel_outq():
     return outq
 
 
-_OUTQ = _kernel_outq()
+# Also used by protocol.py, for HTTP responses a client reads slowly.
+kernel_unsent = _kernel_outq()
 
 cdef enum:
     # A binary message this large leaves as its header and its own bytes
@@ -645,11 +647,11 @@ cdef class WebSocket(Dispatcher):
         # Only asked while a ping waits for its answer: what the kernel still
         # holds unacknowledged (SIOCOUTQ) is not read by the client yet.
         cdef Py_ssize_t held = 0
-        if _OUTQ is not None and self._transport is not None:
+        if kernel_unsent is not None and self._transport is not None:
             sock = self._transport.get_extra_info("socket")
             if sock is not None:
                 try:
-                    held = _OUTQ(sock.fileno())
+                    held = kernel_unsent(sock.fileno())
                 except OSError:
                     held = 0
         return self._written() - held

@@ -11,11 +11,8 @@ WebSocket (rooms, sockets, flusher, counters) is the server's ``Hub``.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import inspect
 import logging
-import sys
-import termios
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
@@ -23,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from fastws._websocket import kernel_unsent
 from fastws.asgi import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.compression import negotiate
 from fastws.eager import run_eagerly
@@ -73,10 +71,6 @@ MAX_PIPELINED = 16
 # Seconds of silence after which a lingering connection is closed: nothing is
 # arriving that a close could reset (as for WebSockets, in _connection.pyx).
 LINGER_QUIET = 1.0
-
-# ioctl asking a socket how much of what was written the peer has not yet
-# taken (SIOCOUTQ, which Linux numbers as TIOCOUTQ); other systems lack it.
-_OUTQ: int | None = termios.TIOCOUTQ if sys.platform.startswith("linux") else None
 
 # Seconds a connection accepted but not yet answered may still send its
 # request once a shutdown has begun.
@@ -437,11 +431,10 @@ class HttpProtocol(asyncio.Protocol):
             return 0
         unsent = t.get_write_buffer_size()
         sock = t.get_extra_info("socket")
-        if _OUTQ is not None and sock is not None:
+        if kernel_unsent is not None and sock is not None:
             try:
-                unsent += int.from_bytes(
-                    fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"), sys.byteorder)
-            except (OSError, ValueError):
+                unsent += kernel_unsent(sock.fileno())
+            except OSError:
                 pass        # not a TCP socket, or gone: the transport's count is all we have
         return unsent
 

@@ -11,8 +11,8 @@ from fastws.context import Context
 
 kernel_unsent: Callable[[int], int] | None
 """Bytes the kernel's send queue of a socket (by descriptor) still holds, not
-yet read by the peer (Linux's SIOCOUTQ); None where the system has no such
-query. Raises OSError for a descriptor that is no socket."""
+sent or not acknowledged by the peer (Linux's SIOCOUTQ); None where the
+system has no such query. Raises OSError for a descriptor that is no socket."""
 
 class Flusher:
     loop: asyncio.AbstractEventLoop

@@ -106,8 +106,8 @@ cdef tuple _STATES = tuple(ReadyState)
 
 def _kernel_outq():
     """A function giving the bytes a socket's kernel send queue still holds
-    (Linux's SIOCOUTQ), or None where there is none. The peer has not read
-    them yet: unacknowledged on loopback means unread."""
+    (Linux's SIOCOUTQ: not sent, or not acknowledged), or None where there
+    is none. None of those bytes has reached the peer's application yet."""
     try:
         import fcntl
         import termios

@@ -71,7 +71,6 @@ MAX_PIPELINED = 16
 # Seconds of silence after which a lingering connection is closed: nothing is
 # arriving that a close could reset (as for WebSockets, in _connection.pyx).
 LINGER_QUIET = 1.0
-
 # Seconds a connection accepted but not yet answered may still send its
 # request once a shutdown has begun.
 SHUTDOWN_GRACE = 1.0
@@ -419,8 +418,9 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _unread(self) -> int:
-        """Bytes written but not yet read by the client: ours still in the
-        transport plus the kernel's send queue (Linux; elsewhere ours only).
+        """Bytes written but not yet taken by the client's side: ours still in
+        the transport plus the kernel's send queue (Linux; elsewhere ours only).
+        Once the client's receive window is full, this drops only as it reads.
 
         resume_writing alone is too coarse a sign of progress: the kernel
         wakes the transport only once half its send buffer (up to 4 MiB) is

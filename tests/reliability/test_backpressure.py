@@ -295,9 +295,9 @@ def test_partly_written_batches_arrive_whole_and_in_order() -> None:
     """A client with a tiny receive buffer makes the kernel take only part of
     each batch the server writes straight to the socket, cutting it inside a
     frame and inside a large payload (queued apart from its header): what is
-    left goes to the transport as views of the queued frames. Every byte
-    must arrive, in order. Batches of up to 64 frames go out in one sendmsg,
-    longer ones joined; both are covered."""
+    left goes to the transport. Every byte must arrive, in order. A batch of
+    up to 64 pieces (frames, or a large one's header and payload) goes out in
+    one sendmsg, a longer one joined; both are covered."""
     rng = random.Random(20261203)
     small = [10, 125, 126, 1000, 4096, 65535]
     large = [65536, 70_000, 200_000, 500_000]       # a header and a payload each

@@ -423,9 +423,9 @@ class HttpProtocol(asyncio.Protocol):
         Once the client's receive window is full, this drops only as it reads.
 
         resume_writing alone is too coarse a sign of progress: the kernel
-        wakes the transport only once half its send buffer (up to 4 MiB) is
-        free, which a slow but steady reader can take longer than the timeout
-        to free."""
+        wakes the transport only once a third of its send buffer (which grows
+        to 4 MiB) is free, which a slow but steady reader can take longer than
+        the timeout to free."""
         t = self.transport
         if t is None:
             return 0

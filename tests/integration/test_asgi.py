@@ -671,8 +671,8 @@ def test_a_slow_download_longer_than_the_handshake_timeout_completes():
     """A download that keeps the transport paused, but drains, for longer than
     handshake_timeout is progressing: it must not be cut as 'responses unread'.
 
-    The kernel wakes a paused transport only when half its send buffer is
-    free: at the pace read below that is every 2-3 s, more than twice the
+    The kernel wakes a paused transport only when a third of its send buffer
+    is free: at the pace read below that is every 2-3 s, more than twice the
     timeout, so the server must see progress in the kernel's queue instead.
     The reader itself may stall for most of a second (a loaded machine)."""
     BLOCKS = 128                        # 8 MiB, the first 3 MiB or so at the pace below

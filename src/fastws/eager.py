@@ -12,15 +12,23 @@ Only fastws's own code runs this way (the upgrade path, the socket handover): co
 that asks ``asyncio.current_task()`` (``asyncio.timeout`` does) must run in a task, so
 user code that may do so (async middleware, async guards) goes through
 ``create_task`` as usual.
+
+Why not asyncio's own eager tasks (``eager_start``, Python 3.12+): they do not exist
+on 3.10 and 3.11, uvloop's ``create_task`` takes no such argument (only a task
+factory could ask for it, and the loop's factory is the user's), and they allocate a
+Task for every handshake, most of which never wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import types
+import collections.abc
+import logging
 from typing import Any, Coroutine, Generator
 
 __all__ = ["run_eagerly"]
+
+log = logging.getLogger("fastws")
 
 
 def run_eagerly(loop: asyncio.AbstractEventLoop,
@@ -32,24 +40,108 @@ def run_eagerly(loop: asyncio.AbstractEventLoop,
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    return loop.create_task(_resume(coro, waiting_on))
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Generator[Any, Any, Any]:
-    # What `yield from coro` would do, from the point the coroutine already
-    # reached: hand the awaited future to the task, pass results and
-    # exceptions back in, until the coroutine returns.
-    while True:
+    resumed = _Resumed(coro, waiting_on)
+    try:
+        return loop.create_task(resumed)
+    except Exception as refused:
+        # The coroutine is suspended inside whatever it awaited, and that may
+        # have queued callbacks which expect it to go on: uvloop's
+        # connect_accepted_socket has queued connection_made, and closes its
+        # transport when interrupted, after which connection_made reads a freed
+        # handle (the crash of Python 3.13, where this coroutine, refused, was
+        # finalised at once). So it is never dropped: a plain asyncio Task
+        # finishes it when the loop's task factory (the app's) refuses.
         try:
-            value = yield waiting_on
-        except BaseException as exc:  # cancellation too: the coroutine decides
+            task = asyncio.Task(resumed, loop=loop)
+        except BaseException:
+            # Not even that (a closed loop): close it, but only after what is
+            # queued now has run.
+            loop.call_soon(coro.close)
+            raise refused from None
+        if not _told_refusal:
+            _tell_refusal(refused)
+        return task
+
+
+_told_refusal = False
+
+
+def _tell_refusal(exc: Exception) -> None:
+    global _told_refusal
+    _told_refusal = True
+    log.warning("the loop's task factory refused one of fastws's coroutines (%r); "
+                "a plain asyncio.Task runs them instead (said once)", exc)
+
+
+class _Resumed(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """A coroutine that already ran its first step, as a task can take it.
+
+    It hands the task the future the coroutine is waiting on, then passes every
+    result and exception through: what ``yield from`` would do from that point.
+    A class, not a ``types.coroutine`` generator: since Python 3.12 tasks accept
+    only objects that ``asyncio.iscoroutine`` recognises, and a generator is not
+    one any more; a ``collections.abc.Coroutine`` is, on every version.
+    """
+
+    __slots__ = ("_coro", "_waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on = waiting_on
+
+    def send(self, value: Any) -> Any:
+        waiting_on = self._waiting_on
+        if waiting_on is not _STARTED:
+            # The task's first step: what the coroutine already waits on.
+            self._waiting_on = _STARTED
+            return waiting_on
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        # A task cancelled before its first step throws into a coroutine that is
+        # suspended all the same: it decides, as it would in a task of its own.
+        self._waiting_on = _STARTED
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # the 3-argument form, for callers that use it
+
+    def close(self) -> None:
+        self._waiting_on = _STARTED
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        # Never awaited by fastws (only handed to a task); given so the object
+        # is a whole coroutine: ``yield from`` over send and throw.
+        value: Any = None
+        error: BaseException | None = None
+        while True:
             try:
-                waiting_on = coro.throw(exc)
+                waiting_on = self.send(value) if error is None else self.throw(error)
             except StopIteration as done:
                 return done.value
-        else:
+            error = None
             try:
-                waiting_on = coro.send(value)
-            except StopIteration as done:
-                return done.value
+                value = yield waiting_on
+            except BaseException as exc:
+                error = exc
+
+    # What asyncio reads from a task's coroutine for its repr and get_stack()
+    # (an instance cannot carry __qualname__: asyncio falls back to __name__).
+    @property
+    def __name__(self) -> str:
+        return getattr(self._coro, "__qualname__", None) or type(self._coro).__name__
+
+    @property
+    def cr_code(self) -> Any:
+        return getattr(self._coro, "cr_code", None)
+
+    @property
+    def cr_frame(self) -> Any:
+        return getattr(self._coro, "cr_frame", None)
+
+    @property
+    def cr_running(self) -> bool:
+        return bool(getattr(self._coro, "cr_running", False))
+
+
+_STARTED: Any = object()

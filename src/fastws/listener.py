@@ -167,16 +167,24 @@ class Listener:
             conn.setblocking(False)
             if self._tcp:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            early = None
             try:
                 if self._ssl is None:
-                    EarlyTransport(self.loop, conn, self._factory())
+                    early = EarlyTransport(self.loop, conn, self._factory())
+                    early.start()
                 else:
                     run_eagerly(self.loop, self._open_tls(conn))
                     if self._press is not None:
                         self._press()   # its connection_made waits for the ready queue
             except Exception:
                 log.exception("could not start serving a new connection")
-                conn.close()
+                if early is None:
+                    conn.close()
+                else:
+                    # Through the transport, which knows whether the socket is
+                    # still ours or already a uvloop transport's, and tells the
+                    # protocol (which then releases what it holds) either way.
+                    early.abort()
 
     def _back_off(self, exc: OSError) -> None:
         # Out of descriptors: the pending connections wait in the backlog; try
@@ -232,7 +240,11 @@ class EarlyTransport:
         self._eof = self._close = self._abort = False
         self._paused_protocol = False
         self._extra: dict[str, Any] = {}
-        protocol.connection_made(self)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        """Give the protocol its transport and read what has arrived (a step of
+        its own, so a failure here leaves an object to abort)."""
+        self._protocol.connection_made(self)  # type: ignore[arg-type]
         # The request has often arrived already: read it before asking the loop
         # to watch the socket, which costs a poll handle for nothing when it has.
         if self._want_reading and self._read(first=True):
@@ -434,7 +446,23 @@ class EarlyTransport:
             self._handing = False
             self._closing = True
             self._sock.close()
-            self._protocol.connection_lost(exc if isinstance(exc, OSError) else None)
+            # Soon, as every other path here tells it: this may still be inside
+            # the write that started the handover (the 101 of a switch).
+            self._loop.call_soon(self._protocol.connection_lost,
+                                 exc if isinstance(exc, OSError) else None)
+        except BaseException:
+            # Cancelled (a loop shutting down cancels every task) or closed
+            # after connection_made: uvloop then closes the transport it made
+            # without ever calling connection_lost, and the protocol would
+            # hold a dead transport (and a descriptor number another
+            # connection may be given) for good.
+            if self._real is not None and not self._closing:
+                self._closing = True
+                try:
+                    self._protocol.connection_lost(None)
+                except Exception:
+                    log.exception("connection_lost of an abandoned handover failed")
+            raise
 
     def adopt(self, real: asyncio.Transport) -> None:
         """Called by the protocol's ``connection_made`` with the real transport:

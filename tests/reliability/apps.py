@@ -189,9 +189,37 @@ def waiting_app(options: dict[str, Any]):
     return app
 
 
+def refusing_app(options: dict[str, Any]):
+    """``accept_app`` on a loop whose task factory refuses the first
+    ``options["refuse"]`` coroutines whose name contains ``options["coroutine"]``
+    (fastws's own, continued in a task after an eager first step), raising the
+    TypeError Python 3.12+ raised for them when they were generators. GET
+    /refused tells how many it refused."""
+    refuse, name = options.pop("refuse"), options.pop("coroutine")
+    app = accept_app(options)
+    refused = 0
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        nonlocal refused
+        if refused < refuse and name in getattr(coro, "__name__", ""):
+            refused += 1
+            raise TypeError(f"a coroutine was expected, got {coro!r} (refused by the test)")
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    @app.on_startup
+    def install_factory():
+        asyncio.get_running_loop().set_task_factory(factory)
+
+    @app.get("/refused")
+    def refused_count(ctx):
+        return {"refused": refused}
+
+    return app
+
+
 APPS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "fanout": fanout_app, "burst": burst_app, "soak": soak_app, "accept": accept_app,
-    "waiting": waiting_app}
+    "waiting": waiting_app, "refusing": refusing_app}
 
 
 def serve_plain_and_tls(app: Any, certfile: str, keyfile: str) -> None:

@@ -1,5 +1,7 @@
 # The room registry, cimported by the WebSocket so join/leave/broadcast stay in C.
 
+from fastws._connection cimport Connection
+
 cdef class RoomRegistry:
     cdef dict _rooms
     cdef object _dumps
@@ -7,8 +9,9 @@ cdef class RoomRegistry:
     cdef public long long broadcasts      # publishes (each counted once, however many members)
     cdef public long long deliveries      # frames queued to members by deliver
 
-    cpdef bint join(self, object room, object member) except -1
-    cpdef bint leave(self, object room, object member) except -1
+    cpdef bint join(self, object room, Connection member) except -1
+    cpdef bint leave(self, object room, Connection member) except -1
+    cdef int _tell_relay(self, str hook, object room, Py_ssize_t n) except -1
     cpdef Py_ssize_t size(self, object room)
     cpdef list names(self)
     cpdef list members(self, object room)

@@ -22,6 +22,8 @@ must be str (they become channel names). Without a relay (None) none of this
 costs more than one pointer test.
 """
 
+import logging
+
 from cpython.dict cimport PyDict_Keys
 from fastws._connection cimport Connection
 from fastws._frame cimport encode_frame
@@ -29,6 +31,8 @@ from fastws._payload cimport deflated_frame, payload_of
 from fastws.options import default_dumps
 
 __all__ = ["RoomRegistry"]
+
+log = logging.getLogger("fastws")
 
 
 cdef class RoomRegistry:
@@ -43,8 +47,9 @@ cdef class RoomRegistry:
         self._dumps = dumps
         self.relay = relay
 
-    cpdef bint join(self, object room, object member) except -1:
-        """Add ``member`` to ``room``; False if it was already there."""
+    cpdef bint join(self, object room, Connection member) except -1:
+        """Add ``member`` (a connection: ``deliver`` reads its fields in C) to
+        ``room``; False if it was already there."""
         cdef dict members = self._rooms.get(room)
         if members is None:
             if self.relay is not None:
@@ -52,8 +57,8 @@ cdef class RoomRegistry:
                     raise TypeError(f"with a backplane, room names must be str, "
                                     f"not {type(room).__name__}")
                 self._rooms[room] = {member: None}
-                self.relay.room_opened(room)
-                self.relay.room_sized(room, 1)
+                self._tell_relay("room_opened", room, 0)
+                self._tell_relay("room_sized", room, 1)
             else:
                 self._rooms[room] = {member: None}
             return True
@@ -61,10 +66,10 @@ cdef class RoomRegistry:
             return False
         members[member] = None
         if self.relay is not None:
-            self.relay.room_sized(room, len(members))
+            self._tell_relay("room_sized", room, len(members))
         return True
 
-    cpdef bint leave(self, object room, object member) except -1:
+    cpdef bint leave(self, object room, Connection member) except -1:
         """Remove ``member`` from ``room``; False if it was not there."""
         cdef dict members = self._rooms.get(room)
         if members is None or member not in members:
@@ -73,11 +78,26 @@ cdef class RoomRegistry:
         if not members:
             del self._rooms[room]
             if self.relay is not None:
-                self.relay.room_sized(room, 0)
-                self.relay.room_closed(room)
+                self._tell_relay("room_sized", room, 0)
+                self._tell_relay("room_closed", room, 0)
         elif self.relay is not None:
-            self.relay.room_sized(room, len(members))
+            self._tell_relay("room_sized", room, len(members))
         return True
+
+    cdef int _tell_relay(self, str hook, object room, Py_ssize_t n) except -1:
+        # The membership here is already changed, and the socket's own list of
+        # rooms changes with it: a relay that fails is logged, never allowed to
+        # leave the two disagreeing (local delivery does not depend on it).
+        try:
+            if hook == "room_sized":
+                self.relay.room_sized(room, n)
+            elif hook == "room_opened":
+                self.relay.room_opened(room)
+            else:
+                self.relay.room_closed(room)
+        except Exception as exc:
+            log.error("the backplane's %s(%r) failed", hook, room, exc_info=exc)
+        return 0
 
     cpdef Py_ssize_t size(self, object room):
         """How many members ``room`` has here (0 for an unknown room)."""

@@ -338,6 +338,9 @@ cdef class Connection:
         """Queue one data frame under the backpressure policy. False when it
         was not queued: not OPEN, or over ``max_backpressure`` ("skip" counts
         it; "close" fails the connection with 1008)."""
+        if frame is None:
+            # Its size and bytes are read straight from the object in C.
+            raise TypeError("send_frame needs a bytes frame, not None")
         if self._state != OPEN:
             return False
         if self._over_limit():
@@ -396,14 +399,26 @@ cdef class Connection:
         if w is None:
             return 0
         self._wait = None
+        # Every count and future first, then the hooks, each on its own: a hook
+        # delivers held messages (handlers run), and one that raised used to
+        # leave the publishers after it blocked for good, and the close of the
+        # socket being lost (this runs from _lost) never fired.
+        unblocked = []
         for p in w.publishers:
             publisher = <Connection>p
             publisher._blocked -= 1
             if publisher._blocked == 0:
-                publisher._on_unblocked()
+                unblocked.append(publisher)
         for fut in w.futures:
             if not fut.done():
                 fut.set_result(None)
+        for p in unblocked:
+            publisher = <Connection>p
+            try:
+                publisher._on_unblocked()
+            except Exception as exc:
+                log.error("resuming %s after %s drained failed", publisher._peer(),
+                          self._peer(), exc_info=exc)
         return 0
 
     cdef Py_ssize_t _written(self) except -1:

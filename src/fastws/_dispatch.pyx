@@ -64,6 +64,8 @@ cpdef object json_event(str text, dict handlers, object loads, bint custom=True)
     the dict of remaining fields. ``custom`` False says no event but
     ``message`` is registered, so only a text naming "message" is parsed.
     """
+    if text is None or handlers is None:
+        raise TypeError("json_event needs a str and a dict of handlers")
     # Skip the parse for everything that cannot be an event: it costs six
     # times the rest of the dispatch.
     # The first character by index, not str.startswith: this runs for every
@@ -73,7 +75,10 @@ cpdef object json_event(str text, dict handlers, object loads, bint custom=True)
         return None
     try:
         obj = loads(text)
-    except (ValueError, TypeError):
+    except Exception:
+        # Not JSON we can read, so not an event: json's ValueError, and its
+        # RecursionError for deep nesting (a client's 2 KB of "[" on 3.10, about
+        # 20 KB on 3.13), or whatever another ``loads`` raises.
         return None
     if type(obj) is not dict:
         return None
@@ -167,7 +172,7 @@ cdef class Dispatcher(Connection):
             self._route_failed(exc, ctx)
             return
         if _awaitable(result):
-            self._shared.loop.create_task(self._drive(self._route_async(result, ctx)))
+            self._spawn(self._drive(self._route_async(result, ctx)))
         else:
             self._busy = False
             self._drain_held()
@@ -205,8 +210,21 @@ cdef class Dispatcher(Connection):
         """A handler went async: its task runs the episode, the rest waits."""
         if pending is not None:
             self._busy = True
-            self._shared.loop.create_task(self._drive(pending))
+            self._spawn(self._drive(pending))
         return 0
+
+    def _spawn(self, coro):
+        """The task of an async episode. If the loop will not make one (a task
+        factory of the app's that raises), the connection cannot keep its
+        order promise: it is failed with 1011, not left busy for good, holding
+        every later event (its close too)."""
+        try:
+            self._shared.loop.create_task(coro)
+        except Exception as exc:
+            coro.close()
+            self._busy = False
+            log.error("could not start a task for a WebSocket from %s", self._peer(), exc_info=exc)
+            self._fail(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _drain_held(self):
         while self._held and not self._busy and not self._blocked:

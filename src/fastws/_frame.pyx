@@ -35,9 +35,6 @@ cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     bint PyBytes_CheckExact(object o)
     bint PyUnicode_CheckExact(object o)
-    bint PyByteArray_CheckExact(object o)
-    char *PyByteArray_AS_STRING(object o)
-    Py_ssize_t PyByteArray_GET_SIZE(object o)
 
 __all__ = [
     "OP_CONT", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG", "ERROR",
@@ -695,11 +692,9 @@ def apply_mask_inplace(buffer, mask_key):
     ``mask_key`` in place: no copy."""
     cdef Py_buffer view
     cdef bytes key = _mask_key_bytes(mask_key)
-    cdef unsigned char *p
-    if PyByteArray_CheckExact(buffer):
-        p = <unsigned char *>PyByteArray_AS_STRING(buffer)
-        _xor(p, p, PyByteArray_GET_SIZE(buffer), <const unsigned char *>PyBytes_AS_STRING(key), 0)
-        return
+    # Through the buffer protocol even for a bytearray: while it is exported it
+    # cannot be resized, and _xor lets the GIL go for large buffers, when
+    # another thread could otherwise resize (and free) it under the loop.
     PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
     try:
         _xor(<unsigned char *>view.buf, <const unsigned char *>view.buf, view.len,

@@ -62,7 +62,7 @@ cdef extern from "Python.h":
     ctypedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject **args, size_t nargsf,
                                          PyObject *kwnames)
     vectorcallfunc PyVectorcall_Function(object callable)
-    int PyObject_IsTrue(PyObject *o) except -1
+    int PyObject_IsTrue(PyObject *o)
     void _decref "Py_DECREF"(PyObject *o)
     PyObject *_true "Py_True"
 
@@ -82,6 +82,9 @@ except ImportError:     # pragma: no cover - uvloop is a dependency off Windows
 # itself costs. NULL (no vectorcall) falls back to the generic call.
 cdef vectorcallfunc _is_closing_vc = (PyVectorcall_Function(_is_closing)
                                       if _is_closing is not None else NULL)
+# The object that entry belongs to, kept here: the module global could be
+# rebound, and the entry must be called with the callable it came from.
+cdef object _is_closing_fn = _is_closing
 
 
 cdef inline bint _closing(object t) except -1:
@@ -90,13 +93,15 @@ cdef inline bint _closing(object t) except -1:
     cdef PyObject *r
     cdef int truth
     if _is_closing_vc is NULL:
-        return bool(_is_closing(t))
+        return bool(_is_closing_fn(t))
     arg[0] = <PyObject *>t
-    r = _is_closing_vc(<PyObject *>_is_closing, arg, 1, NULL)
+    r = _is_closing_vc(<PyObject *>_is_closing_fn, arg, 1, NULL)
     if r is NULL:
         raise RuntimeError("TCPTransport.is_closing failed")   # pragma: no cover
     truth = 1 if r == _true else PyObject_IsTrue(r)
-    _decref(r)
+    _decref(r)      # before raising, so a failed truth test leaks nothing
+    if truth < 0:
+        raise RuntimeError("TCPTransport.is_closing gave no truth value")   # pragma: no cover
     return truth
 
 log = logging.getLogger("fastws")
@@ -194,14 +199,28 @@ cdef class Flusher:
         self._dirty = []
         self._scheduled = False
         self.pressing = False
-        for ws in dirty:
-            (<WebSocket>ws)._dirty = False
-            (<WebSocket>ws)._flush()
+        cdef Py_ssize_t i = 0, n = len(dirty)
+        # One socket that fails must not strand the rest of the pass: they are
+        # on no list any more, and nothing would flush them until their own
+        # next event. One try per pass, not per socket (it costs instructions
+        # on every delivery): after a failure the pass goes on from the next.
+        while i < n:
+            try:
+                while i < n:
+                    ws = dirty[i]
+                    i += 1
+                    (<WebSocket>ws)._dirty = False
+                    (<WebSocket>ws)._flush()
+            except Exception as exc:
+                log.error("flushing %r failed", ws, exc_info=exc)
         if yielded:
             self.yielded = []
             for ws in yielded:
                 (<WebSocket>ws)._yielding = False
-                (<WebSocket>ws)._update_reading()
+                try:
+                    (<WebSocket>ws)._update_reading()
+                except Exception as exc:
+                    log.error("resuming reads of %r failed", ws, exc_info=exc)
         # Tasks still running are not pressed for again here: on an idle loop
         # that would schedule this every iteration and spin a core for as long
         # as a task awaits (a slow request, an async handler's database call).
@@ -446,9 +465,13 @@ cdef class WebSocket(Dispatcher):
         self.remote_address     # keep it for close handlers and logs
         self._transport = None
         self._fd = -1
-        self._lost()
-        if http is not None:
-            http.connection_lost(exc)
+        try:
+            self._lost()
+        finally:
+            # The server's bookkeeping (per-address limits, the connection
+            # count) is released whatever the close handlers did.
+            if http is not None:
+                http.connection_lost(exc)
 
     def pause_writing(self):
         """The transport could not write everything (its high-water mark is
@@ -682,9 +705,13 @@ cdef class WebSocket(Dispatcher):
     cdef int _after_close(self) except -1:
         """Close handlers ran: leave rooms and drop references."""
         if self._rooms is not None:
-            for room in self._rooms:
-                (<RoomRegistry>self._shared.registry).leave(room, self)
-            self._rooms = None
+            rooms, self._rooms = self._rooms, None
+            for room in rooms:
+                # Every room, even if one leave fails (a relay that raises).
+                try:
+                    (<RoomRegistry>self._shared.registry).leave(room, self)
+                except Exception as exc:
+                    log.error("leaving room %r on close failed", room, exc_info=exc)
         self._shared.sockets.discard(self)
         Dispatcher._after_close(self)
         return 0

@@ -65,12 +65,18 @@ def _code_arity(code: types.CodeType, bound: int) -> int:
 
 def add_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event: str,
                 fn: Callable[..., Any]) -> None:
-    """Register ``fn`` for ``event`` in ``table`` (after the ones already there)."""
+    """Register ``fn`` for ``event`` in ``table`` (after the ones already there).
+
+    The event's list is replaced, never changed in place (here and in
+    ``remove_handler``): a dispatch walks the list it started with, so a handler
+    that adds or removes handlers (``ws.off`` on itself, the "once" pattern)
+    neither skips the next one nor runs past the end.
+    """
     if not isinstance(event, str) or not event:
         raise TypeError(f"event name must be a non-empty str, got {event!r}")
     if not callable(fn):
         raise TypeError(f"handler for {event!r} must be callable, got {fn!r}")
-    table.setdefault(event, []).append((fn, arity(fn)))
+    table[event] = [*table.get(event, ()), (fn, arity(fn))]
 
 
 def remove_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event: str,
@@ -81,8 +87,10 @@ def remove_handler(table: dict[str, list[tuple[Callable[..., Any], int]]], event
         return False
     for i, (f, _) in enumerate(entries):
         if f is fn or f == fn:
-            del entries[i]
-            if not entries:
+            rest = entries[:i] + entries[i + 1:]
+            if rest:
+                table[event] = rest
+            else:
                 del table[event]
             return True
     return False

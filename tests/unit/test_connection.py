@@ -431,3 +431,11 @@ def test_a_publisher_held_by_flow_control_is_not_pinged_to_death():
         publisher.tick(start + t)
     assert publisher.transport_action is None
     assert publisher.data_to_send() == b""    # not even pinged
+
+
+def test_send_frame_refuses_none():
+    # The frame's size and bytes are read from the object in C.
+    conn = make()
+    with pytest.raises(TypeError):
+        conn.send_frame(None)
+    assert conn.data_to_send() == b""

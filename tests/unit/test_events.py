@@ -90,3 +90,13 @@ def test_bad_registrations_are_refused():
         add_handler({}, "", print)
     with pytest.raises(TypeError, match="must be callable"):
         add_handler({}, "message", "not callable")
+
+
+def test_json_event_refuses_none():
+    with pytest.raises(TypeError):
+        json_event(None, HANDLERS, json.loads)
+
+
+def test_json_nested_too_deep_for_the_decoder_is_no_event():
+    deep = '{"type": "join-room", "room": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    assert json_event(deep, HANDLERS, json.loads) is None

@@ -154,3 +154,24 @@ def test_a_member_leaving_during_delivery_is_harmless():
     # Each member fails as a slow consumer while the loop runs over the room.
     assert rooms.deliver("r", OP_BINARY, b"more") == 0
     assert all(m.transport_action == "linger" for m in members)
+
+
+def test_only_connections_can_be_members():
+    # deliver reads each member's fields in C: anything else is refused at join.
+    rooms = RoomRegistry()
+    with pytest.raises(TypeError):
+        rooms.join("r", object())
+    assert rooms.names() == []
+
+
+def test_a_relay_that_fails_on_a_hook_leaves_the_membership_consistent(caplog):
+    class Failing(Relay):
+        def room_opened(self, room):
+            raise ConnectionError("broker gone")
+
+    rooms = RoomRegistry(relay=Failing())
+    a = member()
+    assert rooms.join("r", a) is True
+    assert rooms.size("r") == 1 and rooms.deliver("r", OP_TEXT, "here") == 1
+    assert "room_opened('r') failed" in caplog.text
+    assert rooms.leave("r", a) is True and rooms.names() == []

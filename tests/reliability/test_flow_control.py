@@ -141,20 +141,21 @@ def test_a_publisher_held_by_flow_control_survives_the_heartbeat(tmp_path: Path)
                        ping_interval=0.5, idle_timeout=0.5, slow_consumer_timeout=30,
                        shutdown_timeout=5) as server:
         reader = PacedReader(server.port, "trickle", count, rate=1e6, small_buffer=True)
-        wait_for(lambda: server.stats()["connections"] == 1, what="the reader's join")
-        reader.start()
-        # The publisher is not read for seconds at a time, far past
-        # ping_interval + idle_timeout; it is still open once all arrived.
-        seen = []
-        # Right after its last send went out: until then it was held for
-        # seconds at a time (afterwards, silent and not answering pings, the
-        # heartbeat may rightly drop it).
-        publish(server.port, count,
-                then=lambda: seen.append(server.stats()["sockets"]["pub"]["close"]))
-        reader.join(60)
-        assert reader.error is None and reader.closed is None, (reader.error, reader.closed)
-        assert reader.seqs == list(range(1, count + 1))
-        assert seen == [None], f"the publisher was closed: {seen}"
+        with reader.client:
+            wait_for(lambda: server.stats()["connections"] == 1, what="the reader's join")
+            reader.start()
+            # The publisher is not read for seconds at a time, far past
+            # ping_interval + idle_timeout; it is still open once all arrived.
+            seen = []
+            # Right after its last send went out: until then it was held for
+            # seconds at a time (afterwards, silent and not answering pings, the
+            # heartbeat may rightly drop it).
+            publish(server.port, count,
+                    then=lambda: seen.append(server.stats()["sockets"]["pub"]["close"]))
+            reader.join(60)
+            assert reader.error is None and reader.closed is None, (reader.error, reader.closed)
+            assert reader.seqs == list(range(1, count + 1))
+            assert seen == [None], f"the publisher was closed: {seen}"
 
 
 def test_server_code_paces_itself_with_app_drain() -> None:
@@ -181,7 +182,7 @@ def test_server_code_paces_itself_with_app_drain() -> None:
 
     with serving(app) as srv:
         reader = PacedReader(srv.port, "reader", 200, rate=5e6)
-        with SlowClient(srv.port) as silent:
+        with reader.client, SlowClient(srv.port) as silent:
             silent.upgrade("/fanout?id=silent")
             wait_for(lambda: srv.call(app.room_size, "feed") == 2, what="both joined")
             reader.start()

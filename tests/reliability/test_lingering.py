@@ -75,11 +75,11 @@ def read_close_then_eof(client: RawClient) -> int:
 
 @pytest.mark.parametrize("size", [2 * MIB, 8 * MIB])
 def test_a_message_too_big_sent_in_one_go_reads_1009(server, size):
-    client = raw_upgrade(server.port)
-    header = masked_header(OP_BINARY, size)
-    writer = send_in_background(client, header + b"x" * size)
-    assert read_close_then_eof(client) == 1009
-    writer.join(20)
+    with raw_upgrade(server.port) as client:
+        header = masked_header(OP_BINARY, size)
+        writer = send_in_background(client, header + b"x" * size)
+        assert read_close_then_eof(client) == 1009
+        writer.join(20)
     assert not writer.errors, writer.errors
 
 
@@ -92,14 +92,14 @@ def test_a_message_too_big_sent_a_byte_at_a_time_reads_1009():
         ws.on("message", ws.send)
 
     with serving(app) as srv:
-        client = raw_upgrade(srv.port)
-        # A first fragment at the limit, then one past it, byte by byte.
-        client.send(masked_frame(OP_TEXT, "a" * 1000, fin=False))
-        frame = masked_frame(OP_CONT, "b" * 300)
-        writer = threading.Thread(target=client.send_bytewise, args=(frame, 0.002), daemon=True)
-        writer.start()
-        assert read_close_then_eof(client) == 1009
-        writer.join(20)
+        with raw_upgrade(srv.port) as client:
+            # A first fragment at the limit, then one past it, byte by byte.
+            client.send(masked_frame(OP_TEXT, "a" * 1000, fin=False))
+            frame = masked_frame(OP_CONT, "b" * 300)
+            writer = threading.Thread(target=client.send_bytewise, args=(frame, 0.002), daemon=True)
+            writer.start()
+            assert read_close_then_eof(client) == 1009
+            writer.join(20)
 
 
 @pytest.mark.parametrize("bad, code", [
@@ -108,11 +108,11 @@ def test_a_message_too_big_sent_a_byte_at_a_time_reads_1009():
     (masked_frame(OP_TEXT, "one") + masked_frame(OP_TEXT, "two"), 1008),   # rate limit 1/s
 ])
 def test_other_refusals_are_heard_while_data_still_arrives(server, bad, code):
-    client = raw_upgrade(server.port)
-    more = masked_frame(OP_BINARY, b"y" * 60000) * 35          # ~2 MiB behind it
-    writer = send_in_background(client, bad + more)
-    assert read_close_then_eof(client) == code
-    writer.join(20)
+    with raw_upgrade(server.port) as client:
+        more = masked_frame(OP_BINARY, b"y" * 60000) * 35          # ~2 MiB behind it
+        writer = send_in_background(client, bad + more)
+        assert read_close_then_eof(client) == code
+        writer.join(20)
     assert not writer.errors, writer.errors
 
 
@@ -137,9 +137,9 @@ def test_a_body_too_large_reads_its_413(server):
 
 def test_a_client_that_answers_our_close_is_closed_at_once(server):
     """Lingering ends when the client's close frame comes (nothing follows one)."""
-    client = raw_upgrade(server.port)
-    client.send(hand_frame(OP_TEXT, b"unmasked", masked=False))
-    assert client.read_frame().close_code == 1002
-    client.send(masked_frame(OP_CLOSE, struct.pack("!H", 1002)))
-    client.sock.settimeout(0.9)     # under the one-second quiet close: it must be the frame
-    assert client.sock.recv(65536) == b""
+    with raw_upgrade(server.port) as client:
+        client.send(hand_frame(OP_TEXT, b"unmasked", masked=False))
+        assert client.read_frame().close_code == 1002
+        client.send(masked_frame(OP_CLOSE, struct.pack("!H", 1002)))
+        client.sock.settimeout(0.9)     # under the one-second quiet close: it must be the frame
+        assert client.sock.recv(65536) == b""

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Smoke-test the commands the READMEs tell a user to type, in a fresh clone.
 
-    python .ci/smoke.py CLONE_DIR 'RUN COMMAND'
+    python .ci/smoke.py [--python X.Y] CLONE_DIR 'RUN COMMAND'
 
 1. Runs the README's run command verbatim (``bash -c``) in CLONE_DIR, a clone with
    no build in it: it creates a venv, installs the package (not editable) and
-   starts the chat demo on port 3000. Then: fetches the demo page, completes one
-   WebSocket round trip through the demo's chat route, sends SIGTERM to the
+   starts the chat demo on port 3000. Then: fetches the demo page, has two clients
+   join one room and chat (each message reaches the other), sends SIGTERM to the
    server's own Python process (not to the shell around the ``&&`` chain) and
-   expects exit status 0 with no process of the command left behind.
+   expects exit status 0 with no process of the command left behind. With
+   ``--python X.Y`` the venv the command made must be of that CPython version (the
+   caller puts that version's ``python3`` first on PATH).
 2. With that venv's ``python`` and ``fastws`` first on PATH, serves every example of
    ``examples/README.md`` both ways the README gives (``python -m examples.NAME``
    and ``fastws examples.NAME:app --port 3000``), opens each WebSocket URL its row
@@ -33,6 +35,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from websockets.sync.client import connect
 
@@ -156,27 +159,51 @@ def serving(port: int):
     return ready
 
 
-def check_demo(clone: Path, run_command: str) -> None:
+def next_chat(ws: Any, user: str) -> dict[str, Any]:
+    """The next chat message from ``user`` that a demo client receives (not the
+    page's live room count, a "joined" line, or its own messages coming back)."""
+    while True:
+        raw = ws.recv(timeout=10)
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue                                    # "bob joined the room"
+        if isinstance(message, dict) and message.get("user") == user:
+            return message
+
+
+def venv_version(clone: Path) -> str:
+    done = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c",
+                           "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, timeout=60)
+    return done.stdout.strip()
+
+
+def check_demo(clone: Path, run_command: str, python: str | None) -> None:
     """Part 1: the README's run command, verbatim, in the fresh clone."""
     cmd = Command(run_command, clone, dict(os.environ))
     try:
         cmd.wait_ready(INSTALL_TIMEOUT, serving(PORT))
+        if python is not None and venv_version(clone) != python:
+            raise cmd.fail(f"the venv runs CPython {venv_version(clone)!r}, not {python}")
         status, page = http_get(f"http://127.0.0.1:{PORT}/")
         if status != 200 or "fastws chat" not in page:
             raise cmd.fail(f"GET / answered {status} without the chat page")
-        with connect(f"ws://127.0.0.1:{PORT}/chat/smoke?user=ci", open_timeout=10,
-                     close_timeout=5, proxy=None) as ws:
-            ws.send(json.dumps({"type": "message", "content": "hello from CI"}))
-            reply = json.loads(ws.recv(timeout=10))
-            while reply.get("type") == "room-size":     # the page's live count, not chat
-                reply = json.loads(ws.recv(timeout=10))
-        if reply.get("user") != "ci" or reply.get("message") != "hello from CI":
-            raise cmd.fail(f"chat round trip got {reply!r}")
+        room = f"ws://127.0.0.1:{PORT}/chat/smoke"
+        with connect(f"{room}?user=alice", open_timeout=10, close_timeout=5, proxy=None) as alice, \
+                connect(f"{room}?user=bob", open_timeout=10, close_timeout=5, proxy=None) as bob:
+            for name, sender, receiver, text in (("alice", alice, bob, "hello bob"),
+                                                 ("bob", bob, alice, "hi alice")):
+                sender.send(json.dumps({"type": "message", "content": text}))
+                got = next_chat(receiver, name)
+                if got.get("message") != text:
+                    raise cmd.fail(f"chat between two clients: sent {text!r}, the other got {got!r}")
         cmd.terminate("fastws.demo")
     except BaseException:
         cmd.kill()
         raise
-    print("smoke: README run command OK (page, chat round trip, SIGTERM -> exit 0)")
+    version = f" on CPython {python}" if python else ""
+    print(f"smoke: README run command OK{version} (page, two clients chat, SIGTERM -> exit 0)")
 
 
 def example_rows(readme: Path) -> list[dict[str, list[str]]]:
@@ -246,6 +273,9 @@ def check_examples(clone: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    python = None
+    if len(argv) == 5 and argv[1] == "--python":
+        python, argv = argv[2], argv[:1] + argv[3:]
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -254,7 +284,7 @@ def main(argv: list[str]) -> int:
         print(f"smoke: port {PORT} is in use; the README's commands serve on it", file=sys.stderr)
         return 1
     try:
-        check_demo(clone, run_command)
+        check_demo(clone, run_command, python)
         check_examples(clone)
     except (SmokeFailed, OSError, subprocess.SubprocessError) as exc:
         print(f"smoke: FAILED: {exc}", file=sys.stderr)

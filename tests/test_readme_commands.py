@@ -11,6 +11,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+from tests.pythons import supported
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,7 +39,7 @@ def test_ci_smoke_runs_the_readme_run_command_verbatim():
     smoke = [ln for ln in lines if ln.lstrip().startswith('"$smoke/driver/bin/python" .ci/smoke.py')]
     assert smoke and smoke[0].rstrip().endswith('"$RUN_COMMAND"'), \
         ".ci/run must hand RUN_COMMAND to .ci/smoke.py"
-    assert any(ln.startswith('git clone -q . "$smoke/clone"') for ln in lines), \
+    assert any(ln.lstrip().startswith('git clone -q . "$smoke/clone"') for ln in lines), \
         "the run command must be smoke-tested in a fresh clone"
 
 
@@ -58,3 +60,32 @@ def test_smoke_has_a_row_for_every_example():
     for row in rows:
         assert row["servers"], f"row {row['name']} names no 'python -m examples.…' command"
         assert row["urls"] or row["clients"], f"row {row['name']} names no ws:// URL or client to try"
+
+
+def claimed_in_pyproject() -> tuple[list[str], list[str], str]:
+    """(classifier versions, cibuildwheel build identifiers, requires-python),
+    read from the text (tomllib is not in 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    classifiers = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', text)
+    cibw = text.split("[tool.cibuildwheel]", 1)[1]
+    build = re.search(r'^build = "([^"]*)"', cibw, re.M)
+    requires = re.search(r'^requires-python = "([^"]*)"', text, re.M)
+    assert build and requires, "pyproject.toml lost its cibuildwheel build list or requires-python"
+    return classifiers, build.group(1).split(), requires.group(1)
+
+
+def test_what_fastws_claims_is_what_ci_tests():
+    """CI (.ci/run's PYTHONS) runs the README's commands on every version named
+    by the classifiers, the wheels' build list, the README and the docs, and on
+    no other."""
+    versions = supported()
+    assert versions[0] == "3.10" and len(versions) >= 4, versions
+    classifiers, build, requires = claimed_in_pyproject()
+    assert classifiers == versions
+    assert build == [f"cp{v.replace('.', '')}-*" for v in versions]
+    assert requires == f">={versions[0]}"
+    in_words = ", ".join(f"CPython {v}" if i == 0 else v for i, v in enumerate(versions[:-1])) \
+        + f" or {versions[-1]}"
+    for doc in ("README.md", "docs/index.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        assert in_words in text, f"{doc} should say fastws runs on {in_words!r}"

@@ -14,10 +14,13 @@ src/fastws/), which must reach neither artifact. Then:
   must not stay behind). From each: ``import fastws`` finds the installed,
   compiled package; ``fastws --version`` and the installed metadata agree; the
   ``fastws`` command serves an app in a subprocess; one WebSocket round trip
-  with the websockets client; SIGTERM, exit status 0, nothing left running.
+  with the websockets client; SIGTERM, exit status 0, nothing left running;
+- on the oldest and the newest CPython fastws supports (tests/pythons.py), a
+  wheel built from the sdist by that version's pip installs and serves the same
+  way (the running version's is the wheel above).
 
-About four minutes on two cores, nearly all of it compiling the extensions
-twice (the wheel, then the sdist's install). Needs the package index that pip
+About six minutes on two cores, nearly all of it compiling the extensions
+three times (the wheel, the sdist's install, the other version's wheel). Needs the package index that pip
 is configured with, for the build requirements and fastws's dependencies.
 """
 
@@ -43,6 +46,7 @@ from pathlib import Path
 import pytest
 
 from ..integration.clients import free_port, wait_for, ws_connect
+from ..pythons import require_interpreter, supported
 
 pytest.importorskip("build", reason="python -m build makes the artifacts (pip install -e '.[test]')")
 pytest.importorskip("twine", reason="twine checks the artifacts (pip install -e '.[test]')")
@@ -70,12 +74,14 @@ SOURCE_SUFFIXES = (".py", ".pyx", ".pxd", ".h", ".pyi")
 #: Run by each venv's python: where fastws came from, its versions, and the
 #: file behind each module that should be compiled (names in argv).
 PROBE = """
-import importlib, importlib.metadata, json, sys
+import importlib, importlib.metadata, json, sys, sysconfig
 import fastws
 print(json.dumps({
     "file": fastws.__file__,
     "version": fastws.__version__,
     "metadata": importlib.metadata.version("fastws"),
+    "python": "%d.%d" % sys.version_info[:2],
+    "suffix": sysconfig.get_config_var("EXT_SUFFIX"),
     "modules": {m: importlib.import_module("fastws." + m).__file__ for m in sys.argv[1:]},
 }))
 """
@@ -133,9 +139,10 @@ def user_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("FASTWS_")}
 
 
-def make_venv(path: Path) -> Path:
-    """A fresh venv from the interpreter running the tests (its base, not the dev venv)."""
-    timed(f"venv {path.name}", [sys.executable, "-m", "venv", path], STEP_TIMEOUT, env=user_env())
+def make_venv(path: Path, python: str | Path = sys.executable) -> Path:
+    """A fresh venv from ``python`` (by default the interpreter running the
+    tests: its base, not the dev venv)."""
+    timed(f"venv {path.name}", [python, "-m", "venv", path], STEP_TIMEOUT, env=user_env())
     return path
 
 
@@ -242,7 +249,27 @@ def test_sdist_installs_without_cython_and_serves(artifacts: Artifacts, tmp_path
     smoke(venv, tmp_path, artifacts.version)
 
 
-def smoke(venv: Path, workdir: Path, version: str) -> None:
+@pytest.mark.parametrize("which", ["oldest", "newest"])
+def test_a_wheel_built_on_the_oldest_and_newest_python_serves(which: str, artifacts: Artifacts,
+                                                               tmp_path: Path):
+    versions = supported()
+    python = versions[0] if which == "oldest" else versions[-1]
+    if python == "%d.%d" % sys.version_info[:2]:
+        pytest.skip(f"CPython {python} runs these tests: test_wheel_installs_and_serves is its wheel")
+    venv = make_venv(tmp_path / f"py{python}-venv", require_interpreter(python))
+    out = tmp_path / "wheel"
+    timed(f"pip wheel from the sdist on CPython {python} (compiles)",
+          [venv / "bin" / "pip", "wheel", "--no-deps", "--no-cache-dir", "--wheel-dir", out,
+           artifacts.sdist], INSTALL_TIMEOUT, env=user_env())
+    wheels = sorted(out.glob("*.whl"))
+    tag = "cp" + python.replace(".", "")
+    assert len(wheels) == 1 and f"-{tag}-{tag}-" in wheels[0].name, [w.name for w in wheels]
+    timed("pip install that wheel", [venv / "bin" / "pip", "install", wheels[0]], STEP_TIMEOUT,
+          env=user_env())
+    smoke(venv, tmp_path, artifacts.version, python=python)
+
+
+def smoke(venv: Path, workdir: Path, version: str, python: str | None = None) -> None:
     """Import, versions, and one served WebSocket round trip from ``venv``."""
     env = user_env()
     app_dir = workdir / "app"
@@ -254,7 +281,8 @@ def smoke(venv: Path, workdir: Path, version: str) -> None:
                            cwd=app_dir, env=env).stdout)
     assert Path(found["file"]).resolve().is_relative_to(venv.resolve()), found["file"]
     assert found["version"] == found["metadata"] == version, found
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    assert found["python"] == (python or "%d.%d" % sys.version_info[:2]), found
+    suffix = found["suffix"]
     assert {m: f for m, f in found["modules"].items() if not f.endswith(suffix)} == {}, \
         "modules imported as Python source, not compiled"
 
@@ -282,7 +310,8 @@ def smoke(venv: Path, workdir: Path, version: str) -> None:
         assert status == 0, f"exit status {status} after SIGTERM:\n{log_path.read_text()}"
         with pytest.raises(ProcessLookupError):
             os.killpg(proc.pid, 0)      # nothing of its process group left running
-        print(f"{venv.name}: import, fastws --version, a served round trip, SIGTERM -> exit 0")
+        print(f"{venv.name} (CPython {found['python']}): import, fastws --version, "
+              "a served round trip, SIGTERM -> exit 0")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -4,7 +4,9 @@ One list: ``PYTHONS`` in ``.ci/run``, which runs the README's commands on every
 one of them. The classifiers, the cibuildwheel build list, the README and the docs
 name the same versions (tests/test_readme_commands.py checks that); tests that need
 another interpreter (the packaging test builds a wheel on the oldest and the
-newest) find it here the way ``.ci/run`` does.
+newest) find it here: pyenv's, as ``.ci/run`` looks first, or ``pythonX.Y`` on
+PATH (``.ci/run`` also needs a ``python3`` of that version beside it, for the
+README's commands as written).
 """
 
 from __future__ import annotations

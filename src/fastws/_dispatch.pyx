@@ -31,6 +31,7 @@ from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
 from fastws._constants cimport CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION
 from fastws._connection cimport Connection
 from fastws._connection import publisher_var
+from fastws.eager import start_task
 from fastws.errors import RoomLimitError
 from fastws.events import RESERVED_EVENTS, add_handler, arity, remove_handler
 
@@ -214,17 +215,11 @@ cdef class Dispatcher(Connection):
         return 0
 
     def _spawn(self, coro):
-        """The task of an async episode. If the loop will not make one (a task
-        factory of the app's that raises), the connection cannot keep its
-        order promise: it is failed with 1011, not left busy for good, holding
-        every later event (its close too)."""
-        try:
-            self._shared.loop.create_task(coro)
-        except Exception as exc:
-            coro.close()
-            self._busy = False
-            log.error("could not start a task for a WebSocket from %s", self._peer(), exc_info=exc)
-            self._fail(CLOSE_INTERNAL_ERROR, "internal error")
+        """The task of an async episode: a plain asyncio Task if the loop's task
+        factory (the app's) refuses it (``fastws.eager.start_task``), so the
+        episode, a close's included, always runs to its end; never the
+        connection left busy for good, holding every later event."""
+        start_task(self._shared.loop, coro)
 
     def _drain_held(self):
         while self._held and not self._busy and not self._blocked:

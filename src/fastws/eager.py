@@ -14,9 +14,9 @@ user code that may do so (async middleware, async guards) goes through
 ``create_task`` as usual.
 
 Why not asyncio's own eager tasks (``eager_start``, Python 3.12+): they do not exist
-on 3.10 and 3.11, uvloop's ``create_task`` takes no such argument (only a task
-factory could ask for it, and the loop's factory is the user's), and they allocate a
-Task for every handshake, most of which never wait.
+on 3.10 and 3.11; uvloop's ``create_task`` takes ``eager_start`` only from 0.23, and
+honours it only on 3.13 (on 3.12 it is dropped); and they allocate a Task for every
+handshake, most of which never wait.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import collections.abc
 import logging
 from typing import Any, Coroutine, Generator
 
-__all__ = ["run_eagerly"]
+__all__ = ["run_eagerly", "start_task"]
 
 log = logging.getLogger("fastws")
 
@@ -40,23 +40,31 @@ def run_eagerly(loop: asyncio.AbstractEventLoop,
         waiting_on = coro.send(None)
     except StopIteration:
         return None
-    resumed = _Resumed(coro, waiting_on)
+    # The coroutine is suspended inside whatever it awaited, and that may have
+    # queued callbacks which expect it to go on: uvloop's
+    # connect_accepted_socket has queued connection_made, and closes its
+    # transport when interrupted, after which connection_made reads a freed
+    # handle (the crash of Python 3.13, where this coroutine, refused, was
+    # finalised at once). So it is never dropped.
+    return start_task(loop, _Resumed(coro, waiting_on))
+
+
+def start_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+    """``loop.create_task(coro)``; if the loop's task factory (the app's)
+    refuses, a plain asyncio Task: fastws's own coroutines (a handover, an
+    async handler's episode) must run to their end, whatever the factory
+    thinks of them. Said once in the log. Raises only if neither can be made
+    (the coroutine is then closed, after what is queued now has run)."""
     try:
-        return loop.create_task(resumed)
+        return loop.create_task(coro)
     except Exception as refused:
-        # The coroutine is suspended inside whatever it awaited, and that may
-        # have queued callbacks which expect it to go on: uvloop's
-        # connect_accepted_socket has queued connection_made, and closes its
-        # transport when interrupted, after which connection_made reads a freed
-        # handle (the crash of Python 3.13, where this coroutine, refused, was
-        # finalised at once). So it is never dropped: a plain asyncio Task
-        # finishes it when the loop's task factory (the app's) refuses.
         try:
-            task = asyncio.Task(resumed, loop=loop)
+            task = asyncio.Task(coro, loop=loop)
         except BaseException:
-            # Not even that (a closed loop): close it, but only after what is
-            # queued now has run.
-            loop.call_soon(coro.close)
+            try:
+                loop.call_soon(coro.close)
+            except RuntimeError:        # a closed loop: nothing queued will run anyway
+                coro.close()
             raise refused from None
         if not _told_refusal:
             _tell_refusal(refused)
@@ -99,8 +107,12 @@ class _Resumed(collections.abc.Coroutine):  # type: ignore[type-arg]
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         # A task cancelled before its first step throws into a coroutine that is
-        # suspended all the same: it decides, as it would in a task of its own.
-        self._waiting_on = _STARTED
+        # suspended all the same: it decides, as it would in a task of its own,
+        # where the cancel would also have cancelled the future it waits on.
+        waiting_on, self._waiting_on = self._waiting_on, _STARTED
+        if waiting_on is not _STARTED and asyncio.isfuture(waiting_on) and \
+                isinstance(val if val is not None else typ, asyncio.CancelledError):
+            waiting_on.cancel()
         if val is None and tb is None:
             return self._coro.throw(typ)
         return self._coro.throw(typ, val, tb)  # the 3-argument form, for callers that use it

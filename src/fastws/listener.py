@@ -451,13 +451,14 @@ class EarlyTransport:
             self._loop.call_soon(self._protocol.connection_lost,
                                  exc if isinstance(exc, OSError) else None)
         except BaseException:
-            # Cancelled (a loop shutting down cancels every task) or closed
-            # after connection_made: uvloop then closes the transport it made
-            # without ever calling connection_lost, and the protocol would
-            # hold a dead transport (and a descriptor number another
-            # connection may be given) for good.
-            if self._real is not None and not self._closing:
+            # Cancelled (a loop shutting down cancels every task) or closed:
+            # uvloop then closes the transport it made without ever calling
+            # connection_lost (nor connection_made, if that had not run yet),
+            # and the protocol would hold a dead transport, or none, and a
+            # descriptor number another connection may be given, for good.
+            if not self._closing:
                 self._closing = True
+                self._handing = False
                 try:
                     self._protocol.connection_lost(None)
                 except Exception:

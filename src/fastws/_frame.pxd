@@ -25,7 +25,7 @@ cdef class FrameParser:
     cdef readonly object error                # the ProtocolError that stopped us
     # permessage-deflate (RFC 7692): set when negotiated
     cdef object _inflater
-    cdef list _parts                          # the open message's inflated fragments so far
+    cdef object _parts                        # the open message's inflated bytes so far: None, bytes, or a bytearray once there are two pieces
     cdef uint32_t _utf8
     cdef readonly bint mask_required
     cdef unsigned char _hdr[14]

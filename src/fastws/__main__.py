@@ -104,7 +104,8 @@ WS_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--ws-max-room-name", "max_room_name", int, "characters (default 256)"),
     ("--ws-max-rooms-per-socket", "max_rooms_per_socket", int, "(default 64)"),
     ("--ws-drain-window", "drain_window", float, "seconds a shutdown spreads its closes over (default 1)"),
-    ("--ws-allowed-origins", "allowed_origins", _csv, "comma-separated Origin values (default any)"),
+    ("--ws-allowed-origins", "allowed_origins", _csv,
+     "comma-separated Origin values, or * for any (default: the request's own host only)"),
     ("--ws-subprotocols", "subprotocols", _csv, "comma-separated, in preference order"),
     ("--ws-compression", "compression", _bool, "permessage-deflate on (1) or off (0) (default off)"),
     ("--ws-json-events", "json_events", _bool, "route JSON {type: ...} messages to handlers (default 1)"),
@@ -160,12 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ssl-ca-certs", help="CA file to verify client certificates with")
     g = p.add_argument_group("behind a proxy")
     g.add_argument("--proxy-headers", action=argparse.BooleanOptionalAction, default=None,
-                   help="believe X-Forwarded-For/-Proto and Forwarded from --forwarded-allow-ips")
+                   help="believe the --forwarded-header family from --forwarded-allow-ips")
     g.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="comma-separated addresses or networks of trusted proxies, * for any "
                         "(default 127.0.0.1)")
+    g.add_argument("--forwarded-header", choices=["x-forwarded-for", "forwarded"],
+                   type=str.lower,
+                   help="which header names the client: x-forwarded-for (with "
+                        "X-Forwarded-Proto; the default) or forwarded (RFC 7239); the other "
+                        "is ignored")
     g.add_argument("--metrics-path", metavar="PATH",
                    help="serve Prometheus metrics at PATH, e.g. /metrics (needs prometheus_client)")
+    g.add_argument("--max-http-connections-per-ip", metavar="N", type=int,
+                   help="open HTTP (not WebSocket) connections one client address may hold; "
+                        "the first request of one more gets 429 (default no limit)")
+    g.add_argument("--max-request-memory", metavar="BYTES", type=int,
+                   help="bytes of HTTP request bodies all connections may hold at once; past "
+                        "it 503 (default 67108864, 64 MiB)")
     g.add_argument("--health-path", metavar="PATH",
                    help="answer GET PATH with 200 while serving, 503 while draining (default off)")
     g = p.add_argument_group("WebSocket limits (websocket(...) options; override the app's)")
@@ -317,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers, allow_split_rooms=args.allow_split_rooms, uds=args.uds,
                 fd=args.fd, reload=args.reload, reload_dirs=args.reload_dirs,
                 proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+                forwarded_header=args.forwarded_header,
+                **{k: v for k, v in (("max_request_memory", args.max_request_memory),
+                                     ("max_http_connections_per_ip",
+                                      args.max_http_connections_per_ip)) if v is not None},
                 access_log=args.access_log, health_path=args.health_path,
                 redact_query=args.redact_query)
     except ValueError as exc:

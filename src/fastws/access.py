@@ -39,10 +39,25 @@ def redact_query(query: str, names: frozenset[str] = REDACT) -> str:
     return "&".join(out)
 
 
+# What a client sends (its path, a method, an address a proxy passed on) is
+# written into the line with quotes, backslashes and anything not printable
+# escaped, as nginx does: a client must not be able to end a field or a line.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+def escape(text: str) -> str:
+    """``text`` safe to put between quotes on one log line."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(_ESCAPES.get(ord(ch), ch) if ch.isprintable() or ord(ch) in _ESCAPES
+                   else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def _client(remote: Any) -> str:
     if isinstance(remote, tuple) and remote:
-        return f"{remote[0]}:{remote[1]}" if len(remote) > 1 and remote[1] else str(remote[0])
-    return "-" if not remote else str(remote)
+        return escape(f"{remote[0]}:{remote[1]}" if len(remote) > 1 and remote[1] else str(remote[0]))
+    return "-" if not remote else escape(str(remote))
 
 
 class AccessLog:
@@ -60,8 +75,8 @@ class AccessLog:
         target, q = self._target(ctx.path, ctx.raw_query)
         ms = (time.monotonic() - started) * 1000
         client = _client(ctx.remote)
-        log.info('%s - "%s %s HTTP/%s" %d %.1fms', client, ctx.method, target, ctx.http_version,
-                 status, ms, extra={"client": client, "method": ctx.method, "path": ctx.path,
+        log.info('%s - "%s %s HTTP/%s" %d %.1fms', client, escape(ctx.method), escape(target),
+                 ctx.http_version, status, ms, extra={"client": client, "method": ctx.method, "path": ctx.path,
                                     "query": q, "status": status, "duration_ms": round(ms, 3),
                                     "kind": "http"})
 
@@ -70,7 +85,7 @@ class AccessLog:
         target, q = self._target(ctx.path, ctx.raw_query)
         ms = (time.monotonic() - started) * 1000
         client = _client(ctx.remote)
-        log.info('%s - "WebSocket %s" %d handshake %.1fms', client, target, status, ms,
+        log.info('%s - "WebSocket %s" %d handshake %.1fms', client, escape(target), status, ms,
                  extra={"client": client, "method": "GET", "path": ctx.path, "query": q,
                         "status": status, "duration_ms": round(ms, 3), "kind": "upgrade"})
 
@@ -83,7 +98,7 @@ class AccessLog:
         code = ws.close_code
         by = stats["closed_by"] or "nobody (connection lost)"
         log.info('%s - "WebSocket %s" closed %s by %s after %.1fs; in %d msg %d B, out %d msg %d B',
-                 client, target, code, by, stats["seconds"], stats["messages_in"],
+                 client, escape(target), code, by, stats["seconds"], stats["messages_in"],
                  stats["bytes_in"], stats["messages_out"], stats["bytes_out"],
                  extra={"client": client, "path": ctx.path if ctx is not None else None,
                         "query": q, "code": code, "closed_by": stats["closed_by"],

@@ -314,8 +314,9 @@ class App:
 
         Listens on ``host:port``, on the Unix socket ``uds``, or on the
         listening socket ``sock`` (e.g. one shared by worker processes).
-        ``server_options``: see ``Server`` (proxy_headers, forwarded_allow_ips,
-        access_log, health_path, redact_query).
+        ``server_options``: see ``Server`` (proxy_headers, forwarded_allow_ips, forwarded_header,
+        access_log, health_path, redact_query, max_request_memory,
+        max_http_connections_per_ip).
         """
         from fastws.server import Server
         server = Server(self, **server_options)
@@ -335,8 +336,9 @@ class App:
         ``fastws.workers``); it needs a backplane, or ``allow_split_rooms=True``
         for an app whose rooms may stay per process (or that has none).
         More ``options``: ``uds``, ``fd``, ``reload``, ``reload_dirs``,
-        ``proxy_headers``, ``forwarded_allow_ips``, ``access_log``,
-        ``health_path``, ``redact_query`` (see ``fastws.server.run``)."""
+        ``proxy_headers``, ``forwarded_allow_ips``, ``forwarded_header``, ``access_log``,
+        ``health_path``, ``redact_query``, ``max_request_memory``,
+        ``max_http_connections_per_ip`` (see ``fastws.server.run``)."""
         from fastws.server import run
         run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
             shutdown_timeout=shutdown_timeout, workers=workers,

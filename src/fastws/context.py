@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from http import HTTPStatus
 from typing import Any, Iterator, Mapping
@@ -164,8 +165,7 @@ class Response:
         """The response bytes for HTTP/1.1 (body left out for HEAD)."""
         lines = [f"HTTP/1.1 {self.status} {_phrase(self.status)}"]
         for k, v in self.headers.items():
-            if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
-                raise ValueError(f"header {k!r} contains a line break")
+            check_header(k, v)
             lines.append(f"{k}: {v}")
         if self.status >= 200 and self.status not in (204, 304):
             lines.append(f"Content-Length: {len(self.body)}")
@@ -182,6 +182,25 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+# RFC 9110 §5.1: a field name is a token. §5.5: a value must not hold CR, LF
+# or NUL; and this head is written in Latin-1, so nothing above U+00FF fits.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSENDABLE = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise ValueError, naming the header, if ``name: value`` cannot be sent
+    as an HTTP/1.1 header line as it is."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ValueError(f"header name {name!r} is not an HTTP token")
+    if not isinstance(value, str):
+        raise ValueError(f"header {name!r} has a {type(value).__name__} value, not a str")
+    bad = _UNSENDABLE.search(value)
+    if bad is not None:
+        raise ValueError(f"header {name!r} contains {bad.group()!r}, which HTTP cannot carry "
+                         f"(value {value!r})")
 
 
 def plain_response(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:

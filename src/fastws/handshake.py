@@ -7,8 +7,11 @@ import base64
 import binascii
 import hashlib
 from typing import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
-__all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol",
+from fastws.context import check_header
+
+__all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol", "same_origin",
            "response_101", "is_upgrade_request"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -128,7 +131,7 @@ def response_101(accept: str, subprotocol: str | None = None,
     ``Set-Cookie`` a middleware added; a mapping, or (name, value) pairs when a
     name repeats) after the handshake's own.
 
-    Raises ValueError for a header that contains a line break.
+    Raises ValueError for a header HTTP cannot carry (``check_header``).
     """
     lines = [
         "HTTP/1.1 101 Switching Protocols",
@@ -142,8 +145,34 @@ def response_101(accept: str, subprotocol: str | None = None,
         lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
     for name, value in pairs:
-        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-            raise ValueError(f"header {name!r} contains a line break")
+        check_header(name, value)
         if name.lower() not in _OURS:
             lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether a browser's ``Origin`` names the host (and port) the request was
+    sent to (its ``Host`` header): what a page on this site sends. ``null``,
+    another host, another port, or anything unreadable is not. A ``Host``
+    without a port matches an origin of that host on any port: a proxy may
+    pass the host alone (nginx's ``$host``) while the page was on 8443, and a
+    browser's cookies are not kept apart by port anyway."""
+    if not host:
+        return False
+    try:
+        o = urlsplit(origin.strip())
+        h = urlsplit("//" + host.strip())
+        o_port, h_port = o.port, h.port
+    except ValueError:
+        return False
+    if o.scheme not in _DEFAULT_PORTS or not o.hostname or not h.hostname:
+        return False
+    if o.hostname != h.hostname:        # urlsplit lower-cases both
+        return False
+    if o_port is None:
+        o_port = _DEFAULT_PORTS[o.scheme]
+    return h_port is None or o_port == h_port

@@ -104,8 +104,13 @@ class WebSocketOptions:
         not all reconnect in the same instant (default 1.0; 0 closes them all
         at once). The shutdown timeout counts from its start.
 
-    allowed_origins: if set, upgrade requests whose Origin header is not in it
-        get HTTP 403 (default None: any origin).
+    allowed_origins: which browser pages may open a socket. Default None: an
+        upgrade whose Origin header names another host than the request's Host
+        header (or ``null``) gets HTTP 403, so a page elsewhere cannot open a
+        socket with the user's cookies (cross-site WebSocket hijacking);
+        requests without Origin (not from a browser) are accepted. A list of
+        origins (``["https://chat.example"]``): only those, and requests without
+        Origin are refused too. ``"*"``: any origin, no check.
 
     subprotocols: subprotocols we speak, in order of preference (default none).
 
@@ -143,7 +148,7 @@ class WebSocketOptions:
     max_room_name: int = 256
     max_rooms_per_socket: int = 64
     drain_window: float = 1.0
-    allowed_origins: Sequence[str] | None = None
+    allowed_origins: Sequence[str] | str | None = None
     subprotocols: Sequence[str] = field(default_factory=tuple)
     compression: Any = None
     json_events: bool = True
@@ -207,10 +212,14 @@ class WebSocketOptions:
             raise ValueError(f"websocket(rate_limit_policy=...) must be 'close' or 'drop', "
                              f"got {self.rate_limit_policy!r}")
         if self.allowed_origins is not None:
-            if isinstance(self.allowed_origins, str) or not all(isinstance(o, str) for o in self.allowed_origins):
+            origins = self.allowed_origins
+            if origins == "*" or (not isinstance(origins, str) and list(origins) == ["*"]):
+                object.__setattr__(self, "allowed_origins", "*")
+            elif isinstance(origins, str) or not all(isinstance(o, str) for o in origins):
                 raise ValueError("websocket(allowed_origins=...) must be a list of origin strings "
-                                 "such as ['https://example.com']")
-            object.__setattr__(self, "allowed_origins", frozenset(self.allowed_origins))
+                                 "such as ['https://example.com'], or '*' for any origin")
+            else:
+                object.__setattr__(self, "allowed_origins", frozenset(origins))
         if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
             raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
         object.__setattr__(self, "subprotocols", tuple(self.subprotocols))

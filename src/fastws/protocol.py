@@ -25,7 +25,7 @@ from fastws.asgi import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.compression import negotiate
 from fastws.eager import run_eagerly
 from fastws.context import Context, Headers, HTTPError, Response, plain_response
-from fastws.handshake import (HandshakeError, is_upgrade_request, response_101,
+from fastws.handshake import (HandshakeError, is_upgrade_request, response_101, same_origin,
                               select_subprotocol, validate_upgrade)
 from fastws.listener import EarlyTransport
 from fastws.options import WebSocketOptions
@@ -65,6 +65,11 @@ class Site(Protocol):
 MAX_URL = 8192
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 16384
+# Every byte of a request that is not body (its head: request line, header
+# lines, their line ends; a chunk's size line; the trailer fields), counted as
+# it is fed to the parser: httptools reports a header or trailer field only
+# once its line ends, and grows a line that never ends by concatenation.
+MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8192
 MAX_BODY = 1 << 20
 # Stop reading from a client that pipelines faster than we answer.
 MAX_PIPELINED = 16
@@ -133,7 +138,8 @@ class HttpProtocol(asyncio.Protocol):
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
                  "_drained", "_discarded", "_last_rx", "_address", "_answered", "_asgi",
-                 "_raw_headers", "_peer", "_sockname", "_unsent")
+                 "_raw_headers", "_peer", "_sockname", "_unsent", "_head_bytes",
+                 "_held", "_http_address")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -173,11 +179,21 @@ class HttpProtocol(asyncio.Protocol):
         # call each) and kept for every request of a keep-alive connection.
         self._peer: Any = None
         self._sockname: Any = None
+        # Bytes fed to the parser since the current request (or chunk) began,
+        # less its body bytes: what MAX_HEAD_BYTES bounds.
+        self._head_bytes = 0
+        # Request-body bytes of this connection counted in the server's budget.
+        self._held = 0
+        # The client address this connection counts for in the server's HTTP
+        # connections per address (max_http_connections_per_ip), if it does.
+        self._http_address: Any = None
 
     # ------------------------------------------------------------------ transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         early = self.transport
+        # Set first: the server may close it at once (a shutdown has begun).
+        self.transport = transport  # type: ignore[assignment]
         if isinstance(early, EarlyTransport):
             # The real transport after the handover: it takes over what the
             # early one was asked meanwhile; we are registered already.
@@ -188,7 +204,6 @@ class HttpProtocol(asyncio.Protocol):
             # what came with the client's Finished (usually the request) in a
             # callback of its own, which waits for the loop's ready queue.
             self.hub.flusher.press_soon()
-        self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
@@ -197,6 +212,10 @@ class HttpProtocol(asyncio.Protocol):
             if self.server.access is not None:
                 self.server.access.closed(self.ws)
         self.server._connection_lost(self)
+        self._release_bodies()
+        if self._http_address is not None:
+            self.server._http_connection_closed(self._http_address)
+            self._http_address = None
         if self._address is not None:
             self.hub.limits.closed(self._address)
             self._address = None
@@ -255,7 +274,11 @@ class HttpProtocol(asyncio.Protocol):
             self._early += data
             return
         try:
-            self._parser.feed_data(data)
+            if len(data) <= MAX_HEAD_BYTES - self._head_bytes:
+                self._head_bytes += len(data)       # the usual case: all of it at once
+                self._parser.feed_data(data)
+            else:
+                self._feed_within_budget(data)
         except httptools.HttpParserUpgrade as upgrade:
             # The request before the offset is complete and queued; what
             # follows belongs to whatever protocol it switches to.
@@ -268,11 +291,34 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 log.exception("error while parsing a request", exc_info=cause)
                 self._reject(500, "Internal Server Error")
+        except _Reject as rejected:
+            self._reject(rejected.status, rejected.reason)
+            return
         except httptools.HttpParserError as err:
             self._reject(400, f"Bad Request: {err}")
             return
         if self._requests and self._task is None:
             self._start_processing()
+
+    def _feed_within_budget(self, data: bytes) -> None:
+        """Feed ``data`` in pieces no longer than what the current head may still
+        take: a head (or chunk line, or trailer) that reaches MAX_HEAD_BYTES
+        unfinished is refused (431) then and there, whatever its lines look
+        like. Body bytes give their room back as they are parsed (on_body)."""
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            room = MAX_HEAD_BYTES - self._head_bytes
+            if room <= 0:
+                raise _Reject(431, "Request Header Fields Too Large")
+            piece = view[offset:offset + room]
+            self._head_bytes += len(piece)
+            start, offset = offset, offset + len(piece)
+            try:
+                self._parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:
+                # Its offset counted from the start of data, not of the piece.
+                raise httptools.HttpParserUpgrade(start + upgrade.args[0]) from None
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -305,6 +351,11 @@ class HttpProtocol(asyncio.Protocol):
         # body to send, and when nothing is queued ahead of it, so
         # responses stay in order.
         h = self._headers
+        codings = h.getall("transfer-encoding")
+        if codings and [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]:
+            # llhttp reads "identity, chunked" as chunked; a proxy may not.
+            # Only plain chunked is understood here (the limits guide).
+            raise _Reject(400, "Bad Request: unsupported transfer coding")
         if (h.get("expect", "").lower() == "100-continue"
                 and (h.get("content-length", "0") != "0" or "transfer-encoding" in h)
                 and not self._requests
@@ -312,14 +363,43 @@ class HttpProtocol(asyncio.Protocol):
                 and self._parser.get_http_version() == "1.1"):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_chunk_complete(self) -> None:
+        # Each chunk's size line is counted on its own: a body of many small
+        # chunks is no head too large. What follows the last one (trailers)
+        # starts afresh, and is bounded as a head is.
+        self._head_bytes = 0
+
     def on_body(self, body: bytes) -> None:
-        self._body_size += len(body)
+        n = len(body)
+        # Body bytes were counted when fed: not head. Never below 0 (a count
+        # reset within a piece, by a request ending there, could take it there).
+        self._head_bytes = max(0, self._head_bytes - n)
+        self._body_size += n
         if self._body_size > MAX_BODY:
             raise _Reject(413, "Content Too Large")
+        server = self.server
+        if server.bodies_held + n > server.max_request_memory:
+            # Many connections each holding a large body (or a pipeline of
+            # them) could otherwise fill memory; per connection MAX_BODY is
+            # not a bound on the whole server.
+            log.warning("refusing a request body from %s: the server holds %d bytes of request "
+                        "bodies (max_request_memory %d)", self._peer, server.bodies_held,
+                        server.max_request_memory)
+            raise _Reject(503, "Service Unavailable: too many request bodies in memory")
+        server.bodies_held += n
+        self._held += n
         self._body.append(body)
+
+    def _release_bodies(self, n: int | None = None) -> None:
+        """Give back ``n`` bytes (all, by default) of the server's body budget."""
+        n = self._held if n is None else min(n, self._held)
+        if n:
+            self._held -= n
+            self.server.bodies_held -= n
 
     def on_message_complete(self) -> None:
         self._in_request = False
+        self._head_bytes = 0        # whatever follows is the next request's
         p = self._parser
         self._requests.append(Request(
             p.get_method().decode("ascii"), self._url.decode("latin-1"),
@@ -438,15 +518,30 @@ class HttpProtocol(asyncio.Protocol):
                 pass        # not a TCP socket, or gone: the transport's count is all we have
         return unsent
 
-    def _write_response(self, response: Response | Denial, keep_alive: bool, head: bool = False) -> None:
+    def _write_response(self, response: Response | Denial, keep_alive: bool,
+                        head: bool = False) -> int:
+        """Write ``response``; the status that went out. A header HTTP cannot
+        carry (a line break, a NUL, a character outside Latin-1, typically a
+        value built from user input) makes it a 500 that closes the connection,
+        with a log line naming the header, never an exception that leaves the
+        connection hanging without an answer."""
         self._answered = True
         t = self.transport
         if t is None:
-            return
+            return response.status
+        try:
+            data = response.encode(keep_alive, head)
+        except ValueError as exc:
+            log.error("could not send a %d response to %s: %s; answering 500 instead",
+                      response.status, self._peer, exc)
+            response = plain_response(500, "Internal Server Error")
+            keep_alive = False
+            data = response.encode(False, head)
         self._since = time.monotonic()
-        t.write(response.encode(keep_alive, head))
+        t.write(data)
         if not keep_alive:
             self._linger()
+        return response.status
 
     def _linger(self) -> None:
         """The answer that ends this connection is on its way. Closing now would
@@ -461,6 +556,8 @@ class HttpProtocol(asyncio.Protocol):
         self._since = self._last_rx = time.monotonic()
         if self._requests:
             self._requests.clear()
+        self._body = []
+        self._release_bodies()      # nothing queued here will be answered
         self._early = None
         if t.can_write_eof():
             t.write_eof()
@@ -497,8 +594,11 @@ class HttpProtocol(asyncio.Protocol):
                 if len(self._requests) < MAX_PIPELINED // 2 and self._early is None \
                         and not self._write_paused:
                     self._resume()
-                if not await self._handle(req):
-                    return
+                try:
+                    if not await self._handle(req):
+                        return
+                finally:
+                    self._release_bodies(len(req.body))
             if self._early is None and not self._write_paused:
                 self._resume()
         finally:
@@ -550,6 +650,21 @@ class HttpProtocol(asyncio.Protocol):
                       is_websocket=wants_ws and "WS" in found)
         ctx.scheme = scheme or server.scheme
         started = time.monotonic()
+        if server.max_http_connections_per_ip is not None and self._http_address is None \
+                and not wants_ws and isinstance(peer, tuple) and peer:
+            # Plain HTTP connections per client address (WebSockets have their
+            # own limit, max_connections_per_ip): counted from a connection's
+            # first request, when the client is known (behind a proxy too).
+            if not server._http_connection_opened(peer[0]):
+                status = self._write_response(plain_response(
+                    429, "Too Many Requests: too many connections from this address",
+                    {"Retry-After": "1"}), keep_alive=False)
+                counts = self.hub.requests
+                counts[status] = counts.get(status, 0) + 1
+                if server.access is not None:
+                    server.access.request(ctx, status, started)
+                return False
+            self._http_address = peer[0]
         if not found:
             mount = site.mount_for(path)
             if mount is not None:
@@ -594,14 +709,16 @@ class HttpProtocol(asyncio.Protocol):
             return False
         # After any upgrade request the HTTP parser is spent: close.
         keep_alive = req.keep_alive and not req.upgrade and not server.closing
-        self._write_response(response, keep_alive, head)
+        status = self._write_response(response, keep_alive, head)
+        if status != response.status:
+            keep_alive = False          # it became a 500 that closes the connection
         counts = self.hub.upgrades if ctx.is_websocket else self.hub.requests
-        counts[response.status] = counts.get(response.status, 0) + 1
+        counts[status] = counts.get(status, 0) + 1
         if access is not None:
             if ctx.is_websocket:
-                access.upgrade(ctx, response.status, started)
+                access.upgrade(ctx, status, started)
             else:
-                access.request(ctx, response.status, started)
+                access.request(ctx, status, started)
         return keep_alive
 
     def _upgrade_endpoint(self, req: Request, target: Any):
@@ -642,10 +759,18 @@ class HttpProtocol(asyncio.Protocol):
                          ctx.remote[0], refusal[0])
                 return HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
         allowed = self.site.ws_options.allowed_origins if self.site.ws_options else None
-        if allowed is not None and req.headers.get("origin") not in allowed:
-            log.info("refused WebSocket upgrade to %s from origin %r", ctx.path,
-                     req.headers.get("origin"))
-            return HTTPError(403, "Origin not allowed")
+        if allowed != "*":
+            origin = req.headers.get("origin")
+            if allowed is None:
+                # By default a browser page on another site may not open a
+                # socket here with the user's cookies (cross-site hijacking).
+                refused = origin is not None and not same_origin(origin, req.headers.get("host"))
+            else:
+                refused = origin not in allowed
+            if refused:
+                log.info("refused WebSocket upgrade to %s from origin %r (host %r)", ctx.path,
+                         origin, req.headers.get("host"))
+                return HTTPError(403, "Origin not allowed")
         if self._full():
             return HTTPError(503, "Too many connections")
         if self.server.closing:

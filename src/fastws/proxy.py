@@ -1,14 +1,24 @@
 """Proxy headers: who the client is when fastws sits behind a load balancer.
 
-With ``proxy_headers`` on, ``X-Forwarded-For`` / ``X-Forwarded-Proto`` and the
-RFC 7239 ``Forwarded`` header are believed only when the connection comes from
-an address in ``forwarded_allow_ips`` (default ``127.0.0.1``; ``*`` trusts
-every peer, CIDR networks are allowed, ``unix`` trusts peers on a Unix socket). The client is then the rightmost
-address of the chain that is not itself a trusted proxy: a client can put
-anything at the left of the header, but each trusted hop appends the address
-it saw, so the first untrusted address from the right is the last one that a
-proxy of ours vouched for. Headers from an untrusted peer are ignored.
-``Forwarded`` wins over ``X-Forwarded-*`` when both are present.
+With ``proxy_headers`` on, one header family is believed, the one the operator
+names (``forwarded_header``): ``X-Forwarded-For`` with ``X-Forwarded-Proto``
+(the default, what nginx and most load balancers write) or the RFC 7239
+``Forwarded`` header. The other family is ignored: a client's own ``Forwarded``
+passed through by a proxy that writes ``X-Forwarded-For`` must not name the
+client. Headers are believed only when the connection comes from an address in
+``forwarded_allow_ips`` (default ``127.0.0.1``; ``*`` trusts every peer, CIDR
+networks are allowed, ``unix`` trusts peers on a Unix socket). The client is then
+the rightmost address of the chain that is not itself a trusted proxy: a client
+can put anything at the left of the header, but each trusted hop appends the
+address it saw, so the first untrusted address from the right is the last one
+that a proxy of ours vouched for. Headers from an untrusted peer are ignored.
+
+Every address is checked to be one (IPv4, or IPv6 with or without brackets, a
+port or a zone) and written in one canonical form, so ``2001:DB8::1`` and
+``2001:db8:0::1`` are one client for per-address limits, and nothing but an
+address reaches a log line. A header whose chosen entry is not an address (an
+RFC 7239 obfuscated name, ``unknown``, or anything else) is ignored as a whole
+(the peer is the client) and counted in ``ProxyTrust.invalid``.
 """
 
 from __future__ import annotations
@@ -16,24 +26,44 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable
 
-__all__ = ["ProxyTrust"]
+__all__ = ["ProxyTrust", "canonical_address", "HEADER_FAMILIES"]
+
+#: What ``forwarded_header`` may name.
+HEADER_FAMILIES = ("x-forwarded-for", "forwarded")
 
 
-def _strip_port(value: str) -> str:
-    """``"[2001:db8::1]:4711"`` -> ``"2001:db8::1"``, ``"192.0.2.1:80"`` -> ``"192.0.2.1"``."""
-    value = value.strip().strip('"')
+def canonical_address(value: str) -> str | None:
+    """The address in ``value`` (a header's entry: ``"192.0.2.1:80"``,
+    ``[2001:db8::1]:4711``, ``fe80::1%eth0``, quoted or not) in canonical form,
+    or None when it is not an IP address."""
+    value = value.strip().strip('"').strip()
     if value.startswith("["):
         end = value.find("]")
-        return value[1:end] if end > 0 else value
-    if value.count(":") == 1:
-        return value.split(":", 1)[0]
-    return value
+        rest = value[end + 1:]
+        if end < 0 or (rest and not rest.startswith(":")):
+            return None
+        value = value[1:end]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]          # IPv4 with a port
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 class ProxyTrust:
     """Which peers may tell us who the client is, and the resolution itself."""
 
-    def __init__(self, allow: str | Iterable[str] = "127.0.0.1") -> None:
+    def __init__(self, allow: str | Iterable[str] = "127.0.0.1",
+                 header: str = "x-forwarded-for") -> None:
+        header = header.strip().lower()
+        if header not in HEADER_FAMILIES:
+            raise ValueError(f"forwarded_header: {header!r} is not one of "
+                             f"{', '.join(HEADER_FAMILIES)}")
+        self.header = header
+        #: Headers from a trusted peer ignored because the entry they named was
+        #: not an address.
+        self.invalid = 0
         items = [a.strip() for a in (allow.split(",") if isinstance(allow, str) else allow)]
         items = [a for a in items if a]
         self.everyone = "*" in items
@@ -75,38 +105,39 @@ class ProxyTrust:
         elif not (self.everyone or "unix" in self.allow):
             # A Unix socket (the peer has no address): trusted when the list says "unix".
             return peer, None
-        forwarded = headers.getall("forwarded") if hasattr(headers, "getall") else []
-        if forwarded:
-            hops = []           # (for, proto) per element, left to right
-            for header in forwarded:
+        chain: list[tuple[str | None, str | None]]     # (address or None, proto), left to right
+        if self.header == "forwarded":
+            chain = []
+            for header in headers.getall("forwarded"):
                 for element in header.split(","):
                     pairs = {}
                     for pair in element.split(";"):
                         key, sep, value = pair.partition("=")
                         if sep:
                             pairs[key.strip().lower()] = value.strip().strip('"')
-                    hops.append((pairs.get("for"), pairs.get("proto")))
-            chain = [(_strip_port(f) if f else "unknown", p) for f, p in hops]
+                    chain.append((canonical_address(pairs.get("for") or ""),
+                                  (pairs.get("proto") or "").lower() or None))
         else:
-            xff = headers.getall("x-forwarded-for") if hasattr(headers, "getall") else []
-            if not xff:
+            addrs = [a for h in headers.getall("x-forwarded-for") for a in h.split(",") if a.strip()]
+            if not addrs:
                 return peer, None
-            addrs = [a.strip() for h in xff for a in h.split(",") if a.strip()]
             protos = [p.strip().lower() for h in headers.getall("x-forwarded-proto")
                       for p in h.split(",") if p.strip()]
-            if len(protos) == len(addrs):
-                chain = list(zip(addrs, protos))
-            else:
-                edge = protos[0] if protos else None
-                chain = [(a, edge) for a in addrs]
-            chain = [(_strip_port(a), p) for a, p in chain]
+            edge = protos[0] if protos else None
+            chain = [(canonical_address(a), protos[i] if len(protos) == len(addrs) else edge)
+                     for i, a in enumerate(addrs)]
         if not chain:
             return peer, None
         client, proto = chain[0]
         for host, p in reversed(chain):
             client, proto = host, p
-            if not self.trusted(host):
+            if host is None or not self.trusted(host):
                 break
+        if client is None:
+            # The entry that would name the client is no address: believe none
+            # of it (the peer, our proxy, is the client) and count it.
+            self.invalid += 1
+            return peer, None
         if proto not in ("http", "https", "ws", "wss"):
             proto = None
         return (client, 0), proto

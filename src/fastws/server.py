@@ -28,6 +28,9 @@ from fastws.options import WebSocketOptions
 from fastws.access import AccessLog
 from fastws.protocol import HttpProtocol, Site
 from fastws.proxy import ProxyTrust
+
+#: Default bytes of HTTP request bodies all connections may hold at once.
+MAX_REQUEST_MEMORY = 64 << 20
 import fastws.workers as _workers
 
 if TYPE_CHECKING:
@@ -93,22 +96,47 @@ class Server:
     """
 
     def __init__(self, site: Site, *, proxy_headers: bool = False,
-                 forwarded_allow_ips: str | list[str] | None = None, access_log: bool = False,
+                 forwarded_allow_ips: str | list[str] | None = None,
+                 forwarded_header: str | None = None, access_log: bool = False,
                  health_path: str | None = None,
-                 redact_query: Iterable[str] | None = None) -> None:
-        """``proxy_headers``: believe X-Forwarded-For/-Proto and Forwarded from
+                 redact_query: Iterable[str] | None = None,
+                 max_request_memory: int = MAX_REQUEST_MEMORY,
+                 max_http_connections_per_ip: int | None = None) -> None:
+        """``proxy_headers``: believe the ``forwarded_header`` family
+        ("x-forwarded-for", the default, with X-Forwarded-Proto; or
+        "forwarded", RFC 7239; default $FASTWS_FORWARDED_HEADER) from
         ``forwarded_allow_ips`` (default $FASTWS_FORWARDED_ALLOW_IPS or
         127.0.0.1; see fastws.proxy). ``access_log``: a line per HTTP request,
         per upgrade and per WebSocket close on the ``fastws.access`` logger,
         query values named in ``redact_query`` masked (default
         ``access.REDACT``). ``health_path``: answer GET there with 200 while
-        serving, 503 while draining."""
+        serving, 503 while draining. ``max_request_memory``: bytes of HTTP
+        request bodies all connections together may hold at once (default 64
+        MiB; each body is also capped at 1 MiB); past it a request is answered
+        503 and its connection closed. ``max_http_connections_per_ip``: open
+        HTTP (not WebSocket) connections one client address may hold (default
+        None: no limit); the first request of one more is answered 429 and
+        the connection closed."""
+        if max_http_connections_per_ip is not None and (
+                not isinstance(max_http_connections_per_ip, int) or max_http_connections_per_ip < 1):
+            raise ValueError(f"max_http_connections_per_ip must be None or an int >= 1, "
+                             f"got {max_http_connections_per_ip!r}")
+        self.max_http_connections_per_ip = max_http_connections_per_ip
+        self._http_per_address: dict[Any, int] = {}
+        if not isinstance(max_request_memory, int) or max_request_memory < 1 << 20:
+            raise ValueError(f"max_request_memory must be an int of at least 1 MiB (1048576), "
+                             f"got {max_request_memory!r}")
+        self.max_request_memory = max_request_memory
+        #: Request-body bytes held by all connections now.
+        self.bodies_held = 0
         self.site = site
         self.options: WebSocketOptions = site.ws_options or WebSocketOptions()
         self.hub: Hub | None = None
         self.closing = False
-        self.proxy = ProxyTrust(forwarded_allow_ips or os.environ.get(
-            "FASTWS_FORWARDED_ALLOW_IPS", "127.0.0.1")) if proxy_headers else None
+        self.proxy = ProxyTrust(
+            forwarded_allow_ips or os.environ.get("FASTWS_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            forwarded_header or os.environ.get("FASTWS_FORWARDED_HEADER", "x-forwarded-for"),
+        ) if proxy_headers else None
         self.access = AccessLog(redact_query) if access_log else None
         if health_path is not None and not health_path.startswith("/"):
             raise ValueError(f"health_path must start with '/', got {health_path!r}")
@@ -219,6 +247,24 @@ class Server:
             proto.transport.close()
             return
         self._connections.add(proto)
+
+    def _http_connection_opened(self, address: Any) -> bool:
+        """Count one more HTTP connection from ``address``; False (and not
+        counted) when it already holds ``max_http_connections_per_ip``."""
+        n = self._http_per_address.get(address, 0)
+        if n >= (self.max_http_connections_per_ip or 0):
+            log.info("refused an HTTP connection from %s: %d open (max_http_connections_per_ip)",
+                     address, n)
+            return False
+        self._http_per_address[address] = n + 1
+        return True
+
+    def _http_connection_closed(self, address: Any) -> None:
+        n = self._http_per_address.get(address, 0) - 1
+        if n > 0:
+            self._http_per_address[address] = n
+        else:
+            self._http_per_address.pop(address, None)
 
     def _connection_lost(self, proto: HttpProtocol) -> None:
         self._connections.discard(proto)
@@ -351,7 +397,8 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
     so it is refused unless ``allow_split_rooms``. ``reload``: one worker,
     replaced whenever a file under ``reload_dirs`` (default: the current
     directory) changes (needs watchfiles). ``server_options`` go to ``Server``
-    (proxy_headers, forwarded_allow_ips, access_log, health_path, redact_query).
+    (proxy_headers, forwarded_allow_ips, forwarded_header, access_log, health_path,
+    redact_query, max_request_memory, max_http_connections_per_ip).
     """
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO,

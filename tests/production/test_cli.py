@@ -166,8 +166,14 @@ def test_proxy_headers_from_trusted_and_untrusted_peers(tmp_path):
     chain = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7", "X-Forwarded-Proto": "https"}
     with Node(tmp_path / "trusted.log", {}, app=APP, extra=("--proxy-headers",)) as node:
         assert json.loads(http(node, "/whoami", chain)[1]) == {"client": "198.51.100.7", "scheme": "https"}
+        # One family is believed: under the default, a client's Forwarded is not.
+        with ws_connect(node.url("/ws"), additional_headers={"Forwarded": "for=203.0.113.5;proto=https"}) as ws:
+            assert ws.recv() == "127.0.0.1 http"
+    extra = ("--proxy-headers", "--forwarded-header", "forwarded")
+    with Node(tmp_path / "forwarded.log", {}, app=APP, extra=extra) as node:
         with ws_connect(node.url("/ws"), additional_headers={"Forwarded": "for=203.0.113.5;proto=https"}) as ws:
             assert ws.recv() == "203.0.113.5 https"
+        assert json.loads(http(node, "/whoami", chain)[1]) == {"client": "127.0.0.1", "scheme": "http"}
     # a per-address cap counts the real clients, not the proxy
     extra = ("--proxy-headers", "--ws-max-connections-per-ip", "1")
     with Node(tmp_path / "caps.log", {}, app=APP, extra=extra) as node:

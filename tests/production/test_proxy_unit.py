@@ -38,13 +38,45 @@ def test_all_hops_trusted_gives_the_leftmost():
 
 
 def test_rfc7239_forwarded_with_ports_ipv6_and_proto():
-    trust = ProxyTrust(["127.0.0.1", "10.1.1.1"])
+    trust = ProxyTrust(["127.0.0.1", "10.1.1.1"], header="forwarded")
     h = headers(("forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, '
                               'for=10.1.1.1;proto=http'))
     assert trust.resolve(("127.0.0.1", 9), h) == (("2001:db8:cafe::17", 0), "https")
-    # Forwarded wins over X-Forwarded-For
+    # Only the family asked for: X-Forwarded-For is ignored here...
     h.add("x-forwarded-for", "9.9.9.9")
     assert trust.resolve(("127.0.0.1", 9), h)[0] == ("2001:db8:cafe::17", 0)
+
+
+def test_only_the_chosen_family_names_the_client():
+    # ...and Forwarded is ignored under the default: nginx writes X-Forwarded-For
+    # and passes a client's own Forwarded through.
+    trust = ProxyTrust("127.0.0.1")
+    h = headers(("forwarded", "for=6.6.6.6;proto=https"), ("x-forwarded-for", "10.9.9.9"))
+    assert trust.resolve(("127.0.0.1", 9), h) == (("10.9.9.9", 0), None)
+    only_forwarded = headers(("forwarded", "for=6.6.6.6"))
+    assert trust.resolve(("127.0.0.1", 9), only_forwarded) == (("127.0.0.1", 9), None)
+    with pytest.raises(ValueError, match="forwarded_header"):
+        ProxyTrust("127.0.0.1", header="x-real-ip")
+
+
+@pytest.mark.parametrize("spelling", ["2001:db8::1", "2001:DB8::1", "2001:db8:0::1",
+                                      "[2001:db8::1]", "[2001:db8:0:0::1]:443", '"[2001:db8::1]"'])
+def test_one_address_has_one_spelling(spelling):
+    trust = ProxyTrust("127.0.0.1")
+    assert trust.resolve(("127.0.0.1", 9), headers(("x-forwarded-for", spelling)))[0] == \
+        ("2001:db8::1", 0)
+
+
+@pytest.mark.parametrize("bad", ['1.1.1.1" - "GET /admin', "unknown", "_hidden", "evil.example",
+                                 "1.1.1.1.1", "[2001:db8::1", ""])
+def test_an_entry_that_is_no_address_is_ignored_and_counted(bad):
+    trust = ProxyTrust("127.0.0.1")
+    h = headers(("x-forwarded-for", f"{bad}"))
+    assert trust.resolve(("127.0.0.1", 9), h) == (("127.0.0.1", 9), None)
+    forwarded = ProxyTrust("127.0.0.1", header="forwarded")
+    h = headers(("forwarded", f'for="{bad}";proto=https'))
+    assert forwarded.resolve(("127.0.0.1", 9), h) == (("127.0.0.1", 9), None)
+    assert trust.invalid + forwarded.invalid >= 1
 
 
 def test_a_trusted_peer_with_no_header_is_itself():

@@ -51,6 +51,11 @@ CASES = {
                                          body=b"0\r\n\r\n" + SMUGGLED), 400),
     "unknown-transfer-coding": Case(post("Transfer-Encoding: xchunked",
                                          body=b"0\r\n\r\n" + SMUGGLED), 400),
+    # llhttp takes these as chunked; a proxy in front may take them otherwise
+    "identity-then-chunked": Case(post("Transfer-Encoding: identity, chunked",
+                                       body=b"0\r\n\r\n" + SMUGGLED), 400),
+    "gzip-then-chunked": Case(post("Transfer-Encoding: gzip, chunked",
+                                   body=b"0\r\n\r\n" + SMUGGLED), 400),
     "space-before-colon-te": Case(post("Transfer-Encoding : chunked",
                                        body=b"0\r\n\r\n" + SMUGGLED), 400),
     "content-length-negative": Case(post("Content-Length: -1", body=SMUGGLED), 400),

@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
 
 LAYERS = [
     # leaves: import nothing of fastws, or only other leaves
-    "_version", "_constants", "options", "events", "routing", "handshake", "context", "compression", "_counters",
+    "_version", "_constants", "options", "events", "routing", "context", "handshake", "compression", "_counters",
     "eager", "errors", "proxy", "access", "asgi",
     # the codec and the connection, sans-I/O
     "_frame", "_payload", "_connection",

@@ -656,14 +656,9 @@ class HttpProtocol(asyncio.Protocol):
             # own limit, max_connections_per_ip): counted from a connection's
             # first request, when the client is known (behind a proxy too).
             if not server._http_connection_opened(peer[0]):
-                status = self._write_response(plain_response(
+                return self._answer(ctx, plain_response(
                     429, "Too Many Requests: too many connections from this address",
-                    {"Retry-After": "1"}), keep_alive=False)
-                counts = self.hub.requests
-                counts[status] = counts.get(status, 0) + 1
-                if server.access is not None:
-                    server.access.request(ctx, status, started)
-                return False
+                    {"Retry-After": "1"}), False, False, started)
             self._http_address = peer[0]
         if not found:
             mount = site.mount_for(path)
@@ -709,11 +704,18 @@ class HttpProtocol(asyncio.Protocol):
             return False
         # After any upgrade request the HTTP parser is spent: close.
         keep_alive = req.keep_alive and not req.upgrade and not server.closing
+        return self._answer(ctx, response, keep_alive, head, started)
+
+    def _answer(self, ctx: Context, response: Response, keep_alive: bool, head: bool,
+                started: float) -> bool:
+        """Write a route's response, count it and log its access line; whether
+        the connection stays open."""
         status = self._write_response(response, keep_alive, head)
         if status != response.status:
             keep_alive = False          # it became a 500 that closes the connection
         counts = self.hub.upgrades if ctx.is_websocket else self.hub.requests
         counts[status] = counts.get(status, 0) + 1
+        access = self.server.access
         if access is not None:
             if ctx.is_websocket:
                 access.upgrade(ctx, status, started)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, quote
 
@@ -54,7 +55,9 @@ def escape(text: str) -> str:
                    else f"\\u{ord(ch):04x}" for ch in text)
 
 
-def _client(remote: Any) -> str:
+def client_text(remote: Any) -> str:
+    """The client address as log lines show it: ``host:port``, a Unix socket's
+    name, or ``-`` when unknown (escaped, as it may come from a proxy header)."""
     if isinstance(remote, tuple) and remote:
         return escape(f"{remote[0]}:{remote[1]}" if len(remote) > 1 and remote[1] else str(remote[0]))
     return "-" if not remote else escape(str(remote))
@@ -74,7 +77,7 @@ class AccessLog:
         """An HTTP request answered with ``status``."""
         target, q = self._target(ctx.path, ctx.raw_query)
         ms = (time.monotonic() - started) * 1000
-        client = _client(ctx.remote)
+        client = client_text(ctx.remote)
         log.info('%s - "%s %s HTTP/%s" %d %.1fms', client, escape(ctx.method), escape(target),
                  ctx.http_version, status, ms, extra={"client": client, "method": ctx.method, "path": ctx.path,
                                     "query": q, "status": status, "duration_ms": round(ms, 3),
@@ -84,7 +87,7 @@ class AccessLog:
         """An upgrade request answered: 101, or the refusal's status."""
         target, q = self._target(ctx.path, ctx.raw_query)
         ms = (time.monotonic() - started) * 1000
-        client = _client(ctx.remote)
+        client = client_text(ctx.remote)
         log.info('%s - "WebSocket %s" %d handshake %.1fms', client, escape(target), status, ms,
                  extra={"client": client, "method": "GET", "path": ctx.path, "query": q,
                         "status": status, "duration_ms": round(ms, 3), "kind": "upgrade"})
@@ -94,7 +97,7 @@ class AccessLog:
         ctx = ws.ctx
         stats = ws.stats
         target, q = self._target(ctx.path, ctx.raw_query) if ctx is not None else ("-", "")
-        client = _client(ctx.remote if ctx is not None else ws.remote_address)
+        client = client_text(ctx.remote if ctx is not None else ws.remote_address)
         code = ws.close_code
         by = stats["closed_by"] or "nobody (connection lost)"
         log.info('%s - "WebSocket %s" closed %s by %s after %.1fs; in %d msg %d B, out %d msg %d B',
@@ -113,10 +116,18 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and every
-    ``extra`` field of the record (``--log-format json``)."""
+    ``extra`` field of the record (``--log-format json``).
+
+    ``time`` is RFC 3339 in UTC with milliseconds, ``2026-12-06T22:55:09.123+00:00``:
+    lines from hosts in different zones sort and join as written, and two lines
+    of one connection within a second keep their order. The ``+00:00`` form
+    (not ``Z``) is what ``datetime.fromisoformat`` reads on every Python fastws
+    supports.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        out: dict[str, Any] = {"time": stamp,
                                "level": record.levelname, "logger": record.name,
                                "message": record.getMessage()}
         for key, value in vars(record).items():

@@ -265,7 +265,13 @@ class RedisRelay:
             links.append(pub)
             sub = await Link.open(self.url, timeout, on_push=self._on_push, on_lost=self._link_lost)
             links.append(sub)
-            await asyncio.wait_for(asyncio.gather(cmd.command("PING"), pub.command("PING")), timeout)
+            try:
+                await asyncio.wait_for(asyncio.gather(cmd.command("PING"), pub.command("PING")),
+                                       timeout)
+            except RedisError as exc:
+                # The first command on a URL without a password, when Redis
+                # wants one (NOAUTH): named like every other connect error.
+                raise RedisError(f"{self.url.safe}: {exc}") from None
         except BaseException:
             for link in links:
                 link.on_lost = None

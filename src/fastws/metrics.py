@@ -44,7 +44,7 @@ _SERIES = [
 ]
 _LABELLED = [
     ("upgrades", "Upgrade requests answered, by HTTP status (101: accepted).", "status"),
-    ("http_requests", "HTTP requests answered, by status.", "status"),
+    ("http_requests", "HTTP requests answered, by status (health probes included).", "status"),
     ("closes", "WebSocket connections closed, by close code.", "code"),
 ]
 

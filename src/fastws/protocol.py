@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from fastws._websocket import kernel_unsent
+from fastws.access import client_text, escape
 from fastws.asgi import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.compression import negotiate
 from fastws.eager import run_eagerly
@@ -627,14 +628,7 @@ class HttpProtocol(asyncio.Protocol):
             return False
         server = self.server
         if path == server.health_path and req.method in ("GET", "HEAD"):
-            # Load balancers: 200 while serving, 503 once draining, so they stop
-            # sending new clients to a node on its way out.
-            draining = server.closing
-            self._write_response(plain_response(503 if draining else 200,
-                                                "draining" if draining else "ok"),
-                                 keep_alive=req.keep_alive and not draining,
-                                 head=req.method == "HEAD")
-            return req.keep_alive and not draining
+            return self._health(req, path, query)
         found = site.resolve(path)
         # "Upgrade: websocket" marks a handshake attempt even when httptools
         # did not switch (no "Connection: upgrade"): that is a bad handshake
@@ -706,6 +700,33 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = req.keep_alive and not req.upgrade and not server.closing
         return self._answer(ctx, response, keep_alive, head, started)
 
+    def _health(self, req: Request, path: str, query: str) -> bool:
+        """Answer the health path: 200 while serving, 503 once draining, so load
+        balancers stop sending new clients to a node on its way out. Counted and
+        logged like any request: an operator who sees probes in neither the
+        access log nor the request counter cannot tell a balancer that stopped
+        probing from one that is probing a node it cannot reach."""
+        started = time.monotonic()
+        server = self.server
+        draining = server.closing
+        keep_alive = req.keep_alive and not draining
+        status = self._write_response(plain_response(503 if draining else 200,
+                                                     "draining" if draining else "ok"),
+                                      keep_alive=keep_alive, head=req.method == "HEAD")
+        counts = self.hub.requests
+        counts[status] = counts.get(status, 0) + 1
+        if server.access is not None:
+            # A Context only for the access line (the real client behind a
+            # trusted proxy): no route, middleware or user code runs here.
+            peer = self._peer
+            if peer is None and self.transport is not None:
+                peer = self._peer = self.transport.get_extra_info("peername")
+            if server.proxy is not None:
+                peer = server.proxy.resolve(peer, req.headers)[0]
+            ctx = Context(self.site, req.method, path, query, req.headers, req.version, b"", peer)
+            server.access.request(ctx, status, started)
+        return keep_alive
+
     def _answer(self, ctx: Context, response: Response, keep_alive: bool, head: bool,
                 started: float) -> bool:
         """Write a route's response, count it and log its access line; whether
@@ -737,12 +758,18 @@ class HttpProtocol(asyncio.Protocol):
             if refusal is not None:
                 raise refusal
             if guard is not None:
-                verdict = guard(ctx)
-                if inspect.isawaitable(verdict):
-                    verdict = await verdict
+                try:
+                    verdict = guard(ctx)
+                    if inspect.isawaitable(verdict):
+                        verdict = await verdict
+                except HTTPError as err:
+                    _guard_refused(ctx, err.status, err.message)
+                    raise
                 if verdict is False:
+                    _guard_refused(ctx, 403, "the guard returned False")
                     raise HTTPError(403, "Forbidden")
                 if isinstance(verdict, Response):
+                    _guard_refused(ctx, verdict.status, "the guard returned a response")
                     return verdict
             proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
                                        options.subprotocols)
@@ -940,6 +967,17 @@ class HttpProtocol(asyncio.Protocol):
         if self.ws is None and self._task is None and not self._in_request and \
                 self.transport is not None and not self._requests:
             self.transport.close()
+
+
+def _guard_refused(ctx: Context, status: int, reason: str) -> None:
+    """Log a guard's refusal as the server's own refusals are logged, so an
+    operator sees why a client could not connect. The path only, never the
+    query: tokens travel there. The reason is the app's own text (what the
+    client is answered), escaped onto one line."""
+    client = client_text(ctx.remote)
+    log.info("refused WebSocket upgrade to %s from %s: guard answered %d, %s", escape(ctx.path),
+             client, status, escape(str(reason)),
+             extra={"client": client, "path": ctx.path, "status": status})
 
 
 def _validate(req: Request) -> str:

@@ -143,15 +143,21 @@ class Link(asyncio.Protocol):
     async def _open(self, loop: asyncio.AbstractEventLoop, url: RedisURL) -> None:
         await loop.create_connection(lambda: self, url.host, url.port, ssl=url.ssl_context(),
                                      server_hostname=url.host if url.tls else None)
-        if url.password is not None:
-            args = ("AUTH", url.username, url.password) if url.username else ("AUTH", url.password)
-            try:
-                await self.command(*args)
-            except RedisError as exc:
-                # Redis's own message (WRONGPASS, NOAUTH) never contains the password.
-                raise RedisError(f"{url.safe} refused the credentials: {exc}") from None
-        if url.db:
-            await self.command("SELECT", url.db)
+        try:
+            if url.password is not None:
+                args = ("AUTH", url.username, url.password) if url.username else ("AUTH", url.password)
+                try:
+                    await self.command(*args)
+                except RedisError as exc:
+                    # Redis's own message (WRONGPASS, NOAUTH) never contains the password.
+                    raise RedisError(f"refused the credentials: {exc}") from None
+            if url.db:
+                await self.command("SELECT", url.db)
+        except RedisError as exc:
+            # Name the server (password masked) as the connect errors do: with
+            # several backplanes or environments, "ERR DB index is out of range"
+            # alone does not say which URL to fix.
+            raise RedisError(f"{url.safe}: {exc}") from None
 
     # ------------------------------------------------------------------ commands
 

@@ -2,9 +2,10 @@
 
 These run in the default set and need neither mkdocs nor a build of the site:
 they read mkdocs.yml, the Markdown pages, the options, the command's parser and
-the stubs, and render the benchmark page's generated sections with the hook
-that the build uses (docs/hooks/charts.py). `mkdocs build --strict` in
-.ci/run checks the rest: links, anchors to the API, docstrings griffe reads.
+the stubs, and render the benchmark page's generated sections, the home page's
+headline and README.md's "How fast" with the hook that the build uses
+(docs/hooks/charts.py). `mkdocs build --strict` in .ci/run checks the rest:
+links, anchors to the API, docstrings griffe reads.
 """
 
 from __future__ import annotations
@@ -122,6 +123,14 @@ def stub_docs(path: Path, class_name: str) -> dict[str, str]:
     return out
 
 
+_TYPED_FIGURE = re.compile(r"\d[\d,.]* ?(?:µs|KiB|msg/s)")
+
+
+def typed_figures(text: str) -> list[str]:
+    """Benchmark figures written into ``text`` by hand (``2.06 µs``, ``4 KiB``)."""
+    return _TYPED_FIGURE.findall(text)
+
+
 def load_hook() -> Any:
     """docs/hooks/charts.py, as mkdocs loads it: from its file."""
     spec = importlib.util.spec_from_file_location("_fastws_docs_charts", DOCS / "hooks" / "charts.py")
@@ -224,6 +233,49 @@ def test_the_benchmark_page_renders_from_the_committed_results():
         hook.render_page("<!-- bench:no-such-section -->\n", ROOT)
 
 
+def test_the_home_page_quotes_the_peer_comparison_of_the_benchmark_page():
+    hook = load_hook()
+    page = (DOCS / hook.INDEX).read_text()
+    assert hook.PLACEHOLDER.findall(page) == list(hook.INDEX_SECTIONS)
+    # Typed figures are what drifted from the results; the hook writes them all.
+    assert typed_figures(page) == [], f"{hook.INDEX} quotes figures by hand"
+    text, charts = hook.render_page(page, ROOT, hook.INDEX_SECTIONS, hook.INDEX)
+    assert not hook.PLACEHOLDER.search(text) and charts == {}
+    headline = hook.headline(ROOT)
+    assert headline.result.rel == hook.newest(ROOT, "compare", hook._is_peer_comparison).rel
+    assert headline.index in text and f"({headline.result.when:%Y-%m-%d})" in text
+    assert typed_figures(headline.index), "the home page quotes fastws's figures"
+    # The benchmark page shows the same run.
+    bench_page, _ = hook.render_page((DOCS / hook.PAGE).read_text(), ROOT)
+    assert f"- Data: `{headline.result.rel}`" in bench_page
+
+
+def test_readme_quotes_the_newest_peer_comparison():
+    hook = load_hook()
+    readme = (ROOT / "README.md").read_text()
+    assert hook.readme_stale(readme, ROOT) == [], \
+        f"README.md quotes other figures than the newest results: run {hook.README_COMMAND}"
+    headline = hook.headline(ROOT)
+    assert headline.table in readme and f"`{headline.result.rel}`" in readme
+
+
+def test_the_readme_check_can_fail():
+    hook = load_hook()
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in hook.headline(ROOT).table.splitlines()
+               if line.startswith("| **fastws"))
+    # One digit of fastws's last figure, changed: the drift the check is for.
+    changed = re.sub(r"\d(?=\*\* \|$)", lambda m: str((int(m.group()) + 1) % 10), row)
+    assert changed != row and row in readme
+    assert hook.readme_stale(readme.replace(row, changed), ROOT) == ["how-fast"]
+    assert hook.rewrite_readme(readme.replace(row, changed), ROOT) == readme
+    with pytest.raises(ValueError, match="lacks the generated block"):
+        hook.rewrite_readme(readme.replace("<!-- /readme:how-fast -->", ""), ROOT)
+    with pytest.raises(ValueError, match="unknown block"):
+        hook.rewrite_readme(
+            readme + "<!-- readme:no-such-block -->\n<!-- /readme:no-such-block -->\n", ROOT)
+
+
 def test_the_checks_can_fail():
     # Guards against checks that would pass on anything.
     assert missing_names(["max_message_size", "no_such_option"], "`max_message_size`") == \
@@ -232,3 +284,6 @@ def test_the_checks_can_fail():
         ["a.md", "b/c.md"]
     assert runtime_doc(type("T", (), {"__doc__": "T.f(self, x) -> bool\n\nSend x."})) == "Send x."
     assert runtime_doc(type("T", (), {"__doc__": "ctx: object"})) is None
+    assert typed_figures("spent 2.06 µs, 1,036 µs p99, about 4 KiB, 639,678 msg/s") == \
+        ["2.06 µs", "1,036 µs", "4 KiB", "639,678 msg/s"]
+    assert typed_figures("<!-- bench:headline -->\n[Benchmarks](benchmarks.md)") == []

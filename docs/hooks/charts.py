@@ -14,18 +14,27 @@ that the page and the script print the same tables, and of ``bench/cluster.py``,
 ``upgrades.py``, ``abtest.py`` and ``instructions.py``, which all save through
 ``compare.save_results``.
 
+The home page (``docs/index.md``) and README.md's "How fast" quote the same
+peer comparison as the benchmark page, through ``headline``: the home page
+through its ``<!-- bench:headline -->`` placeholder, README.md, which GitHub
+shows as it is, through blocks between ``<!-- readme:NAME -->`` and
+``<!-- /readme:NAME -->`` lines that ``python docs/hooks/charts.py --readme``
+rewrites (and tests/test_docs.py compares).
+
 Only the standard library is imported at module level: tests/test_docs.py
 renders every section from the committed results without mkdocs installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
 import re
 import shlex
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -747,21 +756,311 @@ SECTIONS: dict[str, Callable[[Path], Section]] = {
 }
 
 
-def render_page(markdown: str, root: Path) -> tuple[str, dict[str, str]]:
-    """``markdown`` with every placeholder replaced; and every chart made,
-    by file name. An unknown placeholder is an error, not a blank."""
+def render_page(markdown: str, root: Path,
+                sections: dict[str, Callable[[Path], Section]] | None = None,
+                page: str = PAGE) -> tuple[str, dict[str, str]]:
+    """``markdown`` (the page ``page``) with every placeholder replaced from
+    ``sections`` (the benchmark page's by default); and every chart made, by
+    file name. An unknown placeholder is an error, not a blank."""
+    sections = SECTIONS if sections is None else sections
     charts: dict[str, str] = {}
 
     def replace(m: re.Match) -> str:
         name = m.group(1)
-        if name not in SECTIONS:
-            raise ValueError(f"{PAGE}: unknown placeholder <!-- bench:{name} --> "
-                             f"(known: {', '.join(SECTIONS)})")
-        section = SECTIONS[name](root)
+        if name not in sections:
+            raise ValueError(f"{page}: unknown placeholder <!-- bench:{name} --> "
+                             f"(known: {', '.join(sections)})")
+        section = sections[name](root)
         charts.update(section.charts)
         return section.markdown
 
     return PLACEHOLDER.sub(replace, markdown), charts
+
+
+# ---------------------------------------------------------------- README.md and the home page
+
+#: The home page: its headline figures are a placeholder, like the benchmark page's sections.
+INDEX = "index.md"
+#: A generated block of README.md: a ``<!-- readme:NAME ... -->`` line, the
+#: block, and a ``<!-- /readme:NAME -->`` line.
+README_BLOCK = re.compile(
+    r"^(<!-- readme:([a-z-]+)(?=\s)[^\n]*-->)\n(.*?)^(<!-- /readme:\2 -->)$", re.M | re.S)
+README_COMMAND = "python docs/hooks/charts.py --readme"
+#: What a row stands for, where compare.py's label says only what the server is.
+_ROLES = {"floor": "the floor"}
+
+
+@dataclass
+class Headline:
+    """The peer comparison's figures as README.md's "How fast" and the home page
+    quote them, all from one result file."""
+
+    result: Result
+    #: README: how, when and on what the run was made, and what its modes mean.
+    lead: str
+    #: README: one row per server.
+    table: str
+    #: README: fastws against the peers not built on uWebSockets, and losses.
+    verdict: str
+    #: README: the chart compare.py saved next to its JSON ("" if none).
+    chart: str
+    #: docs/index.md: the sentences of the headline placeholder.
+    index: str
+
+
+def _wrap(text: str) -> str:
+    # Not at hyphens: a date or a file name split across lines reads badly.
+    return textwrap.fill(text, 88, break_on_hyphens=False, break_long_words=False)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _times_short(v: float) -> str:
+    """A ratio in the prose: two significant digits (1.6, 3.5, 27, 34)."""
+    return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+
+def _row_name(name: str, e: dict) -> str:
+    """``websockets 17.4 (uvloop)``: compare.py's label and version, without the
+    version's aside (Node's own version) that the table has no room for."""
+    base, _, aside = e["label"].partition(" (")
+    version = e.get("version", "")
+    version = "" if version.startswith("(") else version.partition(" (")[0]
+    aside = _ROLES.get(name) or aside.rstrip(")")
+    return f"{base} {version}".strip() + (f" ({aside})" if aside else "")
+
+
+class _Run:
+    """One peer comparison's summary figures, as the prose and the table need them."""
+
+    def __init__(self, r: Result, cmp: Any) -> None:
+        self.r, self.cmp, self.data, self.plan = r, cmp, r.data, r.data["plan"]
+        self.ok = {n: e for n, e in self.data["servers"].items() if e.get("status") == "ok"}
+        self.rooms = self.plan["table_rooms"]
+        self.groups = [m for m in (cmp.ROOMS_MODE, cmp.CHAT_MODE) if m in self.plan["modes"]]
+        self.figs = {}
+        for name, e in self.ok.items():
+            self.figs[name] = cmp.metrics(e, self.rooms)
+            for mode in self.groups:
+                self.figs[name][mode] = cmp.group_metrics(e, mode)["cpu"]
+        # The servers the prose sets fastws against as a group: those that
+        # echoed (the floor is no WebSocket server) and are not built on
+        # uWebSockets, whose servers the prose names apart.
+        self.peers = [n for n, e in self.ok.items() if n != "fastws"
+                      and "uWebSockets" not in e["label"] and self.figs[n]["echo_cpu"] is not None]
+        if not self.peers:
+            raise ValueError(f"{r.rel}: no peer besides fastws and uWebSockets echoed")
+        self.peer_names = _and([self.ok[n]["label"].partition(" (")[0] for n in self.peers])
+
+    def need(self, name: str, key: str) -> float:
+        """A figure the prose quotes; its absence is an error that names it."""
+        v = self.figs.get(name, {}).get(key)
+        if v is None:
+            raise ValueError(f"{self.r.rel}: no {key} figure for {name}, which README.md "
+                             f"and {INDEX} quote")
+        return v
+
+    def ratios(self, keys: list[str]) -> list[float]:
+        """How many times better fastws is than each peer, figure by figure."""
+        out = []
+        for n in self.peers:
+            for key in keys:
+                a, b = self.figs["fastws"].get(key), self.figs[n].get(key)
+                if a and b:
+                    out.append(a / b if key in self.cmp.HIGHER_IS_BETTER else b / a)
+        if not out:
+            raise ValueError(f"{self.r.rel}: fastws and its peers share none of {keys}")
+        return out
+
+    def columns(self) -> list[tuple[str, str, int]]:
+        """README's table: (heading, figure, digits) for the modes the run measured."""
+        modes, out = self.plan["modes"], []
+        if "echo" in modes:
+            out += [("echo msg/s", "echo_msg_s", 0), ("echo CPU µs/msg", "echo_cpu", 2),
+                    ("echo p99 µs", "echo_p99", 0)]
+        if "fanout" in modes:
+            out += [(f"fan-out to {room:,}" + (": CPU µs/msg" if i == 0 else ""),
+                     f"fan{room}_cpu", 2) for i, room in enumerate(self.rooms)]
+        out += [(f"{mode}: CPU µs/msg", mode, 2) for mode in self.groups]
+        if "idle" in modes:
+            n = self.plan["idle_conns"]
+            out.append((f"idle KiB/conn ({n // 1000}k)" if n % 1000 == 0 else
+                        f"idle KiB/conn ({n:,})", "idle_kib", 1))
+        return out
+
+    def table(self) -> str:
+        """README's table: a row per server, fastws's in bold."""
+        columns = self.columns()
+        lines = [f"| server | {' | '.join(c[0] for c in columns)} |",
+                 "| --- |" + " --- |" * len(columns)]
+        for name, e in self.ok.items():
+            cells = [_row_name(name, e)] + [self.cmp._num(self.figs[name][key], digits)
+                                            for _, key, digits in columns]
+            if name == "fastws":
+                cells = [f"**{c}**" for c in cells]
+            lines.append(f"| {' | '.join(cells)} |")
+        return "\n".join(lines)
+
+    def verdict(self) -> str:
+        """README's paragraph under the table: fastws against the group, and losses."""
+        every = self.ratios([key for _, key, _ in self.columns()])
+        lo, hi = _times_short(min(every)), _times_short(max(every))
+        if min(every) > 1:
+            text = f"fastws is ahead of {self.peer_names} on every figure of the table, " \
+                   f"by {lo}× to {hi}×."
+        else:
+            text = f"Against {self.peer_names}, fastws is {lo}× to {hi}× as good per " \
+                   "figure of the table (below 1× it is behind)."
+        lost = {}
+        for name, e in self.ok.items():
+            runs = list(e.get("fanout", {}).values())
+            runs += [e[k] for k in map(self.cmp.result_key, self.cmp.GROUP_MODES)
+                     if isinstance(e.get(k), dict)]
+            count = sum(f.get("lost", 0) for f in runs if "error" not in f)
+            if count:
+                lost[e["label"]] = count
+        if lost:
+            return text + " Messages lost: " + "; ".join(f"{k} {v:,}" for k, v in lost.items()) \
+                + "."
+        return text + " No server lost a message."
+
+    def lead(self) -> str:
+        """README's paragraph over the table: how, when, on what, and the modes."""
+        cmp, plan, data = self.cmp, self.plan, self.data
+        machine = data.get("machine") or {}
+        on_what = [f"{machine['cpus']} cores"] if machine.get("cpus") else []
+        if machine.get("python"):
+            on_what.append(f"Python {machine['python']}")
+        if machine.get("tcp_congestion_control"):
+            on_what.append(f"TCP congestion control {machine['tcp_congestion_control']}")
+        took = f", {data['elapsed_s']:.0f} s" if isinstance(data.get("elapsed_s"), (int, float)) \
+            else ""
+        where = ("Server on one core, a C epoll load generator on the other"
+                 if machine.get("pinned")
+                 else "Server and a C epoll load generator on one machine, not pinned to cores")
+        text = (f"{where}, every server measured in the same run (`{compare_command(cmp, data)}`, "
+                f"{self.r.when:%Y-%m-%d %H:%M}, {', '.join(on_what) or 'machine not recorded'}"
+                f"{took}; data in `{self.r.rel}`, method and details in "
+                "[bench/README.md](bench/README.md)). Server CPU time per delivered message is "
+                "the figure that stays stable on a shared machine.")
+        if cmp.ROOMS_MODE in self.groups:
+            text += (f" \"Rooms\" is {plan['room_count']:,} rooms of {plan['room_members']} "
+                     "with a publisher each")
+            if cmp.CHAT_MODE in self.groups:
+                orjson = cmp.group_metrics(self.ok["fastws"], cmp.CHAT_ORJSON_MODE)["cpu"]
+                extra = (f"; fastws with `orjson` costs {cmp._num(orjson)} µs there"
+                         if orjson is not None else "")
+                text += ("; \"chat\" is the same rooms with the seed's chat handler (JSON in, "
+                         f"a dict broadcast out, stdlib `json`{extra})")
+            text += "."
+        return text
+
+    def index(self) -> str:
+        """The home page's sentences: echo and the first fan-out, and idle memory."""
+        num, room = self.cmp._num, self.rooms[0]
+        fan = f"fan{room}_cpu"
+        two = self.ratios(["echo_cpu", fan])
+        cpus = (self.data.get("machine") or {}).get("cpus")
+        text = (f"{f'On a {cpus}-core machine' if cpus else 'On one machine'}, with every "
+                f"server measured in the same run ({self.r.when:%Y-%m-%d}), a fastws process "
+                f"spent {num(self.need('fastws', 'echo_cpu'))} µs of CPU per echoed message and "
+                f"{num(self.need('fastws', fan))} µs per delivered message in a fan-out to "
+                f"{room:,} receivers. {self.peer_names} spent {_times_short(min(two))} to "
+                f"{_times_short(max(two))} times "
+                f"{'as much' if min(two) > 1 else 'what fastws spent'}, depending on the "
+                "server and the figure.")
+        if "bun" in self.ok:
+            text += (f" {self.ok['bun']['label']} spent {num(self.need('bun', 'echo_cpu'))} "
+                     f"and {num(self.need('bun', fan))} µs.")
+        return text + (f" An idle connection cost fastws about "
+                       f"{self.need('fastws', 'idle_kib'):.0f} KiB of memory.")
+
+
+def headline(root: Path) -> Headline:
+    """README's "How fast" figures and the home page's, from the peer comparison
+    that the benchmark page's first section shows (the newest one). A figure
+    they quote that the run lacks is an error that names it, not a gap."""
+    r = newest(root, "compare", _is_peer_comparison)
+    if r is None:
+        raise ValueError("no peer comparison in bench/results/: run python bench/compare.py")
+    run = _Run(r, compare_module(root))
+    png = r.path.with_suffix(".png")
+    chart = (f"![Fan-out cost against room size]({png.relative_to(root).as_posix()})"
+             if png.is_file() else "")
+    return Headline(r, _wrap(run.lead()), run.table(), _wrap(run.verdict()), chart,
+                    _wrap(run.index()))
+
+
+INDEX_SECTIONS: dict[str, Callable[[Path], Section]] = {
+    "headline": lambda root: Section(headline(root).index),
+}
+
+
+def readme_blocks(root: Path) -> dict[str, str]:
+    """README.md's generated blocks, by name, from the newest results."""
+    h = headline(root)
+    return {"how-fast": f"{h.lead}\n\n{h.table}\n\n{h.verdict}", "how-fast-chart": h.chart}
+
+
+def rewrite_readme(text: str, root: Path) -> str:
+    """``text`` (README.md) with every generated block made anew; a block it
+    lacks or does not know is an error, so a lost marker cannot pass unseen."""
+    blocks = readme_blocks(root)
+    seen = []
+
+    def replace(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in blocks:
+            raise ValueError(f"README.md: unknown block <!-- readme:{name} --> "
+                             f"(known: {', '.join(blocks)})")
+        seen.append(name)
+        body = blocks[name]
+        return f"{m.group(1)}\n{body}\n{m.group(4)}" if body else f"{m.group(1)}\n{m.group(4)}"
+
+    out = README_BLOCK.sub(replace, text)
+    missing = [name for name in blocks if name not in seen]
+    if missing:
+        raise ValueError(f"README.md lacks the generated block(s) {', '.join(missing)}: "
+                         "a <!-- readme:NAME --> line and a <!-- /readme:NAME --> line each")
+    return out
+
+
+def readme_stale(text: str, root: Path) -> list[str]:
+    """The generated blocks of ``text`` (README.md) that differ from what
+    ``rewrite_readme`` would write, by name; [] when it is current."""
+    fresh = {m.group(2): m.group(3) for m in README_BLOCK.finditer(rewrite_readme(text, root))}
+    return [m.group(2) for m in README_BLOCK.finditer(text) if m.group(3) != fresh[m.group(2)]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python docs/hooks/charts.py --readme``: rewrite README.md's generated
+    blocks from the newest results (``--check``: only say whether they are)."""
+    parser = argparse.ArgumentParser(
+        prog="python docs/hooks/charts.py",
+        description="README.md's benchmark figures, from the newest results in bench/results/.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--readme", action="store_true", help="rewrite README.md's generated blocks")
+    what.add_argument("--check", action="store_true",
+                      help="exit 1 if they differ from what --readme would write")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[2]
+    path = root / "README.md"
+    text = path.read_text(encoding="utf-8")
+    if args.check:
+        stale = readme_stale(text, root)
+        if stale:
+            print(f"README.md: out of date: {', '.join(stale)}; run {README_COMMAND}")
+            return 1
+        print("README.md: current")
+        return 0
+    new = rewrite_readme(text, root)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    print(f"README.md: {'rewritten' if new != text else 'already current'}, from "
+          f"{headline(root).result.rel}")
+    return 0
 
 
 # ---------------------------------------------------------------- mkdocs events
@@ -797,7 +1096,19 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """The benchmark page with its sections filled in."""
+    """The benchmark page with its sections filled in, and the home page with
+    its headline figures."""
     if page.file.src_uri == PAGE and "page" in _state:
         return _state["page"]
+    if page.file.src_uri == INDEX:
+        from mkdocs.exceptions import PluginError
+        try:
+            return render_page(markdown, _state["root"], INDEX_SECTIONS, INDEX)[0]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PluginError(f"docs/hooks/charts.py: cannot render {INDEX}: "
+                              f"{type(exc).__name__}: {exc}") from exc
     return markdown
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,7 @@ http://localhost:3000/process.
 import json
 import logging
 
-from fastws import create_app, error_handler, websocket
+from fastws import HTTPError, create_app, error_handler, websocket
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,17 @@ def process_message(data) -> dict:
     return {"action": request["action"], "result": ACTIONS[request["action"]](values)}
 
 
-# The same processing over HTTP: what it raises becomes a JSON 500 (the
-# traceback goes to the log, never to the client).
+# The same processing over HTTP. Input it cannot process is the client's
+# mistake: a 400 with the same JSON as the WebSocket gets, and a warning in
+# the log. Anything else it raises is ours: error_handler() makes it a JSON
+# 500, and the traceback goes to the log, never to the client.
 @app.post("/process")
 async def process(ctx):
-    return ctx.json(process_message(await ctx.body()))
+    try:
+        return ctx.json(process_message(await ctx.body()))
+    except ValueError as error:
+        log.warning("POST /process: bad input: %s", error)
+        raise HTTPError(400, "Failed to process message") from None
 
 
 @app.ws("/robust")
@@ -65,7 +71,10 @@ def robust(ws):
 
     @ws.on("error")
     def on_error(error):
-        log.error("WebSocket connection error: %s", error)
+        # A message it cannot process is the client's mistake, worth a
+        # warning; anything else a handler raises is a bug of ours.
+        level = logging.WARNING if isinstance(error, ValueError) else logging.ERROR
+        log.log(level, "WebSocket connection error: %s", error)
         ws.send({"error": "Failed to process message"})
 
 

@@ -17,7 +17,7 @@ from fastws._frame import ProtocolError
 from fastws.app import App, create_app
 from fastws.context import Context, Headers, HTTPError, Response
 from fastws.cluster import BackplaneOptions, Cluster, backplane
-from fastws.errors import BackplaneError, BroadcastTooLargeError, RoomLimitError
+from fastws.errors import BackplaneError, BindError, BroadcastTooLargeError, RoomLimitError
 from fastws.options import WebSocketOptions
 from fastws.server import Server
 from fastws.websocket import WebSocket
@@ -27,7 +27,7 @@ from fastws.plugins import error_handler, websocket  # noqa: E402
 from fastws.metrics import metrics  # noqa: E402  (the function, not the module, as for websocket)
 
 __all__ = [
-    "App", "BackplaneError", "BackplaneOptions", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
+    "App", "BackplaneError", "BackplaneOptions", "BindError", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
     "ReadyState", "Response", "RoomLimitError", "Server", "WebSocket", "WebSocketOptions", "create_app",
     "backplane", "error_handler", "metrics", "websocket", "__version__",
 ]

@@ -2,7 +2,7 @@
 
 Names follow uvicorn's where uvicorn has the setting. Every flag can also come
 from the environment as ``FASTWS_`` + the flag's name in capitals with ``_``
-for ``-`` (``--ws-max-size`` is ``FASTWS_WS_MAX_SIZE``; switches take 1/0,
+for ``-`` (``--ws-max-message-size`` is ``FASTWS_WS_MAX_MESSAGE_SIZE``; switches take 1/0,
 true/false); a flag on the command line wins. A bad value, from either, is an
 error naming the flag (or variable) and exit status 2.
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import inspect
 import json
 import logging
 import logging.config
 import os
 import sys
+import traceback
 from typing import Any, Callable
 
 __all__ = ["main", "load_app", "build_parser"]
@@ -26,23 +28,116 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 def load_app(spec: str, factory: bool = False):
     """Import ``module:attribute`` (attribute defaults to ``app``); with
-    ``factory``, call it to get the app."""
+    ``factory``, call it to get the app. What cannot be served stops the
+    command with a short message that says what was found and what to write
+    (SystemExit, status 1), not an importlib traceback."""
+    import fastws.app
     module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        dotted = module_name.removesuffix(".py").strip("/").replace("/", ".").replace(os.sep, ".")
+        dotted = dotted.lstrip(".")
+        raise SystemExit(f"fastws: {spec!r} is a file path; name the module and its app "
+                         f"instead: fastws {dotted}:{attr} (run from the directory that "
+                         f"holds {module_name.split('/')[0]})")
+    fastws.app.cli_importing = f"{module_name}:{attr}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or module_name.startswith(f"{exc.name}."):
-            raise SystemExit(f"fastws: cannot import {module_name!r}: {exc}") from None
-        raise
+            raise SystemExit(f"fastws: cannot import {module_name!r}: {exc} (the command looks "
+                             f"in the current directory, {os.getcwd()}, and the installed "
+                             "packages; a module in a package is dotted: examples.chat:app)") from None
+        raise SystemExit(_import_failure(spec, exc)) from None
+    except Exception as exc:
+        raise SystemExit(_import_failure(spec, exc)) from None
+    finally:
+        fastws.app.cli_importing = None
     try:
-        obj = getattr(module, attr or "app")
+        obj = getattr(module, attr)
     except AttributeError:
-        raise SystemExit(f"fastws: module {module_name!r} has no attribute {attr or 'app'!r}") from None
+        apps = [name for name, value in vars(module).items() if isinstance(value, fastws.app.App)]
+        found = (f"; it has {'an App' if len(apps) == 1 else 'Apps'} named "
+                 f"{', '.join(apps)}: fastws {module_name}:{apps[0]}") if apps else ""
+        raise SystemExit(f"fastws: module {module_name!r} has no attribute {attr!r}{found}") from None
     if factory:
-        if not callable(obj):
-            raise SystemExit(f"fastws: --factory: {spec} is not callable")
-        obj = obj()
+        if not callable(obj) or isinstance(obj, fastws.app.App):
+            raise SystemExit(f"fastws: --factory: {module_name}:{attr} is "
+                             f"{_what(obj)}, not a function that returns the app; "
+                             "drop --factory")
+        fastws.app.cli_importing = f"{module_name}:{attr}"
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise SystemExit(_import_failure(f"{module_name}:{attr}()", exc)) from None
+        finally:
+            fastws.app.cli_importing = None
+        if not isinstance(obj, fastws.app.App):
+            raise SystemExit(f"fastws: --factory: {module_name}:{attr}() returned {_what(obj)}, "
+                             "not a fastws App (create_app())")
+        return obj
+    if not isinstance(obj, fastws.app.App):
+        raise SystemExit(f"fastws: {module_name}:{attr} is {_what(obj)}, not a fastws App"
+                         f"{_suggestion(module_name, attr, obj)}")
     return obj
+
+
+def _what(obj: Any) -> str:
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return f"a function ({obj.__qualname__})"
+    if inspect.ismodule(obj):
+        return f"a module ({obj.__name__})"
+    if inspect.isclass(obj):
+        return f"a class ({obj.__qualname__})"
+    return f"{type(obj).__module__}.{type(obj).__qualname__}" if obj is not None else "None"
+
+
+def _suggestion(module_name: str, attr: str, obj: Any) -> str:
+    if inspect.ismodule(obj):
+        return f"; to serve the app in it: fastws {obj.__name__}:app"
+    if callable(obj) and not inspect.isclass(obj) and (
+            inspect.isfunction(obj) or inspect.ismethod(obj)):
+        try:
+            takes_none = not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                                 for p in inspect.signature(obj).parameters.values())
+        except (TypeError, ValueError):
+            takes_none = False
+        if takes_none:
+            return f"; if it returns the app, add --factory: fastws {module_name}:{attr} --factory"
+    if type(obj).__module__.split(".")[0] in ("fastapi", "starlette") or (
+            callable(obj) and not inspect.isfunction(obj) and hasattr(obj, "router")):
+        return ("; to serve an ASGI app, mount it on a fastws app: "
+                f"app = create_app(); app.mount('/', {attr}) (see the FastAPI guide)")
+    return ": build one with create_app()"
+
+
+def _import_failure(spec: str, exc: BaseException) -> str:
+    """What importing the app's module raised, told briefly: where the app's
+    own code went wrong and the message, without importlib's frames (and
+    without fastws's, when fastws refused a call: the message is the point)."""
+    if isinstance(exc, SyntaxError):
+        text = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+        return f"fastws: cannot load {spec}:\n{text}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = os.path.dirname(os.path.abspath(__file__))
+
+    def ours(frame: traceback.FrameSummary) -> bool:
+        name = os.path.abspath(frame.filename)
+        return name.startswith(package + os.sep) or "importlib" in frame.filename \
+            or frame.filename.startswith("<frozen ")
+
+    user = [f for f in frames if not ours(f)]
+    if not user:
+        return f"fastws: cannot load {spec}: {type(exc).__name__}: {exc}"
+    if ours(frames[-1]):
+        # fastws refused a call the module made: its message names the fix.
+        at = user[-1]
+        line = f"\n    {at.line}" if at.line else ""
+        return (f"fastws: cannot load {spec}: {os.path.relpath(at.filename)}, line "
+                f"{at.lineno}:{line}\n{type(exc).__name__}: {exc}")
+    shown = "".join(traceback.format_list(user))
+    text = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+    return f"fastws: cannot load {spec}; importing it raised:\n{shown}{text}"
 
 
 # ---------------------------------------------------------------- value parsers
@@ -84,11 +179,13 @@ def _bool(text: str) -> bool:
     raise ValueError("want 1/0, true/false, yes/no or on/off")
 
 
-#: --ws-* flags: (flag, WebSocketOptions field, parser, help). uvicorn's three first.
+#: --ws-* flags: (flag, WebSocketOptions field, parser, help); each is --ws- and the
+#: option's own name.
 WS_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--ws-max-size", "max_message_size", _int_or_none, "largest message in bytes (default 1 MiB; none: no limit)"),
+    ("--ws-max-message-size", "max_message_size", _int_or_none,
+     "largest message in bytes (default 1 MiB; none: no limit)"),
     ("--ws-ping-interval", "ping_interval", _float_or_none, "seconds of client silence before a ping (default 20; none: off)"),
-    ("--ws-ping-timeout", "idle_timeout", float, "seconds a pinged client has to answer (default 20)"),
+    ("--ws-idle-timeout", "idle_timeout", float, "seconds a pinged client has to answer (default 20)"),
     ("--ws-max-backpressure", "max_backpressure", int, "bytes queued per socket before the backpressure policy (default 1 MiB)"),
     ("--ws-backpressure", "backpressure", str, "close | skip (default close)"),
     ("--ws-slow-consumer-timeout", "slow_consumer_timeout", float, "seconds (default 5)"),
@@ -112,6 +209,10 @@ WS_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
 ]
 
 
+#: Older spellings, kept working: uvicorn's names for the first two.
+WS_ALIASES = {"--ws-max-message-size": "--ws-max-size", "--ws-idle-timeout": "--ws-ping-timeout"}
+
+
 class _Parser(argparse.ArgumentParser):
     """Errors name the flag, in one line, with exit status 2 (argparse's own)."""
 
@@ -124,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fastws import __version__
     p = _Parser(prog="fastws", description="Serve a fastws app.",
                 epilog="Every flag also reads FASTWS_<FLAG> from the environment "
-                       "(e.g. FASTWS_PORT, FASTWS_WS_MAX_SIZE).")
+                       "(e.g. FASTWS_PORT, FASTWS_WS_MAX_MESSAGE_SIZE).")
     p.add_argument("app", nargs="?", help="the app, as module:attribute (e.g. chat:app)")
     p.add_argument("--version", action="version", version=f"fastws {__version__}")
     p.add_argument("--factory", action="store_true", default=None,
@@ -182,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer GET PATH with 200 while serving, 503 while draining (default off)")
     g = p.add_argument_group("WebSocket limits (websocket(...) options; override the app's)")
     for flag, _field, _parse, text in WS_FLAGS:
-        g.add_argument(flag, help=text, default=None)
+        alias = WS_ALIASES.get(flag)
+        if alias:
+            g.add_argument(flag, alias, help=f"{text} (also {alias})", default=None)
+        else:
+            g.add_argument(flag, help=text, default=None)
     return p
 
 
@@ -192,19 +297,29 @@ _DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 3000, "backlog": 2048,
                              "allow_split_rooms": False}
 
 
+def _env_names(action: argparse.Action) -> list[str]:
+    """The variables a flag reads: FASTWS_ and each of its spellings."""
+    if action.dest == "reload_dirs":
+        return ["FASTWS_RELOAD_DIRS"]
+    return ["FASTWS_" + o.lstrip("-").replace("-", "_").upper()
+            for o in action.option_strings if o.startswith("--") and not o.startswith("--no-")]
+
+
 def _from_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Fill what the command line left unset from FASTWS_* variables."""
-    ws_parsers = {flag.lstrip("-").replace("-", "_"): fn for flag, _f, fn, _t in WS_FLAGS}
+    """Fill what the command line left unset from FASTWS_* variables; where a
+    value came from one, ``args.sources`` maps its dest to the variable, so an
+    error names what the user wrote."""
+    ws_dests = {flag.lstrip("-").replace("-", "_") for flag, _f, _p, _t in WS_FLAGS}
+    args.sources = {}
     for action in parser._actions:
         dest = action.dest
         if dest in ("help", "version", "app") or getattr(args, dest, None) is not None:
             continue
-        env = "FASTWS_" + dest.upper()
-        if dest == "reload_dirs":
-            env = "FASTWS_RELOAD_DIRS"
-        raw = os.environ.get(env)
-        if raw is None or raw == "":
+        found = next(((env, os.environ[env]) for env in _env_names(action)
+                      if os.environ.get(env)), None)
+        if found is None:
             continue
+        env, raw = found
         try:
             if isinstance(action, (argparse._StoreTrueAction, argparse.BooleanOptionalAction)):
                 value: Any = _bool(raw)
@@ -218,9 +333,27 @@ def _from_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
                 raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
         except ValueError as exc:
             parser.error(f"{env}={raw!r}: {exc}")
-        if dest in ws_parsers:
+        if dest in ws_dests:
             value = raw             # parsed with the --ws- rules below
         setattr(args, dest, value)
+        args.sources[dest] = env
+
+
+def _named(args: argparse.Namespace, flag: str) -> str:
+    """How to name the setting behind ``flag`` in an error: the variable it came
+    from, or the flag."""
+    dest = flag.lstrip("-").replace("-", "_")
+    env = getattr(args, "sources", {}).get(dest)
+    return env if env else f"argument {_as_typed(args, flag)}"
+
+
+def _as_typed(args: argparse.Namespace, flag: str) -> str:
+    """``flag``, or its old spelling if that is what the command line used."""
+    alias = WS_ALIASES.get(flag)
+    typed = getattr(args, "argv", ())
+    if alias and any(a == alias or a.startswith(alias + "=") for a in typed):
+        return alias
+    return flag
 
 
 def _ws_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
@@ -232,7 +365,9 @@ def _ws_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         try:
             out[field] = parse(raw)
         except ValueError as exc:
-            parser.error(f"argument {flag}: invalid value {raw!r}: {exc}")
+            env = args.sources.get(flag.lstrip("-").replace("-", "_"))
+            parser.error(f"{env}={raw!r}: {exc}" if env else
+                         f"argument {_as_typed(args, flag)}: invalid value {raw!r}: {exc}")
     return out
 
 
@@ -274,14 +409,55 @@ def _ssl_context(parser: argparse.ArgumentParser, args: argparse.Namespace):
             parser.error("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile")
         return None
     import ssl
+    for flag, path in (("--ssl-certfile", args.ssl_certfile), ("--ssl-keyfile", args.ssl_keyfile),
+                       ("--ssl-ca-certs", args.ssl_ca_certs)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 20)
+        except OSError as exc:
+            parser.error(f"{_named(args, flag)}: cannot read {path}: {exc.strerror or exc}")
+        if flag == "--ssl-certfile" and b"-----BEGIN CERTIFICATE-----" not in head:
+            parser.error(f"{_named(args, flag)}: {path} holds no PEM certificate "
+                         "(-----BEGIN CERTIFICATE-----)")
+    key_path = args.ssl_keyfile or args.ssl_certfile
+    with open(key_path, "rb") as f:
+        key = f.read(1 << 20)
+    if b"PRIVATE KEY-----" not in key:
+        if args.ssl_keyfile:
+            parser.error(f"{_named(args, '--ssl-keyfile')}: {key_path} holds no PEM private key "
+                         "(-----BEGIN ... PRIVATE KEY-----)")
+        parser.error(f"{_named(args, '--ssl-certfile')}: {key_path} holds the certificate but "
+                     "not its private key; name the key file with --ssl-keyfile KEY.pem")
+    encrypted = b"ENCRYPTED" in key
+    if encrypted and not args.ssl_keyfile_password:
+        parser.error(f"{_named(args, '--ssl-keyfile')}: the key in {key_path} is encrypted; "
+                     "give its password with --ssl-keyfile-password (or FASTWS_SSL_KEYFILE_PASSWORD)")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         ctx.load_cert_chain(args.ssl_certfile, args.ssl_keyfile, password=args.ssl_keyfile_password)
-        if args.ssl_ca_certs:
-            ctx.load_verify_locations(args.ssl_ca_certs)
-            ctx.verify_mode = ssl.CERT_OPTIONAL
-    except (OSError, ssl.SSLError) as exc:
+    except ssl.SSLError as exc:
+        reason = getattr(exc, "reason", None) or ""
+        if "MISMATCH" in reason:
+            parser.error(f"{_named(args, '--ssl-keyfile')}: the key in {key_path} is not the key "
+                         f"of the certificate in {args.ssl_certfile}")
+        if encrypted and "MISMATCH" not in reason:
+            # OpenSSL says only "PEM lib" for a wrong password.
+            parser.error(f"{_named(args, '--ssl-keyfile-password')}: it does not decrypt the key "
+                         f"in {key_path}")
+        parser.error(f"argument --ssl-certfile/--ssl-keyfile: cannot load {args.ssl_certfile}"
+                     f"{' and ' + args.ssl_keyfile if args.ssl_keyfile else ''}: "
+                     f"{reason or exc} (are both PEM files?)")
+    except OSError as exc:
         parser.error(f"argument --ssl-certfile/--ssl-keyfile: cannot load: {exc}")
+    if args.ssl_ca_certs:
+        try:
+            ctx.load_verify_locations(args.ssl_ca_certs)
+        except (OSError, ssl.SSLError) as exc:
+            parser.error(f"{_named(args, '--ssl-ca-certs')}: cannot load CA certificates from "
+                         f"{args.ssl_ca_certs}: {getattr(exc, 'reason', None) or exc}")
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
 
 
@@ -289,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve the named app until SIGINT/SIGTERM."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _from_env(parser, args)
     if args.app is None:
         args.app = os.environ.get("FASTWS_APP")
@@ -310,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             app.ws_options = dataclasses.replace(base, **ws)
         except (ValueError, TypeError) as exc:
-            flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), "--ws-*")
-            parser.error(f"argument {flag}: {exc}")
+            flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), None)
+            parser.error(f"{_named(args, flag) if flag else 'argument --ws-*'}: {exc}")
     if args.metrics_path and getattr(app, "metrics_collector", None) is None:
         from fastws.metrics import metrics
         try:
@@ -324,19 +501,28 @@ def main(argv: list[str] | None = None) -> int:
             app.use(backplane(args.backplane))
         except (ValueError, ImportError) as exc:
             parser.error(f"argument --backplane: {exc}")
+    from fastws.server import RUN_ARGUMENTS, ArgumentError, Server, check_arguments, server_option_names
+    run_options = dict(
+        host=args.host, port=args.port, ssl=tls, backlog=args.backlog,
+        workers=args.workers, allow_split_rooms=args.allow_split_rooms, uds=args.uds,
+        fd=args.fd, reload=args.reload, reload_dirs=args.reload_dirs,
+        proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
+        forwarded_header=args.forwarded_header,
+        **{k: v for k, v in (("max_request_memory", args.max_request_memory),
+                             ("max_http_connections_per_ip",
+                              args.max_http_connections_per_ip)) if v is not None},
+        access_log=args.access_log, health_path=args.health_path,
+        redact_query=args.redact_query)
     try:
-        app.run(host=args.host, port=args.port, ssl=tls, backlog=args.backlog,
-                workers=args.workers, allow_split_rooms=args.allow_split_rooms, uds=args.uds,
-                fd=args.fd, reload=args.reload, reload_dirs=args.reload_dirs,
-                proxy_headers=args.proxy_headers, forwarded_allow_ips=args.forwarded_allow_ips,
-                forwarded_header=args.forwarded_header,
-                **{k: v for k, v in (("max_request_memory", args.max_request_memory),
-                                     ("max_http_connections_per_ip",
-                                      args.max_http_connections_per_ip)) if v is not None},
-                access_log=args.access_log, health_path=args.health_path,
-                redact_query=args.redact_query)
-    except ValueError as exc:
-        parser.error(str(exc))
+        check_arguments("", run_options, RUN_ARGUMENTS + server_option_names())
+        Server(app, **{k: v for k, v in run_options.items() if k in server_option_names()})
+    except ArgumentError as exc:
+        parser.error(f"{_named(args, '--' + exc.keyword.replace('_', '-'))}: {exc}")
+    except (TypeError, ValueError) as exc:
+        flag = next((a.option_strings[0] for a in sorted(parser._actions, key=lambda a: -len(a.dest))
+                     if a.option_strings and a.dest != "help" and a.dest in str(exc)), None)
+        parser.error(f"{_named(args, flag) + ': ' if flag else ''}{exc}")
+    app.run(**run_options)
     return 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
 from fastws.asgi import ASGIApp, Mount
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
 __all__ = ["App", "create_app"]
 
 log = logging.getLogger("fastws")
+
+#: The ``module:attribute`` the ``fastws`` command is importing, while it does.
+#: A module that calls ``app.run()`` when imported would otherwise start a
+#: server of its own, ignoring the command's flags, before the command's.
+cli_importing: str | None = None
 
 Handler = Callable[..., Any]
 Middleware = Callable[[Context, Callable[[], Awaitable[Response]]], Any]
@@ -61,6 +68,7 @@ class App:
         self.startup_hooks: list[Callable[[], Any]] = []
         self.shutdown_hooks: list[Callable[[], Any]] = []
         self._mounts: list[Mount] = []
+        self._running = False
 
     def on_startup(self, fn: Callable[[], Any]) -> Callable[[], Any]:
         """Run ``fn`` (sync or async, no arguments) before the server accepts
@@ -318,7 +326,8 @@ class App:
         access_log, health_path, redact_query, max_request_memory,
         max_http_connections_per_ip).
         """
-        from fastws.server import Server
+        from fastws.server import Server, check_arguments, server_option_names as names
+        check_arguments("app.serve()", server_options, names())
         server = Server(self, **server_options)
         await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
                            sock=sock, uds=uds)
@@ -338,11 +347,56 @@ class App:
         More ``options``: ``uds``, ``fd``, ``reload``, ``reload_dirs``,
         ``proxy_headers``, ``forwarded_allow_ips``, ``forwarded_header``, ``access_log``,
         ``health_path``, ``redact_query``, ``max_request_memory``,
-        ``max_http_connections_per_ip`` (see ``fastws.server.run``)."""
-        from fastws.server import run
-        run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
-            shutdown_timeout=shutdown_timeout, workers=workers,
-            allow_split_rooms=allow_split_rooms, **options)
+        ``max_http_connections_per_ip`` (see ``fastws.server.run``).
+
+        This is a program's main loop, so what stops it before it serves
+        ends the program with one line on stderr rather than a traceback: an
+        unknown keyword or a bad value (naming the fix; exit status 2, as
+        the ``fastws`` command's bad flags), an address it cannot listen on
+        (exit status 1). Called while the ``fastws`` command imports the
+        module, it does nothing but say so: the command serves the app.
+        A second ``run()`` while one serves raises RuntimeError."""
+        if cli_importing is not None:
+            caller = sys._getframe(1)
+            log.warning("%s, line %d calls app.run() as it is imported; the fastws command "
+                        "serves %s itself, with its own flags, so that call is skipped. Put it "
+                        "under `if __name__ == \"__main__\":` so that it runs only for "
+                        "`python %s`.", os.path.relpath(caller.f_code.co_filename),
+                        caller.f_lineno, cli_importing,
+                        os.path.relpath(caller.f_code.co_filename))
+            return
+        if self._running:
+            raise RuntimeError("app.run() is already serving this app; it blocks until SIGINT "
+                               "or SIGTERM, so call it once (await app.serve(...) adds "
+                               "listeners from async code)")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("app.run() starts its own event loop and cannot run inside "
+                               "one (async code, Jupyter): use `await app.serve(...)`")
+        from fastws.server import RUN_ARGUMENTS, check_arguments, run, server_option_names
+        try:
+            check_arguments("app.run()", {
+                "host": host, "port": port, "ssl": ssl, "backlog": backlog,
+                "reuse_port": reuse_port, "shutdown_timeout": shutdown_timeout,
+                "workers": workers, "allow_split_rooms": allow_split_rooms, **options},
+                RUN_ARGUMENTS + server_option_names())
+            from fastws.server import Server
+            # Its own checks (limits, paths, proxies), before anything binds.
+            Server(self, **{k: v for k, v in options.items() if k in server_option_names()})
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            sys.stderr.write(f"fastws: {text if text.startswith('app.run()') else 'app.run(): ' + text}\n")
+            raise SystemExit(2) from None
+        self._running = True
+        try:
+            run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
+                shutdown_timeout=shutdown_timeout, workers=workers,
+                allow_split_rooms=allow_split_rooms, **options)
+        finally:
+            self._running = False
 
 
 def http_endpoint(handler: Handler) -> Callable[[Context], Awaitable[Response]]:

@@ -6,7 +6,7 @@ with the codec in ``fastws._frame``.)
 
 from __future__ import annotations
 
-__all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError"]
+__all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError", "BindError"]
 
 
 class RoomLimitError(ValueError):
@@ -28,3 +28,16 @@ class BroadcastTooLargeError(ValueError):
     """A broadcast is too large to cross the backplane (its payload is over
     ``max_message_size``). Raised before it is delivered anywhere, this node's
     members included, so a room never gets a message only some of it saw."""
+
+
+class BindError(OSError):
+    """The server cannot listen where it was asked: the port is taken, a port
+    below 1024 needs privileges, the host is no address of this machine or
+    does not resolve, or the Unix socket's directory is missing. ``errno`` is
+    the system's; the message names the address. ``app.run`` and the ``fastws``
+    command turn it into one line that says how to choose another; ``await
+    app.serve(...)`` raises it."""
+
+    def __str__(self) -> str:
+        # The message alone: "[Errno 98]" in front of it tells a user nothing.
+        return self.strerror or super().__str__()

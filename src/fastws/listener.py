@@ -35,6 +35,7 @@ import ssl as _ssl
 from typing import Any, Callable
 
 from fastws.eager import run_eagerly
+from fastws.errors import BindError
 
 __all__ = ["Listener", "EarlyTransport", "bind_sockets", "MAX_ACCEPTS"]
 
@@ -51,7 +52,8 @@ _RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 def bind_sockets(host: str | None, port: int, *, backlog: int, reuse_port: bool = False,
                  uds: str | None = None) -> list[socket.socket]:
     """Listening, non-blocking sockets for ``host:port`` (every address the name
-    resolves to) or for the Unix socket path ``uds``."""
+    resolves to) or for the Unix socket path ``uds``. ``BindError`` (an OSError
+    naming the address and the cause) when one cannot be had."""
     if uds is not None:
         if os.path.exists(uds) and not os.path.isdir(uds):
             import stat
@@ -62,12 +64,19 @@ def bind_sockets(host: str | None, port: int, *, backlog: int, reuse_port: bool 
             sock.bind(uds)
             sock.listen(backlog)
             sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise _bind_error(exc, uds) from None
         except BaseException:
             sock.close()
             raise
         return [sock]
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                               flags=socket.AI_PASSIVE)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(exc.errno, f"cannot listen on {host}:{port}: the host name does not "
+                                   f"resolve ({exc.strerror})") from None
     socks: list[socket.socket] = []
     seen = set()
     try:
@@ -86,7 +95,9 @@ def bind_sockets(host: str | None, port: int, *, backlog: int, reuse_port: bool 
             try:
                 sock.bind(address)
             except OSError as exc:
-                raise OSError(exc.errno, f"could not bind on {address!r}: {exc.strerror}") from None
+                where = f"[{address[0]}]:{address[1]}" if family == socket.AF_INET6 else \
+                    f"{address[0]}:{address[1]}"
+                raise _bind_error(exc, where) from None
             sock.listen(backlog)
             sock.setblocking(False)
     except BaseException:
@@ -94,6 +105,22 @@ def bind_sockets(host: str | None, port: int, *, backlog: int, reuse_port: bool 
             sock.close()
         raise
     return socks
+
+
+#: What a failed bind means, by errno, in words a user can act on.
+_BIND_CAUSES = {
+    errno.EADDRINUSE: "the address is already in use (another server, or an earlier run of "
+                      "this one, is listening there)",
+    errno.EACCES: "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE; "
+                  "a Unix socket, a directory you may write to)",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address",
+    errno.ENOENT: "its directory does not exist",
+}
+
+
+def _bind_error(exc: OSError, where: str) -> BindError:
+    cause = _BIND_CAUSES.get(exc.errno or 0, exc.strerror or str(exc))
+    return BindError(exc.errno, f"cannot listen on {where}: {cause}")
 
 
 class _Accepted(socket.socket):

@@ -10,6 +10,8 @@ TLS, never splits its rooms.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno
 import gc
 import inspect
 import logging
@@ -21,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable
 
 from fastws._constants import CloseCode
-from fastws.errors import BackplaneError
+from fastws.errors import BackplaneError, BindError
 from fastws.hub import Hub, acquire_hub, release_hub
 from fastws.listener import Listener, bind_sockets
 from fastws.options import WebSocketOptions
@@ -36,7 +38,8 @@ import fastws.workers as _workers
 if TYPE_CHECKING:
     import ssl as _ssl
 
-__all__ = ["Server", "StartupError", "run", "run_hooks", "new_event_loop"]
+__all__ = ["Server", "StartupError", "ArgumentError", "run", "run_hooks", "new_event_loop",
+           "check_arguments", "server_option_names", "RUN_ARGUMENTS"]
 
 log = logging.getLogger("fastws")
 
@@ -48,7 +51,11 @@ def _listening(host: str, port: int, backlog: int, uds: str | None,
                fd: int | None) -> list[socket.socket]:
     """The listening sockets: bound here, or the one inherited as ``fd``."""
     if fd is not None:
-        sock = socket.socket(fileno=fd)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            raise BindError(exc.errno, f"cannot serve descriptor {fd} (--fd): "
+                                       f"{exc.strerror or exc}; is it inherited open?") from None
         if sock.type != socket.SOCK_STREAM:
             raise SystemExit(f"fastws: --fd {fd} is not a stream socket")
         sock.setblocking(False)
@@ -380,6 +387,112 @@ class Server:
         await self.shutdown()
 
 
+#: Keywords of ``run`` that are not ``Server`` options.
+RUN_ARGUMENTS = ("host", "port", "ssl", "backlog", "reuse_port", "shutdown_timeout", "workers",
+                 "allow_split_rooms", "uds", "fd", "reload", "reload_dirs")
+
+
+def server_option_names() -> tuple[str, ...]:
+    """The keywords ``Server`` (and ``await app.serve(...)``) takes."""
+    return tuple(inspect.signature(Server.__init__).parameters)[2:]
+
+
+class ArgumentError(TypeError, ValueError):
+    """A keyword of ``run``/``serve`` that is unknown or has a value it cannot
+    take; ``keyword`` names it (the ``fastws`` command maps it to its flag).
+    Both a TypeError (what Python raises for an unknown keyword) and a
+    ValueError (what a bad value raises)."""
+
+    def __init__(self, keyword: str, message: str) -> None:
+        super().__init__(message)
+        self.keyword = keyword
+
+
+def check_arguments(where: str, given: dict[str, Any], names: Iterable[str]) -> None:
+    """Refuse, with an ``ArgumentError`` that says what to write instead, a
+    keyword not among ``names`` or a value of the wrong kind, before anything
+    starts: a typo must fail with its fix, not deep inside a bind or a
+    ``Server.__init__() got an unexpected keyword``."""
+    import difflib
+    names = tuple(names)
+    for key in given:
+        if key in names:
+            continue
+        ws_fields = [f.name for f in dataclasses.fields(WebSocketOptions)]
+        if key in ws_fields:
+            raise ArgumentError(key, f"{key} is an option of websocket(), not of {where}: "
+                                     f"app.use(websocket({key}=...))")
+        close = difflib.get_close_matches(key, names + tuple(ws_fields), n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ArgumentError(key, f"{where} got an unknown keyword {key!r}; {hint}"
+                                 f"it takes {', '.join(names)}")
+
+    def fail(key: str, wants: str) -> None:
+        value = given[key]
+        raise ArgumentError(key, f"{where + ': ' if where else ''}{key} must be {wants}, got {value!r}"
+                                 f" ({type(value).__name__})")
+
+    def flag(key: str) -> None:
+        if key in given and not isinstance(given[key], bool):
+            fail(key, "True or False")
+
+    def count(key: str, low: int, high: int | None = None) -> None:
+        value = given.get(key)
+        if key in given and value is not None and (
+                type(value) is not int or value < low or (high is not None and value > high)):
+            fail(key, f"an int from {low} to {high}" if high is not None else f"an int >= {low}")
+
+    if "host" in given and given["host"] is not None and not isinstance(given["host"], str):
+        fail("host", "an address or host name (str), e.g. '127.0.0.1' or '0.0.0.0'")
+    count("port", 0, 65535)
+    count("backlog", 1)
+    count("workers", 1)
+    count("fd", 0)
+    for key in ("reuse_port", "allow_split_rooms", "reload", "proxy_headers", "access_log"):
+        flag(key)
+    timeout = given.get("shutdown_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout < 0):
+        fail("shutdown_timeout", "seconds (an int or float >= 0) or None")
+    if given.get("ssl") is not None:
+        import ssl as _ssl_module
+        if not isinstance(given["ssl"], _ssl_module.SSLContext):
+            fail("ssl", "an ssl.SSLContext (ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), "
+                        "then .load_cert_chain(certfile, keyfile)) or None")
+    if given.get("uds") is not None and not isinstance(given["uds"], (str, os.PathLike)):
+        fail("uds", "a path (str)")
+    dirs = given.get("reload_dirs")
+    if dirs is not None and (isinstance(dirs, (str, bytes)) or not all(
+            isinstance(d, (str, os.PathLike)) for d in dirs)):
+        fail("reload_dirs", "a list of directories (str), e.g. ['src']")
+    query = given.get("redact_query")
+    if query is not None and (isinstance(query, (str, bytes)) or not all(
+            isinstance(q, str) for q in query)):
+        fail("redact_query", "a list of parameter names (str), e.g. ['token']")
+    for key in ("health_path", "forwarded_header"):
+        if given.get(key) is not None and not isinstance(given[key], str):
+            fail(key, "a str or None")
+
+
+def _host_text(host: str | None) -> str:
+    if not host:
+        return "0.0.0.0"
+    return f"[{host}]" if ":" in host else host
+
+
+def _cannot_listen(exc: BindError, uds: str | None, fd: int | None) -> str:
+    """One line for a server that cannot bind: what happened and what to change."""
+    if fd is not None:
+        return f"fastws: {exc}"
+    if uds is not None:
+        return f"fastws: {exc}; choose another path with --uds PATH (app.run(uds=PATH))"
+    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+        return (f"fastws: {exc}; choose another port with --port N (app.run(port=N)), "
+                "or stop what holds it")
+    return (f"fastws: {exc}; choose an address of this machine with --host (app.run(host=...)): "
+            "127.0.0.1 for this machine only, 0.0.0.0 for every interface")
+
+
 def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
         reuse_port: bool = False, shutdown_timeout: float | None = None,
@@ -400,6 +513,13 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
     (proxy_headers, forwarded_allow_ips, forwarded_header, access_log, health_path,
     redact_query, max_request_memory, max_http_connections_per_ip).
     """
+    check_arguments("run()", {"host": host, "port": port, "ssl": ssl, "backlog": backlog,
+                              "reuse_port": reuse_port, "shutdown_timeout": shutdown_timeout,
+                              "workers": workers, "allow_split_rooms": allow_split_rooms,
+                              "uds": uds, "fd": fd, "reload": reload, "reload_dirs": reload_dirs,
+                              **server_options}, RUN_ARGUMENTS + server_option_names())
+    # Built before anything binds: a bad option is refused before a port is taken.
+    server = Server(site, **server_options)
     if not logging.getLogger().handlers and not log.handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -414,23 +534,27 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
                 "Add one (app.use(backplane('redis://127.0.0.1:6379/0')), --backplane URL or "
                 "FASTWS_BACKPLANE), or pass --allow-split-rooms (allow_split_rooms=True) for an "
                 "app without rooms.")
-        socks = _listening(host, port, backlog, uds, fd)
+        try:
+            socks = _listening(host, port, backlog, uds, fd)
+        except BindError as exc:
+            raise SystemExit(_cannot_listen(exc, uds, fd)) from None
         scheme = "https" if ssl else "http"
-        where = uds or f"{scheme}://{host}:{socks[0].getsockname()[1]}"
-        log.info("fastws serving on %s with %s (Ctrl+C to stop)", where,
-                 "reload on file changes" if reload else f"{workers} workers")
+        where = uds or f"{scheme}://{_host_text(host)}:{socks[0].getsockname()[1]}"
+        what = "reload on file changes" if reload else f"{workers} workers"
+        # "serving" only once the workers are: until then one may still fail to start.
+        log.info("fastws starting on %s with %s", where, what)
         options = site.ws_options or WebSocketOptions()
         stop_timeout = (shutdown_timeout if shutdown_timeout is not None else
                         max(options.close_timeout, options.drain_window + options.close_timeout / 2)) + 5
         watch = (reload_dirs or [os.getcwd()]) if reload else None
-        raise SystemExit(_workers.supervise(1 if reload else workers, socks, stop_timeout,
-                                            watch=watch))
+        raise SystemExit(_workers.supervise(
+            1 if reload else workers, socks, stop_timeout, watch=watch,
+            announce=f"fastws serving on {where} with {what} (Ctrl+C to stop)"))
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def main() -> None:
-        server = Server(site, **server_options)
         try:
             if inherited is not None:
                 await server.start(sock=inherited, ssl=ssl)
@@ -444,6 +568,8 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
             log.error("%s%s", "" if inherited is None else
                       f"worker {os.environ.get('FASTWS_WORKER_ID')} could not start: ", exc)
             raise SystemExit(1 if inherited is None else _workers.START_FAILED) from None
+        except BindError as exc:
+            raise SystemExit(_cannot_listen(exc, uds, fd)) from None
         except Exception as exc:
             if inherited is None:
                 raise
@@ -452,7 +578,7 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
         if inherited is None:
             scheme = "https" if ssl else "http"
             log.info("fastws serving on %s (Ctrl+C to stop)",
-                     uds or f"{scheme}://{host}:{server.port}")
+                     uds or f"{scheme}://{_host_text(host)}:{server.port}")
         else:
             log.info("worker %s (pid %d) serving", os.environ.get("FASTWS_WORKER_ID"), os.getpid())
             _workers.worker_ready()

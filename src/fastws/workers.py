@@ -101,8 +101,9 @@ class Supervisor:
     """Starts, watches, replaces and stops the workers (see the module doc)."""
 
     def __init__(self, argv: list[str], socks: list[socket.socket], n: int,
-                 stop_timeout: float) -> None:
+                 stop_timeout: float, announce: str | None = None) -> None:
         self.argv = argv
+        self.announce = announce
         self.socks = socks
         self.n = n
         self.stop_timeout = stop_timeout
@@ -183,6 +184,9 @@ class Supervisor:
         self.ever_ready = True
         self.failures = 0
         log.info("worker %d ready (pid %d)", worker.slot, worker.proc.pid)
+        if self.announce is not None and sum(w.ready for w in self.workers.values()) >= self.n:
+            log.info("%s", self.announce)
+            self.announce = None
         old = self.replacing.pop(worker.slot, None)
         if old is not None and old in self.workers:
             self.workers[old].retiring = True
@@ -257,10 +261,12 @@ class Supervisor:
 
 
 def supervise(n: int, socks: list[socket.socket], stop_timeout: float,
-              argv: list[str] | None = None, watch: list[str] | None = None) -> int:
+              argv: list[str] | None = None, watch: list[str] | None = None,
+              announce: str | None = None) -> int:
     """Run ``n`` workers on ``socks`` until SIGTERM/SIGINT; the exit status.
     With ``watch`` (directories), a change to a file in them replaces the
-    workers as SIGHUP does (``--reload``)."""
+    workers as SIGHUP does (``--reload``). ``announce`` is logged once, when
+    every worker has become ready for the first time."""
     if argv is None:
         argv = list(getattr(sys, "orig_argv", [sys.executable] + sys.argv))
         argv[0] = sys.executable
@@ -269,7 +275,7 @@ def supervise(n: int, socks: list[socket.socket], stop_timeout: float,
     # Workers share their metrics through files here (fastws.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="fastws-metrics-")
     os.environ["FASTWS_METRICS_DIR"] = metrics_dir
-    supervisor = Supervisor(argv, socks, n, stop_timeout)
+    supervisor = Supervisor(argv, socks, n, stop_timeout, announce)
     try:
         return _supervise(supervisor, watch)
     finally:

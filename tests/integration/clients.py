@@ -62,6 +62,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_status(port: int, path: str = "/") -> int | None:
+    """The status a plain GET of ``path`` on 127.0.0.1:``port`` gets, or None
+    when nothing answers there."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
     """Poll ``condition`` until it is truthy (returned) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

@@ -301,7 +301,7 @@ def test_http_integration_keeps_recent_messages_only(example):
 
 
 def test_error_handling_websocket(example, caplog):
-    caplog.set_level(logging.ERROR)
+    caplog.set_level(logging.WARNING)
     mod = example("error_handling")
     with serving(mod.app) as srv:
         with ws_connect(srv.url("/robust")) as ws:
@@ -314,24 +314,48 @@ def test_error_handling_websocket(example, caplog):
             # Still open, still working.
             ws.send(json.dumps({"action": "max", "values": [4, 9, 2]}))
             assert recv_json(ws) == {"action": "max", "result": 9}
-    errors = [r.getMessage() for r in caplog.records if r.name.startswith("example_error_handling")]
+    errors = [r for r in caplog.records if r.name.startswith("example_error_handling")]
     assert len(errors) == 3
-    assert all(m.startswith("WebSocket connection error: ") for m in errors)
+    assert all(r.getMessage().startswith("WebSocket connection error: ") for r in errors)
+    # A client's bad input is a warning, not an error of the server's.
+    assert {r.levelno for r in errors} == {logging.WARNING}
 
 
 def test_error_handling_http(example, caplog):
-    caplog.set_level(logging.ERROR)
+    caplog.set_level(logging.WARNING)
     mod = example("error_handling")
     with serving(mod.app) as srv:
         ok = http_request(srv.port, "POST", "/process",
                           json.dumps({"action": "min", "values": [3, -1]}).encode())
         assert (ok.status, ok.json()) == (200, {"action": "min", "result": -1})
 
-        bad = http_request(srv.port, "POST", "/process", b"{broken")
+        # What examples/README.md promises: bad input gets the same JSON error
+        # as over the WebSocket, as a 4xx (the client's mistake), no traceback.
+        for body in (b"nope", b"{broken", json.dumps({"action": "max", "values": []}).encode()):
+            bad = http_request(srv.port, "POST", "/process", body)
+            assert bad.status == 400
+            assert bad.headers["content-type"].startswith("application/json")
+            assert bad.json() == {"error": "Failed to process message"}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    warned = [r for r in caplog.records if r.name.startswith("example_error_handling")]
+    assert len(warned) == 3 and all(r.levelno == logging.WARNING and not r.exc_info for r in warned)
+
+
+def test_error_handler_answers_a_bug_with_a_json_500(example, caplog):
+    # error_handler() itself: an exception a route did not expect is a JSON 500
+    # and its traceback goes to the log, never to the client.
+    caplog.set_level(logging.ERROR)
+    mod = example("error_handling")
+
+    @mod.app.get("/bug")
+    def bug():
+        return {"value": json.loads("{broken")}
+
+    with serving(mod.app) as srv:
+        bad = http_request(srv.port, "GET", "/bug")
         assert bad.status == 500
         assert bad.headers["content-type"].startswith("application/json")
         assert bad.json() == {"error": "Internal Server Error"}
         assert b"Traceback" not in bad.body and b"JSONDecodeError" not in bad.body
-    # The traceback went to the server log instead.
     logged = [r for r in caplog.records if r.name == "fastws" and r.exc_info]
     assert logged and logged[0].exc_info[0] is json.JSONDecodeError

@@ -19,6 +19,7 @@ import logging.config
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["main", "load_app", "build_parser"]
@@ -35,11 +36,8 @@ def load_app(spec: str, factory: bool = False):
     module_name, _, attr = spec.partition(":")
     attr = attr or "app"
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
-        dotted = module_name.removesuffix(".py").strip("/").replace("/", ".").replace(os.sep, ".")
-        dotted = dotted.lstrip(".")
         raise SystemExit(f"fastws: {spec!r} is a file path; name the module and its app "
-                         f"instead: fastws {dotted}:{attr} (run from the directory that "
-                         f"holds {module_name.split('/')[0]})")
+                         f"instead: {_module_for(module_name, attr)}")
     fastws.app.cli_importing = f"{module_name}:{attr}"
     try:
         module = importlib.import_module(module_name)
@@ -82,6 +80,16 @@ def load_app(spec: str, factory: bool = False):
     return obj
 
 
+def _module_for(path: str, attr: str) -> str:
+    """The command that serves the file ``path``: from here as a dotted module
+    when it is below this directory, else after a cd into its directory."""
+    norm = os.path.normpath(path)
+    stem = norm[:-3] if norm.endswith(".py") else norm
+    if os.path.isabs(norm) or norm.startswith(".."):
+        return f"cd {os.path.dirname(stem) or '.'} && fastws {os.path.basename(stem)}:{attr}"
+    return f"fastws {stem.replace(os.sep, '.')}:{attr}"
+
+
 def _what(obj: Any) -> str:
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         return f"a function ({obj.__qualname__})"
@@ -119,12 +127,18 @@ def _import_failure(spec: str, exc: BaseException) -> str:
         text = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
         return f"fastws: cannot load {spec}:\n{text}"
     frames = traceback.extract_tb(exc.__traceback__)
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = Path(__file__).resolve().parent
 
     def ours(frame: traceback.FrameSummary) -> bool:
-        name = os.path.abspath(frame.filename)
-        return name.startswith(package + os.sep) or "importlib" in frame.filename \
-            or frame.filename.startswith("<frozen ")
+        if frame.filename.startswith("<frozen importlib") or \
+                os.path.dirname(frame.filename) == os.path.dirname(importlib.__file__):
+            return True
+        # Compiled modules name themselves relative to the build ("src/fastws/context.py").
+        parts = Path(frame.filename).parts
+        if "fastws" not in parts[:-1]:
+            return False
+        inside = parts[len(parts) - parts[::-1].index("fastws"):]
+        return (package.joinpath(*inside)).is_file()
 
     user = [f for f in frames if not ours(f)]
     if not user:
@@ -514,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=args.access_log, health_path=args.health_path,
         redact_query=args.redact_query)
     try:
-        check_arguments("", run_options, RUN_ARGUMENTS + server_option_names())
+        run_options = check_arguments("", run_options, RUN_ARGUMENTS + server_option_names())
         Server(app, **{k: v for k, v in run_options.items() if k in server_option_names()})
     except ArgumentError as exc:
         parser.error(f"{_named(args, '--' + exc.keyword.replace('_', '-'))}: {exc}")

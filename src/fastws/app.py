@@ -327,10 +327,10 @@ class App:
         max_http_connections_per_ip).
         """
         from fastws.server import Server, check_arguments, server_option_names as names
-        check_arguments("app.serve()", server_options, names())
+        server_options = check_arguments("app.serve()", server_options, names())
         server = Server(self, **server_options)
         await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
-                           sock=sock, uds=uds)
+                           sock=sock, uds=None if uds is None else os.fspath(uds))
         return server
 
     def run(self, host: str = "127.0.0.1", port: int = 3000, *,
@@ -358,12 +358,13 @@ class App:
         A second ``run()`` while one serves raises RuntimeError."""
         if cli_importing is not None:
             caller = sys._getframe(1)
-            log.warning("%s, line %d calls app.run() as it is imported; the fastws command "
-                        "serves %s itself, with its own flags, so that call is skipped. Put it "
-                        "under `if __name__ == \"__main__\":` so that it runs only for "
-                        "`python %s`.", os.path.relpath(caller.f_code.co_filename),
-                        caller.f_lineno, cli_importing,
-                        os.path.relpath(caller.f_code.co_filename))
+            # Said once, by the command; its workers import the module again.
+            log.log(logging.DEBUG if os.environ.get("FASTWS_WORKER_ID") else logging.WARNING,
+                    "%s, line %d calls app.run() as it is imported; the fastws command "
+                    "serves %s itself, with its own flags, so that call is skipped. Put it "
+                    "under `if __name__ == \"__main__\":` so that it runs only for "
+                    "`python %s`.", os.path.relpath(caller.f_code.co_filename),
+                    caller.f_lineno, cli_importing, os.path.relpath(caller.f_code.co_filename))
             return
         if self._running:
             raise RuntimeError("app.run() is already serving this app; it blocks until SIGINT "
@@ -376,25 +377,22 @@ class App:
         else:
             raise RuntimeError("app.run() starts its own event loop and cannot run inside "
                                "one (async code, Jupyter): use `await app.serve(...)`")
-        from fastws.server import RUN_ARGUMENTS, check_arguments, run, server_option_names
+        from fastws.server import RUN_ARGUMENTS, Server, check_arguments, run, server_option_names
         try:
-            check_arguments("app.run()", {
+            given = check_arguments("app.run()", {
                 "host": host, "port": port, "ssl": ssl, "backlog": backlog,
                 "reuse_port": reuse_port, "shutdown_timeout": shutdown_timeout,
                 "workers": workers, "allow_split_rooms": allow_split_rooms, **options},
                 RUN_ARGUMENTS + server_option_names())
-            from fastws.server import Server
             # Its own checks (limits, paths, proxies), before anything binds.
-            Server(self, **{k: v for k, v in options.items() if k in server_option_names()})
+            Server(self, **{k: v for k, v in given.items() if k in server_option_names()})
         except (TypeError, ValueError) as exc:
             text = str(exc)
             sys.stderr.write(f"fastws: {text if text.startswith('app.run()') else 'app.run(): ' + text}\n")
             raise SystemExit(2) from None
         self._running = True
         try:
-            run(self, host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
-                shutdown_timeout=shutdown_timeout, workers=workers,
-                allow_split_rooms=allow_split_rooms, **options)
+            run(self, **given)
         finally:
             self._running = False
 

@@ -354,7 +354,9 @@ class RedisRelay:
                 try:
                     await self._connect()
                 except (RedisError, OSError, asyncio.TimeoutError) as exc:
-                    log.debug("backplane: reconnecting to %s failed: %s", self.url.safe, exc)
+                    text = str(exc)     # most name the URL already
+                    log.debug("backplane: reconnecting failed: %s", text if self.url.safe in text
+                              else f"{self.url.safe}: {text}")
                     delay = min(self.options.max_backoff, delay * 2)
                     continue
                 self.stats["reconnects"] += 1

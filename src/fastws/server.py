@@ -408,48 +408,65 @@ class ArgumentError(TypeError, ValueError):
         self.keyword = keyword
 
 
-def check_arguments(where: str, given: dict[str, Any], names: Iterable[str]) -> None:
+def check_arguments(where: str, given: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """Refuse, with an ``ArgumentError`` that says what to write instead, a
     keyword not among ``names`` or a value of the wrong kind, before anything
     starts: a typo must fail with its fix, not deep inside a bind or a
-    ``Server.__init__() got an unexpected keyword``."""
+    ``Server.__init__() got an unexpected keyword``. Returns the arguments as
+    the server takes them: a path as str, an iterable of names as a list (read
+    once here, so a generator is not left empty for the server)."""
     import difflib
     names = tuple(names)
+    ws_fields = [f.name for f in dataclasses.fields(WebSocketOptions)]
     for key in given:
         if key in names:
             continue
-        ws_fields = [f.name for f in dataclasses.fields(WebSocketOptions)]
         if key in ws_fields:
             raise ArgumentError(key, f"{key} is an option of websocket(), not of {where}: "
                                      f"app.use(websocket({key}=...))")
         close = difflib.get_close_matches(key, names + tuple(ws_fields), n=1, cutoff=0.7)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = ""
+        if close and close[0] in ws_fields:
+            hint = (f"did you mean {close[0]}? That is an option of websocket(): "
+                    f"app.use(websocket({close[0]}=...)). ")
+        elif close:
+            hint = f"did you mean {close[0]}? "
         raise ArgumentError(key, f"{where} got an unknown keyword {key!r}; {hint}"
                                  f"it takes {', '.join(names)}")
+    given = dict(given)
 
     def fail(key: str, wants: str) -> None:
         value = given[key]
-        raise ArgumentError(key, f"{where + ': ' if where else ''}{key} must be {wants}, got {value!r}"
-                                 f" ({type(value).__name__})")
-
-    def flag(key: str) -> None:
-        if key in given and not isinstance(given[key], bool):
-            fail(key, "True or False")
+        raise ArgumentError(key, f"{where + ': ' if where else ''}{key} must be {wants}, "
+                                 f"got {value!r} ({type(value).__name__})")
 
     def count(key: str, low: int, high: int | None = None) -> None:
         value = given.get(key)
-        if key in given and value is not None and (
-                type(value) is not int or value < low or (high is not None and value > high)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < low or (high is not None and value > high)):
             fail(key, f"an int from {low} to {high}" if high is not None else f"an int >= {low}")
 
-    if "host" in given and given["host"] is not None and not isinstance(given["host"], str):
+    def names_list(key: str, wants: str, kinds: tuple[type, ...]) -> None:
+        value = given.get(key)
+        if value is None:
+            return
+        if isinstance(value, (str, bytes, os.PathLike)) or not hasattr(value, "__iter__"):
+            fail(key, wants)
+        items = list(value)
+        if not all(isinstance(v, kinds) for v in items):
+            fail(key, wants)
+        given[key] = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in items]
+
+    if given.get("host") is not None and not isinstance(given["host"], str):
         fail("host", "an address or host name (str), e.g. '127.0.0.1' or '0.0.0.0'")
     count("port", 0, 65535)
-    count("backlog", 1)
+    count("backlog", 0)
     count("workers", 1)
     count("fd", 0)
     for key in ("reuse_port", "allow_split_rooms", "reload", "proxy_headers", "access_log"):
-        flag(key)
+        # bool, or the 0/1 many configs hold; None reads as off.
+        if given.get(key) is not None and not isinstance(given[key], int):
+            fail(key, "True or False")
     timeout = given.get("shutdown_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or timeout < 0):
@@ -459,24 +476,22 @@ def check_arguments(where: str, given: dict[str, Any], names: Iterable[str]) -> 
         if not isinstance(given["ssl"], _ssl_module.SSLContext):
             fail("ssl", "an ssl.SSLContext (ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), "
                         "then .load_cert_chain(certfile, keyfile)) or None")
-    if given.get("uds") is not None and not isinstance(given["uds"], (str, os.PathLike)):
-        fail("uds", "a path (str)")
-    dirs = given.get("reload_dirs")
-    if dirs is not None and (isinstance(dirs, (str, bytes)) or not all(
-            isinstance(d, (str, os.PathLike)) for d in dirs)):
-        fail("reload_dirs", "a list of directories (str), e.g. ['src']")
-    query = given.get("redact_query")
-    if query is not None and (isinstance(query, (str, bytes)) or not all(
-            isinstance(q, str) for q in query)):
-        fail("redact_query", "a list of parameter names (str), e.g. ['token']")
+    if given.get("uds") is not None:
+        if not isinstance(given["uds"], (str, os.PathLike)):
+            fail("uds", "a path (str or pathlib.Path)")
+        given["uds"] = os.fspath(given["uds"])
+    names_list("reload_dirs", "a list of directories, e.g. ['src'] (one directory: [path])",
+               (str, os.PathLike))
+    names_list("redact_query", "a list of parameter names (str), e.g. ['token']", (str,))
     for key in ("health_path", "forwarded_header"):
         if given.get(key) is not None and not isinstance(given[key], str):
             fail(key, "a str or None")
+    return given
 
 
 def _host_text(host: str | None) -> str:
     if not host:
-        return "0.0.0.0"
+        return "*"          # every interface, IPv4 and IPv6
     return f"[{host}]" if ":" in host else host
 
 
@@ -486,9 +501,11 @@ def _cannot_listen(exc: BindError, uds: str | None, fd: int | None) -> str:
         return f"fastws: {exc}"
     if uds is not None:
         return f"fastws: {exc}; choose another path with --uds PATH (app.run(uds=PATH))"
-    if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+    if exc.errno == errno.EADDRINUSE:
         return (f"fastws: {exc}; choose another port with --port N (app.run(port=N)), "
                 "or stop what holds it")
+    if exc.errno == errno.EACCES:
+        return f"fastws: {exc}; or choose a port above 1023 with --port N (app.run(port=N))"
     return (f"fastws: {exc}; choose an address of this machine with --host (app.run(host=...)): "
             "127.0.0.1 for this machine only, 0.0.0.0 for every interface")
 
@@ -513,11 +530,13 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
     (proxy_headers, forwarded_allow_ips, forwarded_header, access_log, health_path,
     redact_query, max_request_memory, max_http_connections_per_ip).
     """
-    check_arguments("run()", {"host": host, "port": port, "ssl": ssl, "backlog": backlog,
-                              "reuse_port": reuse_port, "shutdown_timeout": shutdown_timeout,
-                              "workers": workers, "allow_split_rooms": allow_split_rooms,
-                              "uds": uds, "fd": fd, "reload": reload, "reload_dirs": reload_dirs,
-                              **server_options}, RUN_ARGUMENTS + server_option_names())
+    given = check_arguments("run()", {
+        "host": host, "port": port, "ssl": ssl, "backlog": backlog, "reuse_port": reuse_port,
+        "shutdown_timeout": shutdown_timeout, "workers": workers,
+        "allow_split_rooms": allow_split_rooms, "uds": uds, "fd": fd, "reload": reload,
+        "reload_dirs": reload_dirs, **server_options}, RUN_ARGUMENTS + server_option_names())
+    uds, reload_dirs = given["uds"], given["reload_dirs"]
+    server_options = {k: v for k, v in given.items() if k not in RUN_ARGUMENTS}
     # Built before anything binds: a bad option is refused before a port is taken.
     server = Server(site, **server_options)
     if not logging.getLogger().handlers and not log.handlers:

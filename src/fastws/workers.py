@@ -185,7 +185,7 @@ class Supervisor:
         self.failures = 0
         log.info("worker %d ready (pid %d)", worker.slot, worker.proc.pid)
         if self.announce is not None and sum(w.ready for w in self.workers.values()) >= self.n:
-            log.info("%s", self.announce)
+            logging.getLogger("fastws").info("%s", self.announce)
             self.announce = None
         old = self.replacing.pop(worker.slot, None)
         if old is not None and old in self.workers:

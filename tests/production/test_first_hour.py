@@ -119,20 +119,27 @@ def test_the_command_serves_a_module_that_calls_app_run_when_imported(tmp_path):
 
 
 def test_a_second_run_while_one_serves_is_refused(tmp_path):
-    write(tmp_path, "twice.py", APP + '''
-import os, signal, threading
+    port = free_port()
+    write(tmp_path, "twice.py", APP + f'''
+import os, signal, threading, urllib.error, urllib.request
 
-@app.on_startup
-def again():
-    def second():
+def second():
+    try:
+        app.run(port=0)
+    except RuntimeError as exc:
+        print("refused:", exc, flush=True)
+    # SIGINT once the first run() answers, so its signal handlers are in place.
+    while True:
         try:
-            app.run(port=0)
-        except RuntimeError as exc:
-            print("refused:", exc, flush=True)
-        os.kill(os.getpid(), signal.SIGINT)
-    threading.Thread(target=second).start()
+            urllib.request.urlopen("http://127.0.0.1:{port}/", timeout=5)
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            pass
+    os.kill(os.getpid(), signal.SIGINT)
 
-app.run(port=0)
+app.on_startup(lambda: threading.Thread(target=second).start())
+app.run(port={port})
 ''')
     done = run(tmp_path, "twice.py")
     assert done.returncode == 0, done.stderr
@@ -215,6 +222,9 @@ def test_a_path_instead_of_a_module_suggests_module_app(tmp_path):
     (tmp_path / "pkg").mkdir()
     write(tmp_path / "pkg", "chat.py", APP)
     assert_short(fastws(tmp_path, "pkg/chat.py"), 1, "fastws pkg.chat:app")
+    assert_short(fastws(tmp_path, "./app.py"), 1, "fastws app:app")
+    assert_short(fastws(tmp_path / "pkg", str(tmp_path / "app.py")), 1,
+                 f"cd {tmp_path} && fastws app:app")
 
 
 def test_the_wrong_attribute_names_the_app_that_is_there(tmp_path):
@@ -453,3 +463,35 @@ asyncio.run(main())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"True True cannot listen on 127.0.0.1:{held.port}: the address "
                                   "is already in use"), done.stdout
+
+
+def test_what_run_took_before_the_checks_it_still_takes(tmp_path):
+    # 0/1 for switches, a pathlib.Path for uds, a generator of names: read once,
+    # so the access log still masks what it names.
+    sock_path = tmp_path / "app.sock"
+    write(tmp_path, "app.py", APP + f'''
+from pathlib import Path
+app.run(uds=Path({str(sock_path)!r}), access_log=1, reuse_port=0, backlog=0,
+        redact_query=(name for name in ["mytoken"]))
+''')
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path, env=env_for(tmp_path),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: sock_path.exists() or proc.poll() is not None, timeout=30,
+                 what="the Unix socket")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(sock_path))
+            s.sendall(b"GET /x?mytoken=SECRET&page=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404"), answer
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        stderr = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "/x?mytoken=" in stderr and "page=2" in stderr, stderr
+    assert "SECRET" not in stderr, stderr

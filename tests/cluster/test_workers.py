@@ -84,6 +84,9 @@ def test_two_workers_share_rooms_and_a_killed_worker_is_replaced(tmp_path, redis
         os.kill(pid0, signal.SIGKILL)
         eventually(lambda: len(children(node.proc.pid)) == 2 and pid0 not in children(node.proc.pid),
                    "the killed worker was replaced")
+        # Replaced is not yet serving: a busy machine may take seconds to import
+        # the app, and until then every connection reaches worker 1.
+        eventually(lambda: node.log().count("worker 0 ready") == 2, "the replacement to be ready")
         # worker 1's clients noticed nothing
         peer = member(node, "room")
         while worker_of(peer)[0] != "1":

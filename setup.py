@@ -23,18 +23,23 @@ else:
 
 # The package lives under src/ so that running `python -m fastws...` from a
 # checkout imports the installed (compiled) package, never the bare sources.
+def _dotted(path: Path) -> str:
+    return ".".join(path.relative_to("src").with_suffix("").parts)
+
+
 extensions = [
-    Extension(f"fastws.{pyx.stem}", [str(pyx)], include_dirs=["src/fastws"],
+    Extension(_dotted(pyx), [str(pyx)], include_dirs=["src/fastws", str(pyx.parent)],
               extra_compile_args=extra, depends=["src/fastws/_bytes.h", "src/fastws/_constants.pxd"])
-    for pyx in sorted(Path("src/fastws").glob("*.pyx"))
+    for pyx in sorted(Path("src/fastws").rglob("*.pyx"))
 ]
 # The per-connection HTTP path stays plain Python source, and is compiled too
 # (the import system prefers the extension to the .py beside it): an upgrade
 # costs about a tenth less, which is what lets new users in under load.
 # FASTWS_PURE_PYTHON=1 leaves them uncompiled, for debuggers and profilers.
-COMPILED_PY = ("protocol", "listener", "handshake", "context", "asgi")
+COMPILED_PY = ("http.protocol", "net.listener", "http.handshake", "http.context", "asgi.mount")
 if not os.environ.get("FASTWS_PURE_PYTHON"):
-    extensions += [Extension(f"fastws.{name}", [f"src/fastws/{name}.py"], extra_compile_args=extra)
+    extensions += [Extension(f"fastws.{name}", [f"src/fastws/{name.replace('.', '/')}.py"],
+                             extra_compile_args=extra)
                    for name in COMPILED_PY]
 
 
@@ -68,7 +73,7 @@ class CythonBuildExt(build_ext):
 
         translated = {ext.name: ext for ext in cythonize(
             self.extensions,
-            include_path=["src"],      # so `cimport fastws._frame` finds its .pxd
+            include_path=["src"],      # so `cimport fastws.ws._frame` finds its .pxd
             compiler_directives={"language_level": 3, "embedsignature": True},
             annotate=bool(os.environ.get("FASTWS_ANNOTATE")),
             force=self.force,

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from fastws._frame import FrameParser, apply_mask, apply_mask_inplace, encode_frame
+from fastws.ws._frame import FrameParser, apply_mask, apply_mask_inplace, encode_frame
 
 MASK_KEY = bytes((0x37, 0xFA, 0x21, 0x3D))
 UNMASK_SIZES = {"1 KiB": 1 << 10, "64 KiB": 1 << 16, "1 MiB": 1 << 20}

@@ -66,10 +66,10 @@ from typing import Any
 import pytest
 
 from fastws import create_app, websocket
-from fastws._frame import encode_frame
-from fastws.compression import Negotiated
-from fastws.hub import acquire_hub
-from fastws.websocket import WebSocket
+from fastws.ws._frame import encode_frame
+from fastws.deflate.permessage import Negotiated
+from fastws.runtime.hub import acquire_hub
+from fastws.runtime._websocket import WebSocket
 
 ROOM_SIZE = 1_000
 ROOM = "general"
@@ -252,7 +252,7 @@ def _fastws_room(loop: asyncio.AbstractEventLoop, sock: socket.socket, message: 
     if negotiated is None:
         frame = text_frame(message)
     else:
-        from fastws.compression import Deflater
+        from fastws.deflate.permessage import Deflater
         data, rsv1 = Deflater(negotiated).encode(message.encode())
         frame = encode_frame(OP_TEXT, data, True, rsv1)
         assert _inflates_to(frame, 15, message)

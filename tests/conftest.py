@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from fastws.server import new_event_loop
+from fastws.serve.server import new_event_loop
 
 
 class Running:

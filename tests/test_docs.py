@@ -195,10 +195,10 @@ def test_the_reference_renders_every_public_name():
 
 
 @pytest.mark.parametrize("stub, class_name, module", [
-    ("_websocket.pyi", "WebSocket", "fastws._websocket"),
-    ("_dispatch.pyi", "Dispatcher", "fastws._dispatch"),
-    ("_connection.pyi", "Connection", "fastws._connection"),
-    ("_frame.pyi", "ProtocolError", "fastws._frame"),
+    ("runtime/_websocket.pyi", "WebSocket", "fastws.runtime._websocket"),
+    ("runtime/_dispatch.pyi", "Dispatcher", "fastws.runtime._dispatch"),
+    ("ws/_connection.pyi", "Connection", "fastws.ws._connection"),
+    ("ws/_frame.pyi", "ProtocolError", "fastws.ws._frame"),
 ])
 def test_stub_docstrings_are_those_of_the_compiled_code(stub, class_name, module):
     # The reference reads the .pyi; the words must be the .pyx's, or they drift.
@@ -287,3 +287,46 @@ def test_the_checks_can_fail():
     assert typed_figures("spent 2.06 µs, 1,036 µs p99, about 4 KiB, 639,678 msg/s") == \
         ["2.06 µs", "1,036 µs", "4 KiB", "639,678 msg/s"]
     assert typed_figures("<!-- bench:headline -->\n[Benchmarks](benchmarks.md)") == []
+
+
+def architecture_tree() -> list[str]:
+    """The source files docs/architecture.md's tree names, as paths under src/fastws
+    (``x.pyx/.pxd`` names both), in the page's order."""
+    page = (DOCS / "architecture.md").read_text()
+    block = re.search(r"^```\nsrc/fastws/\n(.*?)^```", page, re.M | re.S).group(1)
+    named, dirs = [], []
+    for line in block.splitlines():
+        m = re.match(r"^( +)(\S+)", line)
+        if not m or not re.search(r"[./]", m.group(2)):
+            continue                        # a continued description
+        depth = len(m.group(1)) // 2 - 1
+        name = m.group(2)
+        dirs = dirs[:depth]
+        if name.endswith("/"):
+            dirs.append(name.rstrip("/"))
+            named.append("/".join(dirs) + "/")
+            continue
+        stem, _, exts = name.partition(".")
+        for ext in exts.split("/."):
+            named.append("/".join([*dirs, f"{stem}.{ext}"]))
+    return named
+
+
+def test_the_architecture_tree_names_every_source_file_and_no_other():
+    named = architecture_tree()
+    files = sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*")
+                   if p.suffix in (".py", ".pyx", ".pxd", ".h")
+                   and not (p.name == "__init__.py" and p.parent != SRC))
+    assert sorted(n for n in named if not n.endswith("/")) == files
+    missing_dirs = [n for n in named if n.endswith("/") and not (SRC / n).is_dir()]
+    assert missing_dirs == []
+
+
+def test_the_architecture_tree_is_in_the_layer_order():
+    from tests.unit.test_layers import PACKAGES
+    top = []
+    for name in architecture_tree():
+        unit = name.split("/")[0].split(".")[0]
+        if unit != "_bytes" and (not top or top[-1] != unit):
+            top.append(unit)
+    assert top == PACKAGES

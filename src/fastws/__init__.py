@@ -13,18 +13,15 @@
 """
 
 from fastws._constants import CloseCode, Opcode, ReadyState
-from fastws._frame import ProtocolError
+from fastws.ws._frame import ProtocolError
 from fastws.app import App, create_app
-from fastws.context import Context, Headers, HTTPError, Response
+from fastws.http.context import Context, Headers, HTTPError, Response
 from fastws.cluster import BackplaneOptions, Cluster, backplane
 from fastws.errors import BackplaneError, BindError, BroadcastTooLargeError, RoomLimitError
 from fastws.options import WebSocketOptions
-from fastws.server import Server
-from fastws.websocket import WebSocket
-# Last: importing the submodule fastws.websocket binds that name on the package;
-# the plugin function must be what `from fastws import websocket` gives.
-from fastws.plugins import error_handler, websocket  # noqa: E402
-from fastws.metrics import metrics  # noqa: E402  (the function, not the module, as for websocket)
+from fastws.serve.server import Server
+from fastws.runtime._websocket import WebSocket
+from fastws.plugins import error_handler, metrics, websocket
 
 __all__ = [
     "App", "BackplaneError", "BackplaneOptions", "BindError", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",

@@ -133,7 +133,7 @@ def _import_failure(spec: str, exc: BaseException) -> str:
         if frame.filename.startswith("<frozen importlib") or \
                 os.path.dirname(frame.filename) == os.path.dirname(importlib.__file__):
             return True
-        # Compiled modules name themselves relative to the build ("src/fastws/context.py").
+        # Compiled modules name themselves relative to the build ("src/fastws/http/context.py").
         parts = Path(frame.filename).parts
         if "fastws" not in parts[:-1]:
             return False
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a line per request, upgrade and WebSocket close (default off)")
     g.add_argument("--redact-query", type=_csv, metavar="NAMES",
                    help="query parameters masked in access lines (default: token, access_token, "
-                        "password, secret, api_key, ...; see fastws.access.REDACT)")
+                        "password, secret, api_key, ...; see fastws.ops.access.REDACT)")
     g = p.add_argument_group("TLS")
     g.add_argument("--ssl-certfile")
     g.add_argument("--ssl-keyfile")
@@ -408,7 +408,7 @@ def _configure_logging(parser: argparse.ArgumentParser, args: argparse.Namespace
         return
     handler = logging.StreamHandler()
     if args.log_format == "json":
-        from fastws.access import JsonFormatter
+        from fastws.ops.access import JsonFormatter
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), None)
             parser.error(f"{_named(args, flag) if flag else 'argument --ws-*'}: {exc}")
     if args.metrics_path and getattr(app, "metrics_collector", None) is None:
-        from fastws.metrics import metrics
+        from fastws.plugins import metrics
         try:
             app.use(metrics(args.metrics_path))
         except (ValueError, ImportError) as exc:
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             app.use(backplane(args.backplane))
         except (ValueError, ImportError) as exc:
             parser.error(f"argument --backplane: {exc}")
-    from fastws.server import RUN_ARGUMENTS, ArgumentError, Server, check_arguments, server_option_names
+    from fastws.serve.server import RUN_ARGUMENTS, ArgumentError, Server, check_arguments, server_option_names
     run_options = dict(
         host=args.host, port=args.port, ssl=tls, backlog=args.backlog,
         workers=args.workers, allow_split_rooms=args.allow_split_rooms, uds=args.uds,

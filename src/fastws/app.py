@@ -3,7 +3,7 @@ middleware, plugins, options) and the entry points that serve it.
 
 An App holds configuration only. What changes while it is served (rooms, open
 sockets, counters) lives in the runtime of each loop that serves it
-(``fastws.hub``); the app-level calls below reach that runtime.
+(``fastws.runtime.hub``); the app-level calls below reach that runtime.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
-from fastws.asgi import ASGIApp, Mount
-from fastws.context import Context, HTTPError, Response
-from fastws.events import arity
-from fastws.hub import find_hub
-from fastws.routing import Params, Router
+from fastws.asgi.mount import ASGIApp, Mount
+from fastws.http.context import Context, HTTPError, Response
+from fastws.runtime.events import arity
+from fastws.runtime.hub import find_hub
+from fastws.http.routing import Params, Router
 
 if TYPE_CHECKING:
     import socket
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from fastws.cluster import Cluster
     from fastws.options import WebSocketOptions
-    from fastws.server import Server
+    from fastws.serve.server import Server
 
 __all__ = ["App", "create_app"]
 
@@ -188,7 +188,7 @@ class App:
 
     @property
     def mounts(self) -> list[Mount]:
-        """The mounted ASGI apps (``fastws.asgi.Mount``), longest prefix first."""
+        """The mounted ASGI apps (``fastws.asgi.mount.Mount``), longest prefix first."""
         return list(self._mounts)
 
     def _register(self, kind: str, path: str, handler: Handler | None) -> Any:
@@ -326,7 +326,7 @@ class App:
         access_log, health_path, redact_query, max_request_memory,
         max_http_connections_per_ip).
         """
-        from fastws.server import Server, check_arguments, server_option_names as names
+        from fastws.serve.server import Server, check_arguments, server_option_names as names
         server_options = check_arguments("app.serve()", server_options, names())
         server = Server(self, **server_options)
         await server.start(host, port, ssl=ssl, backlog=backlog, reuse_port=reuse_port,
@@ -342,12 +342,12 @@ class App:
         ``shutdown_timeout`` seconds (default: the close timeout), return.
 
         ``workers=N`` (N > 1) runs N processes on one port (see
-        ``fastws.workers``); it needs a backplane, or ``allow_split_rooms=True``
+        ``fastws.serve.workers``); it needs a backplane, or ``allow_split_rooms=True``
         for an app whose rooms may stay per process (or that has none).
         More ``options``: ``uds``, ``fd``, ``reload``, ``reload_dirs``,
         ``proxy_headers``, ``forwarded_allow_ips``, ``forwarded_header``, ``access_log``,
         ``health_path``, ``redact_query``, ``max_request_memory``,
-        ``max_http_connections_per_ip`` (see ``fastws.server.run``).
+        ``max_http_connections_per_ip`` (see ``fastws.serve.server.run``).
 
         This is a program's main loop, so what stops it before it serves
         ends the program with one line on stderr rather than a traceback: an
@@ -377,7 +377,7 @@ class App:
         else:
             raise RuntimeError("app.run() starts its own event loop and cannot run inside "
                                "one (async code, Jupyter): use `await app.serve(...)`")
-        from fastws.server import RUN_ARGUMENTS, Server, check_arguments, run, server_option_names
+        from fastws.serve.server import RUN_ARGUMENTS, Server, check_arguments, run, server_option_names
         try:
             given = check_arguments("app.run()", {
                 "host": host, "port": port, "ssl": ssl, "backlog": backlog,

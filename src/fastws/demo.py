@@ -40,7 +40,7 @@ import weakref
 from typing import Any, Coroutine
 
 from fastws import create_app, error_handler, websocket
-from fastws.redis_link import RedisError
+from fastws.cluster.redis_link import RedisError
 
 __all__ = ["app", "main", "RoomCounts", "room_counts", "SETTLE", "REFRESH"]
 

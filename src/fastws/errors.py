@@ -1,7 +1,7 @@
 """Exceptions of fastws's own that user code may catch.
 
 (``HTTPError`` lives with the responses in ``fastws.context``, ``ProtocolError``
-with the codec in ``fastws._frame``.)
+with the codec in ``fastws.ws._frame``.)
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class WebSocketOptions:
     compression: permessage-deflate (RFC 7692). Off by default (None/False):
         inflating a client's messages costs more CPU than fastws's whole
         per-message path, so it is worth it only where bandwidth is dear.
-        True turns it on with ``fastws.compression.DeflateOptions()`` defaults
+        True turns it on with ``fastws.deflate.permessage.DeflateOptions()`` defaults
         (no context takeover either way, so idle connections hold no zlib
         memory and a broadcast is compressed once; messages under 128 bytes
         go uncompressed); pass a DeflateOptions to tune it.
@@ -229,7 +229,7 @@ class WebSocketOptions:
             object.__setattr__(self, "compression", DeflateOptions())
         elif not isinstance(self.compression, DeflateOptions):
             raise ValueError("websocket(compression=...) must be None, False, True or a "
-                             f"fastws.compression.DeflateOptions, got {self.compression!r}")
+                             f"fastws.deflate.permessage.DeflateOptions, got {self.compression!r}")
         elif not self.compression.enabled:
             object.__setattr__(self, "compression", None)
         if not callable(self.dumps) or not callable(self.loads):

@@ -20,8 +20,8 @@ import signal
 import sys
 
 from fastws import WebSocket, create_app, websocket
-from fastws.compression import DeflateOptions
-from fastws.server import new_event_loop
+from fastws.deflate.permessage import DeflateOptions
+from fastws.serve.server import new_event_loop
 
 __all__ = ["app", "MAX_MESSAGE", "main"]
 

@@ -4,8 +4,8 @@ would: handshakes and frames built by hand, answers read back byte by byte.
 Frames are built two ways: ``hand_frame`` writes every header bit itself from
 RFC 6455 §5.2 (and can write what the codec's encoder refuses to: reserved
 bits, unknown opcodes, unmasked or oversized control frames), while
-``masked_frame`` uses ``fastws._frame.encode_frame``. The accept key is
-computed here from the RFC's GUID, not taken from ``fastws.handshake``.
+``masked_frame`` uses ``fastws.ws._frame.encode_frame``. The accept key is
+computed here from the RFC's GUID, not taken from ``fastws.http.handshake``.
 Every receive has a timeout: a server that hangs fails the test, never
 blocks it.
 """
@@ -20,7 +20,7 @@ import struct
 import time
 from typing import NamedTuple, Sequence
 
-from fastws._frame import encode_frame
+from fastws.ws._frame import encode_frame
 
 __all__ = [
     "TIMEOUT", "RFC_KEY", "RFC_ACCEPT", "MASK_KEY", "OP_CONT", "OP_TEXT", "OP_BINARY",

@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import InvalidStatus
 
 from fastws import ReadyState, create_app, websocket
-from fastws.plugins.websocket import default_dumps
+from fastws.plugins.ws import default_dumps
 from tests.conftest import serving
 from tests.integration.clients import (TIMEOUT, client_frame, closed_with, free_port, raw_ws, read_frame,
                                        recv, recv_json, wait_for, ws_connect)

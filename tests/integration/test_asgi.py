@@ -31,8 +31,8 @@ from starlette.routing import Mount as StarletteMount, Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 
 from fastws import create_app, websocket
-from fastws.asgi import ClientDisconnected, LifespanError
-from fastws.server import StartupError
+from fastws.asgi.mount import ClientDisconnected, LifespanError
+from fastws.serve.server import StartupError
 from tests.conftest import serving
 from tests.integration.clients import (TIMEOUT, client_frame, closed_with, raw_connection, raw_ws,
                                        read_response, recv, wait_for, ws_connect)

@@ -34,8 +34,9 @@ from typing import Any, Iterator
 import pytest
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from fastws import compression, create_app, websocket
-from fastws.compression import DeflateOptions
+from fastws import create_app, websocket
+from fastws.deflate import permessage as compression
+from fastws.deflate.permessage import DeflateOptions
 
 from ..conftest import Running, serving
 from .clients import recv, wait_for, ws_connect
@@ -726,8 +727,8 @@ def test_compression_off_ignores_offers():
 SERVER_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from fastws import create_app, websocket
-    from fastws.compression import DeflateOptions
-    from fastws.server import new_event_loop
+    from fastws.deflate.permessage import DeflateOptions
+    from fastws.serve.server import new_event_loop
 
     modes = {"off": None, "on": True,
              "inflater kept": DeflateOptions(client_no_context_takeover=False)}

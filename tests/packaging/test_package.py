@@ -105,7 +105,8 @@ def source_version() -> str:
 
 def compiled_modules() -> set[str]:
     """Every module setup.py compiles: each .pyx, and the .py files it names."""
-    names = {p.stem for p in (ROOT / "src" / "fastws").glob("*.pyx")}
+    package = ROOT / "src" / "fastws"
+    names = {".".join(p.relative_to(package).with_suffix("").parts) for p in package.rglob("*.pyx")}
     if os.environ.get("FASTWS_PURE_PYTHON"):
         return names
     for node in ast.parse((ROOT / "setup.py").read_text()).body:
@@ -201,7 +202,7 @@ def test_wheel_holds_a_compiled_module_for_each_extension(artifacts: Artifacts):
 
     # This interpreter's tag, so the wheel is the one it built, not a stale copy.
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    built = {n.removeprefix("fastws/").removesuffix(suffix) for n in names
+    built = {n.removeprefix("fastws/").removesuffix(suffix).replace("/", ".") for n in names
              if n.startswith("fastws/") and n.endswith(suffix)}
     assert built == compiled_modules()
     assert not [n for n in names if n.endswith(GENERATED) and not n.endswith(suffix)]

@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from fastws import HTTPError, create_app, websocket
-from fastws.access import JsonFormatter
+from fastws.ops.access import JsonFormatter
 
 from ..cluster.conftest import Node, OwnRedis, need_redis, redis_ping
 from ..integration.clients import wait_for, ws_connect

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fastws.context import Headers
-from fastws.proxy import ProxyTrust
+from fastws.http.context import Headers
+from fastws.ops.proxy import ProxyTrust
 
 
 def headers(*pairs: tuple[str, str]) -> Headers:

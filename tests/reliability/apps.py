@@ -227,7 +227,7 @@ def serve_plain_and_tls(app: Any, certfile: str, keyfile: str) -> None:
     print both ports as a JSON line; until SIGTERM."""
     import ssl
 
-    from fastws.server import new_event_loop
+    from fastws.serve.server import new_event_loop
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
     loop = new_event_loop()

@@ -30,13 +30,13 @@ with atheris.instrument_imports():
     import httptools
 
     from fastws import create_app, websocket
-    from fastws._frame import ERROR, FrameParser, ProtocolError
-    from fastws.compression import DeflateOptions, Inflater, Negotiated, negotiate
-    from fastws.context import Headers
-    from fastws.handshake import HandshakeError, select_subprotocol, validate_upgrade
-    from fastws.hub import acquire_hub
-    from fastws.protocol import MAX_HEAD_BYTES, HttpProtocol
-    from fastws.server import Server
+    from fastws.ws._frame import ERROR, FrameParser, ProtocolError
+    from fastws.deflate.permessage import DeflateOptions, Inflater, Negotiated, negotiate
+    from fastws.http.context import Headers
+    from fastws.http.handshake import HandshakeError, select_subprotocol, validate_upgrade
+    from fastws.runtime.hub import acquire_hub
+    from fastws.http.protocol import MAX_HEAD_BYTES, HttpProtocol
+    from fastws.serve.server import Server
 
 MAX_MESSAGE = 4096
 SUBPROTOCOLS = ("chat", "superchat")

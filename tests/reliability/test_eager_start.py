@@ -1,4 +1,4 @@
-"""fastws starts its own coroutines eagerly (``fastws.eager.run_eagerly``): a new
+"""fastws starts its own coroutines eagerly (``fastws.runtime.eager.run_eagerly``): a new
 connection's handshake and its handover to a uvloop transport run inside the
 callback that read the request, and get a task only if they wait.
 
@@ -25,8 +25,8 @@ import pytest
 import uvloop
 from websockets.sync.client import connect
 
-from fastws import eager
-from fastws.eager import run_eagerly
+from fastws.runtime import eager
+from fastws.runtime.eager import run_eagerly
 
 from .procs import ServerProcess
 

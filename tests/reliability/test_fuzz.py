@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fastws import create_app, websocket
-from fastws._frame import (ERROR, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser,
+from fastws.ws._frame import (ERROR, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser,
                            ProtocolError, is_valid_close_code)
-from fastws.compression import Inflater, Negotiated
+from fastws.deflate.permessage import Inflater, Negotiated
 
 from ..conftest import Running, serving
 from ..integration.rawws import RFC_KEY, hand_frame

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 
-from fastws._frame import ERROR, FrameParser
+from fastws.ws._frame import ERROR, FrameParser
 
 #: Mask key used when a test does not care which key masks a frame. No zero
 #: byte, so a bug that skips masking cannot go unnoticed.

@@ -20,7 +20,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
 
-from fastws.compression import (
+from fastws.deflate.permessage import (
     DeflateKey,
     DeflateOptions,
     Deflater,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastws._connection import Connection
+from fastws.ws._connection import Connection
 from fastws._constants import CloseCode, ReadyState
-from fastws._frame import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ProtocolError, encode_close, encode_frame
+from fastws.ws._frame import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ProtocolError, encode_close, encode_frame
 from fastws.options import WebSocketOptions
 
 KEY = b"\x01\x02\x03\x04"
@@ -362,7 +362,7 @@ def test_discard_budget_default_is_16_mib_or_16_messages():
 
 def shared_pair(clock: Clock, **options):
     """A publisher and a member sharing one runtime (as a hub's connections do)."""
-    from fastws._connection import Shared
+    from fastws.ws._connection import Shared
     options.setdefault("ping_interval", None)
     shared = Shared(WebSocketOptions(**options), clock=clock)
     return shared, Connection(shared), Connection(shared)

@@ -38,7 +38,7 @@ from websockets.frames import Close
 from websockets.protocol import Protocol, Side, State
 from wsproto.frame_protocol import FrameProtocol, ParseFailed
 
-from fastws._frame import (
+from fastws.ws._frame import (
     ERROR,
     OP_BINARY,
     OP_CLOSE,

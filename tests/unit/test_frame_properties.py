@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastws._frame import (
+from fastws.ws._frame import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastws._frame import (
+from fastws.ws._frame import (
     ERROR,
     OP_BINARY,
     OP_CLOSE,

@@ -2,8 +2,10 @@
 below the app imports it.
 
 The order below is the house, lowest first (docs/architecture.md describes it);
-a new module must be placed in it. Imports inside ``if TYPE_CHECKING:`` are
-type hints only and may point anywhere but at ``fastws.app``.
+a new module must be placed in it. The modules of a subpackage sit together, so
+the order is also one of packages (``PACKAGES``): the tree shows the layers.
+Imports inside ``if TYPE_CHECKING:`` are type hints only and may point anywhere
+but at ``fastws.app``.
 """
 
 from __future__ import annotations
@@ -14,19 +16,38 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
 
+#: Subpackages and the modules at the top of the package, lowest first.
+PACKAGES = [
+    "_version", "_constants", "options", "errors",   # leaves every layer reads
+    "deflate", "compression",     # permessage-deflate (and its documented old name)
+    "ws",                         # the sans-I/O WebSocket core: codec, payload rule, connection rules
+    "runtime",                    # on the loop: dispatch, rooms, the WebSocket adapter, the hub
+    "ops",                        # proxy headers, access log, metrics
+    "cluster",                    # rooms across processes: the Redis relay and app.cluster
+    "net",                        # listening and accepting
+    "asgi",                       # mounted ASGI apps
+    "http", "context",            # HTTP/1.1: routing, requests and responses, upgrades
+    "serve", "server",            # a server, run(), workers
+    "app",                        # configuration
+    "plugins",                    # what apps use: websocket(), error_handler(), metrics()
+    "__init__", "__main__", "demo",
+]
+
 LAYERS = [
-    # leaves: import nothing of fastws, or only other leaves
-    "_version", "_constants", "options", "events", "routing", "context", "handshake", "compression", "_counters",
-    "eager", "errors", "proxy", "access", "asgi",
-    # the codec and the connection, sans-I/O
-    "_frame", "_payload", "_connection",
-    # events, rooms, the asyncio adapter
-    "_dispatch", "_broadcast", "_websocket", "websocket",
-    # the runtime, HTTP, serving
-    "hub", "redis_link", "cluster", "listener", "protocol", "workers", "server",
-    # configuration, and what sits on it
-    "app", "plugins.websocket", "plugins.error_handler", "plugins", "metrics", "__init__", "__main__",
-    "demo",
+    "_version", "_constants", "options", "errors",
+    "deflate", "deflate.permessage", "compression",
+    "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
+    "runtime", "runtime.eager", "runtime.events", "runtime._dispatch", "runtime._rooms",
+    "runtime._websocket", "runtime.hub",
+    "ops", "ops.proxy", "ops.access", "ops.metrics",
+    "cluster.redis_link", "cluster.relay", "cluster",
+    "net", "net.listener",
+    "asgi", "asgi.mount",
+    "http", "http.routing", "http.context", "http.handshake", "http.protocol", "context",
+    "serve", "serve.workers", "serve.server", "server",
+    "app",
+    "plugins.ws", "plugins.errors", "plugins.prometheus", "plugins",
+    "__init__", "__main__", "demo",
 ]
 BELOW_APP = LAYERS[:LAYERS.index("app")]
 
@@ -114,3 +135,22 @@ def test_nothing_below_the_app_imports_it():
             if "app" in runtime | typing_only:
                 wrong.append(str(path.relative_to(SRC)))
     assert not wrong, f"modules below fastws.app that import it: {wrong}"
+
+
+def package_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_order_of_modules_is_an_order_of_packages():
+    order: list[str] = []
+    for name in LAYERS:
+        unit = package_of(name)
+        if not order or order[-1] != unit:
+            assert unit not in order, f"{unit}'s modules are not together in LAYERS ({name})"
+            order.append(unit)
+    assert order == PACKAGES
+
+
+def test_at_most_a_dozen_modules_at_the_top():
+    top = [p for p in SRC.iterdir() if p.suffix in (".py", ".pyx") and p.stem != "__init__"]
+    assert len(top) <= 12, sorted(p.name for p in top)

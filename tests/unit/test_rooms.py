@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from fastws._broadcast import RoomRegistry
-from fastws._connection import Connection
-from fastws._frame import OP_BINARY, OP_TEXT, encode_frame
+from fastws.runtime._rooms import RoomRegistry
+from fastws.ws._connection import Connection
+from fastws.ws._frame import OP_BINARY, OP_TEXT, encode_frame
 from fastws.options import WebSocketOptions, default_dumps
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastws.routing import Params, Route, Router
+from fastws.http.routing import Params, Route, Router
 
 
 def test_static_route_matches_only_itself():

@@ -1,6 +1,7 @@
-"""Plugins shipped with fastws: ``websocket()`` and ``error_handler()``."""
+"""Plugins shipped with fastws: ``websocket()``, ``error_handler()`` and ``metrics()``."""
 
-from fastws.plugins.error_handler import error_handler
-from fastws.plugins.websocket import WebSocketOptions, websocket
+from fastws.plugins.errors import error_handler
+from fastws.plugins.prometheus import metrics
+from fastws.plugins.ws import WebSocketOptions, websocket
 
-__all__ = ["websocket", "WebSocketOptions", "error_handler"]
+__all__ = ["websocket", "WebSocketOptions", "error_handler", "metrics"]

@@ -1,7 +1,0 @@
-"""Type stubs for the compiled counters (src/fastws/_counters.pyx)."""
-
-class Counters:
-    skipped: int
-    dropped: int
-    slow_consumers: int
-    def snapshot(self) -> dict[str, int]: ...

@@ -1,6 +1,0 @@
-"""Type stubs for the compiled send rule (src/fastws/_payload.pyx)."""
-
-from typing import Any, Callable
-
-def encode_payload(data: Any, dumps: Callable[[Any], Any]) -> tuple[int, str | bytes | bytearray | memoryview]: ...
-def encode_message(data: Any, dumps: Callable[[Any], Any]) -> bytes: ...

@@ -1,0 +1,683 @@
+"""Rooms across processes and machines: the Redis backplane.
+
+    app.use(backplane("redis://127.0.0.1:6379/0"))
+
+Every node (one event loop of one process serving the app) keeps its rooms as
+before and, through this module, one Redis pub/sub channel per room that has
+members here (``<prefix>:r:<room>``). A broadcast is delivered to the local
+members and published once to the room's channel as an envelope::
+
+    version (1 byte, 1) | node id (8 bytes) | opcode (1 byte: 1 text, 2 binary) | payload
+
+Each node subscribed to the channel frames (and deflates) the payload once for
+all its members; the sender's node drops its own echo by node id before looking
+at anything else. A node subscribes when a room gets its first local member and
+unsubscribes ``unsubscribe_linger`` seconds after it lost its last (a room that
+empties and fills again does not churn subscriptions); changes are sent once per
+loop iteration. A node therefore receives only the traffic of rooms it has
+members in.
+
+The promise: local delivery never depends on Redis. Across nodes, delivery is
+at most once and in order per publisher per room; a message published while
+the link is down is dropped and counted (``app.cluster.stats()``), never
+buffered without bound. A join is *live across the cluster* once its node's
+subscription to the room is confirmed by Redis (``await app.cluster.joined(room)``):
+from then on every broadcast to the room, from any node, reaches the member.
+
+Presence (``app.cluster.room_size``, ``app.cluster.rooms``) is a hash per node
+(room -> local member count) and a liveness key per node that expires after
+``presence_ttl`` seconds unless refreshed; a node that dies drops out within
+that time. It is eventually consistent within the TTL (this node's own counts
+are always exact).
+
+A periodic probe (a message the node publishes to itself) finds a subscriber
+link that looks connected but receives nothing (cut by Redis's pub/sub output
+limit, a half-open TCP link); any lost link is reconnected with jittered
+backoff, every room with members resubscribed and the app told
+(``app.cluster.on("lost" | "restored", handler)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from fastws.errors import BackplaneError, BroadcastTooLargeError
+from fastws.cluster.redis_link import Link, RedisError, RedisURL, hiredis, parse_url
+
+if TYPE_CHECKING:
+    from fastws.runtime.hub import Hub
+
+__all__ = ["backplane", "BackplaneOptions", "BackplanePlugin", "Cluster", "RedisRelay",
+           "ENVELOPE_VERSION", "HEADER_SIZE"]
+
+log = logging.getLogger("fastws.backplane")
+
+ENVELOPE_VERSION = 1
+HEADER_SIZE = 10            # version, node id (8), opcode
+_EVENTS = ("lost", "restored")
+
+
+@dataclass(frozen=True)
+class BackplaneOptions:
+    """Settings of the Redis backplane, with their defaults.
+
+    url: ``redis://[user:password@]host[:port][/db]``, or ``rediss://`` for TLS
+        (query ``ssl_ca_certs=PATH`` to trust a CA file, ``ssl_cert_reqs=none``
+        not to verify). The password never appears in a log line or an error.
+
+    prefix: the start of every key and channel name (default "fastws"); apps
+        sharing one Redis keep apart by prefix.
+
+    connect_timeout: seconds to connect and authenticate (default 5); at
+        start, failing to reach Redis within it stops the server from starting.
+
+    presence_ttl: seconds after which a node that stopped refreshing its
+        liveness key drops out of ``cluster.room_size`` and ``rooms`` (default 15).
+
+    probe_interval / probe_timeout: every probe_interval seconds (default 5)
+        the node publishes a probe to itself; if it is not back within
+        probe_timeout seconds (default 3) the link is taken for dead and reconnected.
+
+    unsubscribe_linger: seconds a room's channel stays subscribed after its
+        last local member left (default 2).
+
+    max_backoff: longest wait, in seconds, between reconnection attempts
+        (default 5; attempts start at 0.1 s, doubling, with full jitter).
+
+    max_buffered: bytes of publishes that may wait for Redis to read them
+        (default 16 MiB); past it, further cross-node publishes are dropped and
+        counted until Redis catches up.
+    """
+
+    url: str
+    prefix: str = "fastws"
+    connect_timeout: float = 5.0
+    presence_ttl: float = 15.0
+    probe_interval: float = 5.0
+    probe_timeout: float = 3.0
+    unsubscribe_linger: float = 2.0
+    max_backoff: float = 5.0
+    max_buffered: int = 16 << 20
+
+    def __post_init__(self) -> None:
+        parse_url(self.url)     # a bad URL fails when the plugin is made
+        for name in ("connect_timeout", "presence_ttl", "probe_interval", "probe_timeout",
+                     "max_backoff"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"backplane {name} must be > 0, got {getattr(self, name)!r}")
+        if self.unsubscribe_linger < 0:
+            raise ValueError(f"backplane unsubscribe_linger must be >= 0, got {self.unsubscribe_linger!r}")
+        if self.max_buffered < 1:
+            raise ValueError(f"backplane max_buffered must be >= 1, got {self.max_buffered!r}")
+        if not self.prefix or any(c in self.prefix for c in " \r\n"):
+            raise ValueError(f"backplane prefix must be a non-empty name without spaces, got {self.prefix!r}")
+
+
+class BackplanePlugin:
+    """Installs the backplane on an app (see ``backplane()``)."""
+
+    def __init__(self, options: BackplaneOptions) -> None:
+        self.options = options
+
+    def install(self, app: Any) -> None:
+        """Give the app its backplane options: serving connects to Redis."""
+        app.backplane = self.options
+
+
+def backplane(url: str | None = None, **options: Any) -> BackplanePlugin:
+    """The Redis backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
+
+    ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; options as
+    in ``BackplaneOptions``.
+    """
+    if hiredis is None:
+        raise ImportError("the backplane needs hiredis (a dependency of fastws): pip install hiredis")
+    url = url or os.environ.get("FASTWS_BACKPLANE")
+    if not url:
+        raise ValueError("backplane() needs a Redis URL (or FASTWS_BACKPLANE in the environment)")
+    known = set(BackplaneOptions.__dataclass_fields__) - {"url"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"backplane() got unknown option(s) {', '.join(unknown)}; "
+                        f"known options: {', '.join(sorted(known))}")
+    return BackplanePlugin(BackplaneOptions(url, **options))
+
+
+class RedisRelay:
+    """The backplane of one hub (one app on one loop): the registry's relay.
+
+    Three links to Redis, each written once per loop iteration: ``pub``
+    carries publishes and the probe with ``CLIENT REPLY OFF`` (Redis answers
+    nothing, so nothing is parsed per broadcast; the probe, which comes back
+    through ``sub``, proves the path); ``cmd`` carries presence and queries,
+    whose replies are read; ``sub`` is the subscriber.
+    """
+
+    def __init__(self, hub: Hub, options: BackplaneOptions,
+                 handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
+        self.options = options
+        self.url: RedisURL = parse_url(options.url)
+        self.hub = hub
+        self.registry = hub.rooms
+        self.loop = hub.loop
+        self._nid = secrets.token_bytes(8)
+        self.node_id = self._nid.hex()
+        self._handlers = handlers if handlers is not None else {}
+        self.max_payload = hub.options.max_message_size if hub.options.max_message_size else 1 << 30
+        p = options.prefix
+        self._room_prefix = f"{p}:r:".encode()
+        self._nodes_key = f"{p}:nodes"
+        self._alive_key = f"{p}:alive:{self.node_id}"
+        self._presence_key = f"{p}:n:{self.node_id}"
+        self._probe_channel = f"{p}:probe:{self.node_id}".encode()
+        self._echo = bytes([ENVELOPE_VERSION]) + self._nid
+        self._hdr = {1: bytes([ENVELOPE_VERSION]) + self._nid + b"\x01",
+                     2: bytes([ENVELOPE_VERSION]) + self._nid + b"\x02"}
+        self.pub: Link | None = None
+        self.cmd: Link | None = None
+        self.sub: Link | None = None
+        # channel -> the RESP of "PUBLISH <channel>" up to the envelope's length
+        self._publish_head: dict[str, bytes] = {}
+        self.connected = False
+        self._stopping = False
+        self._reconnecting: asyncio.Task | None = None
+        self._supervisor: asyncio.Task | None = None
+        # channel -> room for every room subscribed or about to be
+        self._channels: dict[bytes, str] = {}
+        self._confirmed: set[bytes] = set()
+        self._joined: dict[bytes, list[asyncio.Future]] = {}
+        self._to_sub: set[bytes] = set()
+        self._to_unsub: set[bytes] = set()
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self._sizes: dict[str, int] = {}           # presence changes not written yet
+        self._scheduled = False
+        self._probe_token = 0
+        self._probe_back: asyncio.Event | None = None
+        self._outage_started = 0.0
+        self._outage_dropped = 0
+        self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
+                      "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
+                      "reconnects": 0, "subscriptions": 0}
+
+    def __repr__(self) -> str:
+        return (f"<RedisRelay node {self.node_id} {self.url.safe} "
+                f"{'connected' if self.connected else 'down'}, {len(self._channels)} channels>")
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Connect (raises BackplaneError naming the URL if Redis cannot be reached)."""
+        try:
+            await self._connect()
+        except RedisError as exc:       # its message names the URL (password masked)
+            raise BackplaneError(f"backplane: {exc}") from None
+        except asyncio.TimeoutError:
+            raise BackplaneError(f"backplane: no answer from {self.url.safe} within "
+                                 f"{self.options.connect_timeout:g}s") from None
+        except OSError as exc:
+            raise BackplaneError(f"backplane: cannot use Redis at {self.url.safe}: "
+                                 f"{exc.strerror or exc}") from None
+        self._supervisor = self.loop.create_task(self._supervise())
+        log.info("backplane: node %s connected to %s", self.node_id, self.url.safe)
+
+    async def stop(self) -> None:
+        """Leave the cluster: remove this node's presence, close the links."""
+        self._stopping = True
+        for task in (self._supervisor, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        for handle in self._lingering.values():
+            handle.cancel()
+        self._lingering.clear()
+        if self.connected and self.cmd is not None:
+            try:
+                await asyncio.wait_for(asyncio.gather(
+                    self.cmd.command("DEL", self._presence_key, self._alive_key),
+                    self.cmd.command("SREM", self._nodes_key, self.node_id)), 1.0)
+            except (RedisError, asyncio.TimeoutError):
+                pass
+        self.connected = False
+        self._close_links()
+        self._fail_joined(BackplaneError("the backplane stopped"))
+
+    def _close_links(self) -> None:
+        for link in (self.pub, self.cmd, self.sub):
+            if link is not None:
+                link.on_lost = None
+                link.abort()
+        self.pub = self.cmd = self.sub = None
+
+    async def _connect(self) -> None:
+        """Open both links, subscribe every room with members, write presence."""
+        timeout = self.options.connect_timeout
+        links: list[Link] = []
+        try:
+            cmd = await Link.open(self.url, timeout, on_lost=self._link_lost)
+            links.append(cmd)
+            pub = await Link.open(self.url, timeout, on_lost=self._link_lost)
+            links.append(pub)
+            sub = await Link.open(self.url, timeout, on_push=self._on_push, on_lost=self._link_lost)
+            links.append(sub)
+            try:
+                await asyncio.wait_for(asyncio.gather(cmd.command("PING"), pub.command("PING")),
+                                       timeout)
+            except RedisError as exc:
+                # The first command on a URL without a password, when Redis
+                # wants one (NOAUTH): named like every other connect error.
+                raise RedisError(f"{self.url.safe}: {exc}") from None
+        except BaseException:
+            for link in links:
+                link.on_lost = None
+                link.abort()
+            raise
+        pub.push_only("CLIENT", "REPLY", "OFF")
+        self.pub, self.cmd, self.sub = pub, cmd, sub
+        self._confirmed.clear()
+        self._to_unsub.clear()
+        self._to_sub.clear()
+        names = [r for r in self.registry.names()]
+        self._channels = {self._channel(r): r for r in names}
+        for r in list(self._lingering):
+            self._channels[self._channel(r)] = r
+        sub.push_only("SUBSCRIBE", self._probe_channel, *self._channels)
+        ttl = int(self.options.presence_ttl * 1000)
+        cmd.send("DEL", self._presence_key)
+        sizes = []
+        for r in names:
+            sizes += [r, self.registry.size(r)]
+        if sizes:
+            cmd.send("HSET", self._presence_key, *sizes)
+        self._sizes.clear()
+        self._heartbeat(ttl)
+        self.connected = True
+
+    def _heartbeat(self, ttl_ms: int) -> None:
+        cmd = self.cmd
+        cmd.send("SET", self._alive_key, "1", "PX", ttl_ms)
+        cmd.send("PEXPIRE", self._presence_key, ttl_ms * 2)
+        cmd.send("SADD", self._nodes_key, self.node_id)
+
+    async def _supervise(self) -> None:
+        """Heartbeat and probe, forever: a probe that does not come back means
+        the subscriber link is dead, whatever TCP says."""
+        o = self.options
+        every = min(o.probe_interval, o.presence_ttl / 3)
+        ttl = int(o.presence_ttl * 1000)
+        while True:
+            await asyncio.sleep(every)
+            if not self.connected or self.pub is None:
+                continue
+            self._heartbeat(ttl)
+            self._probe_token += 1
+            self._probe_back = asyncio.Event()
+            self.pub.push_only("PUBLISH", self._probe_channel, str(self._probe_token))
+            try:
+                await asyncio.wait_for(self._probe_back.wait(), o.probe_timeout)
+            except asyncio.TimeoutError:
+                if self.connected:
+                    log.warning("backplane: no probe back from %s within %.1fs: reconnecting",
+                                self.url.safe, o.probe_timeout)
+                    self._lost()
+
+    # ------------------------------------------------------------------ losing and finding Redis
+
+    def _link_lost(self, exc: Exception | None) -> None:
+        if not self._stopping:
+            log.warning("backplane: lost the connection to %s%s", self.url.safe,
+                        f" ({exc})" if exc else "")
+            self._lost()
+
+    def _lost(self) -> None:
+        if self._stopping or self._reconnecting is not None:
+            return
+        self.connected = False
+        self._close_links()
+        self._outage_started = time.monotonic()
+        self._outage_dropped = 0
+        self._confirmed.clear()
+        self._fire("lost")
+        self._reconnecting = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        try:
+            while not self._stopping:
+                # Full jitter: nodes that lost Redis together do not return together.
+                await asyncio.sleep(random.uniform(0, delay))
+                try:
+                    await self._connect()
+                except (RedisError, OSError, asyncio.TimeoutError) as exc:
+                    text = str(exc)     # most name the URL already
+                    log.debug("backplane: reconnecting failed: %s", text if self.url.safe in text
+                              else f"{self.url.safe}: {text}")
+                    delay = min(self.options.max_backoff, delay * 2)
+                    continue
+                self.stats["reconnects"] += 1
+                log.warning("backplane: reconnected to %s after %.1fs; %d cross-node publish(es) "
+                            "dropped meanwhile; %d room(s) resubscribed", self.url.safe,
+                            time.monotonic() - self._outage_started, self._outage_dropped,
+                            len(self._channels))
+                self._reconnecting = None
+                self._fire("restored")
+                return
+        finally:
+            if self._reconnecting is asyncio.current_task():
+                self._reconnecting = None
+
+    def _fire(self, event: str) -> None:
+        for fn in self._handlers.get(event, ()):
+            try:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    self.loop.create_task(result)
+            except Exception:
+                log.exception("backplane: %s handler %r failed", event, fn)
+
+    # ------------------------------------------------------------------ the registry's relay
+
+    def _channel(self, room: str) -> bytes:
+        return self._room_prefix + room.encode()
+
+    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
+        """Publish one broadcast to the room's channel (called before local
+        delivery); returns the payload as bytes, for local delivery to reuse."""
+        if type(room) is not str:
+            raise TypeError(f"with a backplane, room names must be str, not {type(room).__name__}")
+        if type(payload) is str:
+            payload = payload.encode()
+        elif type(payload) is not bytes:
+            payload = bytes(payload)
+        if len(payload) > self.max_payload:
+            self.stats["oversized"] += 1
+            raise BroadcastTooLargeError(
+                f"broadcast of {len(payload)} bytes to {room!r} is over max_message_size "
+                f"({self.max_payload}); not delivered")
+        pub = self.pub
+        if not self.connected or pub is None:
+            self.stats["dropped_outage"] += 1
+            if self._outage_dropped == 0:
+                log.warning("backplane: Redis is down; cross-node publishes are dropped until "
+                            "it is back (local delivery goes on)")
+            self._outage_dropped += 1
+            return payload
+        if pub.buffered > self.options.max_buffered:
+            self.stats["dropped_buffer"] += 1
+            return payload
+        self.stats["published"] += 1
+        head = self._publish_head.get(room)
+        if head is None:
+            ch = self._channel(room)
+            head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(ch), ch)
+            if len(self._publish_head) >= 4096:
+                self._publish_head.clear()          # bounded: rooms come and go
+            self._publish_head[room] = head
+        # RESP by hand: the payload is not copied until the one write per iteration.
+        n = len(payload) + HEADER_SIZE
+        length = b"$%d\r\n" % n
+        pub.write_parts((head, length, self._hdr[opcode], payload, b"\r\n"),
+                        len(head) + len(length) + n + 2)
+        return payload
+
+    def room_opened(self, room: str) -> None:
+        """The room got its first local member: subscribe (unless still lingering)."""
+        handle = self._lingering.pop(room, None)
+        if handle is not None:
+            handle.cancel()
+            return
+        ch = self._channel(room)
+        self._channels[ch] = room
+        self._to_unsub.discard(ch)
+        self._to_sub.add(ch)
+        self._schedule()
+
+    def room_closed(self, room: str) -> None:
+        """The room lost its last local member: unsubscribe after the linger."""
+        linger = self.options.unsubscribe_linger
+        if linger <= 0:
+            self._unsubscribe(room)
+        else:
+            self._lingering[room] = self.loop.call_later(linger, self._unsubscribe, room)
+
+    def room_sized(self, room: str, n: int) -> None:
+        """Presence: the room has ``n`` local members now (written once per iteration)."""
+        self._sizes[room] = n
+        self._schedule()
+
+    def _unsubscribe(self, room: str) -> None:
+        self._lingering.pop(room, None)
+        if self.registry.size(room):
+            return
+        ch = self._channel(room)
+        self._channels.pop(ch, None)
+        self._confirmed.discard(ch)
+        self._to_sub.discard(ch)
+        self._to_unsub.add(ch)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Once per loop iteration: the subscription changes and presence writes."""
+        self._scheduled = False
+        if not self.connected:
+            return      # _connect rewrites both from the registry when Redis is back
+        if self._to_sub:
+            chs = list(self._to_sub)
+            self._to_sub.clear()
+            for i in range(0, len(chs), 1000):
+                self.sub.push_only("SUBSCRIBE", *chs[i:i + 1000])
+        if self._to_unsub:
+            chs = list(self._to_unsub)
+            self._to_unsub.clear()
+            for i in range(0, len(chs), 1000):
+                self.sub.push_only("UNSUBSCRIBE", *chs[i:i + 1000])
+        if self._sizes:
+            sizes, self._sizes = self._sizes, {}
+            sets, gone = [], []
+            for room, n in sizes.items():
+                if n:
+                    sets += [room, n]
+                else:
+                    gone.append(room)
+            if sets:
+                self.cmd.send("HSET", self._presence_key, *sets)
+            if gone:
+                self.cmd.send("HDEL", self._presence_key, *gone)
+
+    # ------------------------------------------------------------------ what Redis sends
+
+    def _on_push(self, reply: list) -> None:
+        kind = reply[0]
+        if kind == b"message":
+            channel, data = reply[1], reply[2]
+            if channel == self._probe_channel:
+                if self._probe_back is not None and data == str(self._probe_token).encode():
+                    self._probe_back.set()
+                return
+            if data.startswith(self._echo):
+                self.stats["echoes"] += 1       # our own publish, delivered here already
+                return
+            if type(data) is not bytes or len(data) < HEADER_SIZE:
+                self.stats["bad_envelopes"] += 1
+                return
+            opcode = data[9]
+            if data[0] != ENVELOPE_VERSION or (opcode != 1 and opcode != 2):
+                self.stats["bad_envelopes"] += 1
+                return
+            if len(data) - HEADER_SIZE > self.max_payload:
+                self.stats["oversized"] += 1
+                return
+            room = self._channels.get(channel)
+            if room is None:
+                return          # unsubscribed meanwhile
+            self.stats["received"] += 1
+            try:
+                self.registry.deliver(room, opcode, data[HEADER_SIZE:])
+            except Exception:
+                # A member's failure must never stop the reader.
+                log.exception("backplane: delivering to room %r failed", room)
+        elif kind == b"subscribe":
+            ch = reply[1]
+            if ch in self._channels:
+                self._confirmed.add(ch)
+                self.stats["subscriptions"] += 1
+                for fut in self._joined.pop(ch, ()):
+                    if not fut.done():
+                        fut.set_result(None)
+        elif kind == b"unsubscribe":
+            self._confirmed.discard(reply[1])
+
+    # ------------------------------------------------------------------ cluster answers
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is confirmed."""
+        ch = self._channel(room)
+        if ch in self._confirmed and self.connected:
+            return
+        if ch not in self._channels:
+            raise LookupError(f"room {room!r} has no member on this node")
+        fut = self.loop.create_future()
+        self._joined.setdefault(ch, []).append(fut)
+        await fut
+
+    def _fail_joined(self, exc: Exception) -> None:
+        joined, self._joined = self._joined, {}
+        for futs in joined.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(exc)
+
+    def _require(self) -> Link:
+        if not self.connected or self.cmd is None:
+            raise BackplaneError(f"backplane: Redis at {self.url.safe} is not reachable now")
+        return self.cmd
+
+    async def _live_nodes(self, cmd: Link) -> list[str]:
+        nodes = [n.decode() for n in await cmd.command("SMEMBERS", self._nodes_key)
+                 if n.decode() != self.node_id]
+        alive = await asyncio.gather(*[cmd.command("EXISTS", f"{self.options.prefix}:alive:{n}")
+                                       for n in nodes])
+        dead = [n for n, a in zip(nodes, alive) if not a]
+        if dead:
+            cmd.send("SREM", self._nodes_key, *dead)
+        return [n for n, a in zip(nodes, alive) if a]
+
+    async def room_size(self, room: str) -> int:
+        """Members of ``room`` on every live node (this one's count is exact)."""
+        cmd = self._require()
+        nodes = await self._live_nodes(cmd)
+        counts = await asyncio.gather(*[cmd.command("HGET", f"{self.options.prefix}:n:{n}", room)
+                                        for n in nodes])
+        return self.registry.size(room) + sum(int(c) for c in counts if c)
+
+    async def rooms(self) -> list[str]:
+        """Rooms with a member on any live node."""
+        cmd = self._require()
+        nodes = await self._live_nodes(cmd)
+        keys = await asyncio.gather(*[cmd.command("HKEYS", f"{self.options.prefix}:n:{n}")
+                                      for n in nodes])
+        out = dict.fromkeys(self.registry.names())
+        for ks in keys:
+            for k in ks:
+                out.setdefault(k.decode(), None)
+        return list(out)
+
+    async def nodes(self) -> list[str]:
+        """The ids of the live nodes, this one first."""
+        cmd = self._require()
+        return [self.node_id] + await self._live_nodes(cmd)
+
+
+class Cluster:
+    """``app.cluster``: answers for the whole cluster with a backplane, for this
+    process without one, so the same code runs on one node or many.
+
+    ``room_size``, ``rooms`` and ``nodes`` are coroutines (they may ask Redis;
+    BackplaneError while Redis is unreachable); ``joined(room)`` waits until a
+    join on this node is live across the cluster. ``on("lost" | "restored", fn)``
+    registers a handler (sync or async, no arguments) called when the link to
+    Redis is lost and when it is back (with every room resubscribed): the
+    moment to tell clients to refetch state.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self.handlers: dict[str, list[Callable[[], Any]]] = {e: [] for e in _EVENTS}
+        self._local_id = secrets.token_hex(8)
+
+    def on(self, event: str, handler: Callable[[], Any]) -> Callable[[], Any]:
+        """Call ``handler`` on ``event`` ("lost" or "restored"). Returns it."""
+        if event not in self.handlers:
+            raise ValueError(f"cluster events are {', '.join(_EVENTS)}; got {event!r}")
+        self.handlers[event].append(handler)
+        return handler
+
+    def _hub(self):
+        from fastws.runtime.hub import find_hub
+        return find_hub(self._app)
+
+    def _relay(self) -> RedisRelay | None:
+        hub = self._hub()
+        return None if hub is None else hub.relay
+
+    @property
+    def node_id(self) -> str:
+        """This node's id (the hub's on the running loop; stable for the process without a backplane)."""
+        relay = self._relay()
+        return self._local_id if relay is None else relay.node_id
+
+    @property
+    def connected(self) -> bool:
+        """True when the backplane's link to Redis is up (always True without one)."""
+        relay = self._relay()
+        return True if relay is None else relay.connected
+
+    async def room_size(self, room: Any) -> int:
+        """Members of ``room`` across the cluster (eventually consistent within presence_ttl)."""
+        relay = self._relay()
+        if relay is None:
+            hub = self._hub()
+            return 0 if hub is None else hub.rooms.size(room)
+        return await relay.room_size(room)
+
+    async def rooms(self) -> list[Any]:
+        """Rooms with at least one member anywhere in the cluster."""
+        relay = self._relay()
+        if relay is None:
+            hub = self._hub()
+            return [] if hub is None else hub.rooms.names()
+        return await relay.rooms()
+
+    async def nodes(self) -> list[str]:
+        """Live node ids, this one first."""
+        relay = self._relay()
+        return [self.node_id] if relay is None else await relay.nodes()
+
+    async def joined(self, room: Any) -> None:
+        """Return once a join to ``room`` on this node is live across the
+        cluster: this node's subscription is confirmed by Redis. At once
+        without a backplane. LookupError if ``room`` has no member here."""
+        relay = self._relay()
+        if relay is None:
+            hub = self._hub()
+            if hub is None or not hub.rooms.size(room):
+                raise LookupError(f"room {room!r} has no member on this node")
+            return
+        await relay.joined(room)
+
+    def stats(self) -> dict[str, int]:
+        """The backplane's counters (published, received, echoes, dropped_outage,
+        dropped_buffer, bad_envelopes, oversized, reconnects, subscriptions);
+        empty without a backplane."""
+        relay = self._relay()
+        return {} if relay is None else dict(relay.stats)

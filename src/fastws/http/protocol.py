@@ -1,0 +1,1004 @@
+"""The asyncio Protocol for one TCP connection: HTTP/1.1 requests parsed by
+httptools and answered in order, then, after an upgrade, WebSocket frames
+handed to the connection's WebSocket.
+
+What this layer needs of the application is small and explicit (``Site``):
+resolve a path to its routes, run the middleware chain around an endpoint to
+get a response, and the WebSocket options. The runtime it hands each
+WebSocket (rooms, sockets, flusher, counters) is the server's ``Hub``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import httptools
+
+from fastws.runtime._websocket import kernel_unsent
+from fastws.ops.access import client_text, escape
+from fastws.asgi.mount import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
+from fastws.deflate.permessage import negotiate
+from fastws.runtime.eager import run_eagerly
+from fastws.http.context import Context, Headers, HTTPError, Response, plain_response
+from fastws.http.handshake import (HandshakeError, is_upgrade_request, response_101, same_origin,
+                              select_subprotocol, validate_upgrade)
+from fastws.net.listener import EarlyTransport
+from fastws.options import WebSocketOptions
+from fastws.http.routing import Params
+from fastws.runtime._websocket import WebSocket
+
+if TYPE_CHECKING:
+    from fastws.runtime.hub import Hub
+    from fastws.serve.server import Server
+
+__all__ = ["HttpProtocol", "Site"]
+
+log = logging.getLogger("fastws")
+
+
+class Site(Protocol):
+    """What the HTTP side needs of the application (``App`` is one)."""
+
+    ws_options: WebSocketOptions | None
+    #: Whether a middleware is a coroutine function (then upgrades are answered
+    #: in a task, where such code may rely on asyncio.current_task()).
+    async_middleware: bool
+
+    def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
+        """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""
+
+    def mount_for(self, path: str) -> Mount | None:
+        """The ASGI app mounted where ``path`` is (when no route of ours is), or None."""
+
+    async def respond(self, ctx: Context,
+                      endpoint: Callable[[Context], Awaitable[Response]]) -> Response:
+        """The response to ``ctx``: the middleware chain around ``endpoint``."""
+
+
+# Request size caps: generous for browsers, small enough that a hostile
+# client cannot make us buffer much.
+MAX_URL = 8192
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16384
+# Every byte of a request that is not body (its head: request line, header
+# lines, their line ends; a chunk's size line; the trailer fields), counted as
+# it is fed to the parser: httptools reports a header or trailer field only
+# once its line ends, and grows a line that never ends by concatenation.
+MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8192
+MAX_BODY = 1 << 20
+# Stop reading from a client that pipelines faster than we answer.
+MAX_PIPELINED = 16
+# Seconds of silence after which a lingering connection is closed: nothing is
+# arriving that a close could reset (as for WebSockets, in _connection.pyx).
+LINGER_QUIET = 1.0
+# Seconds a connection accepted but not yet answered may still send its
+# request once a shutdown has begun.
+SHUTDOWN_GRACE = 1.0
+
+
+class Request(NamedTuple):
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+    upgrade: bool
+    raw_headers: list[tuple[bytes, bytes]]    # as they came, for mounted ASGI apps
+
+
+class _Reject(Exception):
+    """A request broke a size cap; answer with ``status`` and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Answering:
+    """Stands for the task while a request is answered eagerly (nothing to cancel:
+    it runs inside the current callback)."""
+
+    def cancel(self) -> None:
+        pass
+
+
+_ANSWERING = _Answering()
+
+
+class _Upgrade(Response):
+    """What a WebSocket route's endpoint returns when the upgrade may proceed."""
+
+    __slots__ = ("accept", "subprotocol", "handler", "extensions", "negotiated")
+
+    def __init__(self, accept: str, subprotocol: str | None, handler: Any,
+                 extensions: str | None = None, negotiated: Any = None) -> None:
+        super().__init__(b"", 101)
+        self.accept = accept
+        self.subprotocol = subprotocol
+        self.handler = handler
+        self.extensions = extensions
+        self.negotiated = negotiated
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection, HTTP first and WebSocket after an upgrade.
+
+    After the upgrade the transport talks to the WebSocket; this object stays
+    only for the server's bookkeeping, with its request state dropped.
+    """
+
+    __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
+                 "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
+                 "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
+                 "_drained", "_discarded", "_last_rx", "_address", "_answered", "_asgi",
+                 "_raw_headers", "_peer", "_sockname", "_unsent", "_head_bytes",
+                 "_held", "_http_address")
+
+    def __init__(self, site: Site, hub: Hub, server: Server) -> None:
+        self.site = site
+        self.hub = hub
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.ws: WebSocket | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Headers = Headers()
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._header_count = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._requests: deque[Request] = deque()
+        self._task: asyncio.Task | None = None
+        self._early: bytearray | None = None   # bytes after an upgrade request
+        self._paused = False
+        # handshake_timeout counts from here, and again after each response
+        self._since = time.monotonic()
+        self._in_request = False
+        self._write_paused = False
+        # Bytes not yet taken by the client when writing paused (see _unread).
+        self._unsent = 0
+        self._drained: asyncio.Future[None] | None = None
+        # Lingering close (see _linger): bytes read and thrown away since, or None.
+        self._discarded: int | None = None
+        self._last_rx = 0.0
+        # The client address counted in the hub's per-address limits, if any.
+        self._address: Any = None
+        self._answered = False      # a response was written (a keep-alive idle is then safe to close)
+        # The ASGI cycle (fastws.asgi) of a request given to a mounted app: told
+        # of a disconnect instead of having its task cancelled, as ASGI expects.
+        self._asgi: Any = None
+        # The addresses of both ends, asked of the transport once (a system
+        # call each) and kept for every request of a keep-alive connection.
+        self._peer: Any = None
+        self._sockname: Any = None
+        # Bytes fed to the parser since the current request (or chunk) began,
+        # less its body bytes: what MAX_HEAD_BYTES bounds.
+        self._head_bytes = 0
+        # Request-body bytes of this connection counted in the server's budget.
+        self._held = 0
+        # The client address this connection counts for in the server's HTTP
+        # connections per address (max_http_connections_per_ip), if it does.
+        self._http_address: Any = None
+
+    # ------------------------------------------------------------------ transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        early = self.transport
+        # Set first: the server may close it at once (a shutdown has begun).
+        self.transport = transport  # type: ignore[assignment]
+        if isinstance(early, EarlyTransport):
+            # The real transport after the handover: it takes over what the
+            # early one was asked meanwhile; we are registered already.
+            early.adopt(transport)  # type: ignore[arg-type]
+        else:
+            self.server._connection_made(self)
+            # A TLS transport calls this when its handshake is done and reads
+            # what came with the client's Finished (usually the request) in a
+            # callback of its own, which waits for the loop's ready queue.
+            self.hub.flusher.press_soon()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # After an upgrade the WebSocket hears this first and passes it on.
+        if self.ws is not None:
+            self.hub.connection_closed(self.ws)
+            if self.server.access is not None:
+                self.server.access.closed(self.ws)
+        self.server._connection_lost(self)
+        self._release_bodies()
+        if self._http_address is not None:
+            self.server._http_connection_closed(self._http_address)
+            self._http_address = None
+        if self._address is not None:
+            self.hub.limits.closed(self._address)
+            self._address = None
+        self.transport = None
+        self.ws = None
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)      # nothing more will be written
+        if self._asgi is not None:
+            self._asgi.disconnected()
+        elif self._task is not None:
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        # A client that does not read its responses gets no more of them
+        # (and we read no more of its requests) until it catches up.
+        self._write_paused = True
+        self._unsent = self._unread()
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        # The client reads: a long response streamed to it is progressing, not
+        # stuck (check_deadline drops a connection whose writes stay paused).
+        self._since = time.monotonic()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)      # _process resumes reading
+        elif self._task is None and self._early is None:
+            self._resume()
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport is over its high-water mark (the client reads slowly)."""
+        return self._write_paused
+
+    async def writable(self) -> None:
+        """Wait until the transport takes more (or the connection is gone)."""
+        if self._write_paused and self.transport is not None:
+            self._drained = asyncio.get_running_loop().create_future()
+            try:
+                await self._drained
+            finally:
+                self._drained = None
+
+    @property
+    def sockname(self) -> Any:
+        """The local address of this connection (asked of the transport once)."""
+        if self._sockname is None and self.transport is not None:
+            self._sockname = self.transport.get_extra_info("sockname")
+        return self._sockname
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarded is not None:
+            self._discard(len(data))
+            return
+        if self._early is not None:
+            self._early += data
+            return
+        try:
+            if len(data) <= MAX_HEAD_BYTES - self._head_bytes:
+                self._head_bytes += len(data)       # the usual case: all of it at once
+                self._parser.feed_data(data)
+            else:
+                self._feed_within_budget(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            # The request before the offset is complete and queued; what
+            # follows belongs to whatever protocol it switches to.
+            self._early = bytearray(data[upgrade.args[0]:])
+            self._pause()
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            if isinstance(cause, _Reject):
+                self._reject(cause.status, cause.reason)
+            else:
+                log.exception("error while parsing a request", exc_info=cause)
+                self._reject(500, "Internal Server Error")
+        except _Reject as rejected:
+            self._reject(rejected.status, rejected.reason)
+            return
+        except httptools.HttpParserError as err:
+            self._reject(400, f"Bad Request: {err}")
+            return
+        if self._requests and self._task is None:
+            self._start_processing()
+
+    def _feed_within_budget(self, data: bytes) -> None:
+        """Feed ``data`` in pieces no longer than what the current head may still
+        take: a head (or chunk line, or trailer) that reaches MAX_HEAD_BYTES
+        unfinished is refused (431) then and there, whatever its lines look
+        like. Body bytes give their room back as they are parsed (on_body)."""
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            room = MAX_HEAD_BYTES - self._head_bytes
+            if room <= 0:
+                raise _Reject(431, "Request Header Fields Too Large")
+            piece = view[offset:offset + room]
+            self._head_bytes += len(piece)
+            start, offset = offset, offset + len(piece)
+            try:
+                self._parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:
+                # Its offset counted from the start of data, not of the piece.
+                raise httptools.HttpParserUpgrade(start + upgrade.args[0]) from None
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_request = True
+        self._url = b""
+        self._headers = Headers()
+        self._raw_headers = []
+        self._header_bytes = 0
+        self._header_count = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_URL:
+            raise _Reject(414, "URI Too Long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        self._header_count += 1
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
+            raise _Reject(431, "Request Header Fields Too Large")
+        self._headers.add_raw(name, value)
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
+        # for this before sending its body. Only for a request that has a
+        # body to send, and when nothing is queued ahead of it, so
+        # responses stay in order.
+        h = self._headers
+        codings = h.getall("transfer-encoding")
+        if codings and [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]:
+            # llhttp reads "identity, chunked" as chunked; a proxy may not.
+            # Only plain chunked is understood here (the limits guide).
+            raise _Reject(400, "Bad Request: unsupported transfer coding")
+        if (h.get("expect", "").lower() == "100-continue"
+                and (h.get("content-length", "0") != "0" or "transfer-encoding" in h)
+                and not self._requests
+                and self._task is None and self.transport is not None
+                and self._parser.get_http_version() == "1.1"):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_chunk_complete(self) -> None:
+        # Each chunk's size line is counted on its own: a body of many small
+        # chunks is no head too large. What follows the last one (trailers)
+        # starts afresh, and is bounded as a head is.
+        self._head_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        n = len(body)
+        # Body bytes were counted when fed: not head. Never below 0 (a count
+        # reset within a piece, by a request ending there, could take it there).
+        self._head_bytes = max(0, self._head_bytes - n)
+        self._body_size += n
+        if self._body_size > MAX_BODY:
+            raise _Reject(413, "Content Too Large")
+        server = self.server
+        if server.bodies_held + n > server.max_request_memory:
+            # Many connections each holding a large body (or a pipeline of
+            # them) could otherwise fill memory; per connection MAX_BODY is
+            # not a bound on the whole server.
+            log.warning("refusing a request body from %s: the server holds %d bytes of request "
+                        "bodies (max_request_memory %d)", self._peer, server.bodies_held,
+                        server.max_request_memory)
+            raise _Reject(503, "Service Unavailable: too many request bodies in memory")
+        server.bodies_held += n
+        self._held += n
+        self._body.append(body)
+
+    def _release_bodies(self, n: int | None = None) -> None:
+        """Give back ``n`` bytes (all, by default) of the server's body budget."""
+        n = self._held if n is None else min(n, self._held)
+        if n:
+            self._held -= n
+            self.server.bodies_held -= n
+
+    def on_message_complete(self) -> None:
+        self._in_request = False
+        self._head_bytes = 0        # whatever follows is the next request's
+        p = self._parser
+        self._requests.append(Request(
+            p.get_method().decode("ascii"), self._url.decode("latin-1"),
+            p.get_http_version(), self._headers, b"".join(self._body),
+            p.should_keep_alive(), p.should_upgrade(), self._raw_headers))
+        if len(self._requests) >= MAX_PIPELINED:
+            self._pause()
+
+    # ------------------------------------------------------------------ requests
+
+    def _start_processing(self) -> None:
+        """Answer the queued requests: a WebSocket upgrade that only our own code
+        and synchronous user code decide is answered now, in this callback
+        (``run_eagerly``); anything else in a task."""
+        loop = asyncio.get_running_loop()
+        if len(self._requests) == 1 and self._upgrades_now(self._requests[0]):
+            self._task = _ANSWERING
+            self._task = run_eagerly(loop, self._process())
+        else:
+            self._task = loop.create_task(self._process_in_task())
+
+    async def _process_in_task(self) -> None:
+        # Each step of this task waits for the loop's ready queue: while it
+        # runs, the hub's flusher keeps that queue from waiting long.
+        # Without WebSockets there is no busy socket for it to wait behind:
+        # plain HTTP traffic then costs no flusher pass per request.
+        flusher = self.hub.flusher if self.hub.sockets else None
+        if flusher is not None:
+            flusher.task_started()
+        try:
+            await self._process()
+        finally:
+            if flusher is not None:
+                flusher.task_done()
+
+    def _upgrades_now(self, req: Request) -> bool:
+        if not req.upgrade or self.site.async_middleware:
+            return False
+        route = self.site.resolve(req.target.partition("?")[0]).get("WS")
+        if route is None:
+            return False
+        guard = route[0][1]
+        return guard is None or not inspect.iscoroutinefunction(guard)
+
+    def _pause(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _reject(self, status: int, reason: str) -> None:
+        """Answer a request we could not parse, then close the connection."""
+        log.info("rejecting request from %s: %d %s",
+                 self.transport.get_extra_info("peername") if self.transport else None,
+                 status, reason)
+        if self._task is not None:
+            self._task.cancel()
+        self._requests.clear()
+        self._write_response(plain_response(status, reason), keep_alive=False)
+
+    def check_deadline(self, now: float) -> None:
+        """Close a connection that has not sent a complete request within
+        ``handshake_timeout`` (called by the server's sweep)."""
+        if self.transport is None:
+            return
+        if self._discarded is not None:
+            self._check_linger(now)
+            return
+        if now - self._since < self.server.handshake_timeout:
+            return
+        if self._write_paused or self.transport.is_closing():
+            unsent = self._unread()
+            if unsent < self._unsent:
+                # The client reads, only not fast enough for the kernel to
+                # take a whole buffer back from us within the timeout.
+                self._unsent = unsent
+                self._since = now
+                return
+            # Our responses have sat unread for the whole timeout: a close
+            # would wait forever to flush them.
+            log.info("dropping %s: responses unread for %.1fs",
+                     self.transport.get_extra_info("peername"), self.server.handshake_timeout)
+            self.transport.abort()
+            return
+        if self._task is not None or self._early is not None:
+            return      # a request is being answered
+        if self._in_request:
+            log.info("dropping %s: request not complete within %.1fs",
+                     self.transport.get_extra_info("peername"), self.server.handshake_timeout)
+            self._write_response(plain_response(408, "Request Timeout"), keep_alive=False)
+        else:
+            self.transport.close()
+
+    def _unread(self) -> int:
+        """Bytes written but not yet taken by the client's side: ours still in
+        the transport plus the kernel's send queue (Linux; elsewhere ours only).
+        Once the client's receive window is full, this drops only as it reads.
+
+        resume_writing alone is too coarse a sign of progress: the kernel
+        wakes the transport only once a third of its send buffer (which grows
+        to 4 MiB) is free, which a slow but steady reader can take longer than
+        the timeout to free."""
+        t = self.transport
+        if t is None:
+            return 0
+        unsent = t.get_write_buffer_size()
+        sock = t.get_extra_info("socket")
+        if kernel_unsent is not None and sock is not None:
+            try:
+                unsent += kernel_unsent(sock.fileno())
+            except OSError:
+                pass        # not a TCP socket, or gone: the transport's count is all we have
+        return unsent
+
+    def _write_response(self, response: Response | Denial, keep_alive: bool,
+                        head: bool = False) -> int:
+        """Write ``response``; the status that went out. A header HTTP cannot
+        carry (a line break, a NUL, a character outside Latin-1, typically a
+        value built from user input) makes it a 500 that closes the connection,
+        with a log line naming the header, never an exception that leaves the
+        connection hanging without an answer."""
+        self._answered = True
+        t = self.transport
+        if t is None:
+            return response.status
+        try:
+            data = response.encode(keep_alive, head)
+        except ValueError as exc:
+            log.error("could not send a %d response to %s: %s; answering 500 instead",
+                      response.status, self._peer, exc)
+            response = plain_response(500, "Internal Server Error")
+            keep_alive = False
+            data = response.encode(False, head)
+        self._since = time.monotonic()
+        t.write(data)
+        if not keep_alive:
+            self._linger()
+        return response.status
+
+    def _linger(self) -> None:
+        """The answer that ends this connection is on its way. Closing now would
+        make the client's kernel answer whatever it is still sending (the rest of
+        a body too big, say) with a reset that can destroy our answer in flight.
+        So: half-close, read and throw away until the client closes, within
+        ``close_timeout`` and ``discard_budget``."""
+        t = self.transport
+        if t is None or self._discarded is not None or t.is_closing():
+            return
+        self._discarded = 0
+        self._since = self._last_rx = time.monotonic()
+        if self._requests:
+            self._requests.clear()
+        self._body = []
+        self._release_bodies()      # nothing queued here will be answered
+        self._early = None
+        if t.can_write_eof():
+            t.write_eof()
+        self._paused = False
+        t.resume_reading()
+
+    def _discard(self, n: int) -> None:
+        self._discarded += n
+        self._last_rx = time.monotonic()
+        budget = self.server.options.discard_budget
+        if self._discarded > budget and self.transport is not None:
+            log.info("closing %s: still sending after our answer, past the discard budget "
+                     "of %d bytes", self.transport.get_extra_info("peername"), budget)
+            self.transport.close()
+
+    def _check_linger(self, now: float) -> None:
+        t = self.transport
+        if now - self._since >= self.server.options.close_timeout:
+            log.info("dropping %s: still open %.1fs after our answer",
+                     t.get_extra_info("peername"), now - self._since)
+            t.abort()
+        elif now - self._last_rx >= LINGER_QUIET:
+            t.close()           # nothing arriving: it has sent what it was sending
+
+    async def _process(self) -> None:
+        """Answer queued requests one at a time, in the order they came."""
+        try:
+            while self._requests and self.transport is not None:
+                if self._write_paused:
+                    await self.writable()
+                    if self.transport is None:
+                        break
+                req = self._requests.popleft()
+                if len(self._requests) < MAX_PIPELINED // 2 and self._early is None \
+                        and not self._write_paused:
+                    self._resume()
+                try:
+                    if not await self._handle(req):
+                        return
+                finally:
+                    self._release_bodies(len(req.body))
+            if self._early is None and not self._write_paused:
+                self._resume()
+        finally:
+            self._task = None
+
+    async def _handle(self, req: Request) -> bool:
+        """Answer one request; False once the connection is no longer HTTP."""
+        site = self.site
+        target = req.target
+        path, _, query = target.partition("?")
+        query = query.partition("#")[0]
+        hosts = req.headers.getall("host")
+        if len(hosts) > 1 or (not hosts and req.version != "1.0"):
+            # RFC 9112 §3.2: exactly one Host in HTTP/1.1; a proxy and we
+            # must not disagree about which one names the target.
+            self._write_response(plain_response(400, "Bad Request: missing or repeated Host header"),
+                                 keep_alive=False)
+            return False
+        if path.startswith(("http://", "https://")):
+            # absolute-form (RFC 9112 §3.2.2): servers must accept it
+            parts = urlsplit(target)
+            path, query = parts.path or "/", parts.query
+        if not path.startswith("/"):
+            self._write_response(plain_response(400, "Bad Request: bad request target"),
+                                 keep_alive=False)
+            return False
+        server = self.server
+        if path == server.health_path and req.method in ("GET", "HEAD"):
+            return self._health(req, path, query)
+        found = site.resolve(path)
+        # "Upgrade: websocket" marks a handshake attempt even when httptools
+        # did not switch (no "Connection: upgrade"): that is a bad handshake
+        # (400, RFC 6455 §4.2.1), not a plain GET (426).
+        wants_ws = is_upgrade_request(req.headers)
+        peer = self._peer
+        if peer is None and self.transport is not None:
+            peer = self._peer = self.transport.get_extra_info("peername")
+        scheme = None
+        if server.proxy is not None:
+            peer, scheme = server.proxy.resolve(peer, req.headers)
+        ctx = Context(site, req.method, path, query, req.headers, req.version, req.body, peer,
+                      is_websocket=wants_ws and "WS" in found)
+        ctx.scheme = scheme or server.scheme
+        started = time.monotonic()
+        if server.max_http_connections_per_ip is not None and self._http_address is None \
+                and not wants_ws and isinstance(peer, tuple) and peer:
+            # Plain HTTP connections per client address (WebSockets have their
+            # own limit, max_connections_per_ip): counted from a connection's
+            # first request, when the client is known (behind a proxy too).
+            if not server._http_connection_opened(peer[0]):
+                return self._answer(ctx, plain_response(
+                    429, "Too Many Requests: too many connections from this address",
+                    {"Retry-After": "1"}), False, False, started)
+            self._http_address = peer[0]
+        if not found:
+            mount = site.mount_for(path)
+            if mount is not None:
+                if wants_ws:
+                    ctx.is_websocket = True
+                    return await self._asgi_websocket(req, ctx, mount, started)
+                return await self._asgi_http(req, ctx, mount, started)
+        head = False
+        if ctx.is_websocket:
+            handler, ctx.params = found["WS"]
+            endpoint = self._upgrade_endpoint(req, handler)
+        elif req.method in found:
+            handler, ctx.params = found[req.method]
+            endpoint = handler
+        elif req.method == "HEAD" and "GET" in found:
+            handler, ctx.params = found["GET"]
+            endpoint = handler
+            head = True
+        elif "WS" in found and req.method == "GET":
+            endpoint = _fixed(426, "Upgrade Required: this is a WebSocket endpoint",
+                              {"Upgrade": "websocket", "Connection": "Upgrade",
+                               "Sec-WebSocket-Version": "13"})
+        elif found:
+            allowed = sorted({k for k in found if k != "WS"} | ({"GET"} if "WS" in found else set()))
+            if "GET" in allowed:
+                allowed.append("HEAD")
+            endpoint = _fixed(405, "Method Not Allowed", {"Allow": ", ".join(allowed)})
+        else:
+            endpoint = _fixed(404, "Not Found")
+
+        response = await site.respond(ctx, endpoint)
+        if self.transport is None:
+            return False
+        access = server.access
+        if isinstance(response, _Upgrade):
+            self._switch(ctx, response)
+            status = 101 if self.ws is not None else 503
+            ups = self.hub.upgrades
+            ups[status] = ups.get(status, 0) + 1
+            if access is not None:
+                access.upgrade(ctx, status, started)
+            return False
+        # After any upgrade request the HTTP parser is spent: close.
+        keep_alive = req.keep_alive and not req.upgrade and not server.closing
+        return self._answer(ctx, response, keep_alive, head, started)
+
+    def _health(self, req: Request, path: str, query: str) -> bool:
+        """Answer the health path: 200 while serving, 503 once draining, so load
+        balancers stop sending new clients to a node on its way out. Counted and
+        logged like any request: an operator who sees probes in neither the
+        access log nor the request counter cannot tell a balancer that stopped
+        probing from one that is probing a node it cannot reach."""
+        started = time.monotonic()
+        server = self.server
+        draining = server.closing
+        keep_alive = req.keep_alive and not draining
+        status = self._write_response(plain_response(503 if draining else 200,
+                                                     "draining" if draining else "ok"),
+                                      keep_alive=keep_alive, head=req.method == "HEAD")
+        counts = self.hub.requests
+        counts[status] = counts.get(status, 0) + 1
+        if server.access is not None:
+            # A Context only for the access line (the real client behind a
+            # trusted proxy): no route, middleware or user code runs here.
+            peer = self._peer
+            if peer is None and self.transport is not None:
+                peer = self._peer = self.transport.get_extra_info("peername")
+            if server.proxy is not None:
+                peer = server.proxy.resolve(peer, req.headers)[0]
+            ctx = Context(self.site, req.method, path, query, req.headers, req.version, b"", peer)
+            server.access.request(ctx, status, started)
+        return keep_alive
+
+    def _answer(self, ctx: Context, response: Response, keep_alive: bool, head: bool,
+                started: float) -> bool:
+        """Write a route's response, count it and log its access line; whether
+        the connection stays open."""
+        status = self._write_response(response, keep_alive, head)
+        if status != response.status:
+            keep_alive = False          # it became a 500 that closes the connection
+        counts = self.hub.upgrades if ctx.is_websocket else self.hub.requests
+        counts[status] = counts.get(status, 0) + 1
+        access = self.server.access
+        if access is not None:
+            if ctx.is_websocket:
+                access.upgrade(ctx, status, started)
+            else:
+                access.request(ctx, status, started)
+        return keep_alive
+
+    def _upgrade_endpoint(self, req: Request, target: Any):
+        handler, guard = target
+        options = self.site.ws_options
+
+        async def upgrade(ctx: Context) -> Response:
+            try:
+                accept = _validate(req)
+            except HandshakeError as err:
+                log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
+                return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
+            refusal = self._refusal(req, ctx)
+            if refusal is not None:
+                raise refusal
+            if guard is not None:
+                try:
+                    verdict = guard(ctx)
+                    if inspect.isawaitable(verdict):
+                        verdict = await verdict
+                except HTTPError as err:
+                    _guard_refused(ctx, err.status, err.message)
+                    raise
+                if verdict is False:
+                    _guard_refused(ctx, 403, "the guard returned False")
+                    raise HTTPError(403, "Forbidden")
+                if isinstance(verdict, Response):
+                    _guard_refused(ctx, verdict.status, "the guard returned a response")
+                    return verdict
+            proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
+                                       options.subprotocols)
+            return _Upgrade(accept, proto, handler, *_negotiate(req, options))
+
+        return upgrade
+
+    def _refusal(self, req: Request, ctx: Context) -> HTTPError | None:
+        """Why an upgrade must be refused before any user code runs (per-address
+        limits, origins, max_connections, draining), or None."""
+        limits = self.hub.limits
+        if limits.active and ctx.remote:
+            refusal = limits.refuse(ctx.remote[0], time.monotonic())
+            if refusal is not None:
+                log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
+                         ctx.remote[0], refusal[0])
+                return HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
+        allowed = self.site.ws_options.allowed_origins if self.site.ws_options else None
+        if allowed != "*":
+            origin = req.headers.get("origin")
+            if allowed is None:
+                # By default a browser page on another site may not open a
+                # socket here with the user's cookies (cross-site hijacking).
+                refused = origin is not None and not same_origin(origin, req.headers.get("host"))
+            else:
+                refused = origin not in allowed
+            if refused:
+                log.info("refused WebSocket upgrade to %s from origin %r (host %r)", ctx.path,
+                         origin, req.headers.get("host"))
+                return HTTPError(403, "Origin not allowed")
+        if self._full():
+            return HTTPError(503, "Too many connections")
+        if self.server.closing:
+            return HTTPError(503, "Server draining", {"Retry-After": "1"})
+        return None
+
+    # ------------------------------------------------------------------ mounted ASGI apps
+
+    async def _asgi_http(self, req: Request, ctx: Context, mount: Mount, started: float) -> bool:
+        """Give one HTTP request to the ASGI app mounted at ``mount``."""
+        server = self.server
+        keep_alive = req.keep_alive and not req.upgrade and not server.closing
+        cycle = HttpCycle(self, req.body, req.method == "HEAD", keep_alive, req.version == "1.0")
+        scope = mount.scope("http", self, ctx, raw_headers(req.raw_headers), req.version)
+        self._asgi = cycle
+        try:
+            keep_alive = await cycle.run(mount.app, scope)
+        finally:
+            self._asgi = None
+        self._answered = True
+        self._since = time.monotonic()
+        if self.transport is None:
+            return False
+        status = cycle.status
+        counts = self.hub.requests
+        counts[status] = counts.get(status, 0) + 1
+        if server.access is not None:
+            server.access.request(ctx, status, started)
+        if not keep_alive:
+            self._linger()
+        return keep_alive
+
+    async def _asgi_websocket(self, req: Request, ctx: Context, mount: Mount,
+                              started: float) -> bool:
+        """Give one upgrade request to the ASGI app mounted at ``mount``: the
+        app decides the handshake; an accepted socket is a fastws WebSocket."""
+        try:
+            accept = _validate(req)
+        except HandshakeError as err:
+            log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
+            return self._asgi_refuse(ctx, plain_response(err.status, err.reason, dict(err.headers)),
+                                     started)
+        refusal = self._refusal(req, ctx)
+        if refusal is not None:
+            return self._asgi_refuse(ctx, plain_response(refusal.status, refusal.message,
+                                                         refusal.headers), started)
+        scope = mount.scope("websocket", self, ctx, raw_headers(req.raw_headers), req.version)
+        offered = req.headers.get("sec-websocket-protocol")
+        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()] if offered else []
+        scope["extensions"] = {"websocket.http.response": {}}
+        cycle = WebSocketCycle()
+        self._asgi = cycle
+        try:
+            self.hub.loop.create_task(cycle.run(mount.app, scope))
+            decision = await cycle.decided
+        finally:
+            self._asgi = None
+        if self.transport is None or decision[0] == "gone":
+            cycle.disconnected()        # an accept the app made waits for nothing
+            return False
+        if decision[0] == "accept":
+            try:
+                up = _Upgrade(accept, decision[1], cycle.attach,
+                              *_negotiate(req, self.site.ws_options))
+                up.headers = decision[2]
+                self._switch(ctx, up)
+            finally:
+                if self.ws is None:
+                    # Refused after all (full, a bad header) or failed: the app's
+                    # next send must not wait for a socket that will not come.
+                    cycle.disconnected()
+            status = 101 if self.ws is not None else 503
+            ups = self.hub.upgrades
+            ups[status] = ups.get(status, 0) + 1
+            if self.server.access is not None:
+                self.server.access.upgrade(ctx, status, started)
+            return False
+        if decision[0] == "response":
+            _, status, headers, body = decision
+            try:
+                response = Denial(status, headers, body)
+            except ValueError as exc:
+                log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
+                response = plain_response(500, "Internal Server Error")
+        elif decision[0] == "error":
+            response = plain_response(500, "Internal Server Error")
+        else:
+            response = plain_response(403, "Forbidden")
+        return self._asgi_refuse(ctx, response, started)
+
+    def _asgi_refuse(self, ctx: Context, response: Response | Denial, started: float) -> bool:
+        self._write_response(response, keep_alive=False)
+        ups = self.hub.upgrades
+        ups[response.status] = ups.get(response.status, 0) + 1
+        if self.server.access is not None:
+            self.server.access.upgrade(ctx, response.status, started)
+        return False
+
+    def _full(self) -> bool:
+        """Whether ``max_connections`` WebSockets are open (logged when so)."""
+        options = self.site.ws_options
+        limit = options.max_connections if options is not None else None
+        if limit is None or len(self.hub.sockets) < limit:
+            return False
+        log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
+                    len(self.hub.sockets))
+        return True
+
+    def _switch(self, ctx: Context, up: _Upgrade) -> None:
+        """Send 101 and hand the connection to a new WebSocket."""
+        t = self.transport
+        if self._full():
+            # Checked again here: an async guard or middleware may have let
+            # several upgrades through the first check at once.
+            self._write_response(plain_response(503, "Too many connections"), keep_alive=False)
+            return
+        # Headers a middleware added to the upgrade's response (Set-Cookie...) go on the 101.
+        try:
+            head = response_101(up.accept, up.subprotocol, up.extensions, up.headers)
+        except ValueError as exc:
+            log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
+            self._write_response(plain_response(500, "Internal Server Error"), keep_alive=False)
+            return
+        ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
+        self.ws = ws
+        if self.hub.limits.active and ctx.remote:
+            self._address = ctx.remote[0]
+            self.hub.limits.opened(self._address)
+        # From here the transport talks to the WebSocket directly; we keep
+        # only the server's bookkeeping (connection_lost comes back to us).
+        # Before the 101 goes out: an early transport hands itself over to a
+        # real one at its first write, and the real one must belong to the WebSocket.
+        t.set_protocol(ws)
+        t.write(head)
+        # High-water mark 0: the transport tells the WebSocket as soon as it
+        # holds anything unwritten, so one number (its queue plus the
+        # transport's) can be held to max_backpressure.
+        t.set_write_buffer_limits(high=0)
+        early, self._early = self._early, None
+        self._parser = self._headers = self._body = self._url = self._requests = None
+        self._raw_headers = None
+        # Reading was paused since the upgrade request; from now on the
+        # WebSocket decides (nothing arrives before this task yields).
+        self._paused = False
+        t.resume_reading()
+        ws._start(up.handler, ctx)
+        if early and self.transport is not None:
+            ws.data_received(bytes(early))
+
+    def close_idle(self) -> None:
+        """Close the connection if it is HTTP and not answering a request
+        (used at shutdown). One accepted but not yet answered gets a short
+        grace: its request may be on its way (during a rolling restart it was
+        sent to the port, which is still open), and is then answered with
+        ``Connection: close``."""
+        if self.ws is not None or self._task is not None or self.transport is None:
+            return
+        if self._answered or self._in_request:
+            if not self._in_request:
+                self.transport.close()
+            return
+        self.hub.loop.call_later(SHUTDOWN_GRACE, self._close_if_still_idle)
+
+    def _close_if_still_idle(self) -> None:
+        if self.ws is None and self._task is None and not self._in_request and \
+                self.transport is not None and not self._requests:
+            self.transport.close()
+
+
+def _guard_refused(ctx: Context, status: int, reason: str) -> None:
+    """Log a guard's refusal as the server's own refusals are logged, so an
+    operator sees why a client could not connect. The path only, never the
+    query: tokens travel there. The reason is the app's own text (what the
+    client is answered), escaped onto one line."""
+    client = client_text(ctx.remote)
+    log.info("refused WebSocket upgrade to %s from %s: guard answered %d, %s", escape(ctx.path),
+             client, status, escape(str(reason)),
+             extra={"client": client, "path": ctx.path, "status": status})
+
+
+def _validate(req: Request) -> str:
+    """The upgrade's Sec-WebSocket-Accept, or HandshakeError."""
+    accept = validate_upgrade(req.method, req.version, req.headers)
+    if not req.upgrade:
+        # httptools kept reading HTTP after this request, so the bytes that
+        # follow are not ours to hand to a WebSocket.
+        raise HandshakeError(400, "Connection header lacks the upgrade token")
+    return accept
+
+
+def _negotiate(req: Request, options: Any) -> tuple[Any, Any]:
+    """permessage-deflate for this upgrade: (response header value, settings),
+    or (None, None) when it is off or not offered."""
+    if options is None or options.compression is None:
+        return None, None
+    return negotiate(req.headers.getall("sec-websocket-extensions"), options.compression)
+
+
+def _fixed(status: int, text: str, headers: dict[str, str] | None = None):
+    async def endpoint(ctx: Context) -> Response:
+        raise HTTPError(status, text, headers)
+    return endpoint

@@ -1,0 +1,185 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The room registry: who is in which room, and encode-once fan-out.
+
+- ``broadcast(room, data, skip)`` serializes ``data`` once (the send rule of
+  ``_payload``) and ``publish``es it.
+- ``publish(room, opcode, payload, skip)`` is ``deliver`` plus the relay.
+- ``deliver(room, opcode, payload, skip)`` is local only: it frames the
+  payload once (and compresses it once per shared deflate setting) and hands
+  the same bytes object to each member's queue at C level; each member then
+  leaves in one write per loop iteration however many broadcasts reached it.
+
+The relay is how rooms reach past this process (the backplane); the registry
+never learns what is behind it. It is any object with ``publish(room, opcode,
+payload)``, called for every publish before anything is delivered here (so a
+message it refuses, by raising, reaches nobody; what it returns, if not None,
+is the payload as bytes, delivered here in place of ``payload``), ``room_opened(room)`` /
+``room_closed(room)``, called at the only two places a room appears (its first
+member joins) and disappears (its last member leaves), and
+``room_sized(room, n)`` after every join and leave (for presence). The relay
+hands what arrives from other nodes to ``deliver``. With a relay, room names
+must be str (they become channel names). Without a relay (None) none of this
+costs more than one pointer test.
+"""
+
+import logging
+
+from cpython.dict cimport PyDict_Keys
+from fastws.ws._connection cimport Connection
+from fastws.ws._frame cimport encode_frame
+from fastws.ws._payload cimport deflated_frame, payload_of
+from fastws.options import default_dumps
+
+__all__ = ["RoomRegistry"]
+
+log = logging.getLogger("fastws")
+
+
+cdef class RoomRegistry:
+    """Rooms by name, each an insertion-ordered set of connections.
+
+    Empty rooms are removed, so ``names()`` lists only rooms with members.
+    ``dumps`` serializes broadcast data that is neither str nor bytes-like.
+    """
+
+    def __init__(self, dumps=default_dumps, relay=None):
+        self._rooms = {}
+        self._dumps = dumps
+        self.relay = relay
+
+    cpdef bint join(self, object room, Connection member) except -1:
+        """Add ``member`` (a connection: ``deliver`` reads its fields in C) to
+        ``room``; False if it was already there."""
+        cdef dict members = self._rooms.get(room)
+        if members is None:
+            if self.relay is not None:
+                if type(room) is not str:
+                    raise TypeError(f"with a backplane, room names must be str, "
+                                    f"not {type(room).__name__}")
+                self._rooms[room] = {member: None}
+                self._tell_relay("room_opened", room, 0)
+                self._tell_relay("room_sized", room, 1)
+            else:
+                self._rooms[room] = {member: None}
+            return True
+        if member in members:
+            return False
+        members[member] = None
+        if self.relay is not None:
+            self._tell_relay("room_sized", room, len(members))
+        return True
+
+    cpdef bint leave(self, object room, Connection member) except -1:
+        """Remove ``member`` from ``room``; False if it was not there."""
+        cdef dict members = self._rooms.get(room)
+        if members is None or member not in members:
+            return False
+        del members[member]
+        if not members:
+            del self._rooms[room]
+            if self.relay is not None:
+                self._tell_relay("room_sized", room, 0)
+                self._tell_relay("room_closed", room, 0)
+        elif self.relay is not None:
+            self._tell_relay("room_sized", room, len(members))
+        return True
+
+    cdef int _tell_relay(self, str hook, object room, Py_ssize_t n) except -1:
+        # The membership here is already changed, and the socket's own list of
+        # rooms changes with it: a relay that fails is logged, never allowed to
+        # leave the two disagreeing (local delivery does not depend on it).
+        try:
+            if hook == "room_sized":
+                self.relay.room_sized(room, n)
+            elif hook == "room_opened":
+                self.relay.room_opened(room)
+            else:
+                self.relay.room_closed(room)
+        except Exception as exc:
+            log.error("the backplane's %s(%r) failed", hook, room, exc_info=exc)
+        return 0
+
+    cpdef Py_ssize_t size(self, object room):
+        """How many members ``room`` has here (0 for an unknown room)."""
+        cdef dict members = self._rooms.get(room)
+        return 0 if members is None else len(members)
+
+    cpdef list names(self):
+        """The rooms that have members here."""
+        return list(self._rooms)
+
+    cpdef list members(self, object room):
+        """A snapshot of ``room``'s members here."""
+        cdef dict members = self._rooms.get(room)
+        return [] if members is None else list(members)
+
+    cpdef Py_ssize_t broadcast(self, object room, object data, object skip=None) except -1:
+        """Serialize ``data`` once and publish it to ``room`` (all but ``skip``).
+        Returns how many local members accepted it."""
+        cdef int opcode
+        if self.relay is None and room not in self._rooms:
+            return 0        # nobody to serialize for
+        payload = payload_of(data, self._dumps, &opcode)
+        return self.publish(room, opcode, payload, skip)
+
+    cpdef Py_ssize_t publish(self, object room, int opcode, object payload,
+                             object skip=None) except -1:
+        """Hand the message to the relay (if any) for the room's members
+        elsewhere, then ``deliver`` it here. Returns the local count. What the
+        relay refuses (it raises: too large to cross, a room name that is not
+        str) is delivered nowhere."""
+        if self.relay is not None:
+            # The relay encodes a text payload to cross; delivering those same
+            # bytes here keeps it to one UTF-8 encoding per broadcast.
+            encoded = self.relay.publish(room, opcode, payload)
+            if encoded is not None:
+                payload = encoded
+        self.broadcasts += 1
+        return self.deliver(room, opcode, payload, skip)
+
+    cpdef Py_ssize_t deliver(self, object room, int opcode, object payload,
+                             object skip=None) except -1:
+        """Queue one message for every local member of ``room`` except ``skip``.
+
+        The message is framed once; members that negotiated permessage-deflate
+        without server context takeover share one compressed frame per set of
+        settings (so a room costs at most a handful of deflates, never one per
+        member); members with context takeover get the uncompressed frame.
+        Returns how many members accepted it (connections that are closing, or
+        over their backpressure limit, do not). Iterates a snapshot, so a
+        member that leaves mid-loop (say, closed as a slow consumer) is harmless.
+        """
+        cdef dict members = self._rooms.get(room)
+        cdef Py_ssize_t sent = 0
+        cdef Connection conn
+        cdef bytes plain = None
+        cdef bytes frame
+        cdef dict by_key = None
+        cdef object last_key = None
+        cdef bytes last_frame = None
+        if members is None:
+            return 0
+        # PyDict_Keys copies the keys in one C loop (list(members) would run
+        # the dict iterator once per member: a third of a delivery's cost).
+        for member in PyDict_Keys(members):
+            if member is skip:
+                continue
+            conn = <Connection>member
+            if conn._deflate_key is None:
+                if plain is None:
+                    plain = encode_frame(opcode, payload)
+                frame = plain
+            elif conn._deflate_key is last_key:
+                frame = last_frame          # the usual case: one shared setting
+            else:
+                if by_key is None:
+                    by_key = {}
+                frame = by_key.get(conn._deflate_key)
+                if frame is None:
+                    frame = by_key[conn._deflate_key] = deflated_frame(conn._deflater, opcode, payload)
+                last_key = conn._deflate_key
+                last_frame = frame
+            if conn.send_frame(frame):
+                sent += 1
+        self.deliveries += sent
+        return sent

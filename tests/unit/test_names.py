@@ -1,0 +1,62 @@
+"""Names that do not trap: no submodule shares its name with a public attribute
+of its package (``import fastws.metrics; fastws.metrics.Collector`` used to
+find a function), and the module paths users were told to import keep working
+as re-exports of where the code lives now."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import fastws
+
+
+def every_module() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(fastws.__path__, "fastws."))
+
+
+def test_no_submodule_shares_its_name_with_an_attribute_of_its_package():
+    wrong = []
+    for name in every_module():
+        if name.endswith("__main__"):
+            continue        # running it is the command; importing it is harmless, but not a name
+        module = importlib.import_module(name)
+        parent, _, leaf = name.rpartition(".")
+        attribute = getattr(importlib.import_module(parent), leaf, module)
+        if attribute is not module:
+            wrong.append(f"{name} is also {parent}.{leaf} = {attribute!r}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("name", ["websocket", "metrics"])
+def test_the_plugin_functions_are_not_modules(name):
+    assert callable(getattr(fastws, name)) and not hasattr(getattr(fastws, name), "__path__")
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"fastws.{name}")
+
+
+@pytest.mark.parametrize("old, new", [
+    ("fastws.compression", "fastws.deflate.permessage"),
+    ("fastws.context", "fastws.http.context"),
+    ("fastws.server", "fastws.serve.server"),
+    ("fastws.cluster", "fastws.cluster.relay"),
+])
+def test_documented_paths_re_export_every_public_name(old, new):
+    before, now = importlib.import_module(old), importlib.import_module(new)
+    assert list(before.__all__) == list(now.__all__) and now.__all__
+    for name in now.__all__:
+        assert getattr(before, name) is getattr(now, name), name
+
+
+def test_the_documented_names_are_there():
+    from fastws.cluster import Cluster
+    from fastws.compression import DeflateOptions
+    from fastws.context import Context, HTTPError, Response
+    from fastws.server import Server, run
+    assert Server is fastws.Server and Cluster is fastws.Cluster and Context is fastws.Context
+    assert HTTPError is fastws.HTTPError and Response is fastws.Response
+    from fastws.deflate.permessage import DeflateOptions as where_it_lives
+    from fastws.serve.server import run as run_lives
+    assert run is run_lives and DeflateOptions is where_it_lives

@@ -13,11 +13,11 @@
 """
 
 from fastws._constants import CloseCode, Opcode, ReadyState
-from fastws.ws._frame import ProtocolError
 from fastws.app import App, create_app
 from fastws.http.context import Context, Headers, HTTPError, Response
 from fastws.cluster import BackplaneOptions, Cluster, backplane
-from fastws.errors import BackplaneError, BindError, BroadcastTooLargeError, RoomLimitError
+from fastws.errors import (BackplaneError, BindError, BroadcastTooLargeError, ProtocolError,
+                           RoomLimitError)
 from fastws.options import WebSocketOptions
 from fastws.serve.server import Server
 from fastws.runtime._websocket import WebSocket

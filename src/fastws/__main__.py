@@ -22,6 +22,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from fastws.options import DEFAULT_BACKLOG
+
 __all__ = ["main", "load_app", "build_parser"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -249,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--port", type=int, help="port to bind (default 3000; 0: any free port)")
     g.add_argument("--uds", help="listen on this Unix socket instead")
     g.add_argument("--fd", type=int, help="serve the listening socket inherited as this descriptor")
-    g.add_argument("--backlog", type=_positive_int, help="listen queue (default 2048)")
+    g.add_argument("--backlog", type=_positive_int, help=f"listen queue (default {DEFAULT_BACKLOG})")
     g = p.add_argument_group("processes")
     g.add_argument("--workers", type=_positive_int, help="worker processes on the one port (default 1)")
     g.add_argument("--reload", action="store_true", default=None,
@@ -305,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 3000, "backlog": 2048, "workers": 1,
+_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 3000, "backlog": DEFAULT_BACKLOG, "workers": 1,
                              "log_level": "info", "log_format": "text", "access_log": False,
                              "proxy_headers": False, "factory": False, "reload": False,
                              "allow_split_rooms": False}

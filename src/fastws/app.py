@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Hashable
 
 from fastws.asgi.mount import ASGIApp, Mount
 from fastws.http.context import Context, HTTPError, Response
+from fastws.http.routing import Params, Router
+from fastws.options import DEFAULT_BACKLOG
 from fastws.runtime.events import arity
 from fastws.runtime.hub import find_hub
-from fastws.http.routing import Params, Router
 
 if TYPE_CHECKING:
     import socket
@@ -315,7 +316,7 @@ class App:
     # ------------------------------------------------------------------ serving
 
     async def serve(self, host: str | None = "127.0.0.1", port: int = 3000, *,
-                    ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
+                    ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
                     reuse_port: bool = False, sock: socket.socket | None = None,
                     uds: str | None = None, **server_options: Any) -> Server:
         """Start serving on the running loop; returns the started Server.
@@ -334,7 +335,7 @@ class App:
         return server
 
     def run(self, host: str = "127.0.0.1", port: int = 3000, *,
-            ssl: _ssl.SSLContext | None = None, backlog: int = 2048,
+            ssl: _ssl.SSLContext | None = None, backlog: int = DEFAULT_BACKLOG,
             reuse_port: bool = False, shutdown_timeout: float | None = None,
             workers: int = 1, allow_split_rooms: bool = False, **options: Any) -> None:
         """Serve until SIGINT or SIGTERM on uvloop, then shut down gracefully:

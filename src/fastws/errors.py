@@ -1,12 +1,21 @@
-"""Exceptions of fastws's own that user code may catch.
+"""Every exception fastws raises for user code to catch or see, in one place.
 
-(``HTTPError`` lives with the responses in ``fastws.context``, ``ProtocolError``
-with the codec in ``fastws.ws._frame``.)
+The modules that raise them import them from here (and keep them importable
+where they were documented: ``fastws.context.HTTPError``, ``fastws.ProtocolError``).
+A leaf: it imports only the close codes.
 """
 
 from __future__ import annotations
 
-__all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError", "BindError"]
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+
+from fastws._constants import CloseCode
+
+__all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError", "BindError",
+           "HTTPError", "ProtocolError", "HandshakeError", "CompressionError", "InflateError",
+           "MessageTooBig", "RedisError", "ClientDisconnected", "LifespanError", "StartupError",
+           "ArgumentError"]
 
 
 class RoomLimitError(ValueError):
@@ -41,3 +50,106 @@ class BindError(OSError):
     def __str__(self) -> str:
         # The message alone: "[Errno 98]" in front of it tells a user nothing.
         return self.strerror or super().__str__()
+
+
+class HTTPError(Exception):
+    """Raise from a handler or middleware to answer with ``status`` and ``message``.
+
+    With ``error_handler()`` installed the body is ``{"error": message}``.
+    """
+
+    def __init__(self, status: int, message: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"HTTPError status must be 400-599, got {status}")
+        if message is None:
+            try:
+                message = HTTPStatus(status).phrase
+            except ValueError:
+                message = "Unknown"
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class ProtocolError(Exception):
+    """A client broke RFC 6455; ``code`` is the close code to answer with.
+
+    ``reason`` is a short human-readable explanation, safe to send as the
+    close reason (ASCII, under 123 bytes).
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class HandshakeError(Exception):
+    """The request cannot be upgraded; answer with ``status`` and ``reason``."""
+
+    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+class CompressionError(Exception):
+    """The peer's compressed data cannot be accepted; close with ``code``.
+
+    ``reason`` is short ASCII, safe as a close reason; each subclass sets
+    its ``code``.
+    """
+
+    code: int
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
+class InflateError(CompressionError):
+    """The compressed payload is not valid DEFLATE data (close code 1007)."""
+
+    code = CloseCode.CLOSE_INVALID_DATA
+
+
+class MessageTooBig(CompressionError):
+    """The message inflates past the allowed size (close code 1009)."""
+
+    code = CloseCode.CLOSE_MESSAGE_TOO_BIG
+
+
+class RedisError(Exception):
+    """Redis answered with an error, or the link to it failed."""
+
+
+class ClientDisconnected(OSError):
+    """The client is gone: what an ASGI app's ``send`` raises after a disconnect."""
+
+
+class LifespanError(RuntimeError):
+    """A mounted app's lifespan startup (or shutdown) failed; the message is the app's."""
+
+
+class StartupError(RuntimeError):
+    """A startup hook raised: the server does not start."""
+
+
+class ArgumentError(TypeError, ValueError):
+    """A keyword of ``run``/``serve`` that is unknown or has a value it cannot
+    take; ``keyword`` names it (the ``fastws`` command maps it to its flag).
+    Both a TypeError (what Python raises for an unknown keyword) and a
+    ValueError (what a bad value raises)."""
+
+    def __init__(self, keyword: str, message: str) -> None:
+        super().__init__(message)
+        self.keyword = keyword

@@ -13,7 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps"]
+__all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps", "DEFAULT_BACKLOG"]
+
+#: Connections the kernel may queue before fastws accepts them (as uvicorn's):
+#: the default of app.run, app.serve, Server.start and --backlog.
+DEFAULT_BACKLOG = 2048
 
 
 # json.dumps with any non-default argument builds a new encoder per call; one

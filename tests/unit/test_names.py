@@ -60,3 +60,20 @@ def test_the_documented_names_are_there():
     from fastws.deflate.permessage import DeflateOptions as where_it_lives
     from fastws.serve.server import run as run_lives
     assert run is run_lives and DeflateOptions is where_it_lives
+
+
+def test_every_public_exception_is_defined_in_errors():
+    import fastws.errors
+    elsewhere = []
+    for name in every_module():
+        if name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for attr, value in vars(module).items():
+            if (isinstance(value, type) and issubclass(value, BaseException)
+                    and value.__module__.startswith("fastws") and not attr.startswith("_")
+                    and value.__module__ != "fastws.errors"):
+                elsewhere.append(f"{value.__module__}.{value.__qualname__}")
+    assert sorted(set(elsewhere)) == []
+    assert fastws.ProtocolError is fastws.errors.ProtocolError
+    assert fastws.HTTPError is fastws.errors.HTTPError

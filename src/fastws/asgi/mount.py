@@ -41,6 +41,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
 from urllib.parse import unquote
 
+from fastws.errors import ClientDisconnected, LifespanError
+
 if TYPE_CHECKING:
     from fastws.http.protocol import HttpProtocol
 
@@ -61,14 +63,6 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 INBOX_LIMIT = 64
 #: Seconds an app's lifespan shutdown may take before the server stops anyway.
 LIFESPAN_SHUTDOWN_TIMEOUT = 30.0
-
-
-class ClientDisconnected(OSError):
-    """The client is gone: what an ASGI app's ``send`` raises after a disconnect."""
-
-
-class LifespanError(RuntimeError):
-    """A mounted app's lifespan startup (or shutdown) failed; the message is the app's."""
 
 
 def _status_line(status: int) -> bytes:

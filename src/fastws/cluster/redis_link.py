@@ -24,16 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fastws.errors import RedisError
+
 try:
     import hiredis
 except ImportError:     # pragma: no cover - a broken install; backplane() says so
     hiredis = None
 
 __all__ = ["RedisURL", "Link", "RedisError", "parse_url"]
-
-
-class RedisError(Exception):
-    """Redis answered with an error, or the link to it failed."""
 
 
 @dataclass(frozen=True)
@@ -179,14 +177,6 @@ class Link(asyncio.Protocol):
         self._waiting.append(_DROP)
         self._queue(hiredis.pack_command(args))
 
-    def send_packed(self, data: bytes, replies: int) -> None:
-        """Send already packed commands (``hiredis.pack_command``), ``replies``
-        of them, whose replies are dropped."""
-        if self.closed:
-            return
-        self._waiting.extend([_DROP] * replies) if replies > 1 else self._waiting.append(_DROP)
-        self._queue(data)
-
     def push_only(self, *args: Any) -> None:
         """Send a command with no reply to wait for: answered by pushes
         (SUBSCRIBE on a subscriber link), or on a link told ``CLIENT REPLY OFF``."""
@@ -211,11 +201,6 @@ class Link(asyncio.Protocol):
         if self.transport is not None:
             n += self.transport.get_write_buffer_size()
         return n
-
-    @property
-    def outstanding(self) -> int:
-        """Replies still expected."""
-        return len(self._waiting)
 
     def _queue(self, data: bytes) -> None:
         self._out.append(data)

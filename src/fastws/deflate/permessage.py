@@ -14,82 +14,11 @@ compressed (RSV1 on its first frame) and feeds this module the payloads.
   ``Negotiated.key`` is equal shares one compressor, so a broadcast is
   compressed once and the same bytes go to each of them.
 
-Defaults and why (measured with CPython 3.11 and zlib 1.2.13 on chat-like
-JSON, i.e. a message object with type, room, user, timestamp, id and English
-text; CPU time per message, best of 15 runs):
-
-``server_no_context_takeover=True``
-    Lets one compressed frame serve every recipient of a broadcast, and a
-    connection keeps no deflate state (up to ~250 KiB each with context
-    takeover at the default window and memory level, see the table below).
-    The price is ratio on a single stream of similar messages: a 256-byte
-    message deflates to 176 bytes alone and to 85 with the previous messages
-    as context.
-``client_no_context_takeover=True``
-    The server may then drop its inflater after each message, so an idle
-    connection holds no inflate window (up to ~40 KiB each otherwise).
-    Incoming messages get larger (the same 176 vs 85 bytes), which matters little
-    because a client's sends are few next to a room's broadcasts. Making a
-    fresh inflater per message costs nothing measurable (5.5 us to inflate a
-    1 KiB message, fresh or kept).
-``server_max_window_bits=15``, ``client_max_window_bits=15``
-    Without context takeover the window only matters for messages longer
-    than it, and it is no per-connection memory: keep the best ratio.
-``mem_level=8``
-    zlib's default. On 1 KiB messages 4, 8 and 9 give the same size (463 B)
-    and 8 is fastest (20.1 us vs 21.4 us); 2 and 1 cost 28 and 38 us and
-    grow the output. Lower it only with server context takeover, to save
-    memory per connection.
-``level=6``
-    zlib's default. On 1 KiB: 463 B in 20.3 us; level 1: 477 B in 16.3 us.
-    On a 16 KiB JSON array: 4,929 B in 379 us; level 1: 5,512 B in 118 us.
-    A broadcast is compressed once and its bytes are sent to every member,
-    so bytes matter more than the one compression; pick ``level=1`` for a
-    server that mostly answers one client at a time with large messages.
-``compress_min_size=128``
-    Messages shorter than this go uncompressed. Wire bytes (frame header
-    included) and deflate time per message::
-
-        size B  raw  deflated  saved        us   saved B per us
-            24   41        36    5 (12%)   2.8   1.8
-            64   76        69    7  (9%)   4.8   1.4
-            96  108        89   19 (17%)   6.4   2.9
-           128  132       110   22 (16%)   7.0   3.1
-           192  196       148   48 (24%)   8.5   5.6
-           256  260       181   79 (31%)   9.8   8.1
-           512  516       287  229 (44%)  13.4  17.0
-          1024 1028       467  561 (55%)  20.3  27.7
-
-    Under ~100 bytes a message saves a handful of bytes, less than 5% of the
-    TCP segment that carries it, for several microseconds of deflate on the
-    server and inflate on the client; from 128 bytes on the saving is a
-    sixth and grows fast. For broadcasts the saving is multiplied by the
-    room size, so a broadcast-heavy app may lower the threshold.
-
-Memory per idle compressed connection: an ``Inflater`` and a ``Deflater``
-that each processed one message, as VmRSS growth over 2,000 such pairs
-divided by 2,000 (one process per row, zlib 1.2.13). zlib allocates a
-deflate stream's window (2 * 2^bits), chains (2 * 2^bits), hash heads
-(2 * 2^(mem_level+7)) and pending buffer (4 * 2^(mem_level+6)) up front, and
-an inflate stream's window (2^bits) at its first output; RSS grows as those
-pages are touched::
-
-    configuration (server/client window bits, mem_level)   1 KiB msg   64 KiB msg
-    defaults: no context takeover either way, 15/15, 8      0.1 KiB     0.1 KiB
-    client context takeover, client bits 15                 12.8 KiB    40.1 KiB
-    client context takeover, client bits 12                 11.7 KiB    12.1 KiB
-    client context takeover, client bits 9                   7.7 KiB     7.7 KiB
-    server context takeover, server bits 15, mem_level 8   100.4 KiB   248.0 KiB
-    server context takeover, server bits 12, mem_level 5    33.8 KiB    38.0 KiB
-    server context takeover, server bits 10, mem_level 4    18.0 KiB    18.0 KiB
-    server context takeover, server bits 9, mem_level 1      9.0 KiB     9.0 KiB
-    both context takeover, 15/15, mem_level 8              103.3 KiB   290.3 KiB
-    both context takeover, 12/12, mem_level 5               45.2 KiB    52.9 KiB
-
-With the defaults an idle connection holds only its two small Python objects:
-the inflater is freed after each message and the compressor is shared. Pages
-are counted once touched, so the 64 KiB column is what a busy connection
-settles at: 10,000 connections with context takeover both ways cost ~2.8 GiB.
+The defaults (``DeflateOptions``) choose a server that compresses a broadcast
+once for all its members and keeps no zlib state per idle connection: no
+context takeover either way, full windows (without takeover they cost no
+memory), zlib's level and memory level, and messages under 128 bytes sent
+uncompressed. docs/guides/compression.md has the measurements behind each.
 
 Close codes: a message that inflates past ``max_output`` raises
 ``MessageTooBig`` (1009, as for an uncompressed message over the limit).
@@ -108,6 +37,7 @@ from typing import Iterable, NamedTuple
 
 from fastws._constants import CloseCode
 from fastws.options import DeflateOptions
+from fastws.errors import CompressionError, InflateError, MessageTooBig
 
 __all__ = [
     "CompressionError", "InflateError", "MessageTooBig", "DeflateOptions", "DeflateKey",
@@ -123,35 +53,6 @@ _TAIL = b"\x00\x00\xff\xff"
 _EMPTY = b"\x00"
 _EXTENSION = "permessage-deflate"
 _BITS = {str(n): n for n in range(8, 16)}
-
-
-class CompressionError(Exception):
-    """The peer's compressed data cannot be accepted; close with ``code``.
-
-    ``reason`` is short ASCII, safe as a close reason; each subclass sets
-    its ``code``.
-    """
-
-    code: int
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.reason}"
-
-
-class InflateError(CompressionError):
-    """The compressed payload is not valid DEFLATE data (close code 1007)."""
-
-    code = CloseCode.CLOSE_INVALID_DATA
-
-
-class MessageTooBig(CompressionError):
-    """The message inflates past the allowed size (close code 1009)."""
-
-    code = CloseCode.CLOSE_MESSAGE_TOO_BIG
 
 
 class DeflateKey(NamedTuple):

@@ -10,26 +10,9 @@ from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from fastws.http.routing import Params
+from fastws.errors import HTTPError
 
 __all__ = ["Headers", "Context", "Response", "HTTPError", "plain_response"]
-
-
-class HTTPError(Exception):
-    """Raise from a handler or middleware to answer with ``status`` and ``message``.
-
-    With ``error_handler()`` installed the body is ``{"error": message}``.
-    """
-
-    def __init__(self, status: int, message: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        if not 400 <= status <= 599:
-            raise ValueError(f"HTTPError status must be 400-599, got {status}")
-        if message is None:
-            message = _phrase(status)
-        super().__init__(status, message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers or {})
 
 
 def _phrase(status: int) -> str:

@@ -10,21 +10,12 @@ from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from fastws.http.context import check_header
+from fastws.errors import HandshakeError
 
 __all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol", "same_origin",
            "response_101", "is_upgrade_request"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-class HandshakeError(Exception):
-    """The request cannot be upgraded; answer with ``status`` and ``reason``."""
-
-    def __init__(self, status: int, reason: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
-        self.headers = list(headers)
 
 
 def _strict_b64decode(text: str) -> bytes:

@@ -23,10 +23,10 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable
 
 from fastws._constants import CloseCode
-from fastws.errors import BackplaneError, BindError
+from fastws.errors import ArgumentError, BackplaneError, BindError, StartupError
 from fastws.runtime.hub import Hub, acquire_hub, release_hub
 from fastws.net.listener import Listener, bind_sockets
-from fastws.options import WebSocketOptions
+from fastws.options import DEFAULT_BACKLOG, WebSocketOptions
 from fastws.ops.access import AccessLog
 from fastws.http.protocol import HttpProtocol, Site
 from fastws.ops.proxy import ProxyTrust
@@ -43,8 +43,6 @@ __all__ = ["Server", "StartupError", "ArgumentError", "run", "run_hooks", "new_e
 
 log = logging.getLogger("fastws")
 
-#: Connections the kernel may queue before fastws accepts them (as uvicorn's).
-DEFAULT_BACKLOG = 2048
 
 
 def _listening(host: str, port: int, backlog: int, uds: str | None,
@@ -61,10 +59,6 @@ def _listening(host: str, port: int, backlog: int, uds: str | None,
         sock.setblocking(False)
         return [sock]
     return bind_sockets(host, port, backlog=backlog, reuse_port=False, uds=uds)
-
-
-class StartupError(RuntimeError):
-    """A startup hook raised: the server does not start."""
 
 
 async def run_hooks(hooks: Iterable[Any], phase: str) -> None:
@@ -395,17 +389,6 @@ RUN_ARGUMENTS = ("host", "port", "ssl", "backlog", "reuse_port", "shutdown_timeo
 def server_option_names() -> tuple[str, ...]:
     """The keywords ``Server`` (and ``await app.serve(...)``) takes."""
     return tuple(inspect.signature(Server.__init__).parameters)[2:]
-
-
-class ArgumentError(TypeError, ValueError):
-    """A keyword of ``run``/``serve`` that is unknown or has a value it cannot
-    take; ``keyword`` names it (the ``fastws`` command maps it to its flag).
-    Both a TypeError (what Python raises for an unknown keyword) and a
-    ValueError (what a bad value raises)."""
-
-    def __init__(self, keyword: str, message: str) -> None:
-        super().__init__(message)
-        self.keyword = keyword
 
 
 def check_arguments(where: str, given: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from fastws.errors import ProtocolError as ProtocolError
+
 OP_CONT: int
 OP_TEXT: int
 OP_BINARY: int
@@ -9,16 +11,6 @@ OP_CLOSE: int
 OP_PING: int
 OP_PONG: int
 ERROR: int
-
-class ProtocolError(Exception):
-    """A client broke RFC 6455; ``code`` is the close code to answer with.
-
-    ``reason`` is a short human-readable explanation, safe to send as the
-    close reason (ASCII, under 123 bytes).
-    """
-    code: int
-    reason: str
-    def __init__(self, code: int, reason: str) -> None: ...
 
 def is_valid_close_code(code: int) -> bool: ...
 

@@ -30,6 +30,7 @@ from fastws._constants cimport (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, 
                                 CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA,
                                 CLOSE_MESSAGE_TOO_BIG, CLOSE_NO_STATUS)
 from fastws._constants import Opcode
+from fastws.errors import ProtocolError
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
@@ -65,22 +66,6 @@ cdef inline size_t _xor(unsigned char *dst, const unsigned char *src, size_t n,
         with nogil:
             return fastws_mask(dst, src, n, key, phase)
     return fastws_mask(dst, src, n, key, phase)
-
-
-class ProtocolError(Exception):
-    """A client broke RFC 6455; ``code`` is the close code to answer with.
-
-    ``reason`` is a short human-readable explanation, safe to send as the
-    close reason (ASCII, under 123 bytes).
-    """
-
-    def __init__(self, int code, str reason):
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
-
-    def __str__(self):
-        return f"{self.code}: {self.reason}"
 
 
 cpdef bint is_valid_close_code(int code) noexcept:

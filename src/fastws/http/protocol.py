@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from fastws.runtime._websocket import kernel_unsent
+from fastws.ws._connection import LINGER_QUIET
 from fastws.ops.access import client_text, escape
 from fastws.asgi.mount import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
 from fastws.deflate.permessage import negotiate
@@ -74,9 +75,6 @@ MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8192
 MAX_BODY = 1 << 20
 # Stop reading from a client that pipelines faster than we answer.
 MAX_PIPELINED = 16
-# Seconds of silence after which a lingering connection is closed: nothing is
-# arriving that a close could reset (as for WebSockets, in _connection.pyx).
-LINGER_QUIET = 1.0
 # Seconds a connection accepted but not yet answered may still send its
 # request once a shutdown has begun.
 SHUTDOWN_GRACE = 1.0

@@ -88,7 +88,7 @@ class Hub:
     """The per-loop runtime shared by every listener serving one app."""
 
     __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
-                 "shared", "limits", "listeners", "relay", "totals", "upgrades", "requests",
+                 "shared", "limits", "listeners", "totals", "upgrades", "requests",
                  "closes", "loop_lag", "__weakref__")
 
     def __init__(self, owner: Any, options: WebSocketOptions, loop: asyncio.AbstractEventLoop) -> None:
@@ -104,7 +104,6 @@ class Hub:
                              flusher=self.flusher, sockets=self.sockets)
         self.limits = AddressLimits(options)
         self.listeners = 0
-        self.relay: Any = None          # the backplane (fastws.cluster.RedisRelay), if any
         # For metrics, counted once per connection or request, never per message:
         # what closed connections carried (in msgs, out msgs, in bytes, out bytes),
         # upgrade answers and HTTP answers by status, closes by code, the last
@@ -114,6 +113,17 @@ class Hub:
         self.requests: dict[int, int] = {}
         self.closes: dict[int, int] = {}
         self.loop_lag = 0.0
+
+
+    @property
+    def relay(self) -> Any:
+        """The backplane (``fastws.cluster.relay.RedisRelay``), if any: the room
+        registry's, held there alone so the two can never disagree."""
+        return self.rooms.relay
+
+    @relay.setter
+    def relay(self, relay: Any) -> None:
+        self.rooms.relay = relay
 
     def connection_closed(self, ws: Any) -> None:
         """Fold a finished WebSocket's counts into the totals (metrics)."""

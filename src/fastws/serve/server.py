@@ -190,7 +190,6 @@ class Server:
                 relay = RedisRelay(hub, options, getattr(self.site, "cluster_handlers", None))
                 await relay.start()
                 hub.relay = relay
-                hub.rooms.relay = relay
         except BaseException:
             release_hub(hub)
             self.hub = None
@@ -331,7 +330,6 @@ class Server:
             last = self.hub.listeners == 1
             if last and self.hub.relay is not None:
                 relay, self.hub.relay = self.hub.relay, None
-                self.hub.rooms.relay = None
                 await relay.stop()
             release_hub(self.hub)
             if last:

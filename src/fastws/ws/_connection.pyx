@@ -51,9 +51,11 @@ log = logging.getLogger("fastws")
 publisher_var = contextvars.ContextVar("fastws_publisher", default=None)
 
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
-#: Seconds of silence after which a lingering connection is closed: nothing is
-#: arriving that a close could reset.
-cdef double LINGER_QUIET = 1.0
+#: Seconds of silence after which a lingering connection (a WebSocket here, an
+#: HTTP connection in http/protocol.py) is closed: nothing is arriving that a
+#: close could reset.
+LINGER_QUIET = 1.0
+cdef double _LINGER_QUIET = LINGER_QUIET
 cdef bytes _PING = encode_frame(OP_PING, b"")
 
 
@@ -574,7 +576,7 @@ cdef class Connection:
                 log.info("closing handshake with %s timed out; dropping the connection",
                          self._peer())
                 self._abort_transport()
-            elif self._lingering and now - self._last_rx >= LINGER_QUIET:
+            elif self._lingering and now - self._last_rx >= _LINGER_QUIET:
                 # Nothing is arriving: it has sent what it was sending (a client
                 # that reads our close frame answers it or closes; one that
                 # does neither is not worth waiting close_timeout for).

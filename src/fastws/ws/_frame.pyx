@@ -26,7 +26,9 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
-from fastws._constants cimport (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
+# The C opcodes under their own names: the module's OP_* are Python objects, for callers.
+from fastws._constants cimport (OP_CONT as C_OP_CONT, OP_TEXT as C_OP_TEXT, OP_BINARY as C_OP_BINARY,
+                                OP_CLOSE as C_OP_CLOSE, OP_PING as C_OP_PING, OP_PONG as C_OP_PONG,
                                 CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA,
                                 CLOSE_MESSAGE_TOO_BIG, CLOSE_NO_STATUS)
 from fastws._constants import Opcode
@@ -44,8 +46,13 @@ __all__ = [
 ]
 
 # The event kinds of feed(), for Python callers: the opcodes by their names
-# (declared once, in _constants.pxd, where this module cimports them from), and ERROR.
-globals().update({op.name: op for op in Opcode})
+# (the values are the C enum's, declared once in _constants.pxd), and ERROR.
+OP_CONT = Opcode.OP_CONT
+OP_TEXT = Opcode.OP_TEXT
+OP_BINARY = Opcode.OP_BINARY
+OP_CLOSE = Opcode.OP_CLOSE
+OP_PING = Opcode.OP_PING
+OP_PONG = Opcode.OP_PONG
 ERROR = -1
 
 cdef enum:
@@ -222,7 +229,7 @@ cdef class FrameParser:
                 if <uint64_t>take > self._remaining:
                     take = <Py_ssize_t>self._remaining
                 src = p + pos
-                if self._opcode >= OP_CLOSE:
+                if self._opcode >= C_OP_CLOSE:
                     dst = self._ctrl + self._ctrl_len
                     self._ctrl_len += take
                 else:
@@ -233,7 +240,7 @@ cdef class FrameParser:
                     self._phase = _xor(dst, src, take, self._key, self._phase)
                 else:
                     memcpy(dst, src, take)
-                if self._msg_opcode == OP_TEXT and self._opcode < OP_CLOSE and not self._compressed:
+                if self._msg_opcode == C_OP_TEXT and self._opcode < C_OP_CLOSE and not self._compressed:
                     # Fail fast: judge text bytes as they arrive, not at the end.
                     if fastws_utf8_check(dst, take, &self._utf8) < 0:
                         self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
@@ -298,11 +305,11 @@ cdef class FrameParser:
         if b0 & 0x30 or (rsv1 and self._inflater is None):
             self._fail(out, CLOSE_PROTOCOL_ERROR, "reserved bits set without a negotiated extension")
             return -1
-        if rsv1 and not (opcode == OP_TEXT or opcode == OP_BINARY):
+        if rsv1 and not (opcode == C_OP_TEXT or opcode == C_OP_BINARY):
             self._fail(out, CLOSE_PROTOCOL_ERROR, "RSV1 set on a continuation or control frame")
             return -1
-        if opcode >= OP_CLOSE:
-            if opcode > OP_PONG:
+        if opcode >= C_OP_CLOSE:
+            if opcode > C_OP_PONG:
                 self._fail(out, CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
                 return -1
             if not fin:
@@ -311,11 +318,11 @@ cdef class FrameParser:
             if length > MAX_CONTROL:
                 self._fail(out, CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes")
                 return -1
-        elif opcode == OP_CONT:
+        elif opcode == C_OP_CONT:
             if self._msg_opcode == 0:
                 self._fail(out, CLOSE_PROTOCOL_ERROR, "continuation frame without a message to continue")
                 return -1
-        elif opcode <= OP_BINARY:
+        elif opcode <= C_OP_BINARY:
             if self._msg_opcode != 0:
                 self._fail(out, CLOSE_PROTOCOL_ERROR, "new data frame inside a fragmented message")
                 return -1
@@ -325,7 +332,7 @@ cdef class FrameParser:
         if self.mask_required and not masked:
             self._fail(out, CLOSE_PROTOCOL_ERROR, "client frame is not masked")
             return -1
-        if opcode < OP_CLOSE and self._max_size and \
+        if opcode < C_OP_CLOSE and self._max_size and \
                 length > self._max_size - self._msg_len:
             self._fail(out, CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_size} bytes")
             return -1
@@ -338,7 +345,7 @@ cdef class FrameParser:
         self._phase = 0
         self._remaining = length
 
-        if opcode != OP_CONT and opcode < OP_CLOSE and fin and <uint64_t>(avail - hlen) >= length:
+        if opcode != C_OP_CONT and opcode < C_OP_CLOSE and fin and <uint64_t>(avail - hlen) >= length:
             # Fast path: a whole single-frame message in hand, one copy out.
             payload = p + hlen
             if rsv1:
@@ -355,11 +362,11 @@ cdef class FrameParser:
                     return -1
                 self._remaining = 0
                 return hlen + <Py_ssize_t>length
-            if opcode == OP_BINARY:
+            if opcode == C_OP_BINARY:
                 blob = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>length)
                 tmp = <unsigned char *>PyBytes_AS_STRING(blob)
                 self._unmask_into(tmp, payload, <Py_ssize_t>length)
-                out.append((<int>OP_BINARY, blob))
+                out.append((<int>C_OP_BINARY, blob))
             else:
                 if length <= STACK_TEXT:
                     tmp = stack
@@ -373,10 +380,10 @@ cdef class FrameParser:
                 except UnicodeDecodeError:
                     self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
                     return -1
-                out.append((<int>OP_TEXT, text))
+                out.append((<int>C_OP_TEXT, text))
             self._remaining = 0
             return hlen + <Py_ssize_t>length
-        if opcode >= OP_CLOSE:
+        if opcode >= C_OP_CLOSE:
             self._ctrl_len = 0
             if self._ctrl == NULL:
                 # Made for the frame and freed after it: an idle connection
@@ -384,7 +391,7 @@ cdef class FrameParser:
                 self._ctrl = <unsigned char *>PyMem_Malloc(MAX_CONTROL)
                 if self._ctrl == NULL:
                     raise MemoryError()
-        elif opcode != OP_CONT:
+        elif opcode != C_OP_CONT:
             self._msg_opcode = opcode
             self._utf8 = 0
             if rsv1:
@@ -406,7 +413,7 @@ cdef class FrameParser:
 
     cdef int _frame_done(self, list out) except -1:
         """A frame's payload is complete: emit a control frame or message."""
-        if self._opcode >= OP_CLOSE:
+        if self._opcode >= C_OP_CLOSE:
             try:
                 self._control(out, self._ctrl, self._ctrl_len)
             finally:
@@ -433,7 +440,7 @@ cdef class FrameParser:
         """Emit the complete data message in ``data[:n]`` (``whole``: the same
         bytes as an object, when there is one to hand out without a copy)."""
         cdef object value
-        if self._msg_opcode == OP_TEXT:
+        if self._msg_opcode == C_OP_TEXT:
             if self._utf8 != 0:
                 self._fail(out, CLOSE_INVALID_DATA, "text message ends inside a UTF-8 sequence")
                 return 0
@@ -471,7 +478,7 @@ cdef class FrameParser:
             self._fail(out, code, exc.reason)
             return None
         if data:
-            if self._msg_opcode == OP_TEXT and \
+            if self._msg_opcode == C_OP_TEXT and \
                     fastws_utf8_check(<const unsigned char *>PyBytes_AS_STRING(data),
                                       PyBytes_GET_SIZE(data), &self._utf8) < 0:
                 self._fail(out, CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
@@ -507,13 +514,13 @@ cdef class FrameParser:
         cdef int code
         cdef uint32_t state = 0
         cdef object reason
-        if self._opcode == OP_PING:
-            out.append((<int>OP_PING, PyBytes_FromStringAndSize(<const char *>p, n)))
-        elif self._opcode == OP_PONG:
-            out.append((<int>OP_PONG, PyBytes_FromStringAndSize(<const char *>p, n)))
+        if self._opcode == C_OP_PING:
+            out.append((<int>C_OP_PING, PyBytes_FromStringAndSize(<const char *>p, n)))
+        elif self._opcode == C_OP_PONG:
+            out.append((<int>C_OP_PONG, PyBytes_FromStringAndSize(<const char *>p, n)))
         else:
             if n == 0:
-                out.append((<int>OP_CLOSE, (<int>CLOSE_NO_STATUS, "")))
+                out.append((<int>C_OP_CLOSE, (<int>CLOSE_NO_STATUS, "")))
                 return 0
             if n == 1:
                 self._fail(out, CLOSE_PROTOCOL_ERROR, "close frame payload of 1 byte")
@@ -526,7 +533,7 @@ cdef class FrameParser:
                 self._fail(out, CLOSE_INVALID_DATA, "close reason is not valid UTF-8")
                 return 0
             reason = PyUnicode_DecodeUTF8(<const char *>p + 2, n - 2, NULL)
-            out.append((<int>OP_CLOSE, (code, reason)))
+            out.append((<int>C_OP_CLOSE, (code, reason)))
         return 0
 
 
@@ -566,7 +573,7 @@ cdef bytes build_frame(int opcode, const char *data, Py_ssize_t n, bint fin, bin
 cdef int _check_opcode(int opcode, bint fin=True, bint rsv1=False) except -1:
     if opcode not in (0, 1, 2, 8, 9, 10):
         raise ValueError(f"opcode must be one of 0, 1, 2, 8, 9, 10, got {opcode}")
-    if opcode >= OP_CLOSE and (not fin or rsv1):
+    if opcode >= C_OP_CLOSE and (not fin or rsv1):
         raise ValueError("control frames cannot be fragmented (fin=False) or compressed (rsv1=True)")
     return 0
 
@@ -574,7 +581,7 @@ cdef int _check_opcode(int opcode, bint fin=True, bint rsv1=False) except -1:
 cdef int _check_control_length(int opcode, Py_ssize_t n) except -1:
     # Judged on the encoded byte count: len() of a str or of a memoryview with
     # wide items counts something else.
-    if opcode >= OP_CLOSE and n > MAX_CONTROL:
+    if opcode >= C_OP_CLOSE and n > MAX_CONTROL:
         raise ValueError("control frame payload must be at most 125 bytes")
     return 0
 
@@ -646,7 +653,7 @@ cpdef bytes frame_header(int opcode, Py_ssize_t length, bint fin=True, bint rsv1
     _check_opcode(opcode, fin, rsv1)
     if length < 0:
         raise ValueError("length must be >= 0")
-    if opcode >= OP_CLOSE and length > MAX_CONTROL:
+    if opcode >= C_OP_CLOSE and length > MAX_CONTROL:
         raise ValueError("control frame payload must be at most 125 bytes")
     return PyBytes_FromStringAndSize(<const char *>h, _write_header(h, opcode, length, fin, rsv1, False))
 
@@ -663,7 +670,7 @@ def encode_close(int code=1000, str reason=""):
     if len(r) > 123:
         raise ValueError(f"close reason is {len(r)} bytes encoded; at most 123 fit a close frame")
     cdef bytes payload = bytes(((code >> 8) & 0xFF, code & 0xFF)) + r
-    return build_frame(OP_CLOSE, PyBytes_AS_STRING(payload), len(payload), True, False)
+    return build_frame(C_OP_CLOSE, PyBytes_AS_STRING(payload), len(payload), True, False)
 
 
 def apply_mask(data, mask_key):

@@ -13,6 +13,8 @@ from typing import Any, Callable
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests import wire
+
 # websockets 17 warns unless a connection is either a context manager or
 # opted into direct use; tests hold several clients at once, so opt in
 # where the flag exists (older releases behave that way without it).
@@ -156,19 +158,8 @@ MASK = b"\x5a\xc3\x17\x8e"
 
 
 def client_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """A masked client frame, written by hand (RFC 6455 §5.2)."""
-    head = bytearray([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    if n < 126:
-        head.append(0x80 | n)
-    elif n < 65536:
-        head.append(0x80 | 126)
-        head += n.to_bytes(2, "big")
-    else:
-        head.append(0x80 | 127)
-        head += n.to_bytes(8, "big")
-    masked = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
-    return bytes(head) + MASK + masked
+    """A masked client frame, written by hand (tests/wire.py)."""
+    return wire.client_frame(opcode, payload, fin=fin, mask_key=MASK)
 
 
 def raw_ws(port: int, path: str = "/", early: bytes = b"") -> tuple[socket.socket, bytearray]:

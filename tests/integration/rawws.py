@@ -21,6 +21,7 @@ import time
 from typing import NamedTuple, Sequence
 
 from fastws.ws._frame import encode_frame
+from tests.wire import client_frame, close_payload  # noqa: F401  (close_payload: for the tests)
 
 __all__ = [
     "TIMEOUT", "RFC_KEY", "RFC_ACCEPT", "MASK_KEY", "OP_CONT", "OP_TEXT", "OP_BINARY",
@@ -88,53 +89,26 @@ def handshake_request(path: str = "/echo", *, method: str = "GET", http: str = "
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _xor(data: bytes, key: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
-
-
 def hand_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
                masked: bool = True, key: bytes = MASK_KEY) -> bytes:
-    """A client frame assembled bit by bit, independently of fastws.
+    """A client frame assembled bit by bit, independently of fastws (tests/wire.py).
 
     ``rsv`` is the three reserved bits as a number 0-7 (RSV1 = 4). The
     shortest length form is used, as RFC 6455 §5.2 requires.
     """
-    b0 = (0x80 if fin else 0) | (rsv & 0x7) << 4 | (opcode & 0x0F)
-    mbit = 0x80 if masked else 0
-    n = len(payload)
-    if n < 126:
-        head = bytes([b0, mbit | n])
-    elif n < 1 << 16:
-        head = bytes([b0, mbit | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([b0, mbit | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    return head + key + _xor(payload, key)
+    return client_frame(opcode, payload, fin=fin, rsv=rsv, mask_key=key if masked else None)
 
 
 def masked_header(opcode: int, length: int, *, fin: bool = True, key: bytes = MASK_KEY) -> bytes:
     """Only the header of a masked client frame announcing ``length`` bytes
     (64-bit form above 65535; ``length`` may set bits no sane client would)."""
-    b0 = (0x80 if fin else 0) | opcode
-    if length < 126:
-        head = bytes([b0, 0x80 | length])
-    elif length < 1 << 16:
-        head = bytes([b0, 0x80 | 126]) + struct.pack("!H", length)
-    else:
-        head = bytes([b0, 0x80 | 127]) + struct.pack("!Q", length)
-    return head + key
+    return client_frame(opcode, b"", fin=fin, mask_key=key, length=length)
 
 
 def masked_frame(opcode: int, payload: bytes | str = b"", *, fin: bool = True,
                  key: bytes = MASK_KEY) -> bytes:
     """A masked client frame made by fastws's own encoder."""
     return encode_frame(opcode, payload, fin=fin, mask_key=key)
-
-
-def close_payload(code: int, reason: bytes = b"") -> bytes:
-    """A close frame's payload: 2-byte code, then the reason bytes."""
-    return struct.pack("!H", code) + reason
 
 
 class HttpResponse(NamedTuple):

@@ -499,19 +499,19 @@ def main(argv: list[str] | None = None) -> int:
     app = load_app(args.app, factory=args.factory)
     if ws:
         from fastws.options import WebSocketOptions
-        base = getattr(app, "ws_options", None) or WebSocketOptions()
+        base = app.ws_options or WebSocketOptions()
         try:
             app.ws_options = dataclasses.replace(base, **ws)
         except (ValueError, TypeError) as exc:
             flag = next((f for f, field, _p, _t in WS_FLAGS if field in str(exc)), None)
             parser.error(f"{_named(args, flag) if flag else 'argument --ws-*'}: {exc}")
-    if args.metrics_path and getattr(app, "metrics_collector", None) is None:
+    if args.metrics_path and app.metrics_collector is None:
         from fastws.plugins import metrics
         try:
             app.use(metrics(args.metrics_path))
         except (ValueError, ImportError) as exc:
             parser.error(f"argument --metrics-path: {exc}")
-    if args.backplane and getattr(app, "backplane", None) is None:
+    if args.backplane and app.backplane is None:
         from fastws.cluster import backplane
         try:
             app.use(backplane(args.backplane))

@@ -55,7 +55,9 @@ class App:
     exception into a response (``error_handler()`` installs one);
     ``async_middleware`` whether a middleware is a coroutine function;
     ``backplane`` the ``BackplaneOptions`` that ``backplane()`` installed (None:
-    rooms are this process's only).
+    rooms are this process's only); ``metrics_collector`` what ``metrics()``
+    installed. Plugins set these declared attributes and add none: what the
+    server reads of an app is ``fastws.http.protocol.Site``.
     """
 
     def __init__(self) -> None:
@@ -65,6 +67,8 @@ class App:
         self.error_responder: ErrorResponder | None = None
         self.async_middleware = False
         self.backplane: Any = None
+        #: The collector ``metrics()`` installed (``fastws.ops.metrics.Collector``), or None.
+        self.metrics_collector: Any = None
         self._cluster: Any = None
         self.startup_hooks: list[Callable[[], Any]] = []
         self.shutdown_hooks: list[Callable[[], Any]] = []

@@ -88,7 +88,7 @@ class RoomCounts:
     @property
     def clustered(self) -> bool:
         """True when the app has a backplane: other nodes' counts come from Redis."""
-        return getattr(self.app, "backplane", None) is not None
+        return self.app.backplane is not None
 
     def changed(self, room: Any) -> None:
         """Someone joined or left ``room`` here: tell the room its new size."""

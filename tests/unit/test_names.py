@@ -77,3 +77,24 @@ def test_every_public_exception_is_defined_in_errors():
     assert sorted(set(elsewhere)) == []
     assert fastws.ProtocolError is fastws.errors.ProtocolError
     assert fastws.HTTPError is fastws.errors.HTTPError
+
+
+def test_plugins_set_only_what_the_app_declares():
+    from fastws import backplane, create_app, error_handler, metrics, websocket
+    app = create_app()
+    declared = set(vars(app))
+    for plugin in (websocket(), error_handler(), metrics("/metrics"),
+                   backplane("redis://127.0.0.1:6379/0")):
+        app.use(plugin)
+    assert set(vars(app)) == declared
+    assert app.backplane is not None and app.metrics_collector is not None
+
+
+def test_what_serving_reads_of_an_app_is_the_site_contract():
+    from fastws import create_app
+    from fastws.http.protocol import Site
+    app = create_app()
+    members = {n for n in vars(Site) if not n.startswith("_")} | set(Site.__annotations__)
+    assert {"resolve", "startup_hooks", "backplane", "cluster_handlers"} <= members
+    for name in members:
+        assert hasattr(app, name), name

@@ -44,12 +44,21 @@ log = logging.getLogger("fastws")
 
 
 class Site(Protocol):
-    """What the HTTP side needs of the application (``App`` is one)."""
+    """What serving needs of the application (``App`` is one): the HTTP side reads
+    the routes, the middleware chain, the mounts and the options; the server
+    (``fastws.serve.server``) the lifecycle hooks and the backplane."""
 
     ws_options: WebSocketOptions | None
     #: Whether a middleware is a coroutine function (then upgrades are answered
     #: in a task, where such code may rely on asyncio.current_task()).
     async_middleware: bool
+    #: Called before the first connection is accepted, and after the last is closed.
+    startup_hooks: list[Callable[[], Any]]
+    shutdown_hooks: list[Callable[[], Any]]
+    #: The ``BackplaneOptions`` that ``backplane()`` installed, or None.
+    backplane: Any
+    #: The handlers registered with ``app.cluster.on`` ("lost", "restored").
+    cluster_handlers: dict[str, list[Callable[[], Any]]]
 
     def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
         """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""

@@ -181,13 +181,13 @@ class Server:
         try:
             if hub.listeners == 1:
                 # The first server of this app on this loop: the app's startup hooks.
-                await run_hooks(getattr(self.site, "startup_hooks", ()), "startup")
-            options = getattr(self.site, "backplane", None)
+                await run_hooks(self.site.startup_hooks, "startup")
+            options = self.site.backplane
             if options is not None and hub.relay is None:
                 # Rooms across processes: the first listener of this hub connects
                 # to Redis, and does not start at all if it cannot.
                 from fastws.cluster import RedisRelay
-                relay = RedisRelay(hub, options, getattr(self.site, "cluster_handlers", None))
+                relay = RedisRelay(hub, options, self.site.cluster_handlers)
                 await relay.start()
                 hub.relay = relay
         except BaseException:
@@ -334,7 +334,7 @@ class Server:
             release_hub(self.hub)
             if last:
                 try:
-                    await run_hooks(getattr(self.site, "shutdown_hooks", ()), "shutdown")
+                    await run_hooks(self.site.shutdown_hooks, "shutdown")
                 except Exception:
                     pass        # logged by run_hooks; the shutdown goes on
         if self._done is not None:
@@ -527,7 +527,7 @@ def run(site: Site, host: str = "127.0.0.1", port: int = 3000, *,
     if inherited is None and (workers > 1 or reload):
         if reload and workers > 1:
             raise SystemExit("fastws: --reload runs one worker; it cannot be combined with --workers")
-        if workers > 1 and getattr(site, "backplane", None) is None and not allow_split_rooms:
+        if workers > 1 and site.backplane is None and not allow_split_rooms:
             raise SystemExit(
                 f"fastws: --workers {workers} without a backplane would split every room per "
                 "process (a broadcast would reach only the members in the sender's worker). "

@@ -29,7 +29,7 @@ from fastws.ws._frame import (
     is_valid_close_code,
 )
 
-from .conftest import MASK_KEY, client_frame, feed_split, length_field
+from ..conftest import MASK_KEY, client_frame, feed_split, length_field
 
 SETTINGS = settings(max_examples=200, deadline=None)
 OPCODES = [OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG]

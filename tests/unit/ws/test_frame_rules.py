@@ -22,7 +22,7 @@ from fastws.ws._frame import (
     ProtocolError,
 )
 
-from .conftest import (
+from ..conftest import (
     client_frame,
     close_payload,
     error_code,

@@ -50,7 +50,7 @@ from fastws.ws._frame import (
     is_valid_close_code,
 )
 
-from .conftest import MASK_KEY, client_frame, close_payload, ref_mask
+from ..conftest import MASK_KEY, client_frame, close_payload, ref_mask
 
 #: Message size limit given to us and to websockets. Generated messages stay
 #: well under it; mutated length fields easily go over.

@@ -26,7 +26,7 @@ from fastws.ws._frame import (
     apply_mask_inplace,
 )
 
-from .conftest import MASK_KEY, client_frame, error_code, feed_split, parse, ref_mask
+from ..conftest import MASK_KEY, client_frame, error_code, feed_split, parse, ref_mask
 
 SETTINGS = settings(max_examples=200, deadline=None)
 KEYS = [MASK_KEY, b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x01\x02\x04\x08"]

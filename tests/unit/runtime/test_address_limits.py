@@ -18,7 +18,7 @@ import pytest
 
 from fastws import create_app, websocket
 from fastws.options import WebSocketOptions
-from fastws.runtime.hub import RETRY_WHEN_FULL, AddressLimits
+from fastws.runtime.hub import RETRY_WHEN_FULL, AddressLimits, find_hub
 
 from tests.conftest import serving
 from tests.integration.clients import wait_for, ws_connect
@@ -212,12 +212,19 @@ def test_over_loopback_an_upgrade_refused_after_the_limit_check_holds_no_slot():
     # The guard refuses after the per-address check let the request through.
     app = limited_app(max_connections_per_ip=1,
                       guard=lambda ctx: ctx.get_query("ok") == "1")
+
+    def nothing_held() -> bool:
+        return srv.call(lambda: not find_hub(app).limits.open)
+
     with serving(app) as srv:
         for _ in range(3):
             client = RawClient(srv.port)
             client.send(handshake_request(PATH + "?ok=0", key=new_key()))
             assert client.read_response().status == 403
+            client.expect_eof()
             client.close()
+            # Released by the time the connection is gone, if it was held at all.
+            wait_for(nothing_held, what="no slot held by the refused upgrade")
         with ws_connect(srv.url(PATH + "?ok=1")):
             pass
 
@@ -226,7 +233,8 @@ def test_over_loopback_an_upgrade_refused_after_the_limit_check_holds_no_slot():
     "bug in src: the per-address connection count is checked (AddressLimits.refuse, in "
     "the upgrade endpoint before the guard) but only incremented at the switch "
     "(AddressLimits.opened); upgrades from one address that wait in an async guard at the "
-    "same time all pass the check, so max_connections_per_ip=1 lets both through"))
+    "same time all pass the check, so max_connections_per_ip=1 lets both through "
+    "(remove this marker with the fix)"))
 def test_over_loopback_upgrades_waiting_in_an_async_guard_share_the_cap():
     waiting: list[asyncio.Future] = []
 

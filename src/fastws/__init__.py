@@ -15,13 +15,13 @@
 from fastws._constants import CloseCode, Opcode, ReadyState
 from fastws.app import App, create_app
 from fastws.http.context import Context, Headers, HTTPError, Response
-from fastws.cluster import BackplaneOptions, Cluster, backplane
+from fastws.cluster import BackplaneOptions, Cluster
 from fastws.errors import (BackplaneError, BindError, BroadcastTooLargeError, ProtocolError,
                            RoomLimitError)
 from fastws.options import WebSocketOptions
 from fastws.serve.server import Server
 from fastws.runtime._websocket import WebSocket
-from fastws.plugins import error_handler, metrics, websocket
+from fastws.plugins import backplane, error_handler, metrics, websocket
 
 __all__ = [
     "App", "BackplaneError", "BackplaneOptions", "BindError", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",

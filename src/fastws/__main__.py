@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, ImportError) as exc:
             parser.error(f"argument --metrics-path: {exc}")
     if args.backplane and app.backplane is None:
-        from fastws.cluster import backplane
+        from fastws.plugins import backplane
         try:
             app.use(backplane(args.backplane))
         except (ValueError, ImportError) as exc:

@@ -23,13 +23,13 @@ PACKAGES = [
     "ws",                         # the sans-I/O WebSocket core: codec, payload rule, connection rules
     "runtime",                    # on the loop: dispatch, rooms, the WebSocket adapter, the hub
     "ops",                        # proxy headers, access log, metrics
-    "cluster",                    # rooms across processes: the Redis relay and app.cluster
+    "cluster",                    # rooms across processes: RESP link, envelope, Redis relay, app.cluster
     "net",                        # listening and accepting
     "asgi",                       # mounted ASGI apps
     "http", "context",            # HTTP/1.1: routing, requests and responses, upgrades
     "serve", "server",            # a server, run(), workers
     "app",                        # configuration
-    "plugins",                    # what apps use: websocket(), error_handler(), metrics()
+    "plugins",                    # what apps use: websocket(), error_handler(), metrics(), backplane()
     "__init__", "__main__", "demo",
 ]
 
@@ -40,13 +40,14 @@ LAYERS = [
     "runtime", "runtime.eager", "runtime.events", "runtime._dispatch", "runtime._rooms",
     "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
-    "cluster.redis_link", "cluster.relay", "cluster",
+    "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.relay", "cluster.facade",
+    "cluster",
     "net", "net.listener",
     "asgi", "asgi.mount",
     "http", "http.routing", "http.context", "http.handshake", "http.protocol", "context",
     "serve", "serve.workers", "serve.server", "server",
     "app",
-    "plugins.ws", "plugins.errors", "plugins.prometheus", "plugins",
+    "plugins.ws", "plugins.errors", "plugins.prometheus", "plugins.cluster", "plugins",
     "__init__", "__main__", "demo",
 ]
 BELOW_APP = LAYERS[:LAYERS.index("app")]

@@ -30,7 +30,7 @@ def test_no_submodule_shares_its_name_with_an_attribute_of_its_package():
     assert wrong == []
 
 
-@pytest.mark.parametrize("name", ["websocket", "metrics"])
+@pytest.mark.parametrize("name", ["websocket", "metrics", "backplane"])
 def test_the_plugin_functions_are_not_modules(name):
     assert callable(getattr(fastws, name)) and not hasattr(getattr(fastws, name), "__path__")
     with pytest.raises(ModuleNotFoundError):
@@ -41,13 +41,31 @@ def test_the_plugin_functions_are_not_modules(name):
     ("fastws.compression", "fastws.deflate.permessage"),
     ("fastws.context", "fastws.http.context"),
     ("fastws.server", "fastws.serve.server"),
-    ("fastws.cluster", "fastws.cluster.relay"),
 ])
 def test_documented_paths_re_export_every_public_name(old, new):
     before, now = importlib.import_module(old), importlib.import_module(new)
     assert list(before.__all__) == list(now.__all__) and now.__all__
     for name in now.__all__:
         assert getattr(before, name) is getattr(now, name), name
+
+
+def test_fastws_cluster_re_exports_the_names_it_had_from_where_each_lives():
+    # One module held them all (fastws.cluster.relay); each now lives where its
+    # job is, the plugin function with the other plugins.
+    homes = {"backplane": "fastws.plugins.cluster", "BackplaneOptions": "fastws.cluster.options",
+             "BackplanePlugin": "fastws.plugins.cluster", "Cluster": "fastws.cluster.facade",
+             "RedisRelay": "fastws.cluster.relay", "ENVELOPE_VERSION": "fastws.cluster.envelope",
+             "HEADER_SIZE": "fastws.cluster.envelope"}
+    cluster = importlib.import_module("fastws.cluster")
+    assert list(cluster.__all__) == list(homes)
+    for name, home in homes.items():
+        module = importlib.import_module(home)
+        assert name in module.__all__ and getattr(cluster, name) is getattr(module, name), name
+    namespace: dict = {}
+    exec("from fastws.cluster import *", namespace)
+    assert {n for n in namespace if not n.startswith("__")} == set(homes)
+    with pytest.raises(AttributeError):
+        cluster.no_such_name
 
 
 def test_the_documented_names_are_there():

@@ -1,21 +1,17 @@
-"""Rooms across processes and machines: the Redis backplane.
-
-    app.use(backplane("redis://127.0.0.1:6379/0"))
+"""The Redis relay: rooms across processes and machines (``app.use(backplane(url))``).
 
 Every node (one event loop of one process serving the app) keeps its rooms as
-before and, through this module, one Redis pub/sub channel per room that has
-members here (``<prefix>:r:<room>``). A broadcast is delivered to the local
-members and published once to the room's channel as an envelope::
-
-    version (1 byte, 1) | node id (8 bytes) | opcode (1 byte: 1 text, 2 binary) | payload
-
-Each node subscribed to the channel frames (and deflates) the payload once for
-all its members; the sender's node drops its own echo by node id before looking
-at anything else. A node subscribes when a room gets its first local member and
-unsubscribes ``unsubscribe_linger`` seconds after it lost its last (a room that
-empties and fills again does not churn subscriptions); changes are sent once per
-loop iteration. A node therefore receives only the traffic of rooms it has
-members in.
+before and, through ``RedisRelay`` (the room registry's relay), one Redis
+pub/sub channel per room that has members here (``<prefix>:r:<room>``). A
+broadcast is published once to the room's channel in an envelope
+(``fastws.cluster.envelope``: version, origin node id, opcode, payload), then
+delivered to the local members. Each node subscribed to the channel frames (and
+deflates) the payload once for all its members; the sender's node drops its own
+echo by node id before looking at anything else. A node subscribes when a room
+gets its first local member and unsubscribes ``unsubscribe_linger`` seconds
+after it lost its last (a room that empties and fills again does not churn
+subscriptions); changes are sent once per loop iteration. A node therefore
+receives only the traffic of rooms it has members in.
 
 The promise: local delivery never depends on Redis. Across nodes, delivery is
 at most once and in order per publisher per room; a message published while
@@ -41,113 +37,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from fastws.cluster.envelope import HEADER_SIZE, header, origin, unpack
+from fastws.cluster.options import BackplaneOptions
+from fastws.cluster.redis_link import Link, RedisError, RedisURL, parse_url
 from fastws.errors import BackplaneError, BroadcastTooLargeError
-from fastws.cluster.redis_link import Link, RedisError, RedisURL, hiredis, parse_url
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
 
-__all__ = ["backplane", "BackplaneOptions", "BackplanePlugin", "Cluster", "RedisRelay",
-           "ENVELOPE_VERSION", "HEADER_SIZE"]
+__all__ = ["RedisRelay"]
 
 log = logging.getLogger("fastws.backplane")
-
-ENVELOPE_VERSION = 1
-HEADER_SIZE = 10            # version, node id (8), opcode
-_EVENTS = ("lost", "restored")
-
-
-@dataclass(frozen=True)
-class BackplaneOptions:
-    """Settings of the Redis backplane, with their defaults.
-
-    url: ``redis://[user:password@]host[:port][/db]``, or ``rediss://`` for TLS
-        (query ``ssl_ca_certs=PATH`` to trust a CA file, ``ssl_cert_reqs=none``
-        not to verify). The password never appears in a log line or an error.
-
-    prefix: the start of every key and channel name (default "fastws"); apps
-        sharing one Redis keep apart by prefix.
-
-    connect_timeout: seconds to connect and authenticate (default 5); at
-        start, failing to reach Redis within it stops the server from starting.
-
-    presence_ttl: seconds after which a node that stopped refreshing its
-        liveness key drops out of ``cluster.room_size`` and ``rooms`` (default 15).
-
-    probe_interval / probe_timeout: every probe_interval seconds (default 5)
-        the node publishes a probe to itself; if it is not back within
-        probe_timeout seconds (default 3) the link is taken for dead and reconnected.
-
-    unsubscribe_linger: seconds a room's channel stays subscribed after its
-        last local member left (default 2).
-
-    max_backoff: longest wait, in seconds, between reconnection attempts
-        (default 5; attempts start at 0.1 s, doubling, with full jitter).
-
-    max_buffered: bytes of publishes that may wait for Redis to read them
-        (default 16 MiB); past it, further cross-node publishes are dropped and
-        counted until Redis catches up.
-    """
-
-    url: str
-    prefix: str = "fastws"
-    connect_timeout: float = 5.0
-    presence_ttl: float = 15.0
-    probe_interval: float = 5.0
-    probe_timeout: float = 3.0
-    unsubscribe_linger: float = 2.0
-    max_backoff: float = 5.0
-    max_buffered: int = 16 << 20
-
-    def __post_init__(self) -> None:
-        parse_url(self.url)     # a bad URL fails when the plugin is made
-        for name in ("connect_timeout", "presence_ttl", "probe_interval", "probe_timeout",
-                     "max_backoff"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"backplane {name} must be > 0, got {getattr(self, name)!r}")
-        if self.unsubscribe_linger < 0:
-            raise ValueError(f"backplane unsubscribe_linger must be >= 0, got {self.unsubscribe_linger!r}")
-        if self.max_buffered < 1:
-            raise ValueError(f"backplane max_buffered must be >= 1, got {self.max_buffered!r}")
-        if not self.prefix or any(c in self.prefix for c in " \r\n"):
-            raise ValueError(f"backplane prefix must be a non-empty name without spaces, got {self.prefix!r}")
-
-
-class BackplanePlugin:
-    """Installs the backplane on an app (see ``backplane()``)."""
-
-    def __init__(self, options: BackplaneOptions) -> None:
-        self.options = options
-
-    def install(self, app: Any) -> None:
-        """Give the app its backplane options: serving connects to Redis."""
-        app.backplane = self.options
-
-
-def backplane(url: str | None = None, **options: Any) -> BackplanePlugin:
-    """The Redis backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
-
-    ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; options as
-    in ``BackplaneOptions``.
-    """
-    if hiredis is None:
-        raise ImportError("the backplane needs hiredis (a dependency of fastws): pip install hiredis")
-    url = url or os.environ.get("FASTWS_BACKPLANE")
-    if not url:
-        raise ValueError("backplane() needs a Redis URL (or FASTWS_BACKPLANE in the environment)")
-    known = set(BackplaneOptions.__dataclass_fields__) - {"url"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"backplane() got unknown option(s) {', '.join(unknown)}; "
-                        f"known options: {', '.join(sorted(known))}")
-    return BackplanePlugin(BackplaneOptions(url, **options))
 
 
 class RedisRelay:
@@ -177,9 +82,8 @@ class RedisRelay:
         self._alive_key = f"{p}:alive:{self.node_id}"
         self._presence_key = f"{p}:n:{self.node_id}"
         self._probe_channel = f"{p}:probe:{self.node_id}".encode()
-        self._echo = bytes([ENVELOPE_VERSION]) + self._nid
-        self._hdr = {1: bytes([ENVELOPE_VERSION]) + self._nid + b"\x01",
-                     2: bytes([ENVELOPE_VERSION]) + self._nid + b"\x02"}
+        self._echo = origin(self._nid)
+        self._hdr = {1: header(self._nid, 1), 2: header(self._nid, 2)}
         self.pub: Link | None = None
         self.cmd: Link | None = None
         self.sub: Link | None = None
@@ -507,14 +411,13 @@ class RedisRelay:
             if data.startswith(self._echo):
                 self.stats["echoes"] += 1       # our own publish, delivered here already
                 return
-            if type(data) is not bytes or len(data) < HEADER_SIZE:
+            try:
+                _, opcode, payload = unpack(data)
+            except ValueError as exc:
                 self.stats["bad_envelopes"] += 1
+                log.debug("backplane: dropped a message on %r: %s", channel, exc)
                 return
-            opcode = data[9]
-            if data[0] != ENVELOPE_VERSION or (opcode != 1 and opcode != 2):
-                self.stats["bad_envelopes"] += 1
-                return
-            if len(data) - HEADER_SIZE > self.max_payload:
+            if len(payload) > self.max_payload:
                 self.stats["oversized"] += 1
                 return
             room = self._channels.get(channel)
@@ -522,7 +425,7 @@ class RedisRelay:
                 return          # unsubscribed meanwhile
             self.stats["received"] += 1
             try:
-                self.registry.deliver(room, opcode, data[HEADER_SIZE:])
+                self.registry.deliver(room, opcode, payload)
             except Exception:
                 # A member's failure must never stop the reader.
                 log.exception("backplane: delivering to room %r failed", room)
@@ -596,88 +499,3 @@ class RedisRelay:
         """The ids of the live nodes, this one first."""
         cmd = self._require()
         return [self.node_id] + await self._live_nodes(cmd)
-
-
-class Cluster:
-    """``app.cluster``: answers for the whole cluster with a backplane, for this
-    process without one, so the same code runs on one node or many.
-
-    ``room_size``, ``rooms`` and ``nodes`` are coroutines (they may ask Redis;
-    BackplaneError while Redis is unreachable); ``joined(room)`` waits until a
-    join on this node is live across the cluster. ``on("lost" | "restored", fn)``
-    registers a handler (sync or async, no arguments) called when the link to
-    Redis is lost and when it is back (with every room resubscribed): the
-    moment to tell clients to refetch state.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-        self.handlers: dict[str, list[Callable[[], Any]]] = {e: [] for e in _EVENTS}
-        self._local_id = secrets.token_hex(8)
-
-    def on(self, event: str, handler: Callable[[], Any]) -> Callable[[], Any]:
-        """Call ``handler`` on ``event`` ("lost" or "restored"). Returns it."""
-        if event not in self.handlers:
-            raise ValueError(f"cluster events are {', '.join(_EVENTS)}; got {event!r}")
-        self.handlers[event].append(handler)
-        return handler
-
-    def _hub(self):
-        from fastws.runtime.hub import find_hub
-        return find_hub(self._app)
-
-    def _relay(self) -> RedisRelay | None:
-        hub = self._hub()
-        return None if hub is None else hub.relay
-
-    @property
-    def node_id(self) -> str:
-        """This node's id (the hub's on the running loop; stable for the process without a backplane)."""
-        relay = self._relay()
-        return self._local_id if relay is None else relay.node_id
-
-    @property
-    def connected(self) -> bool:
-        """True when the backplane's link to Redis is up (always True without one)."""
-        relay = self._relay()
-        return True if relay is None else relay.connected
-
-    async def room_size(self, room: Any) -> int:
-        """Members of ``room`` across the cluster (eventually consistent within presence_ttl)."""
-        relay = self._relay()
-        if relay is None:
-            hub = self._hub()
-            return 0 if hub is None else hub.rooms.size(room)
-        return await relay.room_size(room)
-
-    async def rooms(self) -> list[Any]:
-        """Rooms with at least one member anywhere in the cluster."""
-        relay = self._relay()
-        if relay is None:
-            hub = self._hub()
-            return [] if hub is None else hub.rooms.names()
-        return await relay.rooms()
-
-    async def nodes(self) -> list[str]:
-        """Live node ids, this one first."""
-        relay = self._relay()
-        return [self.node_id] if relay is None else await relay.nodes()
-
-    async def joined(self, room: Any) -> None:
-        """Return once a join to ``room`` on this node is live across the
-        cluster: this node's subscription is confirmed by Redis. At once
-        without a backplane. LookupError if ``room`` has no member here."""
-        relay = self._relay()
-        if relay is None:
-            hub = self._hub()
-            if hub is None or not hub.rooms.size(room):
-                raise LookupError(f"room {room!r} has no member on this node")
-            return
-        await relay.joined(room)
-
-    def stats(self) -> dict[str, int]:
-        """The backplane's counters (published, received, echoes, dropped_outage,
-        dropped_buffer, bad_envelopes, oversized, reconnects, subscriptions);
-        empty without a backplane."""
-        relay = self._relay()
-        return {} if relay is None else dict(relay.stats)

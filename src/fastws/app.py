@@ -19,7 +19,7 @@ from fastws.asgi.mount import ASGIApp, Mount
 from fastws.http.context import Context, HTTPError, Response
 from fastws.http.routing import Params, Router
 from fastws.options import DEFAULT_BACKLOG
-from fastws.runtime.events import arity
+from fastws.runtime.events import arity, call
 from fastws.runtime.hub import find_hub
 
 if TYPE_CHECKING:
@@ -408,7 +408,7 @@ def http_endpoint(handler: Handler) -> Callable[[Context], Awaitable[Response]]:
     n = arity(handler)
 
     async def endpoint(ctx: Context) -> Response:
-        result = handler(ctx) if n >= 1 else handler()
+        result = call(handler, n, (ctx,))
         if inspect.isawaitable(result):
             result = await result
         return to_response(ctx, result)

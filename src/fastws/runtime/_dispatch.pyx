@@ -33,7 +33,7 @@ from fastws.ws._connection cimport Connection
 from fastws.ws._connection import publisher_var
 from fastws.runtime.eager import start_task
 from fastws.errors import RoomLimitError
-from fastws.runtime.events import RESERVED_EVENTS, add_handler, arity, remove_handler
+from fastws.runtime.events import RESERVED_EVENTS, add_handler, arity, call, remove_handler
 
 __all__ = ["Dispatcher", "json_event"]
 
@@ -166,8 +166,7 @@ cdef class Dispatcher(Connection):
         """Run the route handler; messages arriving meanwhile wait their turn."""
         self._busy = True
         try:
-            n = arity(handler)
-            result = handler(self, ctx) if n >= 2 else handler(self) if n == 1 else handler()
+            result = call(handler, arity(handler), (self, ctx))
         except Exception as exc:
             self._busy = False
             self._route_failed(exc, ctx)
@@ -264,11 +263,10 @@ cdef class Dispatcher(Connection):
             fn, n = handlers[i]
             try:
                 if args is None:
+                    # events.call for one argument, unrolled: this is the per-message call
                     result = fn(arg) if n >= 1 else fn()
-                elif n >= len(args):
-                    result = fn(*args)
                 else:
-                    result = fn(*args[:n])
+                    result = call(fn, n, args)
             except Exception as exc:
                 self._handler_failed(event, exc)
                 continue
@@ -282,10 +280,9 @@ cdef class Dispatcher(Connection):
             await pending
         except Exception as exc:
             self._handler_failed(event, exc)
-        nargs = len(args)
         for fn, n in rest:
             try:
-                result = fn(*args) if n >= nargs else fn(*args[:n])
+                result = call(fn, n, args)
                 if _awaitable(result):
                     await result
             except Exception as exc:
@@ -330,7 +327,7 @@ cdef class Dispatcher(Connection):
     def _call_error_handlers(self, exc):
         for fn, n in list(self._by_name.get("error", ())):
             try:
-                result = fn(exc) if n >= 1 else fn()
+                result = call(fn, n, (exc,))
                 if _awaitable(result):
                     self._shared.loop.create_task(self._await_error_handler(result))
             except Exception as inner:

@@ -11,7 +11,7 @@ import inspect
 import types
 from typing import Any, Callable
 
-__all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity"]
+__all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity", "call"]
 
 # Events the server raises itself; a client's JSON "type" can never name them.
 RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain"})
@@ -55,6 +55,12 @@ def arity(fn: Callable[..., Any]) -> int:
 
 
 _BUILTIN_ARITY: dict[Any, int] = {}
+
+
+def call(fn: Callable[..., Any], n: int, args: tuple[Any, ...]) -> Any:
+    """Call ``fn`` with as many of ``args`` as it takes (``n``, its ``arity``):
+    a handler may leave out what it does not need, from the end."""
+    return fn(*args) if n >= len(args) else fn(*args[:n])
 
 
 def _code_arity(code: types.CodeType, bound: int) -> int:

@@ -36,7 +36,8 @@ extensions = [
 # (the import system prefers the extension to the .py beside it): an upgrade
 # costs about a tenth less, which is what lets new users in under load.
 # FASTWS_PURE_PYTHON=1 leaves them uncompiled, for debuggers and profilers.
-COMPILED_PY = ("http.protocol", "net.listener", "http.handshake", "http.context", "asgi.mount")
+COMPILED_PY = ("net.listener", "http.heads", "http.context", "http.handshake", "http.request",
+               "http.upgrade", "http.protocol", "asgi.http_cycle", "asgi.websocket_cycle", "asgi.mount")
 if not os.environ.get("FASTWS_PURE_PYTHON"):
     extensions += [Extension(f"fastws.{name}", [f"src/fastws/{name.replace('.', '/')}.py"],
                              extra_compile_args=extra)

@@ -18,7 +18,7 @@ from typing import Any, Iterator, NamedTuple
 import pytest
 
 from fastws import create_app, websocket
-from fastws.http.protocol import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL
+from fastws.http.request import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL
 
 from ..conftest import Running, serving
 from .clients import wait_for, ws_connect

@@ -35,7 +35,8 @@ with atheris.instrument_imports():
     from fastws.http.context import Headers
     from fastws.http.handshake import HandshakeError, select_subprotocol, validate_upgrade
     from fastws.runtime.hub import acquire_hub
-    from fastws.http.protocol import MAX_HEAD_BYTES, HttpProtocol
+    from fastws.http.protocol import HttpProtocol
+    from fastws.http.request import MAX_HEAD_BYTES
     from fastws.serve.server import Server
 
 MAX_MESSAGE = 4096

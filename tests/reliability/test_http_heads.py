@@ -23,7 +23,7 @@ import time
 import pytest
 
 from fastws import create_app, websocket
-from fastws.http.protocol import MAX_HEAD_BYTES
+from fastws.http.request import MAX_HEAD_BYTES
 
 from ..conftest import serving
 from .wire import read_to_close

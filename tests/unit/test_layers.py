@@ -25,8 +25,8 @@ PACKAGES = [
     "ops",                        # proxy headers, access log, metrics
     "cluster",                    # rooms across processes: RESP link, envelope, Redis relay, app.cluster
     "net",                        # listening and accepting
-    "asgi",                       # mounted ASGI apps
     "http", "context",            # HTTP/1.1: routing, requests and responses, upgrades
+    "asgi",                       # mounted ASGI apps, served through the HTTP side's checks
     "serve", "server",            # a server, run(), workers
     "app",                        # configuration
     "plugins",                    # what apps use: websocket(), error_handler(), metrics(), backplane()
@@ -43,8 +43,9 @@ LAYERS = [
     "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.relay", "cluster.facade",
     "cluster",
     "net", "net.listener",
-    "asgi", "asgi.mount",
-    "http", "http.routing", "http.context", "http.handshake", "http.protocol", "context",
+    "http", "http.routing", "http.heads", "http.context", "http.handshake", "http.request",
+    "http.upgrade", "http.protocol", "context",
+    "asgi", "asgi.types", "asgi.http_cycle", "asgi.websocket_cycle", "asgi.mount",
     "serve", "serve.workers", "serve.server", "server",
     "app",
     "plugins.ws", "plugins.errors", "plugins.prometheus", "plugins.cluster", "plugins",

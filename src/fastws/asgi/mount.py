@@ -36,59 +36,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections import deque
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from fastws.errors import ClientDisconnected, LifespanError
+from fastws.asgi.http_cycle import HttpCycle
+from fastws.asgi.types import ASGIApp, Message, Scope
+from fastws.asgi.websocket_cycle import Denial, WebSocketCycle
+from fastws.errors import ClientDisconnected, HandshakeError, LifespanError
+from fastws.http.context import Context, Response, plain_response
+from fastws.http.upgrade import Upgrade, negotiate
 
 if TYPE_CHECKING:
     from fastws.http.protocol import HttpProtocol
+    from fastws.http.request import Request
 
 __all__ = ["Mount", "ClientDisconnected", "LifespanError", "ASGIApp"]
 
 log = logging.getLogger("fastws")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-#: An ASGI 3 application: ``async def app(scope, receive, send)``.
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-#: Client messages that may wait for an app's ``receive`` before the client is
-#: no longer read (what one read of the socket holds beyond it still arrives).
-INBOX_LIMIT = 64
 #: Seconds an app's lifespan shutdown may take before the server stops anyway.
 LIFESPAN_SHUTDOWN_TIMEOUT = 30.0
-
-
-def _status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        line = f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
-        if len(_STATUS_LINES) < 128:
-            _STATUS_LINES[status] = line
-    return line
-
-
-_STATUS_LINES: dict[int, bytes] = {}
-
-
-def _check_head(head: bytes, lines: int, headers: list[tuple[bytes, bytes]]) -> None:
-    # A line break inside a header would let whoever controls its value write
-    # headers (or a whole response) of their own: the head has exactly one
-    # CR and one LF per line of ours, two scans in C instead of four per header.
-    if head.count(b"\n") != lines or head.count(b"\r") != lines:
-        for name, value in headers:
-            if b"\n" in name or b"\r" in name or b"\n" in value or b"\r" in value:
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
 
 
 class Mount:
@@ -196,6 +164,80 @@ class Mount:
         else:
             raise RuntimeError(f"unexpected ASGI lifespan message {kind!r}")
 
+    # ------------------------------------------------------------------ requests
+
+    async def serve_http(self, proto: HttpProtocol, req: Request, ctx: Context,
+                         started: float) -> bool:
+        """Give one HTTP request to the app; whether the connection may take another."""
+        keep_alive = req.keep_alive and not req.upgrade and not proto.server.closing
+        cycle = HttpCycle(proto, req.body, req.method == "HEAD", keep_alive, req.version == "1.0")
+        scope = self.scope("http", proto, ctx, raw_headers(req.raw_headers), req.version)
+        proto.asgi_cycle = cycle
+        try:
+            keep_alive = await cycle.run(self.app, scope)
+        finally:
+            proto.asgi_cycle = None
+        if proto.transport is None:
+            return False
+        proto.record(ctx, cycle.status, started)
+        proto.responded(keep_alive)
+        return keep_alive
+
+    async def serve_websocket(self, proto: HttpProtocol, req: Request, ctx: Context,
+                              started: float) -> bool:
+        """Give one upgrade request to the app: the server's own checks first
+        (as for its routes), then the app decides the handshake; an accepted
+        socket is a fastws WebSocket. Always False: the connection is no
+        longer HTTP."""
+        try:
+            accept = proto.accept_key(req, ctx)
+        except HandshakeError as err:
+            return _refuse(proto, ctx, plain_response(err.status, err.reason, dict(err.headers)),
+                           started)
+        refusal = proto.refusal(req, ctx)
+        if refusal is not None:
+            return _refuse(proto, ctx, plain_response(refusal.status, refusal.message,
+                                                      refusal.headers), started)
+        scope = self.scope("websocket", proto, ctx, raw_headers(req.raw_headers), req.version)
+        offered = req.headers.get("sec-websocket-protocol")
+        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()] if offered else []
+        scope["extensions"] = {"websocket.http.response": {}}
+        cycle = WebSocketCycle()
+        proto.asgi_cycle = cycle
+        try:
+            proto.hub.loop.create_task(cycle.run(self.app, scope))
+            decision = await cycle.decided
+        finally:
+            proto.asgi_cycle = None
+        if proto.transport is None or decision[0] == "gone":
+            cycle.disconnected()        # an accept the app made waits for nothing
+            return False
+        if decision[0] == "accept":
+            try:
+                up = Upgrade(accept, decision[1], cycle.attach,
+                             *negotiate(req, proto.site.ws_options))
+                up.headers = decision[2]
+                proto.switch(ctx, up)
+            finally:
+                if proto.ws is None:
+                    # Refused after all (full, a bad header) or failed: the app's
+                    # next send must not wait for a socket that will not come.
+                    cycle.disconnected()
+            proto.record(ctx, 101 if proto.ws is not None else 503, started)
+            return False
+        if decision[0] == "response":
+            _, status, headers, body = decision
+            try:
+                response: Response = Denial(status, headers, body)
+            except ValueError as exc:
+                log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
+                response = plain_response(500, "Internal Server Error")
+        elif decision[0] == "error":
+            response = plain_response(500, "Internal Server Error")
+        else:
+            response = plain_response(403, "Forbidden")
+        return _refuse(proto, ctx, response, started)
+
     # ------------------------------------------------------------------ scopes
 
     def scope(self, kind: str, proto: HttpProtocol, ctx: Any, headers: list[tuple[bytes, bytes]],
@@ -223,382 +265,7 @@ def raw_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(name.lower(), value) for name, value in raw]
 
 
-# ---------------------------------------------------------------------- HTTP
-
-
-class HttpCycle:
-    """One HTTP request given to an ASGI app, and the response it sends."""
-
-    __slots__ = ("proto", "body", "head_only", "keep_alive", "http10", "status", "_body_sent",
-                 "_started", "_complete", "_gone", "_wake", "_headers", "_chunked", "_length",
-                 "_sent", "_wrote_head")
-
-    def __init__(self, proto: HttpProtocol, body: bytes, head_only: bool, keep_alive: bool,
-                 http10: bool) -> None:
-        self.proto = proto
-        self.body = body
-        self.head_only = head_only
-        self.keep_alive = keep_alive
-        self.http10 = http10
-        self.status = 0
-        self._body_sent = False
-        self._started = False
-        self._complete = False
-        self._gone = False
-        self._wake: asyncio.Future[None] | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._chunked = False
-        self._length: int | None = None     # the app's Content-Length, if it gave one
-        self._sent = 0
-        self._wrote_head = False
-
-    async def run(self, app: ASGIApp, scope: Scope) -> bool:
-        """Serve the request; whether the connection may take another."""
-        try:
-            await app(scope, self.receive, self.send)
-        except BaseException as exc:
-            if isinstance(exc, ClientDisconnected) and self._gone:
-                return False
-            log.error("exception in the ASGI app serving %s %s", scope["method"],
-                      scope["path"], exc_info=exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if self._complete:
-                # Starlette answers 500 itself and then raises again: the
-                # response is whole, so the connection is still good.
-                return self.keep_alive
-            return self._failed()
-        if not self._complete:
-            if self._gone:
-                return False
-            log.error("the ASGI app serving %s %s returned without %s", scope["method"],
-                      scope["path"], "finishing its response" if self._started else "a response")
-            return self._failed()
-        return self.keep_alive
-
-    def _failed(self) -> bool:
-        t = self.proto.transport
-        if t is None or self._gone:
-            return False
-        if self._wrote_head:
-            # Part of a response is out: only closing tells the client it is cut.
-            t.close()
-            return False
-        self.status = 500
-        body = b"Internal Server Error"
-        t.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-        self.keep_alive = False
-        return False
-
-    def disconnected(self) -> None:
-        """The TCP connection is gone (the protocol tells us)."""
-        self._gone = True
-        self._wakeup()
-
-    def _wakeup(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    async def receive(self) -> Message:
-        """The body (once), then ``http.disconnect`` when the client goes or
-        the response is complete."""
-        if not self._body_sent:
-            self._body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        while not (self._gone or self._complete):
-            self._wake = asyncio.get_running_loop().create_future()
-            await self._wake
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        """``http.response.start``, then ``http.response.body`` until no more_body."""
-        kind = message["type"]
-        if self._gone:
-            raise ClientDisconnected("the client closed the connection")
-        if kind == "http.response.start":
-            if self._started:
-                raise RuntimeError("http.response.start sent twice")
-            self._started = True
-            self.status = int(message["status"])
-            self._headers = list(message.get("headers", ()))
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
-        if not self._started:
-            raise RuntimeError("http.response.body before http.response.start")
-        if self._complete:
-            raise RuntimeError("http.response.body after the response was complete")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        t = self.proto.transport
-        if t is None:
-            self.disconnected()
-            raise ClientDisconnected("the client closed the connection")
-        out = self._head(len(body), more) if not self._wrote_head else b""
-        # HEAD, 204, 304 and 1xx carry no body, whatever the headers say (a 304
-        # keeps the representation's Content-Length): nothing to count.
-        no_body = self.head_only or self.status in (204, 304) or self.status < 200
-        if no_body:
-            body = b""
-        elif self._length is not None:
-            self._sent += len(body)
-            if self._sent > self._length:
-                raise RuntimeError(f"response body longer than its Content-Length ({self._length})")
-        if body:
-            if self._chunked:
-                out += b"%x\r\n%s\r\n" % (len(body), body)
-            else:
-                out = out + body if out else body
-        if not more:
-            if self._chunked:
-                out += b"0\r\n\r\n"
-            if self._length is not None and self._sent != self._length and not no_body:
-                raise RuntimeError(f"response body shorter than its Content-Length ({self._length})")
-            self._complete = True
-            self._wakeup()
-        if out:
-            # Only now is any of the response out: an error above still gets a 500.
-            self._wrote_head = True
-            t.write(out)
-        if more and self.proto.write_paused:
-            await self.proto.writable()
-            if self._gone:
-                raise ClientDisconnected("the client closed the connection")
-
-    def _head(self, first: int, more: bool) -> bytes:
-        """The status line and headers, with the framing the body needs."""
-        parts = [_status_line(self.status)]
-        lines = 2                       # the status line and the blank line
-        has_te = False
-        bodiless = self.status in (204, 304) or self.status < 200
-        for name, value in self._headers:
-            low = name.lower()
-            if low == b"content-length":
-                self._length = int(value)
-            elif low == b"transfer-encoding":
-                # Framing is the server's job: chunked below, whatever it said.
-                has_te = True
-                continue
-            elif low == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-            parts += (name, b": ", value, b"\r\n")
-            lines += 1
-        if not bodiless and self._length is None:
-            if not more and not has_te:
-                parts.append(b"content-length: %d\r\n" % first)
-                lines += 1
-            elif self.head_only:
-                pass        # no body follows a HEAD, so nothing frames it (no chunks)
-            elif self.http10:
-                self.keep_alive = False     # the end of the body is the end of the connection
-            else:
-                self._chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-                lines += 1
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-            lines += 1
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        _check_head(head, lines, self._headers)
-        return head
-
-
-# ---------------------------------------------------------------------- WebSocket
-
-
-class Denial:
-    """The HTTP response an app sent instead of accepting a WebSocket (the
-    ``websocket.http.response`` extension), written as the app gave its
-    headers: repeated names (``Set-Cookie``) included. The connection closes
-    after it. Raises ValueError for a header with a line break in it."""
-
-    __slots__ = ("status", "_raw")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        parts = [_status_line(status)]
-        lines = 4       # the status line, content-length, connection and the blank line
-        for name, value in headers:
-            name, value = bytes(name), bytes(value)
-            if name.lower() in (b"content-length", b"transfer-encoding", b"connection"):
-                continue        # framing is ours
-            parts += (name, b": ", value, b"\r\n")
-            lines += 1
-        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-        head = b"".join(parts)
-        _check_head(head, lines, headers)
-        self.status = status
-        self._raw = head + bytes(body)
-
-    def encode(self, keep_alive: bool, head: bool = False) -> bytes:
-        """The whole response (as ``Response.encode``; always ``connection: close``)."""
-        return self._raw
-
-
-class WebSocketCycle:
-    """One WebSocket given to an ASGI app: its handshake decision, then its messages.
-
-    ``decided`` resolves with what the app answered the handshake with:
-    ("accept", subprotocol, headers), ("close",), ("response", status,
-    headers, body) or ("gone",).
-    """
-
-    __slots__ = ("decided", "ws", "_attached", "_inbox", "_wake", "_held", "_connected_sent",
-                 "_closed", "_code", "_reason", "_response", "_sent_close", "_done")
-
-    def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.decided: asyncio.Future[tuple] = loop.create_future()
-        self.ws: Any = None
-        # Resolved when the accepted socket exists (or never will): the app may
-        # send right after its accept, before the protocol has switched.
-        self._attached: asyncio.Future[None] = loop.create_future()
-        self._inbox: deque[Any] = deque()
-        self._wake: asyncio.Future[None] | None = None
-        self._held = False              # the client is not read: the inbox is full
-        self._connected_sent = False
-        self._closed = False
-        self._code = 1006
-        self._reason = ""
-        self._response: list[Any] | None = None
-        self._sent_close = False
-        # Set when the app has returned or raised: the close code its socket
-        # gets (1000 or 1011), even if the socket is attached only afterwards.
-        self._done: int | None = None
-
-    async def run(self, app: ASGIApp, scope: Scope) -> None:
-        """The app's whole life on this connection."""
-        try:
-            await app(scope, self.receive, self.send)
-        except BaseException as exc:
-            if not (isinstance(exc, ClientDisconnected) and self._closed):
-                log.error("exception in the ASGI app serving WebSocket %s", scope["path"],
-                          exc_info=exc)
-            if not self.decided.done():
-                self.decided.set_result(("error",))
-            self._finished(1011)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        if not self.decided.done():
-            # Returned without accepting: refused (the ASGI spec's 403).
-            self.decided.set_result(("close",))
-        self._finished(1000)
-
-    def _finished(self, code: int) -> None:
-        """The app is done: nobody reads the inbox any more, and the socket
-        closes (now, or as soon as the protocol attaches it: an app may return
-        right after its accept, before the 101 is out)."""
-        self._done = code
-        self._inbox.clear()
-        ws = self.ws
-        if ws is not None:
-            ws.hold_reading(False)
-            ws.close(code, "internal error" if code == 1011 else "")
-
-    # -- what the protocol and the WebSocket tell us
-
-    def disconnected(self) -> None:
-        """TCP went away before the handshake was answered."""
-        self._closed = True
-        if not self.decided.done():
-            self.decided.set_result(("gone",))
-        if not self._attached.done():
-            self._attached.set_result(None)
-        self._wakeup()
-
-    def attach(self, ws: Any) -> None:
-        """The route handler of the accepted socket: its messages go to our inbox."""
-        self.ws = ws
-        ws.json_events = False          # the app gets text as it came
-        ws.on("message", self._message)
-        ws.on("close", self._on_close)
-        if not self._attached.done():
-            self._attached.set_result(None)
-        if self._done is not None:
-            ws.close(self._done, "internal error" if self._done == 1011 else "")
-
-    def _message(self, data: Any) -> None:
-        if self._done is not None:
-            return                      # the app is gone: nobody will take it
-        self._inbox.append(data)
-        self._wakeup()
-        if len(self._inbox) >= INBOX_LIMIT and not self._held:
-            # Full: the client is not read until the app has taken some. Not by
-            # making this handler wait: that would hold the close event behind
-            # it too, and an app that never reads would keep a closed socket.
-            self._held = True
-            self.ws.hold_reading(True)
-
-    def _on_close(self, code: int, reason: str) -> None:
-        self._closed = True
-        self._code, self._reason = code, reason
-        self._wakeup()
-
-    def _wakeup(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    # -- the app's side
-
-    async def receive(self) -> Message:
-        """``websocket.connect`` first; then each message; then the disconnect."""
-        if not self._connected_sent:
-            self._connected_sent = True
-            return {"type": "websocket.connect"}
-        while True:
-            if self._inbox:
-                data = self._inbox.popleft()
-                if self._held and len(self._inbox) <= INBOX_LIMIT // 2:
-                    self._held = False
-                    if self.ws is not None:
-                        self.ws.hold_reading(False)
-                if type(data) is str:
-                    return {"type": "websocket.receive", "text": data}
-                return {"type": "websocket.receive", "bytes": data}
-            if self._closed:
-                return {"type": "websocket.disconnect", "code": self._code, "reason": self._reason}
-            self._wake = asyncio.get_running_loop().create_future()
-            await self._wake
-
-    async def send(self, message: Message) -> None:
-        """Accept, send, close; or, before accepting, an HTTP response."""
-        kind = message["type"]
-        if not self.decided.done():
-            if kind == "websocket.accept":
-                headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-                           for k, v in message.get("headers", ())]
-                self.decided.set_result(("accept", message.get("subprotocol"), headers))
-            elif kind == "websocket.close":
-                self.decided.set_result(("close",))
-            elif kind == "websocket.http.response.start":
-                self._response = [int(message["status"]), list(message.get("headers", ())), []]
-            elif kind == "websocket.http.response.body" and self._response is not None:
-                self._response[2].append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    status, headers, body = self._response
-                    self.decided.set_result(("response", status, headers, b"".join(body)))
-            elif self._closed:
-                raise ClientDisconnected("the client closed the connection")
-            else:
-                raise RuntimeError(f"unexpected ASGI message {kind!r} before websocket.accept")
-            return
-        if not self._attached.done():
-            await self._attached
-        ws = self.ws
-        if kind == "websocket.send":
-            if ws is None or self._closed or self._sent_close or ws.ready_state != 1:
-                raise ClientDisconnected("the WebSocket is closed")
-            text = message.get("text")
-            ws.send(text if text is not None else bytes(message.get("bytes") or b""))
-            # A producer that outruns its client waits here, not in our memory.
-            await ws.drain()
-        elif kind == "websocket.close":
-            if ws is not None and not self._sent_close:
-                self._sent_close = True
-                ws.close(int(message.get("code") or 1000), message.get("reason") or "")
-        elif self._closed or self._sent_close:
-            raise ClientDisconnected("the WebSocket is closed")
-        else:
-            raise RuntimeError(f"unexpected ASGI message {kind!r} after websocket.accept")
+def _refuse(proto: HttpProtocol, ctx: Context, response: Response, started: float) -> bool:
+    """Answer an upgrade for a mounted app with ``response`` and close."""
+    proto.record(ctx, proto.write_response(response, keep_alive=False), started)
+    return False

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
-from http import HTTPStatus
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
-from fastws.http.routing import Params
 from fastws.errors import HTTPError
+from fastws.http.heads import response_head
+from fastws.http.routing import Params
 
 __all__ = ["Headers", "Context", "Response", "HTTPError", "plain_response"]
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
 
 
 # Headers whose values repeat from one connection to the next (browsers send
@@ -145,45 +137,32 @@ class Response:
             self.headers["Content-Type"] = content_type
 
     def encode(self, keep_alive: bool, head: bool = False) -> bytes:
-        """The response bytes for HTTP/1.1 (body left out for HEAD)."""
-        lines = [f"HTTP/1.1 {self.status} {_phrase(self.status)}"]
-        for k, v in self.headers.items():
-            check_header(k, v)
-            lines.append(f"{k}: {v}")
+        """The response bytes for HTTP/1.1 (body left out for HEAD). ValueError
+        for a header HTTP cannot carry (``check_header``)."""
+        headers: Any = self.headers.items()
+        ours = []
         if self.status >= 200 and self.status not in (204, 304):
-            lines.append(f"Content-Length: {len(self.body)}")
+            ours.append(f"Content-Length: {len(self.body)}")
         if not keep_alive:
             # One Connection header: fold "close" into one a handler set.
-            for i, line in enumerate(lines):
-                if line[:11].lower() == "connection:":
-                    lines[i] = f"{line}, close"
-                    break
+            if any(k.lower() == "connection" for k in self.headers):
+                headers = _fold_close(headers)
             else:
-                lines.append("Connection: close")
-        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+                ours.append("Connection: close")
+        head_bytes = response_head(self.status, headers, ours)
         return head_bytes if head or self.status in (204, 304) else head_bytes + self.body
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
-# RFC 9110 §5.1: a field name is a token. §5.5: a value must not hold CR, LF
-# or NUL; and this head is written in Latin-1, so nothing above U+00FF fits.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_UNSENDABLE = re.compile(r"[\r\n\x00]|[^\x00-\xff]")
-
-
-def check_header(name: str, value: str) -> None:
-    """Raise ValueError, naming the header, if ``name: value`` cannot be sent
-    as an HTTP/1.1 header line as it is."""
-    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-        raise ValueError(f"header name {name!r} is not an HTTP token")
-    if not isinstance(value, str):
-        raise ValueError(f"header {name!r} has a {type(value).__name__} value, not a str")
-    bad = _UNSENDABLE.search(value)
-    if bad is not None:
-        raise ValueError(f"header {name!r} contains {bad.group()!r}, which HTTP cannot carry "
-                         f"(value {value!r})")
+def _fold_close(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    folded = False
+    for name, value in headers:
+        if not folded and name.lower() == "connection":
+            folded = True
+            value = f"{value}, close"
+        yield name, value
 
 
 def plain_response(status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:

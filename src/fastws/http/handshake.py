@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from fastws.http.context import check_header
+from fastws.http.heads import check_header, response_head
 from fastws.errors import HandshakeError
 
 __all__ = ["HandshakeError", "accept_key", "validate_upgrade", "select_subprotocol", "same_origin",
@@ -124,22 +124,22 @@ def response_101(accept: str, subprotocol: str | None = None,
 
     Raises ValueError for a header HTTP cannot carry (``check_header``).
     """
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept}",
-    ]
+    ours = ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept}"]
     if subprotocol:
-        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+        ours.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     if extensions:
-        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+        ours.append(f"Sec-WebSocket-Extensions: {extensions}")
     pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    return response_head(101, _not_ours(pairs), first=ours)
+
+
+def _not_ours(pairs: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """The app's headers less the handshake's own; each checked first, so a bad
+    one is refused whatever its name."""
     for name, value in pairs:
         check_header(name, value)
         if name.lower() not in _OURS:
-            lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            yield name, value
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -11,36 +11,44 @@ WebSocket (rooms, sockets, flusher, counters) is the server's ``Hub``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
 import httptools
 
-from fastws.runtime._websocket import kernel_unsent
-from fastws.ws._connection import LINGER_QUIET
-from fastws.ops.access import client_text, escape
-from fastws.asgi.mount import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers
-from fastws.deflate.permessage import negotiate
-from fastws.runtime.eager import run_eagerly
 from fastws.http.context import Context, Headers, HTTPError, Response, plain_response
-from fastws.http.handshake import (HandshakeError, is_upgrade_request, response_101, same_origin,
-                              select_subprotocol, validate_upgrade)
+from fastws.http.handshake import is_upgrade_request
+from fastws.http.request import MAX_HEAD_BYTES, MAX_PIPELINED, Request, RequestReader
+from fastws.http.routing import Params
+from fastws.http.upgrade import Upgrade, Upgrades
 from fastws.net.listener import EarlyTransport
 from fastws.options import WebSocketOptions
-from fastws.http.routing import Params
-from fastws.runtime._websocket import WebSocket
+from fastws.runtime._websocket import WebSocket, kernel_unsent
+from fastws.runtime.eager import run_eagerly
+from fastws.ws._connection import LINGER_QUIET
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
     from fastws.serve.server import Server
 
-__all__ = ["HttpProtocol", "Site"]
+__all__ = ["HttpProtocol", "Mounted", "Site"]
 
 log = logging.getLogger("fastws")
+
+
+class Mounted(Protocol):
+    """What the HTTP side needs of an app mounted next to the routes (``fastws.asgi.Mount``)."""
+
+    async def serve_http(self, proto: HttpProtocol, req: Request, ctx: Context,
+                         started: float) -> bool:
+        """Answer one HTTP request; whether the connection may take another."""
+
+    async def serve_websocket(self, proto: HttpProtocol, req: Request, ctx: Context,
+                              started: float) -> bool:
+        """Answer one upgrade request (False: the connection is no longer HTTP)."""
 
 
 class Site(Protocol):
@@ -63,7 +71,7 @@ class Site(Protocol):
     def resolve(self, path: str) -> dict[str, tuple[Any, Params]]:
         """Every kind routed at ``path`` (HTTP methods, "WS") with its target and params."""
 
-    def mount_for(self, path: str) -> Mount | None:
+    def mount_for(self, path: str) -> Mounted | None:
         """The ASGI app mounted where ``path`` is (when no route of ours is), or None."""
 
     async def respond(self, ctx: Context,
@@ -71,42 +79,9 @@ class Site(Protocol):
         """The response to ``ctx``: the middleware chain around ``endpoint``."""
 
 
-# Request size caps: generous for browsers, small enough that a hostile
-# client cannot make us buffer much.
-MAX_URL = 8192
-MAX_HEADERS = 100
-MAX_HEADER_BYTES = 16384
-# Every byte of a request that is not body (its head: request line, header
-# lines, their line ends; a chunk's size line; the trailer fields), counted as
-# it is fed to the parser: httptools reports a header or trailer field only
-# once its line ends, and grows a line that never ends by concatenation.
-MAX_HEAD_BYTES = MAX_URL + MAX_HEADER_BYTES + 8192
-MAX_BODY = 1 << 20
-# Stop reading from a client that pipelines faster than we answer.
-MAX_PIPELINED = 16
 # Seconds a connection accepted but not yet answered may still send its
 # request once a shutdown has begun.
 SHUTDOWN_GRACE = 1.0
-
-
-class Request(NamedTuple):
-    method: str
-    target: str
-    version: str
-    headers: Headers
-    body: bytes
-    keep_alive: bool
-    upgrade: bool
-    raw_headers: list[tuple[bytes, bytes]]    # as they came, for mounted ASGI apps
-
-
-class _Reject(Exception):
-    """A request broke a size cap; answer with ``status`` and close."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(status, reason)
-        self.status = status
-        self.reason = reason
 
 
 class _Answering:
@@ -120,32 +95,22 @@ class _Answering:
 _ANSWERING = _Answering()
 
 
-class _Upgrade(Response):
-    """What a WebSocket route's endpoint returns when the upgrade may proceed."""
-
-    __slots__ = ("accept", "subprotocol", "handler", "extensions", "negotiated")
-
-    def __init__(self, accept: str, subprotocol: str | None, handler: Any,
-                 extensions: str | None = None, negotiated: Any = None) -> None:
-        super().__init__(b"", 101)
-        self.accept = accept
-        self.subprotocol = subprotocol
-        self.handler = handler
-        self.extensions = extensions
-        self.negotiated = negotiated
-
-
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
     """One client connection, HTTP first and WebSocket after an upgrade.
 
     After the upgrade the transport talks to the WebSocket; this object stays
     only for the server's bookkeeping, with its request state dropped.
+
+    Reading requests (``RequestReader``, fastws.http.request) and upgrading
+    (``Upgrades``, fastws.http.upgrade) are written apart; this class holds
+    their state and does the rest: the transport's callbacks, answering in
+    order, deadlines, writing responses and the lingering close after the last.
     """
 
     __slots__ = ("site", "hub", "server", "transport", "ws", "_parser", "_url", "_headers",
                  "_header_bytes", "_header_count", "_body", "_body_size", "_requests",
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
-                 "_drained", "_discarded", "_last_rx", "_address", "_answered", "_asgi",
+                 "_drained", "_discarded", "_last_rx", "_address", "_answered", "asgi_cycle",
                  "_raw_headers", "_peer", "_sockname", "_unsent", "_head_bytes",
                  "_held", "_http_address")
 
@@ -182,7 +147,7 @@ class HttpProtocol(asyncio.Protocol):
         self._answered = False      # a response was written (a keep-alive idle is then safe to close)
         # The ASGI cycle (fastws.asgi) of a request given to a mounted app: told
         # of a disconnect instead of having its task cancelled, as ASGI expects.
-        self._asgi: Any = None
+        self.asgi_cycle: Any = None
         # The addresses of both ends, asked of the transport once (a system
         # call each) and kept for every request of a keep-alive connection.
         self._peer: Any = None
@@ -231,8 +196,8 @@ class HttpProtocol(asyncio.Protocol):
         self.ws = None
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)      # nothing more will be written
-        if self._asgi is not None:
-            self._asgi.disconnected()
+        if self.asgi_cycle is not None:
+            self.asgi_cycle.disconnected()
         elif self._task is not None:
             self._task.cancel()
 
@@ -294,13 +259,13 @@ class HttpProtocol(asyncio.Protocol):
             self._pause()
         except httptools.HttpParserCallbackError as err:
             cause = err.__context__
-            if isinstance(cause, _Reject):
-                self._reject(cause.status, cause.reason)
+            if isinstance(cause, HTTPError):
+                self._reject(cause.status, cause.message)
             else:
                 log.exception("error while parsing a request", exc_info=cause)
                 self._reject(500, "Internal Server Error")
-        except _Reject as rejected:
-            self._reject(rejected.status, rejected.reason)
+        except HTTPError as rejected:       # the head budget (RequestReader._feed_within_budget)
+            self._reject(rejected.status, rejected.message)
             return
         except httptools.HttpParserError as err:
             self._reject(400, f"Bad Request: {err}")
@@ -308,113 +273,6 @@ class HttpProtocol(asyncio.Protocol):
         if self._requests and self._task is None:
             self._start_processing()
 
-    def _feed_within_budget(self, data: bytes) -> None:
-        """Feed ``data`` in pieces no longer than what the current head may still
-        take: a head (or chunk line, or trailer) that reaches MAX_HEAD_BYTES
-        unfinished is refused (431) then and there, whatever its lines look
-        like. Body bytes give their room back as they are parsed (on_body)."""
-        view = memoryview(data)
-        offset = 0
-        while offset < len(view):
-            room = MAX_HEAD_BYTES - self._head_bytes
-            if room <= 0:
-                raise _Reject(431, "Request Header Fields Too Large")
-            piece = view[offset:offset + room]
-            self._head_bytes += len(piece)
-            start, offset = offset, offset + len(piece)
-            try:
-                self._parser.feed_data(piece)
-            except httptools.HttpParserUpgrade as upgrade:
-                # Its offset counted from the start of data, not of the piece.
-                raise httptools.HttpParserUpgrade(start + upgrade.args[0]) from None
-
-    # ------------------------------------------------------------------ httptools callbacks
-
-    def on_message_begin(self) -> None:
-        self._in_request = True
-        self._url = b""
-        self._headers = Headers()
-        self._raw_headers = []
-        self._header_bytes = 0
-        self._header_count = 0
-        self._body = []
-        self._body_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > MAX_URL:
-            raise _Reject(414, "URI Too Long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        self._header_count += 1
-        if self._header_bytes > MAX_HEADER_BYTES or self._header_count > MAX_HEADERS:
-            raise _Reject(431, "Request Header Fields Too Large")
-        self._headers.add_raw(name, value)
-        self._raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        # RFC 9110 §10.1.1: a client that sent "Expect: 100-continue" waits
-        # for this before sending its body. Only for a request that has a
-        # body to send, and when nothing is queued ahead of it, so
-        # responses stay in order.
-        h = self._headers
-        codings = h.getall("transfer-encoding")
-        if codings and [c.strip().lower() for v in codings for c in v.split(",")] != ["chunked"]:
-            # llhttp reads "identity, chunked" as chunked; a proxy may not.
-            # Only plain chunked is understood here (the limits guide).
-            raise _Reject(400, "Bad Request: unsupported transfer coding")
-        if (h.get("expect", "").lower() == "100-continue"
-                and (h.get("content-length", "0") != "0" or "transfer-encoding" in h)
-                and not self._requests
-                and self._task is None and self.transport is not None
-                and self._parser.get_http_version() == "1.1"):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_chunk_complete(self) -> None:
-        # Each chunk's size line is counted on its own: a body of many small
-        # chunks is no head too large. What follows the last one (trailers)
-        # starts afresh, and is bounded as a head is.
-        self._head_bytes = 0
-
-    def on_body(self, body: bytes) -> None:
-        n = len(body)
-        # Body bytes were counted when fed: not head. Never below 0 (a count
-        # reset within a piece, by a request ending there, could take it there).
-        self._head_bytes = max(0, self._head_bytes - n)
-        self._body_size += n
-        if self._body_size > MAX_BODY:
-            raise _Reject(413, "Content Too Large")
-        server = self.server
-        if server.bodies_held + n > server.max_request_memory:
-            # Many connections each holding a large body (or a pipeline of
-            # them) could otherwise fill memory; per connection MAX_BODY is
-            # not a bound on the whole server.
-            log.warning("refusing a request body from %s: the server holds %d bytes of request "
-                        "bodies (max_request_memory %d)", self._peer, server.bodies_held,
-                        server.max_request_memory)
-            raise _Reject(503, "Service Unavailable: too many request bodies in memory")
-        server.bodies_held += n
-        self._held += n
-        self._body.append(body)
-
-    def _release_bodies(self, n: int | None = None) -> None:
-        """Give back ``n`` bytes (all, by default) of the server's body budget."""
-        n = self._held if n is None else min(n, self._held)
-        if n:
-            self._held -= n
-            self.server.bodies_held -= n
-
-    def on_message_complete(self) -> None:
-        self._in_request = False
-        self._head_bytes = 0        # whatever follows is the next request's
-        p = self._parser
-        self._requests.append(Request(
-            p.get_method().decode("ascii"), self._url.decode("latin-1"),
-            p.get_http_version(), self._headers, b"".join(self._body),
-            p.should_keep_alive(), p.should_upgrade(), self._raw_headers))
-        if len(self._requests) >= MAX_PIPELINED:
-            self._pause()
 
     # ------------------------------------------------------------------ requests
 
@@ -443,17 +301,13 @@ class HttpProtocol(asyncio.Protocol):
             if flusher is not None:
                 flusher.task_done()
 
-    def _upgrades_now(self, req: Request) -> bool:
-        if not req.upgrade or self.site.async_middleware:
-            return False
-        route = self.site.resolve(req.target.partition("?")[0]).get("WS")
-        if route is None:
-            return False
-        guard = route[0][1]
-        return guard is None or not inspect.iscoroutinefunction(guard)
 
     def _pause(self) -> None:
-        if not self._paused and self.transport is not None:
+        # Asked of the transport every time, not once per flag change: under
+        # uvloop a transport made by the early one's handover starts reading
+        # whatever was asked before (tests/unit/net/test_listener.py), and a
+        # client pipelining past MAX_PIPELINED must still not be read.
+        if self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
@@ -470,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._requests.clear()
-        self._write_response(plain_response(status, reason), keep_alive=False)
+        self.write_response(plain_response(status, reason), keep_alive=False)
 
     def check_deadline(self, now: float) -> None:
         """Close a connection that has not sent a complete request within
@@ -501,7 +355,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._in_request:
             log.info("dropping %s: request not complete within %.1fs",
                      self.transport.get_extra_info("peername"), self.server.handshake_timeout)
-            self._write_response(plain_response(408, "Request Timeout"), keep_alive=False)
+            self.write_response(plain_response(408, "Request Timeout"), keep_alive=False)
         else:
             self.transport.close()
 
@@ -526,7 +380,7 @@ class HttpProtocol(asyncio.Protocol):
                 pass        # not a TCP socket, or gone: the transport's count is all we have
         return unsent
 
-    def _write_response(self, response: Response | Denial, keep_alive: bool,
+    def write_response(self, response: Response, keep_alive: bool,
                         head: bool = False) -> int:
         """Write ``response``; the status that went out. A header HTTP cannot
         carry (a line break, a NUL, a character outside Latin-1, typically a
@@ -622,7 +476,7 @@ class HttpProtocol(asyncio.Protocol):
         if len(hosts) > 1 or (not hosts and req.version != "1.0"):
             # RFC 9112 §3.2: exactly one Host in HTTP/1.1; a proxy and we
             # must not disagree about which one names the target.
-            self._write_response(plain_response(400, "Bad Request: missing or repeated Host header"),
+            self.write_response(plain_response(400, "Bad Request: missing or repeated Host header"),
                                  keep_alive=False)
             return False
         if path.startswith(("http://", "https://")):
@@ -630,7 +484,7 @@ class HttpProtocol(asyncio.Protocol):
             parts = urlsplit(target)
             path, query = parts.path or "/", parts.query
         if not path.startswith("/"):
-            self._write_response(plain_response(400, "Bad Request: bad request target"),
+            self.write_response(plain_response(400, "Bad Request: bad request target"),
                                  keep_alive=False)
             return False
         server = self.server
@@ -666,8 +520,8 @@ class HttpProtocol(asyncio.Protocol):
             if mount is not None:
                 if wants_ws:
                     ctx.is_websocket = True
-                    return await self._asgi_websocket(req, ctx, mount, started)
-                return await self._asgi_http(req, ctx, mount, started)
+                    return await mount.serve_websocket(self, req, ctx, started)
+                return await mount.serve_http(self, req, ctx, started)
         head = False
         if ctx.is_websocket:
             handler, ctx.params = found["WS"]
@@ -694,14 +548,9 @@ class HttpProtocol(asyncio.Protocol):
         response = await site.respond(ctx, endpoint)
         if self.transport is None:
             return False
-        access = server.access
-        if isinstance(response, _Upgrade):
-            self._switch(ctx, response)
-            status = 101 if self.ws is not None else 503
-            ups = self.hub.upgrades
-            ups[status] = ups.get(status, 0) + 1
-            if access is not None:
-                access.upgrade(ctx, status, started)
+        if isinstance(response, Upgrade):
+            self.switch(ctx, response)
+            self.record(ctx, 101 if self.ws is not None else 503, started)
             return False
         # After any upgrade request the HTTP parser is spent: close.
         keep_alive = req.keep_alive and not req.upgrade and not server.closing
@@ -717,11 +566,10 @@ class HttpProtocol(asyncio.Protocol):
         server = self.server
         draining = server.closing
         keep_alive = req.keep_alive and not draining
-        status = self._write_response(plain_response(503 if draining else 200,
+        status = self.write_response(plain_response(503 if draining else 200,
                                                      "draining" if draining else "ok"),
                                       keep_alive=keep_alive, head=req.method == "HEAD")
-        counts = self.hub.requests
-        counts[status] = counts.get(status, 0) + 1
+        ctx = None
         if server.access is not None:
             # A Context only for the access line (the real client behind a
             # trusted proxy): no route, middleware or user code runs here.
@@ -731,230 +579,46 @@ class HttpProtocol(asyncio.Protocol):
             if server.proxy is not None:
                 peer = server.proxy.resolve(peer, req.headers)[0]
             ctx = Context(self.site, req.method, path, query, req.headers, req.version, b"", peer)
-            server.access.request(ctx, status, started)
+        self.record(ctx, status, started)
         return keep_alive
 
     def _answer(self, ctx: Context, response: Response, keep_alive: bool, head: bool,
                 started: float) -> bool:
         """Write a route's response, count it and log its access line; whether
         the connection stays open."""
-        status = self._write_response(response, keep_alive, head)
+        status = self.write_response(response, keep_alive, head)
         if status != response.status:
             keep_alive = False          # it became a 500 that closes the connection
-        counts = self.hub.upgrades if ctx.is_websocket else self.hub.requests
+        self.record(ctx, status, started)
+        return keep_alive
+
+    def record(self, ctx: Context | None, status: int, started: float) -> None:
+        """Count an answered request (an upgrade, when ``ctx`` is one) by status
+        and write its access line. ``ctx`` may be None only while there is no
+        access log: the health path builds one only for the line."""
+        websocket = ctx is not None and ctx.is_websocket
+        counts = self.hub.upgrades if websocket else self.hub.requests
         counts[status] = counts.get(status, 0) + 1
+        if websocket and status != 101 and self._address is not None:
+            # Refused after its per-address slot was taken (Upgrades.refusal):
+            # give it back now, not when the client gets round to closing.
+            self.hub.limits.closed(self._address)
+            self._address = None
         access = self.server.access
         if access is not None:
-            if ctx.is_websocket:
+            if websocket:
                 access.upgrade(ctx, status, started)
             else:
                 access.request(ctx, status, started)
-        return keep_alive
 
-    def _upgrade_endpoint(self, req: Request, target: Any):
-        handler, guard = target
-        options = self.site.ws_options
-
-        async def upgrade(ctx: Context) -> Response:
-            try:
-                accept = _validate(req)
-            except HandshakeError as err:
-                log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
-                return ctx.text(err.reason, status=err.status, headers=dict(err.headers))
-            refusal = self._refusal(req, ctx)
-            if refusal is not None:
-                raise refusal
-            if guard is not None:
-                try:
-                    verdict = guard(ctx)
-                    if inspect.isawaitable(verdict):
-                        verdict = await verdict
-                except HTTPError as err:
-                    _guard_refused(ctx, err.status, err.message)
-                    raise
-                if verdict is False:
-                    _guard_refused(ctx, 403, "the guard returned False")
-                    raise HTTPError(403, "Forbidden")
-                if isinstance(verdict, Response):
-                    _guard_refused(ctx, verdict.status, "the guard returned a response")
-                    return verdict
-            proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
-                                       options.subprotocols)
-            return _Upgrade(accept, proto, handler, *_negotiate(req, options))
-
-        return upgrade
-
-    def _refusal(self, req: Request, ctx: Context) -> HTTPError | None:
-        """Why an upgrade must be refused before any user code runs (per-address
-        limits, origins, max_connections, draining), or None."""
-        limits = self.hub.limits
-        if limits.active and ctx.remote:
-            refusal = limits.refuse(ctx.remote[0], time.monotonic())
-            if refusal is not None:
-                log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
-                         ctx.remote[0], refusal[0])
-                return HTTPError(429, refusal[0], {"Retry-After": str(refusal[1])})
-        allowed = self.site.ws_options.allowed_origins if self.site.ws_options else None
-        if allowed != "*":
-            origin = req.headers.get("origin")
-            if allowed is None:
-                # By default a browser page on another site may not open a
-                # socket here with the user's cookies (cross-site hijacking).
-                refused = origin is not None and not same_origin(origin, req.headers.get("host"))
-            else:
-                refused = origin not in allowed
-            if refused:
-                log.info("refused WebSocket upgrade to %s from origin %r (host %r)", ctx.path,
-                         origin, req.headers.get("host"))
-                return HTTPError(403, "Origin not allowed")
-        if self._full():
-            return HTTPError(503, "Too many connections")
-        if self.server.closing:
-            return HTTPError(503, "Server draining", {"Retry-After": "1"})
-        return None
-
-    # ------------------------------------------------------------------ mounted ASGI apps
-
-    async def _asgi_http(self, req: Request, ctx: Context, mount: Mount, started: float) -> bool:
-        """Give one HTTP request to the ASGI app mounted at ``mount``."""
-        server = self.server
-        keep_alive = req.keep_alive and not req.upgrade and not server.closing
-        cycle = HttpCycle(self, req.body, req.method == "HEAD", keep_alive, req.version == "1.0")
-        scope = mount.scope("http", self, ctx, raw_headers(req.raw_headers), req.version)
-        self._asgi = cycle
-        try:
-            keep_alive = await cycle.run(mount.app, scope)
-        finally:
-            self._asgi = None
+    def responded(self, keep_alive: bool) -> None:
+        """A response went out by other means than ``write_response`` (a mounted
+        app's, written as it streamed): the connection is answered, its
+        handshake_timeout counts afresh, and without keep-alive it lingers."""
         self._answered = True
         self._since = time.monotonic()
-        if self.transport is None:
-            return False
-        status = cycle.status
-        counts = self.hub.requests
-        counts[status] = counts.get(status, 0) + 1
-        if server.access is not None:
-            server.access.request(ctx, status, started)
-        if not keep_alive:
+        if not keep_alive and self.transport is not None:
             self._linger()
-        return keep_alive
-
-    async def _asgi_websocket(self, req: Request, ctx: Context, mount: Mount,
-                              started: float) -> bool:
-        """Give one upgrade request to the ASGI app mounted at ``mount``: the
-        app decides the handshake; an accepted socket is a fastws WebSocket."""
-        try:
-            accept = _validate(req)
-        except HandshakeError as err:
-            log.info("refused WebSocket upgrade to %s: %d %s", ctx.path, err.status, err.reason)
-            return self._asgi_refuse(ctx, plain_response(err.status, err.reason, dict(err.headers)),
-                                     started)
-        refusal = self._refusal(req, ctx)
-        if refusal is not None:
-            return self._asgi_refuse(ctx, plain_response(refusal.status, refusal.message,
-                                                         refusal.headers), started)
-        scope = mount.scope("websocket", self, ctx, raw_headers(req.raw_headers), req.version)
-        offered = req.headers.get("sec-websocket-protocol")
-        scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()] if offered else []
-        scope["extensions"] = {"websocket.http.response": {}}
-        cycle = WebSocketCycle()
-        self._asgi = cycle
-        try:
-            self.hub.loop.create_task(cycle.run(mount.app, scope))
-            decision = await cycle.decided
-        finally:
-            self._asgi = None
-        if self.transport is None or decision[0] == "gone":
-            cycle.disconnected()        # an accept the app made waits for nothing
-            return False
-        if decision[0] == "accept":
-            try:
-                up = _Upgrade(accept, decision[1], cycle.attach,
-                              *_negotiate(req, self.site.ws_options))
-                up.headers = decision[2]
-                self._switch(ctx, up)
-            finally:
-                if self.ws is None:
-                    # Refused after all (full, a bad header) or failed: the app's
-                    # next send must not wait for a socket that will not come.
-                    cycle.disconnected()
-            status = 101 if self.ws is not None else 503
-            ups = self.hub.upgrades
-            ups[status] = ups.get(status, 0) + 1
-            if self.server.access is not None:
-                self.server.access.upgrade(ctx, status, started)
-            return False
-        if decision[0] == "response":
-            _, status, headers, body = decision
-            try:
-                response = Denial(status, headers, body)
-            except ValueError as exc:
-                log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
-                response = plain_response(500, "Internal Server Error")
-        elif decision[0] == "error":
-            response = plain_response(500, "Internal Server Error")
-        else:
-            response = plain_response(403, "Forbidden")
-        return self._asgi_refuse(ctx, response, started)
-
-    def _asgi_refuse(self, ctx: Context, response: Response | Denial, started: float) -> bool:
-        self._write_response(response, keep_alive=False)
-        ups = self.hub.upgrades
-        ups[response.status] = ups.get(response.status, 0) + 1
-        if self.server.access is not None:
-            self.server.access.upgrade(ctx, response.status, started)
-        return False
-
-    def _full(self) -> bool:
-        """Whether ``max_connections`` WebSockets are open (logged when so)."""
-        options = self.site.ws_options
-        limit = options.max_connections if options is not None else None
-        if limit is None or len(self.hub.sockets) < limit:
-            return False
-        log.warning("refused WebSocket upgrade: %d connections open (max_connections)",
-                    len(self.hub.sockets))
-        return True
-
-    def _switch(self, ctx: Context, up: _Upgrade) -> None:
-        """Send 101 and hand the connection to a new WebSocket."""
-        t = self.transport
-        if self._full():
-            # Checked again here: an async guard or middleware may have let
-            # several upgrades through the first check at once.
-            self._write_response(plain_response(503, "Too many connections"), keep_alive=False)
-            return
-        # Headers a middleware added to the upgrade's response (Set-Cookie...) go on the 101.
-        try:
-            head = response_101(up.accept, up.subprotocol, up.extensions, up.headers)
-        except ValueError as exc:
-            log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
-            self._write_response(plain_response(500, "Internal Server Error"), keep_alive=False)
-            return
-        ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
-        self.ws = ws
-        if self.hub.limits.active and ctx.remote:
-            self._address = ctx.remote[0]
-            self.hub.limits.opened(self._address)
-        # From here the transport talks to the WebSocket directly; we keep
-        # only the server's bookkeeping (connection_lost comes back to us).
-        # Before the 101 goes out: an early transport hands itself over to a
-        # real one at its first write, and the real one must belong to the WebSocket.
-        t.set_protocol(ws)
-        t.write(head)
-        # High-water mark 0: the transport tells the WebSocket as soon as it
-        # holds anything unwritten, so one number (its queue plus the
-        # transport's) can be held to max_backpressure.
-        t.set_write_buffer_limits(high=0)
-        early, self._early = self._early, None
-        self._parser = self._headers = self._body = self._url = self._requests = None
-        self._raw_headers = None
-        # Reading was paused since the upgrade request; from now on the
-        # WebSocket decides (nothing arrives before this task yields).
-        self._paused = False
-        t.resume_reading()
-        ws._start(up.handler, ctx)
-        if early and self.transport is not None:
-            ws.data_received(bytes(early))
 
     def close_idle(self) -> None:
         """Close the connection if it is HTTP and not answering a request
@@ -975,34 +639,6 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport is not None and not self._requests:
             self.transport.close()
 
-
-def _guard_refused(ctx: Context, status: int, reason: str) -> None:
-    """Log a guard's refusal as the server's own refusals are logged, so an
-    operator sees why a client could not connect. The path only, never the
-    query: tokens travel there. The reason is the app's own text (what the
-    client is answered), escaped onto one line."""
-    client = client_text(ctx.remote)
-    log.info("refused WebSocket upgrade to %s from %s: guard answered %d, %s", escape(ctx.path),
-             client, status, escape(str(reason)),
-             extra={"client": client, "path": ctx.path, "status": status})
-
-
-def _validate(req: Request) -> str:
-    """The upgrade's Sec-WebSocket-Accept, or HandshakeError."""
-    accept = validate_upgrade(req.method, req.version, req.headers)
-    if not req.upgrade:
-        # httptools kept reading HTTP after this request, so the bytes that
-        # follow are not ours to hand to a WebSocket.
-        raise HandshakeError(400, "Connection header lacks the upgrade token")
-    return accept
-
-
-def _negotiate(req: Request, options: Any) -> tuple[Any, Any]:
-    """permessage-deflate for this upgrade: (response header value, settings),
-    or (None, None) when it is off or not offered."""
-    if options is None or options.compression is None:
-        return None, None
-    return negotiate(req.headers.getall("sec-websocket-extensions"), options.compression)
 
 
 def _fixed(status: int, text: str, headers: dict[str, str] | None = None):

@@ -63,11 +63,13 @@ class AddressLimits:
         return None
 
     def opened(self, address: Any) -> None:
-        """A WebSocket from ``address`` opened."""
+        """A WebSocket from ``address`` is opening: its upgrade passed ``refuse``
+        (counted from then, so upgrades still deciding count too)."""
         self.open[address] = self.open.get(address, 0) + 1
 
     def closed(self, address: Any) -> None:
-        """A WebSocket from ``address`` closed."""
+        """A connection counted by ``opened`` closed (a WebSocket, or an upgrade
+        that was refused after all)."""
         n = self.open.get(address, 0) - 1
         if n > 0:
             self.open[address] = n

@@ -229,12 +229,8 @@ def test_over_loopback_an_upgrade_refused_after_the_limit_check_holds_no_slot():
             pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in src: the per-address connection count is checked (AddressLimits.refuse, in "
-    "the upgrade endpoint before the guard) but only incremented at the switch "
-    "(AddressLimits.opened); upgrades from one address that wait in an async guard at the "
-    "same time all pass the check, so max_connections_per_ip=1 lets both through "
-    "(remove this marker with the fix)"))
+# Counted when the check lets an upgrade through, not at the switch: upgrades
+# from one address waiting in an async guard at once all passed the check.
 def test_over_loopback_upgrades_waiting_in_an_async_guard_share_the_cap():
     waiting: list[asyncio.Future] = []
 

@@ -28,7 +28,7 @@ from fastws.net.listener import EarlyTransport
 from fastws.options import WebSocketOptions
 from fastws.runtime._websocket import WebSocket, kernel_unsent
 from fastws.runtime.eager import run_eagerly
-from fastws.ws._connection import LINGER_QUIET
+from fastws.ws._connection import LINGER_ABORT, LINGER_CLOSE, linger_step
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
@@ -437,11 +437,12 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
 
     def _check_linger(self, now: float) -> None:
         t = self.transport
-        if now - self._since >= self.server.options.close_timeout:
+        step = linger_step(now, self._since + self.server.options.close_timeout, self._last_rx)
+        if step == LINGER_ABORT:
             log.info("dropping %s: still open %.1fs after our answer",
                      t.get_extra_info("peername"), now - self._since)
             t.abort()
-        elif now - self._last_rx >= LINGER_QUIET:
+        elif step == LINGER_CLOSE:
             t.close()           # nothing arriving: it has sent what it was sending
 
     async def _process(self) -> None:

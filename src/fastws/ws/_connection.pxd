@@ -13,6 +13,16 @@ cdef enum TransportAction:
     TX_LINGER = 3       # write what is queued, half-close, keep reading and discarding
 
 
+# What a lingering close does next (linger_step; LINGER_* in Python).
+cdef enum:
+    C_LINGER_WAIT = 0
+    C_LINGER_CLOSE = 1      # nothing arriving: close
+    C_LINGER_ABORT = 2      # close_timeout passed: drop
+
+
+cpdef int linger_step(double now, double deadline, double last_rx) noexcept
+
+
 cdef class Shared:
     # What every connection of one runtime shares, read at C level: the
     # options as C values, the clock, the counters, and for the layers above,

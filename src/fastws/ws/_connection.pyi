@@ -7,6 +7,15 @@ from fastws.ws._counters import Counters
 from fastws.deflate.permessage import Negotiated
 from fastws.options import WebSocketOptions
 
+LINGER_QUIET: float
+
+LINGER_WAIT: int
+LINGER_CLOSE: int
+LINGER_ABORT: int
+
+def linger_step(now: float, deadline: float, last_rx: float) -> int:
+    """What a lingering close does at ``now`` (wait, close, or abort)."""
+
 class Shared:
     options: WebSocketOptions
     clock: Callable[[], float] | None

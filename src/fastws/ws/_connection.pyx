@@ -51,11 +51,29 @@ log = logging.getLogger("fastws")
 publisher_var = contextvars.ContextVar("fastws_publisher", default=None)
 
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
-#: Seconds of silence after which a lingering connection (a WebSocket here, an
-#: HTTP connection in http/protocol.py) is closed: nothing is arriving that a
-#: close could reset.
+#: Seconds of silence after which a lingering connection is closed: nothing is
+#: arriving that a close could reset.
 LINGER_QUIET = 1.0
 cdef double _LINGER_QUIET = LINGER_QUIET
+
+
+#: What linger_step returns.
+LINGER_WAIT = C_LINGER_WAIT
+LINGER_CLOSE = C_LINGER_CLOSE
+LINGER_ABORT = C_LINGER_ABORT
+
+
+cpdef int linger_step(double now, double deadline, double last_rx) noexcept:
+    """What a lingering close does at ``now``: LINGER_ABORT once ``deadline``
+    (close_timeout after our last word) has passed, LINGER_CLOSE once nothing
+    has arrived for LINGER_QUIET, else LINGER_WAIT. The one rule for both
+    lingering closes: a WebSocket's after its close frame (``tick``) and an HTTP
+    connection's after an answer that ends it (``http/protocol.py``)."""
+    if now >= deadline:
+        return C_LINGER_ABORT
+    if now - last_rx >= _LINGER_QUIET:
+        return C_LINGER_CLOSE
+    return C_LINGER_WAIT
 cdef bytes _PING = encode_frame(OP_PING, b"")
 
 
@@ -568,15 +586,17 @@ cdef class Connection:
         """Act on the clock: cut a close handshake past ``close_timeout``,
         ping a quiet client, drop a silent one. The server calls it for every
         connection about four times per shortest period."""
+        cdef int step
         if self._state == CLOSED:
             return 0
         if self._close_deadline != 0.0:
-            if now >= self._close_deadline:
+            step = linger_step(now, self._close_deadline, self._last_rx)
+            if step == C_LINGER_ABORT:
                 self._close_deadline = 0.0
                 log.info("closing handshake with %s timed out; dropping the connection",
                          self._peer())
                 self._abort_transport()
-            elif self._lingering and now - self._last_rx >= _LINGER_QUIET:
+            elif step == C_LINGER_CLOSE and self._lingering:
                 # Nothing is arriving: it has sent what it was sending (a client
                 # that reads our close frame answers it or closes; one that
                 # does neither is not worth waiting close_timeout for).

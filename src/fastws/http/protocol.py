@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from fastws.runtime._websocket import kernel_unsent
+from fastws.runtime.kernel import kernel_unsent
 from fastws.ws._connection import LINGER_QUIET
 from fastws.ops.access import client_text, escape
 from fastws.asgi.mount import Denial, HttpCycle, Mount, WebSocketCycle, raw_headers

@@ -1,62 +1,37 @@
 # cython: language_level=3
-"""The asyncio adapter and the user-facing WebSocket.
+"""The asyncio adapter: a connection as the transport's protocol.
 
-``WebSocket`` is the transport's protocol after the upgrade: uvloop calls its
+``Adapter`` is what uvloop talks to after the upgrade: it calls
 ``data_received`` directly, which hands the bytes to the connection rules
-(``_connection``) and the handlers (``_dispatch``) it inherits. What those
-queue leaves in one ``write`` at the end of the callback that produced it
-(corking) or, for sockets reached by broadcasts, once per loop iteration
-(``Flusher``): W broadcasts to a socket cost one system call, not W.
+(``ws/_connection``) and the handlers (``_dispatch``) it inherits, and
+``pause_writing``/``resume_writing``/``connection_lost``. What those queue
+leaves in one write at the end of the callback that produced it (corking) or,
+for sockets reached by broadcasts, once per loop iteration (the runtime's
+``Flusher``, whose passes ``SocketFlusher`` here carries out): W broadcasts to
+a socket cost one system call, not W. While uvloop's transport holds nothing,
+that write goes straight to the socket's descriptor (``send``, or ``sendmsg``
+of the queued frames: ``_direct.pxd``), else through the transport.
 
-Everything else here is the API users touch: ``send``, rooms and broadcasts
-(through the runtime's ``RoomRegistry``), ``close``, ``ping``, ``drain``, and
-the connection's state. The seed's camelCase names are aliases.
+``fastws.WebSocket`` (``_websocket``) subclasses this with the API users touch.
 """
 
 import logging
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+cimport cython
+
+from cpython.list cimport PyList_GET_SIZE
 from cpython.object cimport PyObject
 from libc.errno cimport errno, EAGAIN, EINTR
-from libc.string cimport memset
 
-from fastws.runtime._rooms cimport RoomRegistry
-from fastws._constants cimport OP_BINARY, OPEN, CLOSED
-from fastws.ws._connection cimport Shared, monotonic
+from fastws._constants cimport OPEN
 from fastws.runtime._dispatch cimport Dispatcher
-from fastws.ws._frame cimport frame_header
-from fastws.ws._payload cimport deflated_frame, encode_message, payload_of
-from fastws._constants import ReadyState
-from fastws.errors import RoomLimitError
+from fastws.runtime._flusher cimport Flusher
+from fastws.runtime._shared cimport RuntimeShared
+from fastws.runtime._direct cimport DIRECT_IOV, send_buffer, send_frames
+from fastws.runtime.kernel import kernel_unsent
 
-__all__ = ["WebSocket", "Flusher"]
+__all__ = ["Adapter", "SocketFlusher"]
 
-
-cdef extern from "sys/uio.h":
-    struct iovec:
-        void *iov_base
-        size_t iov_len
-
-cdef extern from "sys/types.h":
-    ctypedef long ssize_t
-
-cdef extern from "sys/socket.h":
-    struct msghdr:
-        void *msg_name
-        unsigned int msg_namelen
-        iovec *msg_iov
-        size_t msg_iovlen
-        void *msg_control
-        size_t msg_controllen
-        int msg_flags
-    ssize_t send(int fd, const void *buf, size_t n, int flags) nogil
-    ssize_t sendmsg(int fd, const msghdr *msg, int flags) nogil
-    int MSG_NOSIGNAL
-
-cdef enum:
-    # Frames per sendmsg; a longer queue is joined into one buffer instead.
-    DIRECT_IOV = 64
 
 cdef extern from "Python.h":
     ctypedef PyObject *(*vectorcallfunc)(PyObject *callable, PyObject **args, size_t nargsf,
@@ -106,99 +81,12 @@ cdef inline bint _closing(object t) except -1:
 
 log = logging.getLogger("fastws")
 
-cdef tuple _STATES = tuple(ReadyState)
 
+cdef class SocketFlusher(Flusher):
+    """The runtime's ``Flusher`` over adapters: a pass writes each dirty
+    socket once and reads each yielded one again."""
 
-def _kernel_outq():
-    """A function giving the bytes a socket's kernel send queue still holds
-    (Linux's SIOCOUTQ: not sent, or not acknowledged), or None where there
-    is none. None of those bytes has reached the peer's application yet."""
-    try:
-        import fcntl
-        import termios
-        request = termios.TIOCOUTQ
-    except (ImportError, AttributeError):
-        return None
-    import array
-
-    def outq(fd):
-        buf = array.array("i", [0])
-        fcntl.ioctl(fd, request, buf, True)
-        return buf[0]
-    return outq
-
-
-# Also used by protocol.py, for HTTP responses a client reads slowly.
-kernel_unsent = _kernel_outq()
-
-cdef enum:
-    # A binary message this large leaves as its header and its own bytes
-    # (one writev), not copied into one frame first.
-    LARGE_PAYLOAD = 64 * 1024
-
-#: Seconds work may wait for the ready queue before busy sockets yield (Flusher).
-cdef double PRESSING_WAIT = 0.02
-
-
-cdef class Flusher:
-    """Writes every socket that broadcasts made dirty, once per loop iteration;
-    and keeps the loop's ready queue from waiting too long for that.
-
-    uvloop runs ready callbacks (this flush, asyncio tasks, a TLS transport's
-    connection_made) only once libuv's poll phase is over, and libuv keeps
-    polling while 1,024 sockets at a time are ready: under heavy load a pass can
-    last a quarter of a second. So while such work waits (``press()``), a
-    WebSocket that is served more than ``PRESSING_WAIT`` after it began waiting
-    stops being read (``yielded``) until this runs: the poll phase then ends as
-    soon as fewer than 1,024 sockets are ready, and this resumes them.
-    """
-
-    def __init__(self, loop):
-        self.loop = loop
-        self._dirty = []
-        self._scheduled = False
-        self._call_soon = loop.call_soon
-        self.yielded = []
-
-    cdef int add(self, WebSocket ws) except -1:
-        self._dirty.append(ws)
-        self.press()
-        return 0
-
-    cdef int press(self) except -1:
-        """Work waits for the ready queue: make sure this runs, and soon."""
-        if not self.pressing:
-            self.pressing = True
-            self.pressing_since = monotonic()
-        if not self._scheduled:
-            self._scheduled = True
-            self._call_soon(self.run)
-        return 0
-
-    def press_soon(self):
-        """``press()`` for Python code (a task or a TLS transport was started)."""
-        self.press()
-
-    def task_started(self):
-        """One of fastws's tasks (an async handler's episode, an upgrade
-        behind an async guard) is running: each of its steps waits for the
-        ready queue, so press now, and while busy sockets are served, until
-        it is done."""
-        self.tasks += 1
-        self.press()
-
-    def task_done(self):
-        """One of fastws's tasks finished."""
-        self.tasks -= 1
-
-    def run(self):
-        """Flush the dirty sockets and read the yielded ones again (scheduled
-        with call_soon: it runs when the ready queue does)."""
-        cdef list dirty = self._dirty
-        cdef list yielded = self.yielded
-        self._dirty = []
-        self._scheduled = False
-        self.pressing = False
+    cdef int _flush_each(self, list dirty) except -1:
         cdef Py_ssize_t i = 0, n = len(dirty)
         # One socket that fails must not strand the rest of the pass: they are
         # on no list any more, and nothing would flush them until their own
@@ -209,47 +97,33 @@ cdef class Flusher:
                 while i < n:
                     ws = dirty[i]
                     i += 1
-                    (<WebSocket>ws)._dirty = False
-                    (<WebSocket>ws)._flush()
+                    (<Adapter>ws)._dirty = False
+                    (<Adapter>ws)._flush()
             except Exception as exc:
                 log.error("flushing %r failed", ws, exc_info=exc)
-        if yielded:
-            self.yielded = []
-            for ws in yielded:
-                (<WebSocket>ws)._yielding = False
-                try:
-                    (<WebSocket>ws)._update_reading()
-                except Exception as exc:
-                    log.error("resuming reads of %r failed", ws, exc_info=exc)
-        # Tasks still running are not pressed for again here: on an idle loop
-        # that would schedule this every iteration and spin a core for as long
-        # as a task awaits (a slow request, an async handler's database call).
-        # Busy sockets press again instead (WebSocket.data_received), which is
-        # when a task's next step can be kept waiting.
+        return 0
+
+    cdef int _resume_each(self, list yielded) except -1:
+        for ws in yielded:
+            (<Adapter>ws)._yielding = False
+            try:
+                (<Adapter>ws)._update_reading()
+            except Exception as exc:
+                log.error("resuming reads of %r failed", ws, exc_info=exc)
+        return 0
 
 
-cdef class WebSocket(Dispatcher):
-    """One client connection: send, rooms, broadcast, events, close.
+cdef class Adapter(Dispatcher):
+    """A connection as the asyncio transport's protocol: corking, writes,
+    reading paused and resumed, the transport's end. (Made as a ``WebSocket``.)"""
 
-    Created by the server when an upgrade succeeds; route handlers receive it
-    as their first argument.
-    """
-
-    def __init__(self, Shared shared, transport, ctx=None, subprotocol=None, http=None,
-                 negotiated=None):
-        Dispatcher.__init__(self, shared, negotiated=negotiated)
-        self.ctx = ctx
-        self.subprotocol = subprotocol
+    @cython.final
+    cdef int _attach(self, object transport, object ctx, object http) except -1:
         self._transport = transport
+        self.ctx = ctx
         self._http = http
         self._fd = -2
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def app(self):
-        """The app serving this socket (as ``ctx.app``)."""
-        return self.ctx.app if self.ctx is not None else None
+        return 0
 
     @property
     def remote_address(self):
@@ -267,162 +141,12 @@ cdef class WebSocket(Dispatcher):
     cdef str _peer(self):
         return str(self.remote_address)
 
-    @property
-    def data(self):
-        """A dict for the user's per-connection state."""
-        if self._data is None:
-            self._data = {}
-        return self._data
-
-    @data.setter
-    def data(self, value):
-        self._data = value
-
-    @property
-    def ready_state(self):
-        """0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED."""
-        return _STATES[self._state]
-
-    @property
-    def readyState(self):
-        """Alias of ``ready_state``."""
-        return _STATES[self._state]
-
-    @property
-    def room(self):
-        """The last joined room still held, or None."""
-        return self._rooms[-1] if self._rooms else None
-
-    @property
-    def rooms(self):
-        """Every room this socket is in, in joining order."""
-        return tuple(self._rooms) if self._rooms else ()
-
-    @property
-    def buffered_amount(self):
-        """Bytes queued for this socket and not yet written to the kernel."""
-        t = self._transport
-        return self._pending_bytes + (t.get_write_buffer_size() if t is not None else 0)
-
-    @property
-    def bufferedAmount(self):
-        """Alias of ``buffered_amount``."""
-        return self.buffered_amount
-
-    @property
-    def skipped(self):
-        """Broadcasts and sends not delivered to this socket because it was over
-        its backpressure limit (``backpressure="skip"`` policy)."""
-        return self._skipped
-
-    @property
-    def dropped(self):
-        """Messages from this client discarded by the rate limit
-        (``rate_limit_policy="drop"``)."""
-        return self._dropped
-
-    # ------------------------------------------------------------------ sending
-
-    cpdef bint send(self, object data) except -1:
-        """Send ``data``: str as text, bytes-like as binary, anything else as
-        JSON text. Returns False, sending nothing, when the socket is not OPEN
-        or (``backpressure="skip"``) is over its backpressure limit."""
-        cdef int opcode
-        if self._state != OPEN:
-            return False
-        if self._deflater is not None:
-            payload = payload_of(data, self._shared.dumps, &opcode)
-            return self.send_frame(deflated_frame(self._deflater, opcode, payload))
-        if type(data) is bytes and PyBytes_GET_SIZE(data) >= LARGE_PAYLOAD:
-            return self._send_large(OP_BINARY, <bytes>data)
-        return self.send_frame(encode_message(data, self._shared.dumps))
-
-    cdef bint _send_large(self, int opcode, bytes payload) except -1:
-        # bytes are immutable, so the payload can wait in the queue as it is.
-        if not self.send_frame(frame_header(opcode, PyBytes_GET_SIZE(payload))):
-            return False
-        self._queue(payload)
-        return True
-
-    def hold_reading(self, bint held):
-        """Stop reading from the client (True) until released (False), without
-        holding back any event: what was read already is still delivered, and
-        a close still reaches the close handlers at once. For code that queues
-        the messages itself and must bound the queue (the ASGI mount does)."""
-        if held != self._reading_held:
-            self._reading_held = held
-            self._update_reading()
-
-    async def drain(self):
-        """Wait until this socket can take more: everything queued written out
-        once its buffer is past the high-water mark (half of
-        ``max_backpressure``), or the socket given up on as a slow consumer."""
-        if self._transport is None or self._slow or \
-                self._pending_bytes + self._transport_buffered() <= self._shared.high_water:
-            return
-        fut = self._shared.loop.create_future()
-        self._waiting().futures.append(fut)
-        await fut
-
-    def close(self, int code=1000, str reason=""):
-        """Start the closing handshake. The client has ``close_timeout``
-        seconds to answer before the connection is cut; ``close`` fires once."""
-        Dispatcher.close(self, code, reason)
-        self._flush()
-
-    # ------------------------------------------------------------------ rooms
-
-    def join(self, room):
-        """Join ``room`` (idempotent); it becomes ``ws.room``. Raises
-        RoomLimitError past ``max_room_name`` or ``max_rooms_per_socket``."""
-        if room is None:
-            raise TypeError("room must not be None")
-        if self._state == CLOSED:
-            return
-        if self._rooms is None:
-            self._rooms = []        # made at the first join: a socket in no room holds no list
-        if room in self._rooms:
-            self._rooms.remove(room)
-        else:
-            if (type(room) is str or type(room) is bytes) and \
-                    len(room) > self._shared.max_room_name:
-                raise RoomLimitError(f"room name of {len(room)} characters; at most "
-                                     f"{self._shared.max_room_name} (max_room_name)")
-            if len(self._rooms) >= self._shared.max_rooms_per_socket:
-                raise RoomLimitError(f"already in {len(self._rooms)} rooms; at most "
-                                     f"{self._shared.max_rooms_per_socket} (max_rooms_per_socket)")
-        # The registry first: it may refuse the room (a backplane wants str names).
-        (<RoomRegistry>self._shared.registry).join(room, self)
-        self._rooms.append(room)
-
-    def leave(self, room):
-        """Leave ``room`` (idempotent)."""
-        if self._rooms is not None and room in self._rooms:
-            self._rooms.remove(room)
-            (<RoomRegistry>self._shared.registry).leave(room, self)
-
-    def broadcast(self, room, data):
-        """Send ``data`` to every member of ``room`` but this socket, framed
-        once for all. Returns the number of recipients."""
-        if room is None:
-            return 0
-        return (<RoomRegistry>self._shared.registry).broadcast(room, data, self)
-
-    def broadcast_all(self, room, data):
-        """Send ``data`` to every member of ``room``, this socket included."""
-        if room is None:
-            return 0
-        return (<RoomRegistry>self._shared.registry).broadcast(room, data, None)
-
-    def broadcastAll(self, room, data):
-        """Alias of ``broadcast_all``."""
-        return self.broadcast_all(room, data)
-
     # ------------------------------------------------------------------ transport protocol
 
     def data_received(self, data):
         """Bytes from the client, in order (we are the transport's protocol)."""
-        cdef Shared shared = self._shared
+        cdef RuntimeShared shared = <RuntimeShared>self._shared
+        cdef Flusher flusher
         self._corked = True
         shared.publisher = self         # what its handlers queue, it caused
         try:
@@ -432,11 +156,10 @@ cdef class WebSocket(Dispatcher):
             self._corked = False
             if self._pending_bytes:
                 self._flush()
-        flusher = <Flusher>shared.flusher
+        flusher = shared.flusher
         if flusher.tasks and not flusher.pressing:
             flusher.press()     # a task's next step waits behind sockets like this one
-        if flusher.pressing and not self._yielding and \
-                monotonic() - flusher.pressing_since > PRESSING_WAIT:
+        if flusher.pressing and not self._yielding and flusher.overdue():
             self._yielding = True
             flusher.yielded.append(self)
             self._update_reading()
@@ -520,7 +243,7 @@ cdef class WebSocket(Dispatcher):
     cdef int _on_output(self) except -1:
         if not self._corked and not self._dirty:
             self._dirty = True
-            (<Flusher>self._shared.flusher).add(self)
+            (<RuntimeShared>self._shared).flusher.add(self)
         return 0
 
     cdef int _flush(self) except -1:
@@ -574,32 +297,22 @@ cdef class WebSocket(Dispatcher):
         of the queued frames: no joined copy); what the kernel does not take
         goes to the transport, which then holds it and tells us (pause_writing)."""
         cdef object pending = self._pending
-        cdef Py_ssize_t total = self._pending_bytes, n, i, skip
+        cdef Py_ssize_t total = self._pending_bytes, n
         cdef ssize_t sent
-        cdef iovec iov[DIRECT_IOV]
-        cdef msghdr msg
-        cdef object piece
         if type(pending) is list:
             n = PyList_GET_SIZE(<list>pending)
             if n == 0:
                 return 0
             if n == 1 or n > DIRECT_IOV:
                 data = (<list>pending)[0] if n == 1 else b"".join(<list>pending)
-                sent = send(self._fd, PyBytes_AS_STRING(data), total, MSG_NOSIGNAL)
+                sent = send_buffer(self._fd, data, total)
                 rest_from = data
             else:
-                for i in range(n):
-                    piece = <object>PyList_GET_ITEM(<list>pending, i)
-                    iov[i].iov_base = PyBytes_AS_STRING(piece)
-                    iov[i].iov_len = PyBytes_GET_SIZE(piece)
-                memset(&msg, 0, sizeof(msg))
-                msg.msg_iov = iov
-                msg.msg_iovlen = n
-                sent = sendmsg(self._fd, &msg, MSG_NOSIGNAL)
+                sent = send_frames(self._fd, <list>pending, n)
                 rest_from = None
         else:
             data = pending
-            sent = send(self._fd, PyBytes_AS_STRING(data), total, MSG_NOSIGNAL)
+            sent = send_buffer(self._fd, data, total)
             rest_from = data
         if sent == total:
             if type(pending) is list:
@@ -695,24 +408,16 @@ cdef class WebSocket(Dispatcher):
         return 0
 
     cdef int _task_started(self) except -1:
-        (<Flusher>self._shared.flusher).task_started()
+        (<RuntimeShared>self._shared).flusher.task_started()
         return 0
 
     cdef int _task_done(self) except -1:
-        (<Flusher>self._shared.flusher).task_done()
+        (<RuntimeShared>self._shared).flusher.task_done()
         return 0
 
     cdef int _after_close(self) except -1:
-        """Close handlers ran: leave rooms and drop references."""
-        if self._rooms is not None:
-            rooms, self._rooms = self._rooms, None
-            for room in rooms:
-                # Every room, even if one leave fails (a relay that raises).
-                try:
-                    (<RoomRegistry>self._shared.registry).leave(room, self)
-                except Exception as exc:
-                    log.error("leaving room %r on close failed", room, exc_info=exc)
-        self._shared.sockets.discard(self)
+        """Close handlers ran: no longer an open socket of the runtime."""
+        (<RuntimeShared>self._shared).sockets.discard(self)
         Dispatcher._after_close(self)
         return 0
 
@@ -720,16 +425,14 @@ cdef class WebSocket(Dispatcher):
 
     def _start(self, handler, ctx):
         """Run the route handler, corked: what it sends leaves in one write."""
-        self._shared.sockets.add(self)
+        cdef RuntimeShared shared = <RuntimeShared>self._shared
+        shared.sockets.add(self)
         self._corked = True
-        self._shared.publisher = self
+        shared.publisher = self
         try:
             self._run_route(handler, ctx)
         finally:
-            self._shared.publisher = None
+            shared.publisher = None
             self._corked = False
             if self._pending_bytes:
                 self._flush()
-
-    def __repr__(self):
-        return f"<WebSocket {self.remote_address} {_STATES[self._state].name}>"

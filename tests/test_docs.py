@@ -196,6 +196,7 @@ def test_the_reference_renders_every_public_name():
 
 @pytest.mark.parametrize("stub, class_name, module", [
     ("runtime/_websocket.pyi", "WebSocket", "fastws.runtime._websocket"),
+    ("runtime/_adapter.pyi", "Adapter", "fastws.runtime._adapter"),
     ("runtime/_dispatch.pyi", "Dispatcher", "fastws.runtime._dispatch"),
     ("ws/_connection.pyi", "Connection", "fastws.ws._connection"),
 ])

@@ -21,7 +21,7 @@ PACKAGES = [
     "_version", "_constants", "options", "errors",   # leaves every layer reads
     "deflate", "compression",     # permessage-deflate (and its documented old name)
     "ws",                         # the sans-I/O WebSocket core: codec, payload rule, connection rules
-    "runtime",                    # on the loop: dispatch, rooms, the WebSocket adapter, the hub
+    "runtime",                    # on the loop: rooms, flusher, dispatch, the adapter, the WebSocket, the hub
     "ops",                        # proxy headers, access log, metrics
     "cluster",                    # rooms across processes: RESP link, envelope, Redis relay, app.cluster
     "net",                        # listening and accepting
@@ -37,7 +37,8 @@ LAYERS = [
     "_version", "_constants", "options", "errors",
     "deflate", "deflate.permessage", "compression",
     "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
-    "runtime", "runtime.eager", "runtime.events", "runtime._dispatch", "runtime._rooms",
+    "runtime", "runtime.eager", "runtime.events", "runtime.kernel", "runtime._rooms",
+    "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._adapter",
     "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
     "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.relay", "cluster.facade",

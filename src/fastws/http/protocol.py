@@ -26,7 +26,8 @@ from fastws.http.routing import Params
 from fastws.http.upgrade import Upgrade, Upgrades
 from fastws.net.listener import EarlyTransport
 from fastws.options import WebSocketOptions
-from fastws.runtime._websocket import WebSocket, kernel_unsent
+from fastws.runtime._websocket import WebSocket
+from fastws.runtime.kernel import kernel_unsent
 from fastws.runtime.eager import run_eagerly
 from fastws.ws._connection import LINGER_ABORT, LINGER_CLOSE, linger_step
 

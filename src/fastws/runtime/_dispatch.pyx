@@ -2,7 +2,7 @@
 """Events of one connection: who is called, with what, in which order.
 
 ``Dispatcher`` sits between the connection rules (``_connection.Connection``,
-which it subclasses) and the asyncio adapter (``_websocket.WebSocket``). It
+which it subclasses) and the asyncio adapter (``_adapter.Adapter``). It
 keeps the handler table of ``ws.on``/``ws.off``, turns JSON text messages
 into named events (``json_event``), and runs handlers so that one
 connection's handlers see its messages in arrival order:
@@ -30,6 +30,7 @@ from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
 
 from fastws._constants cimport CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION
 from fastws.ws._connection cimport Connection
+from fastws.runtime._shared cimport RuntimeShared
 from fastws.ws._connection import publisher_var
 from fastws.runtime.eager import start_task
 from fastws.errors import RoomLimitError
@@ -97,7 +98,8 @@ cpdef object json_event(str text, dict handlers, object loads, bint custom=True)
 cdef class Dispatcher(Connection):
     """The handler table and ordered dispatch of one connection."""
 
-    def __init__(self, shared, **kwargs):
+    def __init__(self, RuntimeShared shared not None, **kwargs):
+        # Only a RuntimeShared: this layer reads it through unchecked casts.
         Connection.__init__(self, shared, **kwargs)
         self._by_name = {}
 
@@ -106,7 +108,7 @@ cdef class Dispatcher(Connection):
         """Whether text messages may become JSON events on this connection
         (the ``json_events`` option, unless set here): False hands every
         message to ``message`` as it came."""
-        return bool(self._shared.json_events) and not self._plain
+        return (<RuntimeShared>self._shared).json_events and not self._plain
 
     @json_events.setter
     def json_events(self, on):
@@ -218,7 +220,7 @@ cdef class Dispatcher(Connection):
         factory (the app's) refuses it (``fastws.runtime.eager.start_task``), so the
         episode, a close's included, always runs to its end; never the
         connection left busy for good, holding every later event."""
-        start_task(self._shared.loop, coro)
+        start_task((<RuntimeShared>self._shared).loop, coro)
 
     def _drain_held(self):
         while self._held and not self._busy and not self._blocked:
@@ -248,8 +250,9 @@ cdef class Dispatcher(Connection):
     cdef object _message_now(self, object data):
         """A data message: a JSON event if the rule says so, else ``message``."""
         cdef list handlers
-        if self._shared.json_events and not self._plain and type(data) is str:
-            named = json_event(<str>data, self._by_name, self._shared.loads, self._n_custom != 0)
+        if (<RuntimeShared>self._shared).json_events and not self._plain and type(data) is str:
+            named = json_event(<str>data, self._by_name, (<RuntimeShared>self._shared).loads,
+                               self._n_custom != 0)
             if named is not None:
                 return self._run(named[0], self._by_name[named[0]], named[1], None)
         handlers = self._by_name.get("message")
@@ -329,7 +332,7 @@ cdef class Dispatcher(Connection):
             try:
                 result = call(fn, n, (exc,))
                 if _awaitable(result):
-                    self._shared.loop.create_task(self._await_error_handler(result))
+                    (<RuntimeShared>self._shared).loop.create_task(self._await_error_handler(result))
             except Exception as inner:
                 log.error("'error' handler raised", exc_info=inner)
 

@@ -35,6 +35,15 @@ __all__ = ["RoomRegistry"]
 log = logging.getLogger("fastws")
 
 
+cdef inline int _check_relayable(object room) except -1:
+    # With a relay, a room becomes a channel name: str only. The one copy of
+    # this rule, for joins and publishes alike (the relay relies on it).
+    if type(room) is not str:
+        raise TypeError(f"with a backplane, room names must be str, "
+                        f"not {type(room).__name__}")
+    return 0
+
+
 cdef class RoomRegistry:
     """Rooms by name, each an insertion-ordered set of connections.
 
@@ -53,9 +62,7 @@ cdef class RoomRegistry:
         cdef dict members = self._rooms.get(room)
         if members is None:
             if self.relay is not None:
-                if type(room) is not str:
-                    raise TypeError(f"with a backplane, room names must be str, "
-                                    f"not {type(room).__name__}")
+                _check_relayable(room)
                 self._rooms[room] = {member: None}
                 self._tell_relay("room_opened", room, 0)
                 self._tell_relay("room_sized", room, 1)
@@ -129,6 +136,7 @@ cdef class RoomRegistry:
         relay refuses (it raises: too large to cross, a room name that is not
         str) is delivered nowhere."""
         if self.relay is not None:
+            _check_relayable(room)
             # The relay encodes a text payload to cross; delivering those same
             # bytes here keeps it to one UTF-8 encoding per broadcast.
             encoded = self.relay.publish(room, opcode, payload)

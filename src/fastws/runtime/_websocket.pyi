@@ -1,37 +1,25 @@
-"""Type stubs for the compiled asyncio adapter and WebSocket (src/fastws/runtime/_websocket.pyx)."""
+"""Type stubs for the compiled WebSocket (src/fastws/runtime/_websocket.pyx)."""
 
 import asyncio
-from typing import Any, Awaitable, Callable, Hashable
+from typing import Any, Awaitable, Hashable
 
-from fastws.ws._connection import Shared
 from fastws._constants import ReadyState
-from fastws.runtime._dispatch import Dispatcher
+from fastws.runtime._adapter import Adapter
+from fastws.runtime._shared import RuntimeShared
 from fastws.deflate.permessage import Negotiated
 from fastws.http.context import Context
 
-kernel_unsent: Callable[[int], int] | None
-"""Bytes the kernel's send queue of a socket (by descriptor) still holds, not
-sent or not acknowledged by the peer (Linux's SIOCOUTQ); None where the
-system has no such query. Raises OSError for a descriptor that is no socket."""
-
-class Flusher:
-    loop: asyncio.AbstractEventLoop
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None: ...
-    def run(self) -> None: ...
-
-class WebSocket(Dispatcher):
+class WebSocket(Adapter):
     """One client connection: send, rooms, broadcast, events, close.
 
     Created by the server when an upgrade succeeds; route handlers receive it
     as their first argument.
     """
-    ctx: Context | None
-    """The upgrade request: path, ``params``, query, headers, ``remote``."""
     subprotocol: str | None
     """The subprotocol agreed in the handshake, or None."""
     data: dict[str, Any]
     """A dict for the user's per-connection state."""
-    def __init__(self, shared: Shared, transport: asyncio.Transport, ctx: Context | None = ...,
+    def __init__(self, shared: RuntimeShared, transport: asyncio.Transport, ctx: Context | None = ...,
                  subprotocol: str | None = ..., http: Any = ...,
                  negotiated: Negotiated | None = ...) -> None: ...
     @property
@@ -43,10 +31,6 @@ class WebSocket(Dispatcher):
     @property
     def readyState(self) -> ReadyState:
         """Alias of ``ready_state``."""
-    @property
-    def remote_address(self) -> Any:
-        """The client's (host, port), or None if unknown: the upgrade request's
-        ``ctx.remote``, which with trusted proxy headers is the real client."""
     @property
     def room(self) -> Hashable | None:
         """The last joined room still held, or None."""
@@ -95,10 +79,3 @@ class WebSocket(Dispatcher):
     def close(self, code: int = ..., reason: str = ...) -> None:
         """Start the closing handshake. The client has ``close_timeout``
         seconds to answer before the connection is cut; ``close`` fires once."""
-    # asyncio.Protocol, once the upgrade hands the transport over
-    def data_received(self, data: bytes) -> None: ...
-    def eof_received(self) -> bool: ...
-    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
-    def connection_lost(self, exc: Exception | None) -> None: ...
-    def pause_writing(self) -> None: ...
-    def resume_writing(self) -> None: ...

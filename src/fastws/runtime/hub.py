@@ -1,5 +1,5 @@
 """The runtime of one app on one event loop: rooms, open sockets, the flusher,
-the counters and the serializer.
+the counters, per-address limits, and what every connection shares of them.
 
 An ``App`` is configuration only; what changes while it is served lives in its
 ``Hub``. The server makes the hub when it starts on a loop and every listener of
@@ -17,9 +17,9 @@ import weakref
 from typing import Any
 
 from fastws.runtime._rooms import RoomRegistry
-from fastws.ws._connection import Shared
 from fastws.ws._counters import Counters
-from fastws.runtime._websocket import Flusher
+from fastws.runtime._adapter import SocketFlusher
+from fastws.runtime._shared import RuntimeShared
 from fastws.options import WebSocketOptions
 
 __all__ = ["Hub", "AddressLimits", "acquire_hub", "release_hub", "find_hub"]
@@ -100,10 +100,10 @@ class Hub:
         self.counters = Counters()
         self.rooms = RoomRegistry(options.dumps)
         self.sockets: set[Any] = set()
-        self.flusher = Flusher(loop)
+        self.flusher = SocketFlusher(loop)
         # The same, as every WebSocket reads it at C level.
-        self.shared = Shared(options, counters=self.counters, loop=loop, registry=self.rooms,
-                             flusher=self.flusher, sockets=self.sockets)
+        self.shared = RuntimeShared(options, counters=self.counters, loop=loop, registry=self.rooms,
+                                    flusher=self.flusher, sockets=self.sockets)
         self.limits = AddressLimits(options)
         self.listeners = 0
         # For metrics, counted once per connection or request, never per message:

@@ -1,5 +1,5 @@
-# The sans-I/O connection rules. The asyncio adapter (_websocket.WebSocket, through
-# _dispatch.Dispatcher) subclasses Connection and overrides the hooks at C level.
+# The sans-I/O connection rules. The asyncio adapter (runtime/_adapter.Adapter, through
+# runtime/_dispatch.Dispatcher) subclasses Connection and overrides the hooks at C level.
 cimport cython
 
 from fastws.ws._counters cimport Counters
@@ -24,25 +24,18 @@ cpdef int linger_step(double now, double deadline, double last_rx) noexcept
 
 
 cdef class Shared:
-    # What every connection of one runtime shares, read at C level: the
-    # options as C values, the clock, the counters, and for the layers above,
-    # the loop, the serializers and the runtime's registry, flusher and sockets.
+    # What every connection of one runtime shares, read at C level by the
+    # rules: the options as C values, the clock, the counters. The runtime
+    # layer subclasses it (runtime/_shared.pxd: RuntimeShared) for what only
+    # it reads: the loop, the serializers, rooms, the flusher, the sockets.
     cdef readonly object options
     cdef readonly object clock
     cdef readonly Counters counters
-    cdef readonly object loop
-    cdef readonly object loads
-    cdef readonly object dumps
-    cdef readonly object registry
-    cdef readonly object flusher
-    cdef readonly object sockets
     cdef readonly Py_ssize_t max_backpressure
     cdef readonly Py_ssize_t high_water       # flow control starts here (half the limit)
     cdef readonly Py_ssize_t discard_budget
     cdef readonly double slow_consumer_timeout
     cdef readonly double min_drain_rate
-    cdef readonly Py_ssize_t max_room_name
-    cdef readonly Py_ssize_t max_rooms_per_socket
     cdef public object publisher             # the connection whose callback is running
     cdef readonly double ping_interval       # 0: no heartbeat
     cdef readonly double idle_timeout
@@ -51,7 +44,6 @@ cdef class Shared:
     cdef readonly double burst
     cdef readonly bint close_slow
     cdef readonly bint rate_drop
-    cdef readonly bint json_events
 
 
 cdef class Waiting:

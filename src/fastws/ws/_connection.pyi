@@ -1,6 +1,5 @@
 """Type stubs for the compiled connection rules (src/fastws/ws/_connection.pyx)."""
 
-import asyncio
 from typing import Any, Callable
 
 from fastws.ws._counters import Counters
@@ -20,12 +19,6 @@ class Shared:
     options: WebSocketOptions
     clock: Callable[[], float] | None
     counters: Counters
-    loop: asyncio.AbstractEventLoop | None
-    loads: Callable[[Any], Any]
-    dumps: Callable[[Any], Any]
-    registry: Any
-    flusher: Any
-    sockets: set[Any] | None
     max_backpressure: int
     high_water: int
     discard_budget: int
@@ -39,10 +32,8 @@ class Shared:
     burst: float
     close_slow: bool
     rate_drop: bool
-    json_events: bool
     def __init__(self, options: WebSocketOptions, *, clock: Callable[[], float] | None = ...,
-                 counters: Counters | None = ..., loop: asyncio.AbstractEventLoop | None = ...,
-                 registry: Any = ..., flusher: Any = ..., sockets: set[Any] | None = ...) -> None: ...
+                 counters: Counters | None = ...) -> None: ...
 
 class Connection:
     def __init__(self, settings: Shared | WebSocketOptions, *, negotiated: Negotiated | None = ...,

@@ -85,32 +85,23 @@ cdef double monotonic() noexcept nogil:
 
 
 cdef class Shared:
-    """What every connection of one runtime shares (the hub makes one).
+    """What every connection of one runtime shares, as the rules read it.
 
     ``options`` is a ``fastws.options.WebSocketOptions``; ``clock`` a function
     returning seconds (default: the monotonic clock); ``counters`` the
-    runtime's totals; ``loop``, ``registry``, ``flusher`` and ``sockets`` are
-    for the layers above the rules (dispatch and the asyncio adapter).
+    runtime's totals. No loop and nothing of the layers above: the runtime
+    subclasses this (``fastws.runtime._shared.RuntimeShared``) for those.
     """
 
-    def __init__(self, options, *, clock=None, Counters counters=None, loop=None,
-                 registry=None, flusher=None, sockets=None):
+    def __init__(self, options, *, clock=None, Counters counters=None):
         self.options = options
         self.clock = clock
         self.counters = counters if counters is not None else Counters()
-        self.loop = loop
-        self.loads = options.loads
-        self.dumps = options.dumps
-        self.registry = registry
-        self.flusher = flusher
-        self.sockets = sockets
         self.max_backpressure = options.max_backpressure
         self.high_water = options.max_backpressure // 2
         self.discard_budget = options.discard_budget
         self.slow_consumer_timeout = options.slow_consumer_timeout
         self.min_drain_rate = options.min_drain_rate
-        self.max_room_name = options.max_room_name
-        self.max_rooms_per_socket = options.max_rooms_per_socket
         self.close_slow = options.backpressure == "close"
         self.ping_interval = options.ping_interval or 0.0
         self.idle_timeout = options.idle_timeout
@@ -118,7 +109,6 @@ cdef class Shared:
         if options.rate_limit is not None:
             self.rate, self.burst = options.rate_limit
         self.rate_drop = options.rate_limit_policy == "drop"
-        self.json_events = options.json_events
 
 
 cdef class Waiting:

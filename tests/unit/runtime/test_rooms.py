@@ -117,6 +117,18 @@ def test_with_a_relay_room_names_are_str():
     assert rooms.names() == []
 
 
+def test_with_a_relay_a_broadcast_to_a_room_that_is_not_str_is_refused_before_the_relay():
+    # The registry holds the rule (str names with a relay) for publishes too:
+    # the relay is never asked to publish to such a room.
+    relay = Relay()
+    rooms = RoomRegistry(relay=relay)
+    with pytest.raises(TypeError, match="must be str"):
+        rooms.broadcast(b"r", "x")
+    with pytest.raises(TypeError, match="must be str"):
+        rooms.publish(1, OP_TEXT, "x")
+    assert relay.calls == []
+
+
 def test_a_message_the_relay_refuses_reaches_nobody_here_either():
     class Refusing(Relay):
         def publish(self, room, opcode, payload):

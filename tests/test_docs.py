@@ -330,3 +330,44 @@ def test_the_architecture_tree_is_in_the_layer_order():
         if unit != "_bytes" and (not top or top[-1] != unit):
             top.append(unit)
     assert top == PACKAGES
+
+
+_SOURCE_PATH = re.compile(r"(?<![\w./])((?:tests/)?(?:[\w]+/)*\w+\.(?:pyx|pxd|py|h))\b")
+_NAMED_IN = re.compile(r"`((?:[\w]+/)*\w+\.(?:pyx|pxd|py|h))` \(([^)]*)\)")
+_DOTTED = re.compile(r"\b([A-Za-z_]\w*)\.([A-Za-z_]\w*)\b")
+
+
+def _source(path: str) -> Path:
+    return ROOT / path if path.startswith("tests/") else SRC / path
+
+
+def test_every_file_the_architecture_page_names_exists():
+    # Paths outside the tree (which the tests above check): from src/fastws, or tests/.
+    page = re.sub(r"^```\nsrc/fastws/\n.*?^```", "", (DOCS / "architecture.md").read_text(),
+                  flags=re.M | re.S)
+    missing = sorted({p for p in _SOURCE_PATH.findall(page) if not _source(p).exists()})
+    assert missing == []
+
+
+def test_the_names_the_architecture_page_gives_a_file_are_in_it():
+    # "`http/upgrade.py` (`refusal`, `switch`)" in prose and tables, and in the two
+    # flow diagrams a line "Class.method   path/to/file": each name is in that file.
+    page = (DOCS / "architecture.md").read_text()
+    wrong = []
+    for path, inside in _NAMED_IN.findall(page):
+        text = _source(path).read_text()
+        for name in re.findall(r"`([\w.]+)`", inside):
+            if not re.search(rf"\b{re.escape(name.split('.')[-1])}\b", text):
+                wrong.append(f"{name} in {path}")
+    flows = page[page.index("## The two paths"):page.index("## The layers, lowest first")]
+    for line in flows.splitlines():
+        paths = _SOURCE_PATH.findall(line)
+        if len(paths) != 1 or not line.startswith((" ", "w", "s")):
+            continue
+        head = line.split(paths[0])[0]
+        text = _source(paths[0]).read_text()
+        for cls, attr in _DOTTED.findall(head):
+            for name in (cls, attr):
+                if name not in ("ws", "app") and not re.search(rf"\b{name}\b", text):
+                    wrong.append(f"{cls}.{attr} in {paths[0]}")
+    assert wrong == []

@@ -174,9 +174,13 @@ class WebSocketCycle:
         kind = message["type"]
         if not self.decided.done():
             if kind == "websocket.accept":
-                headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
-                           for k, v in message.get("headers", ())]
-                self.decided.set_result(("accept", message.get("subprotocol"), headers))
+                subprotocol = message.get("subprotocol")
+                if subprotocol is not None and type(subprotocol) is not str:
+                    # Raised to the app, whose failure answers the upgrade 500.
+                    raise TypeError(f"websocket.accept: subprotocol must be a str or None, "
+                                    f"got {subprotocol!r}")
+                headers = list(decode_pairs(message.get("headers", ())))
+                self.decided.set_result(("accept", subprotocol, headers))
             elif kind == "websocket.close":
                 self.decided.set_result(("close",))
             elif kind == "websocket.http.response.start":

@@ -145,7 +145,7 @@ class Response:
             ours.append(f"Content-Length: {len(self.body)}")
         if not keep_alive:
             # One Connection header: fold "close" into one a handler set.
-            if any(k.lower() == "connection" for k in self.headers):
+            if any(type(k) is str and k.lower() == "connection" for k in self.headers):
                 headers = _fold_close(headers)
             else:
                 ours.append("Connection: close")
@@ -157,11 +157,14 @@ class Response:
 
 
 def _fold_close(headers: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    # Names are checked by response_head, after this: one that is not a str
+    # must reach that check (a ValueError, answered 500), not fail here.
     folded = False
     for name, value in headers:
-        if not folded and name.lower() == "connection":
+        if not folded and type(name) is str and name.lower() == "connection":
             folded = True
-            value = f"{value}, close"
+            if type(value) is str:
+                value = f"{value}, close"
         yield name, value
 
 

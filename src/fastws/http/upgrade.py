@@ -117,7 +117,7 @@ class Upgrades:
         """Why an upgrade must be refused before any user code runs (per-address
         limits, origins, max_connections, draining), or None."""
         limits = self.hub.limits
-        if limits.active and ctx.remote and self._address is None:
+        if limits.active and ctx.remote and self._address is None and self.transport is not None:
             refusal = limits.refuse(ctx.remote[0], time.monotonic())
             if refusal is not None:
                 log.info("refused WebSocket upgrade to %s from %s: %s", ctx.path,
@@ -197,7 +197,7 @@ class Upgrades:
             ws.data_received(bytes(early))
 
 
-def _guard_refused(ctx: Context, status: int, reason: str) -> None:
+def _guard_refused(ctx: Context, status: int, reason: object) -> None:
     """Log a guard's refusal as the server's own refusals are logged, so an
     operator sees why a client could not connect. The path only, never the
     query: tokens travel there. The reason is the app's own text (what the

@@ -161,6 +161,8 @@ WEBSOCKET = {
     "/ws-send-first": recording("/ws-send-first", [{"type": "websocket.send", "text": "x"}]),
     "/ws-http-after-accept": recording("/ws-http-after-accept", [
         {"type": "websocket.accept"}, {"type": "http.response.start", "status": 200}]),
+    "/ws-bytes-subprotocol": recording("/ws-bytes-subprotocol", [
+        {"type": "websocket.accept", "subprotocol": b"v2"}]),
 }
 
 
@@ -423,6 +425,16 @@ def test_a_send_before_accepting_is_refused_and_the_client_gets_a_500(srv):
     assert info.value.response.status_code == 500
     assert errors["/ws-send-first"] == \
         "RuntimeError: unexpected ASGI message 'websocket.send' before websocket.accept"
+
+
+def test_an_accept_whose_subprotocol_is_not_a_str_is_refused_and_the_client_gets_a_500(srv):
+    # ASGI's subprotocol is a str; bytes once left the client with no answer at all.
+    errors.pop("/ws-bytes-subprotocol", None)
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(srv.url(PREFIX + "/ws-bytes-subprotocol"), subprotocols=["v2"])
+    assert info.value.response.status_code == 500
+    assert errors["/ws-bytes-subprotocol"] == \
+        "TypeError: websocket.accept: subprotocol must be a str or None, got b'v2'"
 
 
 def test_an_http_message_after_accepting_is_refused_and_the_socket_closes_1011(srv):

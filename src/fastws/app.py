@@ -19,7 +19,7 @@ from fastws.asgi.mount import ASGIApp, Mount
 from fastws.http.context import Context, HTTPError, Response
 from fastws.http.routing import Params, Router
 from fastws.options import DEFAULT_BACKLOG
-from fastws.runtime.events import arity, call
+from fastws.runtime.handlers import arity, call
 from fastws.runtime.hub import find_hub
 
 if TYPE_CHECKING:

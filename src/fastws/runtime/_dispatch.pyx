@@ -34,7 +34,7 @@ from fastws.runtime._shared cimport RuntimeShared
 from fastws.ws._connection import publisher_var
 from fastws.runtime.eager import start_task
 from fastws.errors import RoomLimitError
-from fastws.runtime.events import RESERVED_EVENTS, add_handler, arity, call, remove_handler
+from fastws.runtime.handlers import RESERVED_EVENTS, add_handler, arity, call, remove_handler
 
 __all__ = ["Dispatcher", "json_event"]
 
@@ -266,7 +266,7 @@ cdef class Dispatcher(Connection):
             fn, n = handlers[i]
             try:
                 if args is None:
-                    # events.call for one argument, unrolled: this is the per-message call
+                    # handlers.call for one argument, unrolled: this is the per-message call
                     result = fn(arg) if n >= 1 else fn()
                 else:
                     result = call(fn, n, args)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fastws.runtime._dispatch import json_event
-from fastws.runtime.events import RESERVED_EVENTS, add_handler, arity, remove_handler
+from fastws.runtime.handlers import RESERVED_EVENTS, add_handler, arity, remove_handler
 
 HANDLERS = {"join-room": [], "message": [], "move": [], "ping-me": [], "close": []}
 

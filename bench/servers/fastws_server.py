@@ -8,6 +8,8 @@ parser and the broadcasts' serializer (``websocket(dumps=orjson.dumps,
 loads=orjson.loads)``) instead of the stdlib json. BENCH_BACKPLANE=URL
 (bench/cluster.py): rooms span every process started with the same URL and
 BENCH_PREFIX. BENCH_METRICS=1: Prometheus metrics on (``app.use(metrics())``).
+BENCH_HISTORY=N: every room keeps its last N messages in memory
+(``websocket(history_size=N)``).
 """
 import os
 
@@ -24,7 +26,8 @@ if os.environ.get("BENCH_JSON") == "orjson":
 elif os.environ.get("BENCH_JSON", "json") != "json":
     raise SystemExit(f"BENCH_JSON={os.environ['BENCH_JSON']!r}: json or orjson")
 app = create_app()
-app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION, **json_codec))
+history = {"history_size": int(os.environ["BENCH_HISTORY"])} if os.environ.get("BENCH_HISTORY") else {}
+app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION, **json_codec, **history))
 if os.environ.get("BENCH_METRICS") == "1":
     from fastws import metrics
     app.use(metrics())

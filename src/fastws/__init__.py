@@ -19,12 +19,13 @@ from fastws.cluster import BackplaneOptions, Cluster
 from fastws.errors import (BackplaneError, BindError, BroadcastTooLargeError, ProtocolError,
                            RoomLimitError)
 from fastws.options import WebSocketOptions
+from fastws.runtime.history import HistoryMessage
 from fastws.serve.server import Server
 from fastws.runtime._websocket import WebSocket
 from fastws.plugins import backplane, error_handler, metrics, websocket
 
 __all__ = [
-    "App", "BackplaneError", "BackplaneOptions", "BindError", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HTTPError", "Opcode", "ProtocolError",
+    "App", "BackplaneError", "BackplaneOptions", "BindError", "BroadcastTooLargeError", "Cluster", "CloseCode", "Context", "Headers", "HistoryMessage", "HTTPError", "Opcode", "ProtocolError",
     "ReadyState", "Response", "RoomLimitError", "Server", "WebSocket", "WebSocketOptions", "create_app",
     "backplane", "error_handler", "metrics", "websocket", "__version__",
 ]

@@ -222,6 +222,9 @@ WS_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--ws-subprotocols", "subprotocols", _csv, "comma-separated, in preference order"),
     ("--ws-compression", "compression", _bool, "permessage-deflate on (1) or off (0) (default off)"),
     ("--ws-json-events", "json_events", _bool, "route JSON {type: ...} messages to handlers (default 1)"),
+    ("--ws-history-size", "history_size", int, "messages each room keeps for app.history (default 0: none)"),
+    ("--ws-history-ttl", "history_ttl", float, "seconds a room message is kept (default 300)"),
+    ("--ws-history-max-bytes", "history_max_bytes", int, "memory for all rooms' history (default 256 MiB)"),
 ]
 
 

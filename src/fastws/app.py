@@ -20,6 +20,7 @@ from fastws.http.context import Context, HTTPError, Response
 from fastws.http.routing import Params, Router
 from fastws.options import DEFAULT_BACKLOG
 from fastws.runtime.handlers import arity, call
+from fastws.runtime.history import HistoryMessage
 from fastws.runtime.hub import find_hub
 
 if TYPE_CHECKING:
@@ -230,6 +231,32 @@ class App:
         waits = [ws.drain() for ws in hub.rooms.members(room)]
         if waits:
             await asyncio.gather(*waits)
+
+    async def history(self, room: Hashable, since: int | None = None,
+                      limit: int = 100) -> list[HistoryMessage]:
+        """The stored messages of ``room``, oldest first, each a ``HistoryMessage``
+        (``room``, ``epoch``, ``offset``, ``data``: str for text, bytes for
+        binary): with ``since`` (an offset of the room's current epoch) those
+        after it, at most ``limit``; without, the last ``limit`` (say, what a
+        chat page shows when it loads). An empty list for a room that keeps no
+        history, has none yet, or is not served here.
+
+        Raises RuntimeError when the app keeps no history at all
+        (``websocket(history_size=N)`` turns it on). A coroutine: history kept
+        elsewhere than in memory will be read over the network."""
+        if type(limit) is not int or limit < 0:
+            raise ValueError(f"app.history(limit=...) must be an int >= 0, got {limit!r}")
+        if since is not None and (type(since) is not int or since < 0):
+            raise ValueError(f"app.history(since=...) must be an offset (an int >= 0) or None, "
+                             f"got {since!r}")
+        options = self.ws_options
+        if options is None or not options.history_size:
+            raise RuntimeError("this app keeps no room history: turn it on with "
+                               "app.use(websocket(history_size=N))")
+        hub = find_hub(self)
+        if hub is None or hub.history is None:
+            return []
+        return hub.history.read(room, since, limit)
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""

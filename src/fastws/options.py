@@ -129,6 +129,28 @@ class WebSocketOptions:
     json_events: route JSON text messages with a "type" to handlers of that
         name (default True).
 
+    history_size: messages each room keeps (default 0: no history). With it,
+        every message published to a room that keeps history (``ws.broadcast``,
+        ``ws.broadcast_all``, ``app.broadcast``; not ``ws.send``) is stored
+        with its position, an epoch and an offset, whether or not the room has
+        members here, and ``await app.history(room)`` reads it. History lives
+        in this process's memory (``fastws.runtime.history``); with a backplane
+        it is refused at startup until it can live in Redis, where every node
+        sees the same offsets.
+
+    history_ttl: seconds a stored message is kept (default 300); a room whose
+        messages have all expired is forgotten, and its next message starts a
+        new epoch.
+
+    history_max_bytes: memory for all rooms' history in this process (default
+        256 MiB), counted as payloads plus what holding each costs; past it the
+        process's oldest messages go first.
+
+    history_rooms: which rooms keep history: None (default, every room), a
+        glob pattern or a list of them (``"chat:*"``: a chat room keeps history,
+        a ticker's room does not), or a function of the room name returning a
+        bool (asked once per room; the answer is remembered).
+
     dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
         JSON events (default: the json module, compact separators). dumps may
         return str or bytes.
@@ -156,6 +178,10 @@ class WebSocketOptions:
     subprotocols: Sequence[str] = field(default_factory=tuple)
     compression: Any = None
     json_events: bool = True
+    history_size: int = 0
+    history_ttl: float = 300.0
+    history_max_bytes: int = 256 << 20
+    history_rooms: Any = None
     dumps: Callable[[Any], Any] = default_dumps
     loads: Callable[[Any], Any] = json.loads
 
@@ -236,6 +262,22 @@ class WebSocketOptions:
                              f"fastws.deflate.permessage.DeflateOptions, got {self.compression!r}")
         elif not self.compression.enabled:
             object.__setattr__(self, "compression", None)
+        if type(self.history_size) is not int or self.history_size < 0:
+            raise ValueError(f"websocket(history_size=...) must be an int >= 0 (0: no history), "
+                             f"got {self.history_size!r}")
+        seconds("history_ttl", self.history_ttl)
+        positive_int("history_max_bytes", self.history_max_bytes, False)
+        rooms = self.history_rooms
+        if not (rooms is None or isinstance(rooms, str) or callable(rooms)):
+            try:
+                rooms = tuple(rooms)
+            except TypeError:
+                rooms = None
+            if rooms is None or not all(isinstance(p, str) for p in rooms):
+                raise ValueError("websocket(history_rooms=...) takes None (every room), a glob "
+                                 "pattern such as 'chat:*', a list of them, or a function of the "
+                                 f"room name; got {self.history_rooms!r}")
+            object.__setattr__(self, "history_rooms", rooms)
         if not callable(self.dumps) or not callable(self.loads):
             raise ValueError("websocket(dumps=..., loads=...) must be callables")
 

@@ -37,7 +37,7 @@ LAYERS = [
     "_version", "_constants", "options", "errors",
     "deflate", "deflate.permessage", "compression",
     "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
-    "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime._rooms",
+    "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime.history", "runtime._rooms",
     "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._adapter",
     "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",

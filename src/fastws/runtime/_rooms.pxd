@@ -6,6 +6,7 @@ cdef class RoomRegistry:
     cdef dict _rooms
     cdef object _dumps
     cdef public object relay
+    cdef public object history              # MemoryHistory, or None: no room keeps history
     cdef public long long broadcasts      # publishes (each counted once, however many members)
     cdef public long long deliveries      # frames queued to members by deliver
 

@@ -20,6 +20,10 @@ member joins) and disappears (its last member leaves), and
 hands what arrives from other nodes to ``deliver``. With a relay, room names
 must be str (they become channel names). Without a relay (None) none of this
 costs more than one pointer test.
+
+The history (``fastws.runtime.history``, None unless ``history_size`` is set)
+stores every published message of the rooms that keep one, after the relay
+took it and before it is delivered here.
 """
 
 import logging
@@ -51,10 +55,11 @@ cdef class RoomRegistry:
     ``dumps`` serializes broadcast data that is neither str nor bytes-like.
     """
 
-    def __init__(self, dumps=default_dumps, relay=None):
+    def __init__(self, dumps=default_dumps, relay=None, history=None):
         self._rooms = {}
         self._dumps = dumps
         self.relay = relay
+        self.history = history
 
     cpdef bint join(self, object room, Connection member) except -1:
         """Add ``member`` (a connection: ``deliver`` reads its fields in C) to
@@ -124,8 +129,8 @@ cdef class RoomRegistry:
         """Serialize ``data`` once and publish it to ``room`` (all but ``skip``).
         Returns how many local members accepted it."""
         cdef int opcode
-        if self.relay is None and room not in self._rooms:
-            return 0        # nobody to serialize for
+        if self.relay is None and self.history is None and room not in self._rooms:
+            return 0        # nobody to serialize for, nothing to keep
         payload = payload_of(data, self._dumps, &opcode)
         return self.publish(room, opcode, payload, skip)
 
@@ -142,6 +147,10 @@ cdef class RoomRegistry:
             encoded = self.relay.publish(room, opcode, payload)
             if encoded is not None:
                 payload = encoded
+        if self.history is not None:
+            # Kept whether or not the room has members here (a reader may
+            # come later); what the relay refused is not.
+            self.history.append(room, opcode, payload)
         self.broadcasts += 1
         return self.deliver(room, opcode, payload, skip)
 

@@ -20,6 +20,7 @@ from fastws.runtime._rooms import RoomRegistry
 from fastws.ws._counters import Counters
 from fastws.runtime._adapter import SocketFlusher
 from fastws.runtime._shared import RuntimeShared
+from fastws.runtime.history import MemoryHistory
 from fastws.options import WebSocketOptions
 
 __all__ = ["Hub", "AddressLimits", "acquire_hub", "release_hub", "find_hub"]
@@ -89,7 +90,7 @@ class AddressLimits:
 class Hub:
     """The per-loop runtime shared by every listener serving one app."""
 
-    __slots__ = ("owner", "options", "loop", "rooms", "sockets", "flusher", "counters",
+    __slots__ = ("owner", "options", "loop", "rooms", "history", "sockets", "flusher", "counters",
                  "shared", "limits", "listeners", "totals", "upgrades", "requests",
                  "closes", "loop_lag", "__weakref__")
 
@@ -98,7 +99,11 @@ class Hub:
         self.options = options
         self.loop = loop
         self.counters = Counters()
-        self.rooms = RoomRegistry(options.dumps)
+        #: Room history (``history_size``), or None.
+        self.history = MemoryHistory(options.history_size, options.history_ttl,
+                                     options.history_max_bytes, options.history_rooms) \
+            if options.history_size else None
+        self.rooms = RoomRegistry(options.dumps, history=self.history)
         self.sockets: set[Any] = set()
         self.flusher = SocketFlusher(loop)
         # The same, as every WebSocket reads it at C level.

@@ -183,6 +183,13 @@ class Server:
                 # The first server of this app on this loop: the app's startup hooks.
                 await run_hooks(self.site.startup_hooks, "startup")
             options = self.site.backplane
+            if options is not None and hub.history is not None:
+                # Each node's memory would hold a history of its own, with its own
+                # offsets: a client recovering on another node would be misled.
+                raise StartupError(
+                    "websocket(history_size=...) with a backplane is not available yet: room "
+                    "history lives in this process's memory, and with a backplane it must be "
+                    "shared by every node; run without one of them")
             if options is not None and hub.relay is None:
                 # Rooms across processes: the first listener of this hub connects
                 # to Redis, and does not start at all if it cannot.
@@ -216,6 +223,8 @@ class Server:
         try:
             if self.hub is not None:
                 self.hub.limits.sweep(now)
+                if self.hub.history is not None:
+                    self.hub.history.sweep(now)
             for proto in list(self._connections):
                 ws = proto.ws
                 if ws is None:

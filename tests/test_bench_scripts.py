@@ -15,8 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCRIPTS = ["abtest", "asgi", "cluster", "codec_table", "compare", "curves", "instructions",
-           "upgrades"]
+SCRIPTS = ["abtest", "asgi", "cluster", "codec_table", "compare", "curves", "history",
+           "instructions", "upgrades"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,3 +51,13 @@ def test_abtest_takes_a_peer_or_a_checkout_as_its_base() -> None:
     floor = run("bench/abtest.py", "--base-server", "floor", "--modes", "echo")
     assert floor.returncode == 2, floor.stderr[-2000:]
     assert "--base-server floor does not take part in echo" in floor.stderr
+
+
+def test_history_counts_what_it_keeps_as_the_memory_it_takes() -> None:
+    # A smoke run: the script works from the repository root, and its figure (RSS
+    # growth over what the store reports) is sane. The bar (within 1.1x) is for
+    # the full run in bench/README.md; small runs are noisier.
+    proc = run("bench/history.py", "--quick")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ratio = float(proc.stdout.split("growth / reported: ")[1].split()[0])
+    assert 0.5 < ratio < 2.0, proc.stdout

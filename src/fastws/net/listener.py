@@ -500,7 +500,11 @@ class EarlyTransport:
         if self._limits is not None:
             real.set_write_buffer_limits(*self._limits)
         if self._buffer:
-            real.writelines(self._buffer)
+            # write(), not writelines(): asyncio's writelines (3.12, 3.13) never
+            # pauses the protocol past the high-water mark, so a protocol paused
+            # here would never hear resume_writing from the real transport.
+            for chunk in self._buffer:
+                real.write(chunk)
             self._buffer = []
         if self._paused_protocol and real.get_write_buffer_size() <= real.get_write_buffer_limits()[1]:
             # The real transport took it under its own mark, so it will never

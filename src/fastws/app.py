@@ -241,6 +241,11 @@ class App:
         chat page shows when it loads). An empty list for a room that keeps no
         history, has none yet, or is not served here.
 
+        A reader holding a position (epoch ``e``, offset ``n``) missed nothing
+        when the first message after ``since=n`` has epoch ``e`` and offset
+        ``n + 1``; a different epoch or a higher offset means messages were
+        lost (an empty list says only that nothing after ``n`` is kept).
+
         Raises RuntimeError when the app keeps no history at all
         (``websocket(history_size=N)`` turns it on). A coroutine: history kept
         elsewhere than in memory will be read over the network."""

@@ -9,6 +9,7 @@ accepts, so a typo fails at start-up, not under load.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -142,14 +143,16 @@ class WebSocketOptions:
         messages have all expired is forgotten, and its next message starts a
         new epoch.
 
-    history_max_bytes: memory for all rooms' history in this process (default
-        256 MiB), counted as payloads plus what holding each costs; past it the
-        process's oldest messages go first.
+    history_max_bytes: memory for all rooms' history in this process (per
+        event loop serving the app; default 256 MiB), counted as payloads, what
+        holding each costs and each room's record; past it the oldest messages
+        go first, and a room left with none is forgotten (a new epoch).
 
     history_rooms: which rooms keep history: None (default, every room), a
         glob pattern or a list of them (``"chat:*"``: a chat room keeps history,
-        a ticker's room does not), or a function of the room name returning a
-        bool (asked once per room; the answer is remembered).
+        a ticker's room does not; patterns match str names), or a plain
+        function of the room name returning a bool (asked once per room; the
+        answer is remembered).
 
     dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
         JSON events (default: the json module, compact separators). dumps may
@@ -268,6 +271,11 @@ class WebSocketOptions:
         seconds("history_ttl", self.history_ttl)
         positive_int("history_max_bytes", self.history_max_bytes, False)
         rooms = self.history_rooms
+        if callable(rooms) and (inspect.iscoroutinefunction(rooms)
+                                or inspect.iscoroutinefunction(getattr(rooms, "__call__", None))):
+            raise ValueError("websocket(history_rooms=...) must be a plain function of the room "
+                             "name returning a bool, not a coroutine function: it is asked as "
+                             "the room's first message is stored")
         if not (rooms is None or isinstance(rooms, str) or callable(rooms)):
             try:
                 rooms = tuple(rooms)

@@ -125,10 +125,15 @@ def test_app_history_refuses_what_it_cannot_answer():
                 srv.call(lambda: app.history("r", **bad))
 
 
+async def _async_selector(room):
+    return True
+
+
 @pytest.mark.parametrize("options, word", [
     ({"history_size": -1}, "history_size"), ({"history_size": 1.5}, "history_size"),
     ({"history_ttl": 0}, "history_ttl"), ({"history_max_bytes": 0}, "history_max_bytes"),
     ({"history_rooms": 3}, "history_rooms"), ({"history_rooms": ["a", 3]}, "history_rooms"),
+    ({"history_rooms": _async_selector}, "coroutine"),
 ])
 def test_bad_history_options_are_refused_by_name(options, word):
     with pytest.raises(ValueError, match=word):
@@ -138,9 +143,28 @@ def test_bad_history_options_are_refused_by_name(options, word):
 def test_history_with_a_backplane_is_refused_at_startup_not_silently_per_node():
     app = history_app(history_size=5)
     app.use(backplane("redis://127.0.0.1:6379/0"))
+    started = []
+    app.on_startup(lambda: started.append(True))
     with pytest.raises(StartupError, match="backplane"):
         with serving(app):
             pass
+    assert started == []        # refused before the startup hooks, which have no shutdown
+
+
+def test_a_broadcast_to_a_room_without_members_or_history_is_not_even_serialized():
+    calls = []
+
+    def dumps(value):
+        calls.append(value)
+        return json.dumps(value)
+
+    app = history_app(history_size=5, history_rooms="chat:*", dumps=dumps)
+    with serving(app) as srv:
+        assert srv.call(app.broadcast, "ticker", {"price": 1}) == 0
+        assert calls == []
+        assert srv.call(app.broadcast, "chat:1", {"text": "kept"}) == 0
+        assert calls == [{"text": "kept"}]
+        assert [m.data for m in srv.call(app.history, "chat:1")] == ['{"text": "kept"}']
 
 
 def test_the_command_takes_the_history_flags(tmp_path):

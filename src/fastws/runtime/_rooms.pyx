@@ -129,7 +129,8 @@ cdef class RoomRegistry:
         """Serialize ``data`` once and publish it to ``room`` (all but ``skip``).
         Returns how many local members accepted it."""
         cdef int opcode
-        if self.relay is None and self.history is None and room not in self._rooms:
+        if self.relay is None and room not in self._rooms and \
+                (self.history is None or not self.history.keeps(room)):
             return 0        # nobody to serialize for, nothing to keep
         payload = payload_of(data, self._dumps, &opcode)
         return self.publish(room, opcode, payload, skip)

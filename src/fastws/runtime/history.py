@@ -2,29 +2,36 @@
 keeps history, each with its position (the room's epoch and an offset).
 
 A room's position is a pair. The ``offset`` counts the room's messages (1, 2,
-3...; never reused while the epoch stands). The ``epoch`` is a short random
-string that names one unbroken run of offsets: it changes whenever the room's
-history may have lost a message, here when the process starts and when a room's
-record is dropped (its newest message older than ``history_ttl``). A reader
-holding (epoch, offset) therefore knows exactly what it missed, or that it
-cannot know.
+3...; never reused while the epoch stands). The ``epoch`` is a short string
+that names one unbroken run of offsets: it changes whenever the room's history
+may have lost a message. Here that is when the process starts (a random
+prefix per process) and when a room's record is dropped because it holds no
+message any more (all expired, or evicted to stay within
+``history_max_bytes``): the room's next message starts a new epoch at offset
+1. A reader holding (epoch, offset) can therefore tell what it missed: the
+messages after its offset under the same epoch, if the first kept one is the
+next offset; otherwise it cannot know, and must start afresh.
 
 Three bounds, all counted in ``stats``: ``history_size`` messages per room,
 ``history_ttl`` seconds per message, and ``history_max_bytes`` for every room
-together, evicting the oldest message of the process first. A message's bytes
-are its payload's memory plus what holding it costs (the entry, its position,
-its time, its place in two queues), so the figure follows the process's real
-growth.
+of the hub together (one hub per app per event loop: per process, in
+practice), evicting the oldest message first. What is counted is each
+message's payload plus what holding it costs (the entry, its position, its
+time, its place in two queues), and each room's record (its queue, its epoch),
+so the figure follows the process's real growth.
 
 Which rooms keep history is ``history_rooms``: None (every room), a glob
-pattern or a list of them (``"chat:*"``), or a function of the room name. The
-answer is remembered per room (a bounded cache), so a function is asked once
-per room, not per message.
+pattern or a list of them (``"chat:*"``; patterns match str names only), or a
+function of the room name. The answer is remembered per room (a bounded
+cache), so a function is asked once per room, not per message; a function
+that raises is logged and its room keeps no history.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
+import logging
 import os
 import re
 import sys
@@ -35,14 +42,24 @@ from typing import Any, Callable, Hashable, NamedTuple
 
 __all__ = ["HistoryMessage", "MemoryHistory", "room_selector"]
 
-#: What holding one message costs besides its payload: the entry tuple (72), its
-#: offset (28) and time (24) objects, and a slot in the room's and the
+log = logging.getLogger("fastws")
+
+#: What holding one message costs besides its payload object: the entry tuple
+#: (72), its offset (28) and time (24) objects, and a slot in the room's and the
 #: process's queues (8 each). Measured on CPython 3.10-3.13 (sys.getsizeof).
 ENTRY_OVERHEAD = 72 + 28 + 24 + 8 + 8
+#: What one room's record costs: its queue (an empty deque holds one block),
+#: the record, its epoch string, and its slot in the rooms' dict.
+ROOM_OVERHEAD = sys.getsizeof(deque()) + 80 + sys.getsizeof("0" * 12) + 100
 #: Rooms whose "no history" answer is remembered; past it the cache restarts.
 _DECISIONS_MAX = 65536
 # Why a message was evicted (indexes into MemoryHistory._evicted).
 _SIZE, _AGE, _MEMORY = 0, 1, 2
+
+# Epochs: a random prefix per process, then a counter, so no two records of one
+# process share an epoch and a restarted process shares none with its past.
+_EPOCH_PREFIX = os.urandom(3).hex()
+_epochs = itertools.count(1)
 
 
 class HistoryMessage(NamedTuple):
@@ -71,27 +88,23 @@ def room_selector(rooms: Any) -> Callable[[Hashable], bool]:
 
 
 def new_epoch() -> str:
-    """A fresh epoch: 8 hex characters, random, so no two runs share one."""
-    return os.urandom(4).hex()
+    """A fresh epoch: this process's random prefix and a counter (hex)."""
+    return f"{_EPOCH_PREFIX}{next(_epochs):x}"
 
 
 class _Room:
-    """One room's history: its epoch, the last offset given, the kept entries
-    (offset, time, opcode, payload), and how many of its places in the
-    process's eviction queue are empty (their messages dropped by size or age)."""
+    """One room's history: its name, its epoch, the last offset given, the kept
+    entries (offset, time, opcode, payload), and how many of its places in the
+    process's eviction queue are empty (their messages dropped already)."""
 
-    __slots__ = ("epoch", "offset", "entries", "stale")
+    __slots__ = ("room", "epoch", "offset", "entries", "stale")
 
-    def __init__(self) -> None:
+    def __init__(self, room: Hashable) -> None:
+        self.room = room
         self.epoch = new_epoch()
         self.offset = 0
-        self.entries: deque[tuple[int, float, int, bytes]] = deque()
+        self.entries: deque[tuple[int, float, int, Any]] = deque()
         self.stale = 0
-
-
-# What one kept message costs besides its payload's bytes: the bytes object's
-# own header, then ENTRY_OVERHEAD.
-_FIXED = sys.getsizeof(b"") + ENTRY_OVERHEAD
 
 
 class MemoryHistory:
@@ -107,12 +120,14 @@ class MemoryHistory:
         self._rooms: dict[Hashable, _Room] = {}
         self._without: set[Hashable] = set()
         # One place per stored message, naming its room, in the order stored:
-        # the process's oldest message is the leftmost place whose room has not
-        # dropped it already (``_Room.stale`` counts those, always its leftmost).
+        # the oldest message is the leftmost place whose room has not dropped it
+        # already (``_Room.stale`` counts those, always the room's leftmost).
         self._order: deque[_Room] = deque()
         self._kept = 0
+        # Records left without a message by reads' expiry: dropped by sweep.
+        self._emptied: set[_Room] = set()
         self._swept = 0.0
-        #: Bytes held (payloads and what holding them costs).
+        #: Bytes held (messages, their keeping, the rooms' records).
         self.nbytes = 0
         self._stored = 0
         self._evicted = [0, 0, 0]       # by size, by age, by memory
@@ -133,30 +148,34 @@ class MemoryHistory:
             return True
         if room in self._without:
             return False
-        if self._wanted(room):
+        try:
+            wanted = self._wanted(room)
+        except Exception:
+            log.exception("history_rooms raised for room %r: it keeps no history", room)
+            wanted = False
+        if wanted:
             return True
         if len(self._without) >= _DECISIONS_MAX:
             self._without.clear()
         self._without.add(room)
         return False
 
-    def append(self, room: Hashable, opcode: int, payload: str | bytes) -> tuple[str, int] | None:
-        """Store one message published to ``room``; its (epoch, offset), or None
-        when the room keeps no history."""
+    def append(self, room: Hashable, opcode: int, payload: Any) -> tuple[str, int] | None:
+        """Store one message published to ``room`` (text as str, binary as bytes);
+        its (epoch, offset), or None when the room keeps no history."""
         rec = self._rooms.get(room)
         if rec is None:
             if not self.keeps(room):
                 return None
-            rec = self._rooms[room] = _Room()
-        if type(payload) is str:
-            payload = payload.encode()
-        elif type(payload) is not bytes:
+            rec = self._rooms[room] = _Room(room)
+            self.nbytes += ROOM_OVERHEAD
+        if type(payload) is not str and type(payload) is not bytes:
             payload = bytes(payload)
         now = self._clock()
         offset = rec.offset = rec.offset + 1
         entries = rec.entries
         entries.append((offset, now, opcode, payload))
-        self.nbytes += len(payload) + _FIXED
+        self.nbytes += sys.getsizeof(payload) + ENTRY_OVERHEAD
         self._kept += 1
         self._order.append(rec)
         self._stored += 1
@@ -173,7 +192,7 @@ class MemoryHistory:
 
     def _drop_oldest(self, rec: _Room, reason: int) -> None:
         payload = rec.entries.popleft()[3]
-        self.nbytes -= len(payload) + _FIXED
+        self.nbytes -= sys.getsizeof(payload) + ENTRY_OVERHEAD
         self._kept -= 1
         rec.stale += 1              # its place in _order is now empty
         self._evicted[reason] += 1
@@ -182,6 +201,8 @@ class MemoryHistory:
         entries = rec.entries
         while entries and now - entries[0][1] >= self.ttl:
             self._drop_oldest(rec, _AGE)
+        if not entries:
+            self._emptied.add(rec)
 
     def _evict_oldest(self) -> None:
         rec = self._order.popleft()
@@ -190,16 +211,28 @@ class MemoryHistory:
         elif rec.entries:
             self._drop_oldest(rec, _MEMORY)
             rec.stale -= 1          # and its place was the one just taken
+            if not rec.entries:
+                self._forget(rec)   # its whole history went: a new epoch next time
+
+    def _forget(self, rec: _Room) -> None:
+        """Drop an empty room's record (its places left in _order are all stale)."""
+        if self._rooms.get(rec.room) is rec:
+            del self._rooms[rec.room]
+            self.nbytes -= ROOM_OVERHEAD
+            self._rooms_dropped += 1
+        self._emptied.discard(rec)
 
     def _compact(self) -> None:
-        """Rebuild ``_order`` from what is kept (a room that drops its own old
-        messages, by size or age, leaves empty places behind): one place per
-        kept message, oldest first. Amortized: it runs when half are empty."""
-        kept = sorted(((entry[1], rec) for rec in self._rooms.values() for entry in rec.entries),
-                      key=lambda pair: pair[0])     # stable: a room's own order holds
-        self._order = deque(rec for _t, rec in kept)
-        for rec in self._rooms.values():
-            rec.stale = 0
+        """Drop the empty places from ``_order`` (a room that drops its own old
+        messages, by size or age, leaves them behind), in one pass that keeps
+        the order. Amortized: it runs when at least half are empty."""
+        kept: deque[_Room] = deque()
+        for rec in self._order:
+            if rec.stale:
+                rec.stale -= 1
+            else:
+                kept.append(rec)
+        self._order = kept
 
     # ------------------------------------------------------------------ reading
 
@@ -223,27 +256,39 @@ class MemoryHistory:
             first = entries[0][0] if entries else rec.offset + 1
             start = min(len(entries), max(0, since + 1 - first))
             picked = list(islice(entries, start, start + limit))
-        return [HistoryMessage(room, rec.epoch, offset, payload.decode() if opcode == 1 else payload)
+        # Text is kept as it was published: a str, or the bytes a dumps such as
+        # orjson returned (read back as str, as a client receives it).
+        return [HistoryMessage(room, rec.epoch, offset,
+                               payload.decode() if opcode == 1 and type(payload) is bytes else payload)
                 for offset, _t, opcode, payload in picked]
 
     # ------------------------------------------------------------------ upkeep
 
-    def sweep(self, now: float | None = None) -> None:
-        """Expire old messages everywhere and drop the records of rooms with
-        none left (the next message of such a room starts a new epoch). The
-        server calls it with its timers; it works at most once a second."""
-        if now is None:
-            now = self._clock()
+    def sweep(self, now: Any = None) -> None:
+        """Expire what is past ``history_ttl`` and drop the records of rooms left
+        with no message (their next message starts a new epoch). The server
+        calls it with its timers; it works at most once a second, and only on
+        what expired (the oldest messages are at the left of ``_order``)."""
+        now = self._clock() if now is None else float(now)
         if now - self._swept < 1.0:
             return
         self._swept = now
-        gone = []
-        for room, rec in self._rooms.items():
-            self._expire(rec, now)
+        order = self._order
+        ttl = self.ttl
+        while order:
+            rec = order[0]
+            if rec.stale:
+                order.popleft()
+                rec.stale -= 1
+            elif rec.entries and now - rec.entries[0][1] >= ttl:
+                order.popleft()
+                self._drop_oldest(rec, _AGE)
+                rec.stale -= 1
+                if not rec.entries:
+                    self._emptied.add(rec)
+            else:
+                break
+        for rec in list(self._emptied):
             if not rec.entries:
-                gone.append(room)
-        for room in gone:
-            del self._rooms[room]
-        self._rooms_dropped += len(gone)
-        if gone or len(self._order) > 2 * self._kept + 1024:
-            self._compact()
+                self._forget(rec)
+        self._emptied.clear()

@@ -179,17 +179,18 @@ class Server:
         hub = acquire_hub(self.site, self.options, loop)
         self.hub = hub
         try:
-            if hub.listeners == 1:
-                # The first server of this app on this loop: the app's startup hooks.
-                await run_hooks(self.site.startup_hooks, "startup")
             options = self.site.backplane
             if options is not None and hub.history is not None:
                 # Each node's memory would hold a history of its own, with its own
                 # offsets: a client recovering on another node would be misled.
+                # Refused before the startup hooks run (nothing to shut down).
                 raise StartupError(
                     "websocket(history_size=...) with a backplane is not available yet: room "
                     "history lives in this process's memory, and with a backplane it must be "
                     "shared by every node; run without one of them")
+            if hub.listeners == 1:
+                # The first server of this app on this loop: the app's startup hooks.
+                await run_hooks(self.site.startup_hooks, "startup")
             if options is not None and hub.relay is None:
                 # Rooms across processes: the first listener of this hub connects
                 # to Redis, and does not start at all if it cannot.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fastws.runtime.history import ENTRY_OVERHEAD, HistoryMessage, MemoryHistory
+from fastws.runtime.history import ENTRY_OVERHEAD, ROOM_OVERHEAD, HistoryMessage, MemoryHistory
 
 TEXT, BINARY = 1, 2
 
@@ -35,7 +35,7 @@ def test_each_room_numbers_its_messages_from_1_under_an_epoch_of_its_own():
     b = h.append("b", TEXT, "b0")
     assert [off for _, off in a] == [1, 2, 3] and b[1] == 1
     assert len({epoch for epoch, _ in a}) == 1
-    assert a[0][0] != b[0] and len(a[0][0]) == 8
+    assert a[0][0] != b[0] and a[0][0] and isinstance(a[0][0], str)
     assert h.position("a") == (a[0][0], 3) and h.position("nobody") is None
 
 
@@ -97,7 +97,7 @@ def test_messages_expire_after_history_ttl_and_an_empty_room_gets_a_new_epoch():
 def test_history_max_bytes_evicts_the_processes_oldest_messages_first():
     payload = b"x" * 200
     cost = sys.getsizeof(payload) + ENTRY_OVERHEAD
-    h, clock = store(max_bytes=5 * cost)
+    h, clock = store(max_bytes=5 * cost + 2 * ROOM_OVERHEAD)
     for i in range(3):
         h.append("a", BINARY, payload)
         clock.now += 1
@@ -105,7 +105,7 @@ def test_history_max_bytes_evicts_the_processes_oldest_messages_first():
         clock.now += 1
     # Six stored, five fit: the oldest of all (a's first) went.
     assert offsets(h.read("a")) == [2, 3] and offsets(h.read("b")) == [1, 2, 3]
-    assert h.nbytes == 5 * cost and h.stats["evicted_bytes"] == 1
+    assert h.nbytes == 5 * cost + 2 * ROOM_OVERHEAD and h.stats["evicted_bytes"] == 1
     h.append("b", BINARY, payload)     # now the oldest of all is b's first
     assert offsets(h.read("a")) == [2, 3] and offsets(h.read("b")) == [2, 3, 4]
 
@@ -113,26 +113,71 @@ def test_history_max_bytes_evicts_the_processes_oldest_messages_first():
 def test_eviction_skips_messages_a_room_already_dropped():
     payload = b"y" * 100
     cost = sys.getsizeof(payload) + ENTRY_OVERHEAD
-    h, clock = store(size=2, max_bytes=3 * cost)
+    h, clock = store(size=2, max_bytes=3 * cost + 2 * ROOM_OVERHEAD)
     for _ in range(4):
         h.append("hot", BINARY, payload)     # keeps 2; two places in the queue are empty
         clock.now += 1
     h.append("cold", BINARY, payload)
     h.append("cold", BINARY, payload)        # 4 kept > 3: the oldest kept is hot's 3rd
     assert offsets(h.read("hot")) == [4] and offsets(h.read("cold")) == [1, 2]
-    assert h.nbytes == 3 * cost
+    assert h.nbytes == 3 * cost + 2 * ROOM_OVERHEAD
 
 
 def test_the_count_follows_what_is_kept_through_every_bound():
     h, clock = store(size=50, ttl=30.0, max_bytes=64 * 1024)
     for i in range(5000):
-        h.append(f"r{i % 37}", TEXT if i % 2 else BINARY, "m" * (i % 300))
+        text = i % 2
+        h.append(f"r{i % 37}", TEXT if text else BINARY, "m" * (i % 300) if text else b"b" * (i % 300))
         clock.now += 0.01
-    kept = sum(sys.getsizeof(bytes(m.data, "utf-8") if isinstance(m.data, str) else m.data)
-               + ENTRY_OVERHEAD for r in range(37) for m in h.read(f"r{r}", limit=1000))
-    assert h.nbytes == kept <= 64 * 1024
+        if i % 700 == 0:
+            clock.now += 40         # now and then everything expires
+            h.sweep()
+    live = [r for r in range(37) if h.position(f"r{r}") is not None]
+    kept = sum(sys.getsizeof(m.data) + ENTRY_OVERHEAD
+               for r in live for m in h.read(f"r{r}", limit=1000))
+    assert h.nbytes == kept + len(live) * ROOM_OVERHEAD <= 64 * 1024
     # The queue of places is compacted: it never holds many more places than messages.
-    assert len(h._order) <= 2 * sum(len(h.read(f"r{r}", limit=1000)) for r in range(37)) + 1024
+    assert len(h._order) <= 2 * sum(len(h.read(f"r{r}", limit=1000)) for r in live) + 1024
+
+
+def test_a_room_emptied_to_stay_within_memory_is_forgotten_and_starts_a_new_epoch():
+    payload = b"z" * 100
+    cost = sys.getsizeof(payload) + ENTRY_OVERHEAD
+    h, clock = store(max_bytes=2 * cost + 2 * ROOM_OVERHEAD)
+    old = h.append("quiet", BINARY, payload)
+    clock.now += 1
+    h.append("busy", BINARY, payload)
+    h.append("busy", BINARY, payload)           # over: quiet's only message goes, and quiet
+    assert h.position("quiet") is None and h.stats["rooms_dropped"] == 1
+    again = h.append("quiet", BINARY, payload)
+    assert again[0] != old[0] and again[1] == 1
+
+
+def test_sweep_drops_what_expired_and_the_rooms_left_empty():
+    h, clock = store(ttl=10.0)
+    for i in range(5):
+        h.append(f"old{i}", TEXT, "m")
+    clock.now += 5
+    h.append("young", TEXT, "m")
+    clock.now += 6                                # the old rooms' messages are 11 s old
+    h.sweep()
+    assert [r for r in ("old0", "old4", "young") if h.position(r)] == ["young"]
+    assert h.stats["evicted_ttl"] == 5 and h.stats["rooms_dropped"] == 5
+    assert h.nbytes == sys.getsizeof("m") + ENTRY_OVERHEAD + ROOM_OVERHEAD
+
+
+def test_a_selector_that_raises_means_no_history_for_that_room(caplog):
+    def pick(room):
+        raise KeyError(room)
+    h, _ = store(rooms=pick)
+    assert h.append("r", TEXT, "m") is None and h.read("r") == []
+    assert "history_rooms raised" in caplog.text
+
+
+def test_text_a_serializer_returned_as_bytes_reads_back_as_text():
+    h, _ = store()
+    h.append("r", TEXT, b'{"a":1}')              # orjson.dumps returns bytes
+    assert h.read("r")[0].data == '{"a":1}'
 
 
 @pytest.mark.parametrize("rooms, kept, not_kept", [

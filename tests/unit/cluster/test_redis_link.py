@@ -370,7 +370,10 @@ def test_nothing_listening_is_a_clear_error_naming_the_url_without_the_password(
 
 def test_a_server_that_never_answers_is_a_timeout_not_a_hang():
     async def main():
-        silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        # The writers are kept: since 3.13 a StreamWriter that is collected
+        # closes its connection, and the server would no longer be silent.
+        writers: list = []
+        silent = await asyncio.start_server(lambda r, w: writers.append(w), "127.0.0.1", 0)
         port = silent.sockets[0].getsockname()[1]
         try:
             url = parse_url(f"redis://:hunter2@127.0.0.1:{port}/0")     # AUTH waits for a reply
@@ -378,6 +381,8 @@ def test_a_server_that_never_answers_is_a_timeout_not_a_hang():
                 await Link.open(url, 0.2)
             return str(info.value), url.safe
         finally:
+            for writer in writers:
+                writer.close()
             silent.close()
     text, safe = run(main())
     assert text == f"no answer from {safe} within 0.2s" and "hunter2" not in text

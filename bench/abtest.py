@@ -6,6 +6,8 @@
     python bench/abtest.py --base . --env FASTWS_BENCH_METRICS=1   # one build, two settings
     python bench/abtest.py --base-server bun --rounds 5            # fastws against a peer
     python bench/abtest.py --base ../before --modes rooms,chat       # 2,000 rooms of 5
+    python bench/abtest.py --base ../before --modes fanout,chat --v1 \
+        --env BENCH_HISTORY=100 --base-env BENCH_HISTORY=100        # recovering clients
 
 ``--base-server NAME`` takes a peer of ``compare.py`` (``bun``, ``picows``...) as the
 base instead, so fastws and that peer go through the same interleaved rounds.
@@ -15,6 +17,14 @@ is served by its ``.venv/bin/python``. "new" is this checkout, served by the int
 running this script. ``--env``/``--base-env KEY=VALUE`` add environment variables to
 one side's server (both sides read the ``BENCH_*``/``FASTWS_BENCH_*`` switches of
 ``bench/servers/fastws_server.py``).
+
+``--v1``: in the fanout, rooms and chat modes every client speaks the ``fastws.v1``
+subprotocol (docs/protocol.md) as the recovering clients do (``loadgen --v1``): room
+messages arrive wrapped with their room and position, and each receiver checks that its
+offsets follow one another. Offsets exist only where the server keeps history, so give
+both sides ``BENCH_HISTORY=N``; the report adds the v1 counters (gaps, epochs changed,
+messages without a position). Both sides must speak fastws.v1 (not with
+``--base-server``); echo and idle stay plain.
 
 Each round measures every mode on both builds, one right after the other, alternating
 which goes first, each on a freshly started server pinned as in ``compare.py`` (server on
@@ -66,19 +76,32 @@ GROUP_MODES = list(compare.GROUP_MODES)        # rooms, chat, chat-orjson
 MODES = ["echo", "fanout", "idle", *GROUP_MODES]
 
 
+#: loadgen --v1's counters: (result field, label). A gap is an offset that does not
+#: follow the previous one; unpositioned messages came without one (no history).
+V1_FIGURES = [("v1_gaps", "v1 gaps"), ("v1_epochs_changed", "v1 epochs changed"),
+              ("v1_unpositioned", "v1 unpositioned")]
+
+
 def figures_of(entry: dict, rooms: list[int]) -> dict[str, float | None]:
     m = compare.metrics(entry, rooms)
     for room in rooms:
         fan = compare._ok(compare._get(entry, "fanout", str(room)))
         m[f"fan{room}_p99"] = fan["latency_us"]["p99"] if fan else None
         m[f"fan{room}_msg_s"] = fan["msg_per_s"] if fan else None
+        for field, _label in V1_FIGURES:
+            m[f"fan{room}_{field}"] = fan.get(field) if fan and fan.get("v1") else None
     for mode in GROUP_MODES:
+        key = compare.result_key(mode)
         for figure, value in compare.group_metrics(entry, mode).items():
-            m[f"{compare.result_key(mode)}_{figure}"] = value
+            m[f"{key}_{figure}"] = value
+        r = compare._ok(entry.get(key))
+        for field, _label in V1_FIGURES:
+            m[f"{key}_{field}"] = r.get(field) if r and r.get("v1") else None
     return m
 
 
-def figure_list(rooms: list[int], modes: list[str]) -> list[tuple[str, str, bool]]:
+def figure_list(rooms: list[int], modes: list[str],
+                v1: bool = False) -> list[tuple[str, str, bool]]:
     out = []
     if "echo" in modes:
         out += FIGURES
@@ -88,6 +111,9 @@ def figure_list(rooms: list[int], modes: list[str]) -> list[tuple[str, str, bool
                     (f"fan{room}_msg_s", f"fan-out {room:,}: delivered msg/s", False),
                     (f"fan{room}_p99", f"fan-out {room:,}: p99 µs", True),
                     (f"fan{room}_lost", f"fan-out {room:,}: lost", True)]
+            if v1:
+                out += [(f"fan{room}_{field}", f"fan-out {room:,}: {label}", True)
+                        for field, label in V1_FIGURES]
     if "idle" in modes:
         out.append(("idle_kib", "idle KiB/conn", True))
     for mode in GROUP_MODES:
@@ -99,6 +125,8 @@ def figure_list(rooms: list[int], modes: list[str]) -> list[tuple[str, str, bool
                     (f"{key}_lost", f"{mode}: lost", True)]
             if mode != compare.ROOMS_MODE:
                 out.append((f"{key}_corrupt", f"{mode}: corrupt", True))
+            if v1:
+                out += [(f"{key}_{field}", f"{mode}: {label}", True) for field, label in V1_FIGURES]
     return out
 
 
@@ -124,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the new side's server")
     ap.add_argument("--base-env", action="append", default=[], help="KEY=VALUE for the base side's server")
+    ap.add_argument("--v1", action="store_true",
+                    help="fanout, rooms, chat: clients speak the fastws.v1 subprotocol and check "
+                         "their offsets (loadgen --v1); give both sides --env/--base-env "
+                         "BENCH_HISTORY=N for offsets")
     ap.add_argument("--out", default=str(compare.RESULTS), help="directory for the JSON (default bench/results)")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
@@ -137,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         peer = peers.get(args.base_server)
         if peer is None:
             ap.error(f"--base-server: one of {', '.join(peers)}")
+        if args.v1:
+            ap.error(f"--v1: only fastws speaks fastws.v1, not --base-server {peer.name}")
         reason = peer.check()
         if reason:
             ap.error(f"--base-server {peer.name}: {reason}")
@@ -155,13 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         "base": base_side,
         "new": fastws_side("new", f"new ({here.name})", sys.executable, here, parse_env(args.env)),
     }
+    if args.v1:
+        for side, (_server, env) in sides.items():
+            if not env.get("BENCH_HISTORY"):
+                print(f"abtest: --v1: the {side} server keeps no history (no BENCH_HISTORY=N in "
+                      f"its {'--env' if side == 'new' else '--base-env'}): its room messages "
+                      "carry no offsets, counted as v1 unpositioned", file=sys.stderr)
     rooms = [int(r) for r in args.rooms.split(",")]
     conns, inflight, size = (int(x) for x in args.echo.lower().split("x"))
     plan = compare.Plan(modes=modes, rooms=rooms, table_rooms=rooms, echo_conns=conns,
                         echo_inflight=inflight, echo_size=size, fanout_window=16, fanout_size=64,
                         idle_conns=args.idle, warmup=args.warmup, duration=args.duration,
                         drain=5.0, deflate_rooms=[], deflate_size=1024,
-                        deflate_offer=compare.BROWSER_OFFER, room_count=args.room_count)
+                        deflate_offer=compare.BROWSER_OFFER, room_count=args.room_count,
+                        v1=args.v1)
     with compare.pinned_session() as (pin, loadgen):
         runs: dict[str, list[dict]] = {"base": [], "new": []}
         started = time.monotonic()
@@ -209,7 +250,7 @@ def report(args, sides, runs, rooms, modes, elapsed: float) -> None:
     print("| figure | base (median) | new (median) | new / base | base runs | new runs |")
     print("| --- | ---: | ---: | ---: | --- | --- |")
     table = []
-    for key, label, _lower in figure_list(rooms, modes):
+    for key, label, _lower in figure_list(rooms, modes, args.v1):
         vals = {side: [figures_of(e, rooms).get(key) for e in runs[side]] for side in runs}
         med = {}
         for side, vs in vals.items():

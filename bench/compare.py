@@ -491,6 +491,10 @@ class Plan:
     room_members: int = 5
     room_window: int = 4
     chat_size: int = 64
+    # fanout, rooms, chat, chat-orjson: clients speak the fastws.v1 subprotocol (loadgen
+    # --v1; fastws only, bench/abtest.py --v1). Offsets need a server with history
+    # (BENCH_HISTORY=N). echo, idle and fanout-deflate stay plain.
+    v1: bool = False
 
     def timeout(self, conns: int) -> float:
         # Generous hang guard: setup of many connections + warm-up + window + drain.
@@ -591,6 +595,7 @@ def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, lo
     pid = srv.proc.pid
     wait_quiet(pid, settle=0.3, limit=5)
     timing = ["--warmup", str(plan.warmup), "--duration", str(plan.duration)]
+    v1 = ["--v1"] if plan.v1 else []
     if mode == "echo":
         args = ["--conns", str(plan.echo_conns), "--inflight", str(plan.echo_inflight),
                 "--size", str(plan.echo_size), *timing]
@@ -598,7 +603,7 @@ def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, lo
                              plan.timeout(plan.echo_conns))
     elif mode == "fanout":
         args = ["--receivers", str(room), "--window", str(plan.fanout_window),
-                "--size", str(plan.fanout_size), "--drain", str(plan.drain), *timing]
+                "--size", str(plan.fanout_size), "--drain", str(plan.drain), *v1, *timing]
         result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args, plan.timeout(room))
     elif mode in GROUP_MODES:
         # Rooms of room_members: room_members - 1 receivers (loadgen --group K) and one
@@ -609,7 +614,7 @@ def _measure_one(srv: RunningServer, mode: str, room: int | None, plan: Plan, lo
         args = ["--receivers", str(receivers), "--group", str(per_room),
                 "--path", GROUP_MODES[mode], "--window", str(plan.room_window),
                 "--size", str(plan.chat_size if chat else plan.fanout_size),
-                "--drain", str(plan.drain), *(["--chat"] if chat else []), *timing]
+                "--drain", str(plan.drain), *(["--chat"] if chat else []), *v1, *timing]
         result = run_loadgen(loadgen, pin, "fanout", srv.port, pid, args,
                              plan.timeout(receivers + plan.room_count))
     elif mode == DEFLATE_MODE:
@@ -639,6 +644,9 @@ def _print_progress(name: str, tag: str, r: dict) -> None:
         if r.get("json") or r.get("chat"):
             msg += (f", {r['wire_bytes_per_msg']:,.0f} B/msg on the wire, "
                     f"{r['compressed']:,} compressed, {r['corrupt']} corrupt")
+        if r.get("v1"):
+            msg += (f", fastws.v1: {r['v1_gaps']} gaps, {r['v1_epochs_changed']} epochs changed, "
+                    f"{r['v1_unpositioned']:,} unpositioned")
     print(f"compare: {name}: {tag}: {msg}", file=sys.stderr, flush=True)
 
 

@@ -55,6 +55,29 @@
  *   Every fan-out run reports the bytes of the delivered frames (headers included),
  *   so compressed and plain runs compare on bytes on the wire per delivered message.
  *
+ * --v1: clients that speak the fastws.v1 subprotocol (docs/protocol.md), as the
+ *   recovering clients do, so fan-out figures are for them. Every connection offers
+ *   "Sec-WebSocket-Protocol: fastws.v1"; a 101 that does not answer fastws.v1 stops the
+ *   run with an error (the server does not speak it). Receivers read every text frame
+ *   as a JSON object (in place, in their message buffer): fastws.welcome, fastws.joined,
+ *   fastws.heartbeat, fastws.sent, fastws.left and unknown fastws.* frames are counted
+ *   "v1_control_frames" and nothing else (a joined frame's epoch and offset, when
+ *   present, are where the receiver's offsets start); each fastws.message is one
+ *   message. Its position is checked per receiver: within one epoch the offset must be
+ *   the previous one + 1 (a violation counts one "v1_gaps"), a new epoch counts
+ *   "v1_epochs_changed", a message without offset (the room keeps no history: start the
+ *   bench server with BENCH_HISTORY=N) counts "v1_unpositioned"; all over the whole
+ *   run, probes included. Then its payload is checked as without --v1: the binary
+ *   payload arrives as base64 in "bytes" (the first 24 characters decoded for seq and
+ *   time, the rest compared with the padding's base64), --chat's object as the value of
+ *   "data" (the same checks of "user", "timestamp" and "message"); any other frame or
+ *   payload counts "corrupt". Works with plain fan-out, --group and --chat, and idle
+ *   (connections just held); not with echo (direct messages, which fastws.v1 leaves
+ *   as they are), --json (its text would arrive JSON-escaped in "text"), --deflate or
+ *   --eio: those are refused. The publishers' frames (welcome, joined, and the
+ *   fastws.sent answering each broadcast when the room keeps history) are counted in
+ *   "publisher_frames", as everything a publisher gets.
+ *
  * With --pid, the server's CPU time (utime+stime from /proc/PID/stat) is read at the
  * exact boundaries of the measured phase, so CPU per delivered message covers the very
  * same window as the message count.
@@ -303,6 +326,9 @@ typedef struct conn {
     uint8_t probe_seen, seq_started;
     uint64_t next_expected;
     uint64_t got_measured;
+    /* --v1: the receiver's position in its room (epoch as a hash of its text) */
+    uint8_t v1_pos;
+    uint64_t v1_epoch, v1_offset;
 } conn;
 
 /* configuration */
@@ -330,6 +356,7 @@ static double cfg_churn_rate = 0;                /* echo: new upgrades per secon
 static int cfg_churn_max = 256;                  /* ... at most this many in progress */
 static int cfg_eio = 0;                          /* Engine.IO v4 / Socket.IO framing */
 static int cfg_group = 0;                        /* fanout: rooms of this many receivers */
+static int cfg_v1 = 0;                           /* speak the fastws.v1 subprotocol */
 static int n_pubs = 1;                           /* publishers: 1, or one per room */
 static uint32_t *ring_pub;                       /* --group: which publisher sent a seq */
 static int *pub_inflight;                        /* --group: messages in flight per publisher */
@@ -366,6 +393,9 @@ static uint64_t measured_compressed;             /* measured messages that came 
 static uint64_t corrupt;                         /* --json messages with wrong length or bytes */
 static uint64_t deflate_accepted;                /* handshakes that agreed on permessage-deflate */
 static char first_extension[160];                /* the first answer's extension header */
+static uint64_t v1_gaps, v1_epochs_changed, v1_unpositioned, v1_control_frames;
+static char *v1_b64_expected;                    /* --v1: base64 of the binary payload */
+static size_t v1_b64_len;
 
 /* fan-out window */
 #define RING (1u << 16)
@@ -522,6 +552,8 @@ static void json_fill(uint8_t *buf, uint64_t seq, uint64_t t) {
 /* A reply holds the content plus the user, a time stamp, keys and whatever spacing the
  * server's encoder picks; this much over the content is plenty. */
 #define CHAT_SLACK 1024
+/* --v1: the wrapper around a room message's payload (type, room, epoch, offset). */
+#define V1_SLACK 512
 static uint8_t *chat_frame;
 static size_t chat_frame_len;
 static size_t msg_cap;                           /* --json / --chat: a receiver's message buffer */
@@ -558,14 +590,13 @@ static const uint8_t *json_value_of(const uint8_t *m, size_t len, const char *ke
     return NULL;
 }
 
-/* --chat: the receiver's message is complete. It must be a JSON object (text frame)
- * with "timestamp", with "user" naming its room's publisher ("p<room>") and with
+/* --chat: the server's object m[0..len) (the whole message, or with --v1 the value of
+ * "data") must have "timestamp", "user" naming c's room's publisher ("p<room>") and
  * "message" holding the content as sent; returns its seq and send time. */
-static int chat_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
-    const uint8_t *m = c->msg, *end = c->msg + c->msg_out;
-    size_t len = c->msg_out;
-    if (c->msg_overflow || c->msg_opcode != 1 || len < 2 || m[0] != '{' || end[-1] != '}')
-        return 0;
+static int chat_check(const conn *c, const uint8_t *m, size_t len, uint64_t *seq,
+                      uint64_t *sent) {
+    const uint8_t *end = m + len;
+    if (len < 2 || m[0] != '{' || end[-1] != '}') return 0;
     if (!json_value_of(m, len, "\"timestamp\"")) return 0;
     const uint8_t *u = json_value_of(m, len, "\"user\"");
     if (!u || end - u < 4 || u[0] != '"' || u[1] != 'p') return 0;
@@ -581,6 +612,12 @@ static int chat_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
     if (!get_hex16(v, seq) || !get_hex16(v + 16, sent)) return 0;
     if (memcmp(v + 32, payload_pattern + 32, (size_t)cfg_size - 32)) return 0;
     return v[cfg_size] == '"';
+}
+
+/* --chat: the receiver's message is complete: a text frame holding the object. */
+static int chat_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
+    if (c->msg_overflow || c->msg_opcode != 1) return 0;
+    return chat_check(c, c->msg, c->msg_out, seq, sent);
 }
 
 /* ------------------------------------------------------------------- zlib */
@@ -773,7 +810,7 @@ static void publish(conn *pub, uint64_t seq, uint64_t t) {
 }
 
 static void on_open(conn *c, uint64_t t) {
-    if ((cfg_json || cfg_chat) && c->role == ROLE_RECEIVER) {
+    if ((cfg_json || cfg_chat || cfg_v1) && c->role == ROLE_RECEIVER) {
         c->msg = malloc(msg_cap + 1);
         c->zbuf = c->srv_nct ? malloc(ZBUF_CAP) : NULL;
         if (!c->msg || (c->srv_nct && !c->zbuf)) die("out of memory");
@@ -898,6 +935,181 @@ static int eio_control(conn *c, uint64_t t) {
     return 1;                                    /* anything else: not ours */
 }
 
+/* ------------------------------------------------------------ --v1 frames */
+/* A receiver's text frame is a JSON object; its top-level fields are found in place,
+ * each value skipped whole (strings by memchr, so a payload costs little more than a
+ * scan for its quotes), whatever their order or spacing. */
+
+typedef struct {
+    const uint8_t *type, *epoch, *offset, *payload;  /* values, quotes included; NULL: absent */
+    size_t type_len, epoch_len, offset_len, payload_len;
+    char kind;                                   /* the payload's field: 'd'ata, 't'ext, 'b'ytes */
+} v1_frame;
+
+/* p at an opening quote: just past the closing one, or NULL. */
+static const uint8_t *json_skip_string(const uint8_t *p, const uint8_t *end) {
+    const uint8_t *q = p + 1;
+    while (q < end && (q = memchr(q, '"', (size_t)(end - q))) != NULL) {
+        const uint8_t *b = q;
+        while (b > p + 1 && b[-1] == '\\') b--;
+        if (((q - b) & 1) == 0) return q + 1;    /* not escaped */
+        q++;
+    }
+    return NULL;
+}
+
+/* Just past the JSON value starting at p, or NULL. Numbers and literals are not
+ * validated: they run to the next delimiter. */
+static const uint8_t *json_skip_value(const uint8_t *p, const uint8_t *end) {
+    if (p >= end) return NULL;
+    if (*p == '"') return json_skip_string(p, end);
+    if (*p == '{' || *p == '[') {
+        int depth = 0;
+        while (p < end) {
+            uint8_t ch = *p;
+            if (ch == '"') {
+                if (!(p = json_skip_string(p, end))) return NULL;
+                continue;
+            }
+            if (ch == '{' || ch == '[') depth++;
+            else if ((ch == '}' || ch == ']') && --depth == 0) return p + 1;
+            p++;
+        }
+        return NULL;
+    }
+    const uint8_t *q = p;
+    while (q < end && *q != ',' && *q != '}' && *q != ']' && *q != ' ' && *q != '\t' &&
+           *q != '\n' && *q != '\r')
+        q++;
+    return q > p ? q : NULL;
+}
+
+#define KEY_IS(k, n, lit) ((n) == sizeof(lit) - 1 && !memcmp((k), (lit), sizeof(lit) - 1))
+
+/* 1 when m[0..len) is one JSON object; its fields of interest in f. */
+static int v1_parse(const uint8_t *m, size_t len, v1_frame *f) {
+    const uint8_t *end = m + len, *p = skip_space(m, end);
+    memset(f, 0, sizeof *f);
+    if (p >= end || *p != '{') return 0;
+    p = skip_space(p + 1, end);
+    if (p < end && *p == '}') return skip_space(p + 1, end) == end;
+    for (;;) {
+        if (p >= end || *p != '"') return 0;
+        const uint8_t *k = p + 1, *ke = json_skip_string(p, end);
+        if (!ke) return 0;
+        size_t klen = (size_t)(ke - 1 - k);
+        p = skip_space(ke, end);
+        if (p >= end || *p != ':') return 0;
+        const uint8_t *v = skip_space(p + 1, end), *ve = json_skip_value(v, end);
+        if (!ve) return 0;
+        size_t vlen = (size_t)(ve - v);
+        if (KEY_IS(k, klen, "type")) { f->type = v; f->type_len = vlen; }
+        else if (KEY_IS(k, klen, "epoch")) { f->epoch = v; f->epoch_len = vlen; }
+        else if (KEY_IS(k, klen, "offset")) { f->offset = v; f->offset_len = vlen; }
+        else if (KEY_IS(k, klen, "data") || KEY_IS(k, klen, "text") || KEY_IS(k, klen, "bytes")) {
+            if (f->payload) return 0;            /* exactly one payload field */
+            f->payload = v;
+            f->payload_len = vlen;
+            f->kind = *k;
+        }
+        p = skip_space(ve, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        return p < end && *p == '}' && skip_space(p + 1, end) == end;
+    }
+}
+
+/* A position's epoch (a JSON string) and offset (a non-negative integer); 0 if bad. */
+static int v1_position(const v1_frame *f, uint64_t *epoch, uint64_t *offset) {
+    if (!f->epoch || f->epoch_len < 2 || f->epoch[0] != '"' || f->offset_len < 1 ||
+        f->offset_len > 19)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < f->offset_len; i++) {
+        if (f->offset[i] < '0' || f->offset[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(f->offset[i] - '0');
+    }
+    *epoch = hash_bytes(f->epoch, f->epoch_len);
+    *offset = v;
+    return 1;
+}
+
+static int b64_digit(uint8_t ch) {
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+/* The binary payload as "bytes" (v, quotes included): [u64 seq][u64 time][padding].
+ * The first 24 characters (18 bytes) are decoded; from there on base64 depends on the
+ * padding alone, so the rest is compared with the padding's base64, made once. */
+static int v1_bytes_check(const uint8_t *v, size_t len, uint64_t *seq, uint64_t *sent) {
+    if (len != v1_b64_len + 2 || v[0] != '"' || v[len - 1] != '"') return 0;
+    v++;
+    uint8_t head[18];
+    size_t got = 0, hchars = v1_b64_len < 24 ? v1_b64_len : 24;
+    for (size_t i = 0; i < hchars; i += 4) {
+        uint32_t acc = 0;
+        int pad = 0;
+        for (int j = 0; j < 4; j++) {
+            int d = v[i + j] == '=' ? (pad++, 0) : pad ? -1 : b64_digit(v[i + j]);
+            if (d < 0) return 0;
+            acc = acc << 6 | (uint32_t)d;
+        }
+        if (pad > 2) return 0;
+        head[got++] = (uint8_t)(acc >> 16);
+        if (pad < 2) head[got++] = (uint8_t)(acc >> 8);
+        if (pad < 1) head[got++] = (uint8_t)acc;
+    }
+    if (got < 16 || memcmp(head + 16, payload_pattern + 16, got - 16)) return 0;
+    if (v1_b64_len > 24 && memcmp(v + 24, v1_b64_expected + 24, v1_b64_len - 24)) return 0;
+    *seq = get_u64(head);
+    *sent = get_u64(head + 8);
+    return 1;
+}
+
+/* --v1: a receiver's message is complete. 1: a room message, its payload checked, seq
+ * and send time out; 0: a fastws.* frame of another type (skipped); -1: anything else
+ * (counted corrupt). Checks the message's position first. */
+static int v1_message_done(conn *c, uint64_t *seq, uint64_t *sent) {
+    v1_frame f;
+    if (c->msg_overflow || c->msg_opcode != 1 || !v1_parse(c->msg, c->msg_out, &f) ||
+        !f.type || f.type_len < 9 || memcmp(f.type, "\"fastws.", 8))
+        return -1;                               /* not ours: a direct message, or garbage */
+    uint64_t epoch, offset;
+    if (!KEY_IS(f.type, f.type_len, "\"fastws.message\"")) {
+        v1_control_frames++;
+        if (KEY_IS(f.type, f.type_len, "\"fastws.joined\"") && f.offset &&
+            v1_position(&f, &epoch, &offset)) {
+            if (c->v1_pos && epoch != c->v1_epoch) v1_epochs_changed++;
+            c->v1_pos = 1;
+            c->v1_epoch = epoch;
+            c->v1_offset = offset;
+        } else if (KEY_IS(f.type, f.type_len, "\"fastws.left\"")) {
+            c->v1_pos = 0;
+        }
+        return 0;
+    }
+    if (!f.offset) {
+        v1_unpositioned++;
+    } else if (!v1_position(&f, &epoch, &offset)) {
+        return -1;
+    } else {
+        if (c->v1_pos && epoch != c->v1_epoch) v1_epochs_changed++;
+        else if (c->v1_pos && offset != c->v1_offset + 1) v1_gaps++;
+        c->v1_pos = 1;
+        c->v1_epoch = epoch;
+        c->v1_offset = offset;
+    }
+    if (!f.payload) return -1;
+    if (cfg_chat)
+        return f.kind == 'd' && chat_check(c, f.payload, f.payload_len, seq, sent) ? 1 : -1;
+    return f.kind == 'b' && v1_bytes_check(f.payload, f.payload_len, seq, sent) ? 1 : -1;
+}
+
 static void on_message(conn *c, uint64_t t) {
     if (cfg_eio && eio_control(c, t)) return;
     if (c->role == ROLE_ECHO) {
@@ -921,7 +1133,13 @@ static void on_message(conn *c, uint64_t t) {
     }
     if (c->role != ROLE_RECEIVER) return;
     uint64_t seq, sent;
-    if (cfg_json || cfg_chat) {
+    if (cfg_v1) {
+        int r = v1_message_done(c, &seq, &sent);
+        if (r <= 0) {
+            if (r < 0) corrupt++;
+            return;
+        }
+    } else if (cfg_json || cfg_chat) {
         if (!(cfg_chat ? chat_message_done(c, &seq, &sent) : json_message_done(c, &seq, &sent))) {
             corrupt++;
             return;
@@ -1073,7 +1291,7 @@ static void feed(conn *c, const uint8_t *p, size_t n, uint64_t t) {
             continue;
         }
         size_t take = c->remaining < n ? (size_t)c->remaining : n;
-        if ((cfg_json || cfg_chat) && c->opcode < 8 && c->role == ROLE_RECEIVER)
+        if ((cfg_json || cfg_chat || cfg_v1) && c->opcode < 8 && c->role == ROLE_RECEIVER)
             json_payload(c, p, take);
         else if (c->opcode >= 8 || c->msg_headlen < sizeof c->msg_head)
             capture_payload(c, p, take);
@@ -1132,6 +1350,7 @@ static void send_handshake(conn *c) {
     char req[1024];
     char ext[320] = "";
     if (cfg_deflate) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", cfg_offer);
+    const char *proto = cfg_v1 ? "Sec-WebSocket-Protocol: fastws.v1\r\n" : "";
     char path[512];
     int i = (int)(c - conns);
     int n_path;
@@ -1153,8 +1372,8 @@ static void send_handshake(conn *c) {
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%sUser-Agent: fastws-loadgen\r\n\r\n",
-                     path, cfg_host, c->port ? c->port : cfg_port, key, ext);
+                     "Sec-WebSocket-Version: 13\r\n%s%sUser-Agent: fastws-loadgen\r\n\r\n",
+                     path, cfg_host, c->port ? c->port : cfg_port, key, ext, proto);
     out_reserve(c, (size_t)n);
     memcpy(c->out + c->out_len, req, (size_t)n);
     c->out_len += (size_t)n;
@@ -1192,7 +1411,7 @@ static void read_extensions(conn *c, const char *v) {
 /* 1 when the response is a 101 whose Sec-WebSocket-Accept matches our key. */
 static int check_response(conn *c, const char *resp) {
     if (strncmp(resp, "HTTP/1.1 101", 12) != 0) return 0;
-    int accepted = 0;
+    int accepted = 0, v1 = 0;
     const char *line = strstr(resp, "\r\n");
     while (line && line[2] != '\r') {
         line += 2;
@@ -1205,8 +1424,26 @@ static int check_response(conn *c, const char *resp) {
             const char *v = line + 25;
             while (*v == ' ' || *v == '\t') v++;
             read_extensions(c, v);
+        } else if (strncasecmp(line, "Sec-WebSocket-Protocol:", 23) == 0) {
+            const char *v = line + 23, *e = strstr(v, "\r\n");
+            if (!e) e = v + strlen(v);
+            while (*v == ' ' || *v == '\t') v++;
+            while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+            v1 = e - v == 9 && !strncmp(v, "fastws.v1", 9);
         }
         line = strstr(line, "\r\n");
+    }
+    if (accepted && cfg_v1 && !v1) {
+        /* Our handshake offers fastws.v1 and nothing else: any other answer means the
+         * server does not speak it, and every frame would be a plain message. */
+        const char *h = strcasestr(resp, "\r\nSec-WebSocket-Protocol:");
+        const char *e = h ? strstr(h + 2, "\r\n") : NULL;
+        if (h && e)
+            fprintf(stderr, "loadgen: --v1: the server answered %.*s\n", (int)(e - h - 2), h + 2);
+        else
+            fprintf(stderr, "loadgen: --v1: the server answered no Sec-WebSocket-Protocol\n");
+        die("--v1: the server did not answer Sec-WebSocket-Protocol: fastws.v1 "
+            "(it does not speak the fastws.v1 protocol)");
     }
     return accepted;
 }
@@ -1512,7 +1749,10 @@ static void usage(void) {
             "  --eio (fanout: Engine.IO v4 / Socket.IO events over the WebSocket)\n"
             "  --group K (fanout: rooms of K receivers, one publisher each; --path prefix)\n"
             "  --chat (fanout: JSON chat events in, {user, message, timestamp} objects out;\n"
-            "          --size = bytes of the content, 32 to 65536; with or without --group)\n");
+            "          --size = bytes of the content, 32 to 65536; with or without --group)\n"
+            "  --v1 (fanout, idle: speak the fastws.v1 subprotocol; receivers unwrap\n"
+            "        fastws.message frames and check their offsets; not with --json,\n"
+            "        --eio or --deflate)\n");
     exit(2);
 }
 
@@ -1528,7 +1768,7 @@ int main(int argc, char **argv) {
         {"max-pending", 1, 0, 'm'}, {"json", 0, 0, 'j'}, {"deflate", 0, 0, 'z'},
         {"offer", 1, 0, 'o'}, {"churn", 1, 0, 'C'}, {"churn-max", 1, 0, 'M'},
         {"eio", 0, 0, 'e'}, {"recv-ports", 1, 0, 'R'}, {"pids", 1, 0, 'X'},
-        {"group", 1, 0, 'g'}, {"chat", 0, 0, 'q'}, {0, 0, 0, 0}};
+        {"group", 1, 0, 'g'}, {"chat", 0, 0, 'q'}, {"v1", 0, 0, '1'}, {0, 0, 0, 0}};
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1550,6 +1790,7 @@ int main(int argc, char **argv) {
         case 'm': cfg_max_pending = atoi(optarg); break;
         case 'j': cfg_json = 1; break;
         case 'q': cfg_chat = 1; break;
+        case '1': cfg_v1 = 1; break;
         case 'z': cfg_deflate = 1; break;
         case 'o': cfg_offer = optarg; break;
         case 'C': cfg_churn_rate = atof(optarg); break;
@@ -1578,7 +1819,14 @@ int main(int argc, char **argv) {
     if (cfg_deflate && !cfg_json) die("--deflate needs --json (fanout)");
     if (cfg_chat && (!is_fan || cfg_json || cfg_eio || cfg_size < 32 || cfg_size > 65536))
         die("--chat is a fanout option (not with --json or --eio), content of 32 to 65536 bytes");
+    if (cfg_v1 && is_echo)
+        die("--v1 is not for echo: /echo answers with direct messages, which fastws.v1 "
+            "leaves as they are");
+    if (cfg_v1 && (cfg_json || cfg_eio || cfg_deflate))
+        die("--v1 does not go with --json, --eio or --deflate (see loadgen.c's header)");
     msg_cap = cfg_chat ? (size_t)cfg_size + CHAT_SLACK : (size_t)cfg_size;
+    /* --v1 wraps the payload (binary as base64) in {"type":..,"room":..,"epoch":..,..} */
+    if (cfg_v1) msg_cap = (cfg_chat ? msg_cap : ((size_t)cfg_size + 2) / 3 * 4) + V1_SLACK;
 #ifndef WITH_ZLIB
     if (cfg_deflate) die(NO_ZLIB);
 #endif
@@ -1621,6 +1869,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < cfg_size; i++) payload_pattern[i] = (uint8_t)('a' + i % 26);
     if (cfg_json) json_make_texts();
     if (cfg_chat) chat_make_frame();
+    if (cfg_v1 && !cfg_chat) {
+        v1_b64_len = ((size_t)cfg_size + 2) / 3 * 4;
+        v1_b64_expected = malloc(v1_b64_len + 1);
+        if (!v1_b64_expected) die("out of memory");
+        base64(payload_pattern, (size_t)cfg_size, v1_b64_expected);
+    }
     for (int i = 0; i < nconns; i++) {
         conns[i].role = is_echo ? ROLE_ECHO : is_idle ? ROLE_IDLE : ROLE_RECEIVER;
         conns[i].state = ST_CLOSED;
@@ -1733,7 +1987,8 @@ int main(int argc, char **argv) {
     if (phase != PH_DONE) {
         printf("{\"error\": \"%s\", \"mode\": \"%s\", \"opened\": %d, \"wanted\": %d, "
                "\"connect_errors\": %llu, \"handshake_errors\": %llu, "
-               "\"server_closed\": %llu, \"probes_ready\": %llu, \"corrupt\": %llu}\n",
+               "\"server_closed\": %llu, \"probes_ready\": %llu, \"corrupt\": %llu, "
+               "\"v1\": %s, \"v1_control_frames\": %llu}\n",
                interrupted ? "interrupted"
                : phase == PH_SETUP ? "could not open every connection"
                : phase == PH_PROBE ? (corrupt ? "not every receiver got a probe (replies corrupt)"
@@ -1741,7 +1996,8 @@ int main(int argc, char **argv) {
                                    : "stopped early",
                cfg_mode, opened, nconns, (unsigned long long)connect_errors,
                (unsigned long long)handshake_errors, (unsigned long long)server_closed,
-               (unsigned long long)probes_ready, (unsigned long long)corrupt);
+               (unsigned long long)probes_ready, (unsigned long long)corrupt,
+               cfg_v1 ? "true" : "false", (unsigned long long)v1_control_frames);
         return 3;
     }
     printf("{");
@@ -1750,6 +2006,7 @@ int main(int argc, char **argv) {
                "\"connect_errors\": %llu, \"handshake_errors\": %llu, \"server_closed\": %llu",
                nconns, setup_s, still_open, (unsigned long long)connect_errors,
                (unsigned long long)handshake_errors, (unsigned long long)server_closed);
+        printf(", \"v1\": %s", cfg_v1 ? "true" : "false");
     } else {
         print_common(setup_s);
         if (is_echo) {
@@ -1791,6 +2048,11 @@ int main(int argc, char **argv) {
                    measured_msgs ? (double)measured_wire / (double)measured_msgs : 0.0,
                    (unsigned long long)measured_compressed, (unsigned long long)corrupt,
                    (unsigned long long)zcache_hits);
+            printf(", \"v1\": %s, \"v1_gaps\": %llu, \"v1_epochs_changed\": %llu, "
+                   "\"v1_unpositioned\": %llu, \"v1_control_frames\": %llu",
+                   cfg_v1 ? "true" : "false", (unsigned long long)v1_gaps,
+                   (unsigned long long)v1_epochs_changed, (unsigned long long)v1_unpositioned,
+                   (unsigned long long)v1_control_frames);
         }
     }
     printf("}\n");

@@ -7,11 +7,16 @@ rather than in the hands of the next person who wants a figure.
 """
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from .reliability.procs import build_loadgen, listening_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +56,9 @@ def test_abtest_takes_a_peer_or_a_checkout_as_its_base() -> None:
     floor = run("bench/abtest.py", "--base-server", "floor", "--modes", "echo")
     assert floor.returncode == 2, floor.stderr[-2000:]
     assert "--base-server floor does not take part in echo" in floor.stderr
+    # --v1 clients speak fastws's own subprotocol: a peer cannot be their base.
+    v1 = run("bench/abtest.py", "--base-server", "bun", "--v1")
+    assert v1.returncode == 2 and "--v1: only fastws speaks fastws.v1" in v1.stderr, v1.stderr
 
 
 def test_history_counts_what_it_keeps_as_the_memory_it_takes() -> None:
@@ -61,3 +69,41 @@ def test_history_counts_what_it_keeps_as_the_memory_it_takes() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     ratio = float(proc.stdout.split("growth / reported: ")[1].split()[0])
     assert 0.5 < ratio < 2.0, proc.stdout
+
+
+def test_loadgen_v1_receivers_get_every_offset(tmp_path: Path) -> None:
+    # What abtest --v1 runs, small: loadgen --v1 against the fastws bench server with
+    # history, so every room message carries an offset and each receiver checks that
+    # they follow one another. One room of 20 (binary, base64 in "bytes"), then 5 chat
+    # rooms of 4 (the server's object in "data").
+    loadgen = build_loadgen(tmp_path)
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen([sys.executable, "fastws_server.py", "0"],
+                                  cwd=ROOT / "bench" / "servers", stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "BENCH_HISTORY": "50"})
+    try:
+        deadline = time.monotonic() + 30
+        while (port := listening_port(server.pid)) is None:
+            assert server.poll() is None, (tmp_path / "server.log").read_text(errors="replace")
+            assert time.monotonic() < deadline, "the bench server did not listen within 30 s"
+            time.sleep(0.05)
+        for extra in ([], ["--group", "4", "--path", "/chat/g", "--chat"]):
+            proc = subprocess.run(
+                [str(loadgen), "fanout", "--port", str(port), "--receivers", "20", "--window", "8",
+                 "--size", "64", "--warmup", "0.2", "--duration", "0.5", "--drain", "3", "--v1",
+                 *extra], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            assert lines, f"loadgen printed nothing (rc {proc.returncode}): {proc.stderr[-2000:]}"
+            result = json.loads(lines[-1])
+            assert "error" not in result, result
+            assert result["v1"] is True and result["messages"] > 0, result
+            assert (result["v1_gaps"], result["v1_epochs_changed"], result["v1_unpositioned"]) \
+                == (0, 0, 0), result
+            assert (result["lost"], result["corrupt"], result["bad_frames"]) == (0, 0, 0), result
+            # At least a fastws.welcome and a fastws.joined per receiver, never counted
+            # as messages.
+            assert result["v1_control_frames"] >= 2 * 20, result
+    finally:
+        server.kill()
+        server.wait(10)

@@ -15,7 +15,7 @@ from fastws._constants import CloseCode
 __all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError", "BindError",
            "HTTPError", "ProtocolError", "HandshakeError", "CompressionError", "InflateError",
            "MessageTooBig", "RedisError", "ClientDisconnected", "LifespanError", "StartupError",
-           "ArgumentError"]
+           "ArgumentError", "NotConnectedError"]
 
 
 class RoomLimitError(ValueError):
@@ -153,3 +153,8 @@ class ArgumentError(TypeError, ValueError):
     def __init__(self, keyword: str, message: str) -> None:
         super().__init__(message)
         self.keyword = keyword
+
+
+class NotConnectedError(ConnectionError):
+    """``fastws.client``: ``send`` or ``emit`` while the client is not connected
+    (between reconnects, or after the session ended). Nothing is queued."""

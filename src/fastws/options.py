@@ -255,6 +255,10 @@ class WebSocketOptions:
                 object.__setattr__(self, "allowed_origins", frozenset(origins))
         if isinstance(self.subprotocols, str) or not all(isinstance(p, str) and p for p in self.subprotocols):
             raise ValueError("websocket(subprotocols=...) must be a list of non-empty strings")
+        if any(p.startswith("fastws.") for p in self.subprotocols):
+            raise ValueError("websocket(subprotocols=...): names starting with 'fastws.' are "
+                             "fastws's own (docs/protocol.md); a fastws.v1 client offers "
+                             "'fastws.v1+NAME' to speak NAME too")
         object.__setattr__(self, "subprotocols", tuple(self.subprotocols))
         if self.compression is None or self.compression is False:
             object.__setattr__(self, "compression", None)

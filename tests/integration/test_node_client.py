@@ -9,14 +9,13 @@ on CI (CI=true), where a missing Node is a failure.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import serving
+from tests.npm import node_with_packages
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
@@ -24,21 +23,7 @@ NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 @pytest.fixture(scope="session")
 def node() -> str:
     """The node executable, with tests/node's packages installed."""
-    exe = shutil.which("node")
-    if exe is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("node is not installed, and CI must run the Node client test")
-        pytest.skip("node is not installed (needed for the Node `ws` client test)")
-    if not (NODE_DIR / "node_modules" / "ws").is_dir():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("node is installed but npm is not; cannot install tests/node packages")
-        # `npm ci` installs exactly the locked versions.
-        cmd = [npm, "ci" if (NODE_DIR / "package-lock.json").exists() else "install",
-               "--no-audit", "--no-fund"]
-        done = subprocess.run(cmd, cwd=NODE_DIR, capture_output=True, text=True, timeout=240)
-        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return exe
+    return node_with_packages(NODE_DIR, "ws", "the Node `ws` client test")
 
 
 def test_node_ws_client_chat(node, example):

@@ -30,6 +30,7 @@ PACKAGES = [
     "serve", "server",            # a server, run(), workers
     "app",                        # configuration
     "plugins",                    # what apps use: websocket(), error_handler(), metrics(), backplane()
+    "client",                     # the fastws.v1 client (it imports nothing of the server)
     "__init__", "__main__", "demo",
 ]
 
@@ -37,9 +38,9 @@ LAYERS = [
     "_version", "_constants", "options", "errors",
     "deflate", "deflate.permessage", "compression",
     "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
-    "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime.history", "runtime._rooms",
+    "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime.history", "runtime._wire", "runtime._rooms",
     "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._adapter",
-    "runtime._websocket", "runtime.hub",
+    "runtime.recovery", "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
     "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.relay", "cluster.facade",
     "cluster",
@@ -50,6 +51,7 @@ LAYERS = [
     "serve", "serve.workers", "serve.server", "server",
     "app",
     "plugins.ws", "plugins.errors", "plugins.prometheus", "plugins.cluster", "plugins",
+    "client.session", "client",
     "__init__", "__main__", "demo",
 ]
 BELOW_APP = LAYERS[:LAYERS.index("app")]

@@ -1,10 +1,11 @@
 """The backplane's envelope: how one broadcast is framed on a room's Redis channel.
 
-    version (1 byte, 1) | node id (8 bytes) | opcode (1 byte: 1 text, 2 binary) | payload
+    version (1 byte, 1) | node id (8 bytes) | opcode (1 byte: 1 text, 2 binary, 3 JSON) | payload
 
 The payload is the broadcast's bytes as the sender's registry delivered them
 locally (a text broadcast is its UTF-8); the opcode says which frame the
-receiving nodes make of it. The node id comes first after the version so that a
+receiving nodes make of it, and 3 (text that is a serialized JSON value) lets
+them tell ``fastws.v1`` clients the payload's type. The node id comes first after the version so that a
 node recognises its own echo by one prefix test (``origin``) before reading
 anything else. Pure bytes: nothing here knows Redis, rooms or the loop.
 """
@@ -19,7 +20,7 @@ __all__ = ["ENVELOPE_VERSION", "HEADER_SIZE", "NODE_ID_SIZE", "header", "origin"
 ENVELOPE_VERSION = 1
 NODE_ID_SIZE = 8
 HEADER_SIZE = 2 + NODE_ID_SIZE         # version, node id, opcode
-_OPCODES = (1, 2)                      # text, binary
+_OPCODES = (1, 2, 3)                   # text, binary, JSON text
 
 
 def _check_node(node_id: bytes) -> None:
@@ -35,9 +36,10 @@ def origin(node_id: bytes) -> bytes:
 
 def header(node_id: bytes, opcode: int) -> bytes:
     """The 10 bytes before the payload of ``node_id``'s envelopes of ``opcode``
-    (1 text, 2 binary): a relay makes them once and writes them before each payload."""
+    (1 text, 2 binary, 3 JSON text): a relay makes them once and writes them before each payload."""
     if opcode not in _OPCODES:
-        raise ValueError(f"an envelope's opcode is 1 (text) or 2 (binary), got {opcode!r}")
+        raise ValueError(f"an envelope's opcode is 1 (text), 2 (binary) or 3 (JSON text), "
+                         f"got {opcode!r}")
     return origin(node_id) + bytes((opcode,))
 
 
@@ -62,6 +64,6 @@ def unpack(data: bytes) -> tuple[bytes, int, bytes]:
     if data[0] != ENVELOPE_VERSION:
         raise ValueError(f"envelope version {data[0]} is not {ENVELOPE_VERSION}")
     opcode = data[HEADER_SIZE - 1]
-    if opcode != 1 and opcode != 2:
-        raise ValueError(f"envelope opcode {opcode} is neither 1 (text) nor 2 (binary)")
+    if opcode not in _OPCODES:
+        raise ValueError(f"envelope opcode {opcode} is not 1 (text), 2 (binary) or 3 (JSON text)")
     return data[1:HEADER_SIZE - 1], opcode, data[HEADER_SIZE:]

@@ -83,7 +83,7 @@ class RedisRelay:
         self._presence_key = f"{p}:n:{self.node_id}"
         self._probe_channel = f"{p}:probe:{self.node_id}".encode()
         self._echo = origin(self._nid)
-        self._hdr = {1: header(self._nid, 1), 2: header(self._nid, 2)}
+        self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
         self.pub: Link | None = None
         self.cmd: Link | None = None
         self.sub: Link | None = None

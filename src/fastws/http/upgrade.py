@@ -16,6 +16,7 @@ from fastws.http.handshake import HandshakeError, response_101, same_origin, sel
     validate_upgrade
 from fastws.ops.access import client_text, escape
 from fastws.runtime._websocket import WebSocket
+from fastws.runtime.recovery import Session, negotiate_v1
 
 if TYPE_CHECKING:
     import asyncio
@@ -33,16 +34,22 @@ log = logging.getLogger("fastws")
 class Upgrade(Response):
     """What a WebSocket route's endpoint returns when the upgrade may proceed."""
 
-    __slots__ = ("accept", "subprotocol", "handler", "extensions", "negotiated")
+    __slots__ = ("accept", "subprotocol", "handler", "extensions", "negotiated", "app_subprotocol",
+                 "session")
 
     def __init__(self, accept: str, subprotocol: str | None, handler: Any,
                  extensions: str | None = None, negotiated: Any = None) -> None:
         super().__init__(b"", 101)
         self.accept = accept
+        #: What the 101 answers (``fastws.v1...`` for a fastws.v1 client).
         self.subprotocol = subprotocol
         self.handler = handler
         self.extensions = extensions
         self.negotiated = negotiated
+        #: What the application sees as ``ws.subprotocol``.
+        self.app_subprotocol = subprotocol
+        #: The fastws.v1 session (``runtime.recovery``), or None: a plain client.
+        self.session: Session | None = None
 
 
 class Upgrades:
@@ -98,9 +105,15 @@ class Upgrades:
                 if isinstance(verdict, Response):
                     _guard_refused(ctx, verdict.status, "the guard returned a response")
                     return verdict
-            proto = select_subprotocol(req.headers.get("sec-websocket-protocol"),
-                                       options.subprotocols)
-            return Upgrade(accept, proto, handler, *negotiate(req, options))
+            offered = req.headers.get("sec-websocket-protocol")
+            v1 = negotiate_v1(offered, options.subprotocols)
+            if v1 is None:
+                return Upgrade(accept, select_subprotocol(offered, options.subprotocols), handler,
+                               *negotiate(req, options))
+            up = Upgrade(accept, v1[0], handler, *negotiate(req, options))
+            up.app_subprotocol = v1[1]
+            up.session = Session(v1[2])
+            return up
 
         return upgrade
 
@@ -173,7 +186,7 @@ class Upgrades:
             log.error("refused WebSocket upgrade to %s: %s", ctx.path, exc)
             self.write_response(plain_response(500, "Internal Server Error"), keep_alive=False)
             return
-        ws = WebSocket(self.hub.shared, t, ctx, up.subprotocol, self, up.negotiated)
+        ws = WebSocket(self.hub.shared, t, ctx, up.app_subprotocol, self, up.negotiated, up.session)
         self.ws = ws
         # From here the transport talks to the WebSocket directly; we keep
         # only the server's bookkeeping (connection_lost comes back to us).
@@ -192,6 +205,8 @@ class Upgrades:
         # WebSocket decides (nothing arrives before this task yields).
         self._paused = False
         t.resume_reading()
+        if up.session is not None:
+            ws._send_control(up.session.welcome(self.hub.shared.ping_interval))
         ws._start(up.handler, ctx)
         if early and self.transport is not None:
             ws.data_received(bytes(early))

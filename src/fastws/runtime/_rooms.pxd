@@ -13,9 +13,11 @@ cdef class RoomRegistry:
     cpdef bint join(self, object room, Connection member) except -1
     cpdef bint leave(self, object room, Connection member) except -1
     cdef int _tell_relay(self, str hook, object room, Py_ssize_t n) except -1
+    cdef bint _keeps(self, object room) except -1
     cpdef Py_ssize_t size(self, object room)
     cpdef list names(self)
     cpdef list members(self, object room)
-    cpdef Py_ssize_t deliver(self, object room, int opcode, object payload, object skip=*) except -1
+    cpdef Py_ssize_t deliver(self, object room, int opcode, object payload, object skip=*,
+                             object position=*) except -1
     cpdef Py_ssize_t publish(self, object room, int opcode, object payload, object skip=*) except -1
     cpdef Py_ssize_t broadcast(self, object room, object data, object skip=*) except -1

@@ -23,7 +23,14 @@ costs more than one pointer test.
 
 The history (``fastws.runtime.history``, None unless ``history_size`` is set)
 stores every published message of the rooms that keep one, after the relay
-took it and before it is delivered here.
+took it and before it is delivered here; the position it gives goes with the
+message to ``fastws.v1`` members.
+
+``opcode`` here is the message's kind: 1 text, 2 binary, or ``KIND_JSON``
+(text that is a serialized JSON value, framed as text; ``fastws.v1`` members
+are told which, so their client gets the type back). ``fastws.v1`` members
+get the ``fastws.v1`` form (``_wire.room_message``), framed once per message
+like the plain one.
 """
 
 import logging
@@ -32,6 +39,9 @@ from cpython.dict cimport PyDict_Keys
 from fastws.ws._connection cimport Connection
 from fastws.ws._frame cimport encode_frame
 from fastws.ws._payload cimport deflated_frame, payload_of
+from fastws.runtime._wire cimport KIND_JSON, room_message, sent_notice
+from fastws.runtime.history cimport MemoryHistory
+from fastws._constants cimport OP_TEXT
 from fastws.options import default_dumps
 
 __all__ = ["RoomRegistry"]
@@ -130,10 +140,17 @@ cdef class RoomRegistry:
         Returns how many local members accepted it."""
         cdef int opcode
         if self.relay is None and room not in self._rooms and \
-                (self.history is None or not self.history.keeps(room)):
+                (self.history is None or not self._keeps(room)):
             return 0        # nobody to serialize for, nothing to keep
         payload = payload_of(data, self._dumps, &opcode)
+        if opcode == OP_TEXT and type(data) is not str and not isinstance(data, str):
+            opcode = KIND_JSON
         return self.publish(room, opcode, payload, skip)
+
+    cdef bint _keeps(self, object room) except -1:
+        if type(self.history) is MemoryHistory:
+            return (<MemoryHistory>self.history).keeps(room)
+        return self.history.keeps(room)
 
     cpdef Py_ssize_t publish(self, object room, int opcode, object payload,
                              object skip=None) except -1:
@@ -148,15 +165,20 @@ cdef class RoomRegistry:
             encoded = self.relay.publish(room, opcode, payload)
             if encoded is not None:
                 payload = encoded
+        position = None
         if self.history is not None:
             # Kept whether or not the room has members here (a reader may
-            # come later); what the relay refused is not.
-            self.history.append(room, opcode, payload)
+            # come later); what the relay refused is not. The memory store is
+            # called at C level: once per publish, it is on the hot path.
+            if type(self.history) is MemoryHistory:
+                position = (<MemoryHistory>self.history).append(room, opcode, payload)
+            else:
+                position = self.history.append(room, opcode, payload)
         self.broadcasts += 1
-        return self.deliver(room, opcode, payload, skip)
+        return self.deliver(room, opcode, payload, skip, position)
 
     cpdef Py_ssize_t deliver(self, object room, int opcode, object payload,
-                             object skip=None) except -1:
+                             object skip=None, object position=None) except -1:
         """Queue one message for every local member of ``room`` except ``skip``.
 
         The message is framed once; members that negotiated permessage-deflate
@@ -166,6 +188,10 @@ cdef class RoomRegistry:
         Returns how many members accepted it (connections that are closing, or
         over their backpressure limit, do not). Iterates a snapshot, so a
         member that leaves mid-loop (say, closed as a slow consumer) is harmless.
+
+        ``position`` (epoch, offset), from the history, goes to ``fastws.v1``
+        members with the message; a ``fastws.v1`` ``skip`` is told it
+        (``fastws.sent``), so its offsets have no hole where its own message is.
         """
         cdef dict members = self._rooms.get(room)
         cdef Py_ssize_t sent = 0
@@ -175,17 +201,37 @@ cdef class RoomRegistry:
         cdef dict by_key = None
         cdef object last_key = None
         cdef bytes last_frame = None
+        cdef bytes v1_message = None
+        cdef bytes v1_plain = None
+        cdef dict v1_by_key = None
+        cdef int wire = OP_TEXT if opcode == KIND_JSON else opcode
         if members is None:
             return 0
         # PyDict_Keys copies the keys in one C loop (list(members) would run
         # the dict iterator once per member: a third of a delivery's cost).
         for member in PyDict_Keys(members):
             if member is skip:
+                if position is not None and (<Connection>member)._v1:
+                    (<Connection>member).send_frame(encode_frame(OP_TEXT, sent_notice(room, position)))
                 continue
             conn = <Connection>member
-            if conn._deflate_key is None:
+            if conn._v1:
+                if v1_message is None:
+                    v1_message = room_message(room, position, opcode, payload)
+                if conn._deflate_key is None:
+                    if v1_plain is None:
+                        v1_plain = encode_frame(OP_TEXT, v1_message)
+                    frame = v1_plain
+                else:
+                    if v1_by_key is None:
+                        v1_by_key = {}
+                    frame = v1_by_key.get(conn._deflate_key)
+                    if frame is None:
+                        frame = v1_by_key[conn._deflate_key] = \
+                            deflated_frame(conn._deflater, OP_TEXT, v1_message)
+            elif conn._deflate_key is None:
                 if plain is None:
-                    plain = encode_frame(opcode, payload)
+                    plain = encode_frame(wire, payload)
                 frame = plain
             elif conn._deflate_key is last_key:
                 frame = last_frame          # the usual case: one shared setting
@@ -194,7 +240,7 @@ cdef class RoomRegistry:
                     by_key = {}
                 frame = by_key.get(conn._deflate_key)
                 if frame is None:
-                    frame = by_key[conn._deflate_key] = deflated_frame(conn._deflater, opcode, payload)
+                    frame = by_key[conn._deflate_key] = deflated_frame(conn._deflater, wire, payload)
                 last_key = conn._deflate_key
                 last_frame = frame
             if conn.send_frame(frame):

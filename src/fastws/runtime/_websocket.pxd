@@ -9,6 +9,7 @@ cdef class WebSocket(Adapter):
     cdef object _data
     cdef object __weakref__
     cdef list _rooms                # None until the first join
+    cdef object _recovery           # fastws.runtime.recovery.Session: a fastws.v1 client
 
     cpdef bint send(self, object data) except -1
     @cython.final

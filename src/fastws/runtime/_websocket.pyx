@@ -12,8 +12,8 @@ import logging
 
 from cpython.bytes cimport PyBytes_GET_SIZE
 
-from fastws._constants cimport OP_BINARY, OPEN, CLOSED
-from fastws.ws._frame cimport frame_header
+from fastws._constants cimport OP_BINARY, OP_TEXT, OPEN, CLOSED
+from fastws.ws._frame cimport encode_frame, frame_header
 from fastws.ws._payload cimport deflated_frame, encode_message, payload_of
 from fastws.runtime._dispatch cimport Dispatcher
 from fastws.runtime._shared cimport RuntimeShared
@@ -36,10 +36,13 @@ cdef class WebSocket(Adapter):
     """
 
     def __init__(self, RuntimeShared shared not None, transport, ctx=None, subprotocol=None,
-                 http=None, negotiated=None):
+                 http=None, negotiated=None, session=None):
         Dispatcher.__init__(self, shared, negotiated=negotiated)
         self._attach(transport, ctx, http)
         self.subprotocol = subprotocol
+        if session is not None:
+            self._v1 = True
+            self._recovery = session
 
     # ------------------------------------------------------------------ state
 
@@ -48,6 +51,12 @@ cdef class WebSocket(Adapter):
         """The app serving this socket (as ``ctx.app``)."""
         return self.ctx.app if self.ctx is not None else None
 
+
+    @property
+    def v1(self):
+        """Whether the client speaks ``fastws.v1`` (docs/protocol.md): its room
+        messages carry their room and position, and it recovers at ``join``."""
+        return bool(self._v1)
 
     @property
     def data(self):
@@ -175,7 +184,12 @@ cdef class WebSocket(Adapter):
                 raise RoomLimitError(f"already in {len(self._rooms)} rooms; at most "
                                      f"{shared.max_rooms_per_socket} (max_rooms_per_socket)")
         # The registry first: it may refuse the room (a backplane wants str names).
-        shared.registry.join(room, self)
+        if self._recovery is None:
+            shared.registry.join(room, self)
+        else:
+            # fastws.v1: the replay of what the client missed, if it asked, and
+            # the outcome; the registry join comes when the replay is over.
+            self._recovery.join(self, room, shared.registry)
         self._rooms.append(room)
 
     def leave(self, room):
@@ -183,6 +197,8 @@ cdef class WebSocket(Adapter):
         if self._rooms is not None and room in self._rooms:
             self._rooms.remove(room)
             (<RuntimeShared>self._shared).registry.leave(room, self)
+            if self._recovery is not None:
+                self._recovery.left(self, room)
 
     def broadcast(self, room, data):
         """Send ``data`` to every member of ``room`` but this socket, framed
@@ -201,6 +217,35 @@ cdef class WebSocket(Adapter):
         """Alias of ``broadcast_all``."""
         return self.broadcast_all(room, data)
 
+
+    # ------------------------------------------------------------------ fastws.v1 (runtime.recovery)
+
+    def _send_control(self, bytes message):
+        """Queue one of the protocol's own messages, whatever the backpressure
+        (it is small, and a replay's pacing keeps the room for it)."""
+        if self._state == OPEN:
+            self._queue(encode_frame(OP_TEXT, message))
+            self._tx_msgs += 1
+
+    def _send_wire(self, bytes message):
+        """Queue one replayed room message through this socket's own deflate."""
+        if self._state != OPEN:
+            return
+        if self._deflater is not None:
+            self._queue(deflated_frame(self._deflater, OP_TEXT, message))
+        else:
+            self._queue(encode_frame(OP_TEXT, message))
+        self._tx_msgs += 1
+
+    def _fire(self, str event, tuple args):
+        """Raise one of the server's own events (``recovered``) in order."""
+        if event in self._by_name:
+            self._deliver(event, args)
+
+    def _pacing(self):
+        """(the loop, the high-water mark) a paced replay works with."""
+        cdef RuntimeShared shared = <RuntimeShared>self._shared
+        return shared.loop, shared.high_water
 
     # ------------------------------------------------------------------ what the rules ask of us
 

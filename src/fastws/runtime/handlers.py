@@ -14,7 +14,7 @@ from typing import Any, Callable
 __all__ = ["RESERVED_EVENTS", "add_handler", "remove_handler", "arity", "call"]
 
 # Events the server raises itself; a client's JSON "type" can never name them.
-RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain"})
+RESERVED_EVENTS = frozenset({"open", "close", "error", "ping", "pong", "drain", "recovered"})
 
 _MANY = 1 << 30
 

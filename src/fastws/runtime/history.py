@@ -87,6 +87,17 @@ def room_selector(rooms: Any) -> Callable[[Hashable], bool]:
         and matcher.match(room) is not None
 
 
+#: What an empty bytes object holds besides its data (sys.getsizeof(b"")).
+_BYTES_HEAD = sys.getsizeof(b"")
+
+
+def _footprint(payload):
+    """The memory a stored payload holds (sys.getsizeof, without the call for bytes)."""
+    if type(payload) is bytes:
+        return len(payload) + _BYTES_HEAD
+    return sys.getsizeof(payload)
+
+
 def new_epoch() -> str:
     """A fresh epoch: this process's random prefix and a counter (hex)."""
     return f"{_EPOCH_PREFIX}{next(_epochs):x}"
@@ -97,14 +108,15 @@ class _Room:
     entries (offset, time, opcode, payload), and how many of its places in the
     process's eviction queue are empty (their messages dropped already)."""
 
-    __slots__ = ("room", "epoch", "offset", "entries", "stale")
-
-    def __init__(self, room: Hashable) -> None:
+    def __init__(self, room: Hashable, now: Any) -> None:
         self.room = room
         self.epoch = new_epoch()
         self.offset = 0
-        self.entries: deque[tuple[int, float, int, Any]] = deque()
+        self.entries = deque()
         self.stale = 0
+        # When a member last learnt the position of this record while it held
+        # no message: kept that long (history_ttl) so a quiet room stays recoverable.
+        self.touched = now
 
 
 class MemoryHistory:
@@ -117,15 +129,15 @@ class MemoryHistory:
         self.max_bytes = max_bytes
         self._wanted = room_selector(rooms)
         self._clock = clock
-        self._rooms: dict[Hashable, _Room] = {}
-        self._without: set[Hashable] = set()
+        self._rooms = {}
+        self._without = set()
         # One place per stored message, naming its room, in the order stored:
         # the oldest message is the leftmost place whose room has not dropped it
         # already (``_Room.stale`` counts those, always the room's leftmost).
-        self._order: deque[_Room] = deque()
+        self._order = deque()
         self._kept = 0
         # Records left without a message by reads' expiry: dropped by sweep.
-        self._emptied: set[_Room] = set()
+        self._emptied = set()
         self._swept = 0.0
         #: Bytes held (messages, their keeping, the rooms' records).
         self.nbytes = 0
@@ -142,7 +154,7 @@ class MemoryHistory:
 
     # ------------------------------------------------------------------ writing
 
-    def keeps(self, room: Hashable) -> bool:
+    def keeps(self, room):  # (room: Hashable) -> bool; typed in history.pxd
         """Whether ``room`` keeps history (``history_rooms``)."""
         if room in self._rooms:
             return True
@@ -160,22 +172,19 @@ class MemoryHistory:
         self._without.add(room)
         return False
 
-    def append(self, room: Hashable, opcode: int, payload: Any) -> tuple[str, int] | None:
+    def append(self, room, opcode, payload):  # -> (epoch, offset) | None; typed in history.pxd
         """Store one message published to ``room`` (text as str, binary as bytes);
         its (epoch, offset), or None when the room keeps no history."""
-        rec = self._rooms.get(room)
+        now = self._clock()
+        rec = self._record(room, now)
         if rec is None:
-            if not self.keeps(room):
-                return None
-            rec = self._rooms[room] = _Room(room)
-            self.nbytes += ROOM_OVERHEAD
+            return None
         if type(payload) is not str and type(payload) is not bytes:
             payload = bytes(payload)
-        now = self._clock()
         offset = rec.offset = rec.offset + 1
         entries = rec.entries
         entries.append((offset, now, opcode, payload))
-        self.nbytes += sys.getsizeof(payload) + ENTRY_OVERHEAD
+        self.nbytes += _footprint(payload) + ENTRY_OVERHEAD
         self._kept += 1
         self._order.append(rec)
         self._stored += 1
@@ -190,21 +199,29 @@ class MemoryHistory:
             self._compact()
         return rec.epoch, offset
 
-    def _drop_oldest(self, rec: _Room, reason: int) -> None:
+    def _record(self, room, now):
+        """The room's record, made now if the room keeps history; else None."""
+        rec = self._rooms.get(room)
+        if rec is None and self.keeps(room):
+            rec = self._rooms[room] = _Room(room, now)
+            self.nbytes += ROOM_OVERHEAD
+        return rec
+
+    def _drop_oldest(self, rec, reason):
         payload = rec.entries.popleft()[3]
-        self.nbytes -= sys.getsizeof(payload) + ENTRY_OVERHEAD
+        self.nbytes -= _footprint(payload) + ENTRY_OVERHEAD
         self._kept -= 1
         rec.stale += 1              # its place in _order is now empty
         self._evicted[reason] += 1
 
-    def _expire(self, rec: _Room, now: float) -> None:
+    def _expire(self, rec, now):
         entries = rec.entries
         while entries and now - entries[0][1] >= self.ttl:
             self._drop_oldest(rec, _AGE)
         if not entries:
             self._emptied.add(rec)
 
-    def _evict_oldest(self) -> None:
+    def _evict_oldest(self):
         rec = self._order.popleft()
         if rec.stale:
             rec.stale -= 1          # that message was gone already
@@ -214,7 +231,7 @@ class MemoryHistory:
             if not rec.entries:
                 self._forget(rec)   # its whole history went: a new epoch next time
 
-    def _forget(self, rec: _Room) -> None:
+    def _forget(self, rec):
         """Drop an empty room's record (its places left in _order are all stale)."""
         if self._rooms.get(rec.room) is rec:
             del self._rooms[rec.room]
@@ -222,7 +239,7 @@ class MemoryHistory:
             self._rooms_dropped += 1
         self._emptied.discard(rec)
 
-    def _compact(self) -> None:
+    def _compact(self):
         """Drop the empty places from ``_order`` (a room that drops its own old
         messages, by size or age, leaves them behind), in one pass that keeps
         the order. Amortized: it runs when at least half are empty."""
@@ -240,6 +257,57 @@ class MemoryHistory:
         """The room's (epoch, last offset), or None when it has no history record."""
         rec = self._rooms.get(room)
         return None if rec is None else (rec.epoch, rec.offset)
+
+    def touch(self, room: Hashable) -> tuple[str, int] | None:
+        """The room's current position for a member that joins it, its record
+        made if need be (a quiet room's position must outlive the join, for
+        ``history_ttl``); None when the room keeps no history."""
+        now = self._clock()
+        rec = self._record(room, now)
+        if rec is None:
+            return None
+        if not rec.entries:
+            rec.touched = now
+            self._emptied.add(rec)
+        return rec.epoch, rec.offset
+
+    def check(self, room: Hashable, epoch: Any, offset: Any) -> str | None:
+        """Why the messages after (``epoch``, ``offset``) cannot all be served
+        (docs/protocol.md's reasons), or None when they can: the history holds
+        every one of them."""
+        if type(offset) is not int or offset < 0 or type(epoch) is not str:
+            return "bad position"
+        rec = self._rooms.get(room)
+        if rec is None or epoch != rec.epoch:
+            # No record (a restarted process, a record dropped) is a new epoch too.
+            return "epoch changed"
+        if offset > rec.offset:
+            return "bad position"
+        self._expire(rec, self._clock())
+        entries = rec.entries
+        first = entries[0][0] if entries else rec.offset + 1
+        if offset + 1 < first:
+            return "too old"
+        return None
+
+    def after(self, room: Hashable, offset: int, max_bytes: int) -> list[tuple[int, int, Any]]:
+        """(offset, kind, payload) of the room's messages after ``offset``, oldest
+        first, as many as fit in ``max_bytes`` of payload (at least one when
+        there is one). For a replay: ``check`` first."""
+        rec = self._rooms.get(room)
+        if rec is None:
+            return []
+        entries = rec.entries
+        first = entries[0][0] if entries else rec.offset + 1
+        out: list[tuple[int, int, Any]] = []
+        size = 0
+        for entry in islice(entries, max(0, offset + 1 - first), None):
+            payload = entry[3]
+            if out and size + len(payload) > max_bytes:
+                break
+            size += len(payload)
+            out.append((entry[0], entry[2], payload))
+        return out
 
     def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
         """The room's kept messages, oldest first: with ``since``, those after
@@ -259,7 +327,7 @@ class MemoryHistory:
         # Text is kept as it was published: a str, or the bytes a dumps such as
         # orjson returned (read back as str, as a client receives it).
         return [HistoryMessage(room, rec.epoch, offset,
-                               payload.decode() if opcode == 1 and type(payload) is bytes else payload)
+                               payload.decode() if opcode != 2 and type(payload) is bytes else payload)
                 for offset, _t, opcode, payload in picked]
 
     # ------------------------------------------------------------------ upkeep
@@ -289,6 +357,7 @@ class MemoryHistory:
             else:
                 break
         for rec in list(self._emptied):
-            if not rec.entries:
+            if rec.entries:
+                self._emptied.discard(rec)
+            elif now - rec.touched >= ttl:
                 self._forget(rec)
-        self._emptied.clear()

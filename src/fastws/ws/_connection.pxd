@@ -82,6 +82,9 @@ cdef class Connection:
     cdef double _ping_at
     cdef Py_ssize_t _ping_written     # what we had written when we pinged
     cdef double _close_deadline
+    # fastws.v1 heartbeat: the messages we had sent, and when that last changed
+    cdef Py_ssize_t _hb_msgs
+    cdef double _hb_at
     # rate limit: the token bucket
     cdef double _tokens
     cdef double _rate_t
@@ -99,6 +102,7 @@ cdef class Connection:
     cdef unsigned char _slow                   # dropped from the wait as a slow consumer, until drained
     cdef unsigned char _reading_off            # the adapter paused reading (flow control, backlog)
     cdef unsigned char _closed_by              # who sent the first close frame: 0 none, 1 us, 2 the client
+    cdef unsigned char _v1                     # the client speaks fastws.v1 (docs/protocol.md)
 
     cpdef tuple counts(self)
     @cython.final
@@ -120,6 +124,10 @@ cdef class Connection:
     cdef int _start_close(self, int code, str reason, bytes frame) except -1
     @cython.final
     cdef int _fail(self, int code, str reason) except -1
+    @cython.final
+    cdef int _fail_behind(self, str reason) except -1
+    @cython.final
+    cdef int _heartbeat(self, double now) except -1
     @cython.final
     cdef int _discard(self, object data) except -1
     @cython.final

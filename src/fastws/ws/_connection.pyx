@@ -36,7 +36,8 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastws._constants cimport (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG,
                                 OPEN, CLOSING, CLOSED, CLOSE_NO_STATUS, CLOSE_ABNORMAL,
-                                CLOSE_POLICY_VIOLATION, CLOSE_INTERNAL_ERROR)
+                                CLOSE_POLICY_VIOLATION, CLOSE_INTERNAL_ERROR,
+                                CLOSE_TRY_AGAIN_LATER)
 from fastws.ws._counters cimport Counters
 from fastws.ws._frame cimport FrameParser, encode_frame
 from fastws.ws._frame import ERROR, encode_close
@@ -51,6 +52,9 @@ log = logging.getLogger("fastws")
 publisher_var = contextvars.ContextVar("fastws_publisher", default=None)
 
 cdef bytes _EMPTY_CLOSE = encode_frame(OP_CLOSE, b"")
+#: What a fastws.v1 client hears when we have sent it nothing for a heartbeat
+#: interval (a browser cannot see pings, so it watches for frames).
+cdef bytes _HEARTBEAT = encode_frame(OP_TEXT, b'{"type":"fastws.heartbeat"}')
 #: Seconds of silence after which a lingering connection is closed: nothing is
 #: arriving that a close could reset.
 LINGER_QUIET = 1.0
@@ -290,6 +294,9 @@ cdef class Connection:
         if self._shared.rate_drop:
             self._dropped += 1
             self._shared.counters.dropped += 1
+        elif self._v1:
+            log.info("closing %s: over its rate limit", self._peer())
+            self._fail_behind("rate limit exceeded")
         else:
             log.info("closing %s: over its rate limit", self._peer())
             self._fail(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
@@ -355,10 +362,13 @@ cdef class Connection:
             return False
         if self._over_limit():
             self._was_over = True
-            if self._shared.close_slow:
+            if self._shared.close_slow or self._v1:
                 log.info("closing %s: over max_backpressure (%d bytes buffered)",
                          self._peer(), self._pending_bytes + self._tx_buffered)
-                self._fail(CLOSE_POLICY_VIOLATION, "slow consumer")
+                if self._v1:
+                    self._fail_behind("slow consumer")
+                else:
+                    self._fail(CLOSE_POLICY_VIOLATION, "slow consumer")
             else:
                 self._skipped += 1
                 self._shared.counters.skipped += 1
@@ -455,7 +465,9 @@ cdef class Connection:
         self._slow = True
         self._shared.counters.slow_consumers += 1
         self._release_waiters()
-        if self._shared.close_slow:
+        if self._v1:
+            self._fail_behind("slow consumer")
+        elif self._shared.close_slow:
             self._fail(CLOSE_POLICY_VIOLATION, "slow consumer")
         return 0
 
@@ -508,6 +520,24 @@ cdef class Connection:
         self._close_reason = reason
         self._close_deadline = self._now() + self._shared.close_timeout
         self._queue(frame)
+        return 0
+
+    cdef int _fail_behind(self, str reason) except -1:
+        """A fastws.v1 client is never skipped a message nor told 1008 for
+        falling behind: 1013 tells it to come back and recover what it missed."""
+        return self._fail(CLOSE_TRY_AGAIN_LATER, reason)
+
+    cdef int _heartbeat(self, double now) except -1:
+        """Send a fastws.v1 heartbeat when we have sent no message for an
+        interval. Messages, not bytes: a browser never sees pings and pongs."""
+        if self._tx_msgs != self._hb_msgs:
+            self._hb_msgs = self._tx_msgs
+            self._hb_at = now
+        elif now - self._hb_at >= self._shared.ping_interval:
+            self._queue(_HEARTBEAT)
+            self._tx_msgs += 1
+            self._hb_msgs = self._tx_msgs
+            self._hb_at = now
         return 0
 
     cdef int _fail(self, int code, str reason) except -1:
@@ -595,6 +625,8 @@ cdef class Connection:
             return 0
         if self._state != OPEN:
             return 0
+        if self._v1 and self._shared.ping_interval != 0.0:
+            self._heartbeat(now)
         if self._wait is not None:
             self._check_drain_rate(now)
         if self._reading_off:

@@ -68,9 +68,9 @@ def test_unicode_room_names_do_not_enter_the_envelope():
     (b"\x01" + NODE, "9 bytes is shorter than its 10-byte header"),
     (b"\x02" + NODE + b"\x01payload", "version 2 is not 1"),
     (b"\x00" + NODE + b"\x01", "version 0 is not 1"),
-    (b"\x01" + NODE + b"\x00payload", "opcode 0 is neither 1 (text) nor 2 (binary)"),
-    (b"\x01" + NODE + b"\x08", "opcode 8 is neither"),       # a close frame's opcode
-    (b"\x01" + NODE + b"\x09", "opcode 9 is neither"),
+    (b"\x01" + NODE + b"\x00payload", "opcode 0 is not 1 (text), 2 (binary) or 3 (JSON text)"),
+    (b"\x01" + NODE + b"\x08", "opcode 8 is not"),       # a close frame's opcode
+    (b"\x01" + NODE + b"\x09", "opcode 9 is not"),
     ("\x01" + "n" * 8 + "\x01", "an envelope is bytes, not str"),
     (bytearray(b"\x01" + NODE + b"\x01"), "an envelope is bytes, not bytearray"),
     (None, "an envelope is bytes, not NoneType"),
@@ -93,10 +93,15 @@ def test_a_node_id_is_eight_bytes(node):
         origin(node)
 
 
-@pytest.mark.parametrize("opcode", [0, 3, 8, 9, 10, -1, 256])
-def test_only_text_and_binary_are_packed(opcode):
-    with pytest.raises(ValueError, match=r"1 \(text\) or 2 \(binary\)"):
+@pytest.mark.parametrize("opcode", [0, 4, 8, 9, 10, -1, 256])
+def test_only_text_binary_and_json_text_are_packed(opcode):
+    with pytest.raises(ValueError, match=r"1 \(text\), 2 \(binary\) or 3 \(JSON text\)"):
         pack(NODE, opcode, b"x")
+
+
+def test_json_text_crosses_as_opcode_3():
+    # fastws.v1 clients on the other nodes are told the payload is a JSON value.
+    assert unpack(pack(NODE, 3, b'{"a":1}')) == (NODE, 3, b'{"a":1}')
 
 
 @pytest.mark.parametrize("payload", [None, 12, 1.5, ["a"], {"k": "v"}])

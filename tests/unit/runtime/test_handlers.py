@@ -37,7 +37,7 @@ def test_anything_else_is_a_plain_message(text):
 
 
 def test_reserved_names_are_the_servers_own():
-    assert RESERVED_EVENTS == {"open", "close", "error", "ping", "pong", "drain"}
+    assert RESERVED_EVENTS == {"open", "close", "error", "ping", "pong", "drain", "recovered"}
     for name in RESERVED_EVENTS:
         assert json_event(json.dumps({"type": name}), {name: []}, json.loads) is None
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from fastws.runtime._rooms import RoomRegistry
+from fastws.runtime._wire import KIND_JSON
 from fastws.ws._connection import Connection
 from fastws.ws._frame import OP_BINARY, OP_TEXT, encode_frame
 from fastws.options import WebSocketOptions, default_dumps
@@ -152,9 +153,10 @@ def test_publish_is_deliver_plus_the_relay_and_deliver_is_local():
     assert relay.calls == []
     assert rooms.publish("r", OP_TEXT, "everywhere", a) == 0          # a is the sender
     assert relay.calls == [("publish", "r", OP_TEXT, "everywhere")]
-    # With a relay, a room with no member here is still published (others may have members).
+    # With a relay, a room with no member here is still published (others may have
+    # members), as JSON text (KIND_JSON: fastws.v1 members elsewhere get the type back).
     assert rooms.broadcast("elsewhere", {"k": "v"}) == 0
-    assert relay.calls[-1] == ("publish", "elsewhere", OP_TEXT, '{"k":"v"}')
+    assert relay.calls[-1] == ("publish", "elsewhere", KIND_JSON, '{"k":"v"}')
 
 
 def test_a_member_leaving_during_delivery_is_harmless():

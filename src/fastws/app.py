@@ -220,6 +220,24 @@ class App:
         hub = find_hub(self)
         return 0 if hub is None else hub.rooms.broadcast(room, data, None)
 
+    async def publish(self, room: Hashable, data: Any) -> tuple[str, int] | None:
+        """``broadcast``, then wait until the room's history holds the message:
+        its position (epoch, offset), or None for a room that keeps no history
+        (or an app not served here). With the history in Redis (a backplane),
+        the message is numbered when this returns, so messages published one
+        after another, from any nodes, reach every client in that order (an
+        HTTP route that answers after ``await app.publish`` promises that).
+        Raises BackplaneError while Redis is unreachable."""
+        hub = find_hub(self)
+        if hub is None:
+            return None
+        history = hub.history
+        hub.rooms.broadcast(room, data, None)
+        if history is None or not history.keeps(room):
+            return None
+        stored = history.stored_last()
+        return await stored if inspect.isawaitable(stored) else stored
+
     async def drain(self, room: Hashable) -> None:
         """Wait until every local member of ``room`` can take more: for a feed
         that broadcasts from server code (no client's reading to pause), so it
@@ -261,7 +279,8 @@ class App:
         hub = find_hub(self)
         if hub is None or hub.history is None:
             return []
-        return hub.history.read(room, since, limit)
+        got = hub.history.read(room, since, limit)
+        return await got if inspect.isawaitable(got) else got
 
     def room_size(self, room: Hashable) -> int:
         """How many sockets are in ``room``."""

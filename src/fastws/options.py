@@ -135,9 +135,9 @@ class WebSocketOptions:
         ``ws.broadcast_all``, ``app.broadcast``; not ``ws.send``) is stored
         with its position, an epoch and an offset, whether or not the room has
         members here, and ``await app.history(room)`` reads it. History lives
-        in this process's memory (``fastws.runtime.history``); with a backplane
-        it is refused at startup until it can live in Redis, where every node
-        sees the same offsets.
+        in this process's memory (``fastws.runtime.history``), or, with a
+        backplane, in Redis Streams on the backplane's Redis
+        (``fastws.cluster.history``), where every node sees the same offsets.
 
     history_ttl: seconds a stored message is kept (default 300); a room whose
         messages have all expired is forgotten, and its next message starts a

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fastws import HistoryMessage, backplane, create_app, websocket
-from fastws.errors import StartupError
+from fastws import HistoryMessage, create_app, websocket
 from tests.conftest import serving
 from tests.integration.clients import free_port, recv, wait_for, ws_connect
 
@@ -138,17 +137,6 @@ async def _async_selector(room):
 def test_bad_history_options_are_refused_by_name(options, word):
     with pytest.raises(ValueError, match=word):
         websocket(**options)
-
-
-def test_history_with_a_backplane_is_refused_at_startup_not_silently_per_node():
-    app = history_app(history_size=5)
-    app.use(backplane("redis://127.0.0.1:6379/0"))
-    started = []
-    app.on_startup(lambda: started.append(True))
-    with pytest.raises(StartupError, match="backplane"):
-        with serving(app):
-            pass
-    assert started == []        # refused before the startup hooks, which have no shutdown
 
 
 def test_a_broadcast_to_a_room_without_members_or_history_is_not_even_serialized():

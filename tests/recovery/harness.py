@@ -103,14 +103,17 @@ def cut_and_recover(observed: Observed, proxy: Any, publisher: Publisher, cut: s
     time.sleep(0.2)         # a duplicate would arrive now
 
 
-def run_scenario(start_client: Callable[[str, Observed], Any], cut: str) -> None:
-    """The whole scenario: a server, the proxy, the client (``start_client(url,
-    observed)`` returns it; it must have a ``close()``), the publisher, the cut
-    (``reset`` or ``stall``); then every message exactly once, in order."""
-    with serving(feed_app()) as srv:
+def run_scenario(start_client: Callable[[FaultProxy, Observed], Any], cut: str,
+                 app: Any = None, check: Callable[[Observed, Any], None] | None = None) -> None:
+    """The whole scenario: a server (``app``, default ``feed_app()``), the proxy,
+    the client (``start_client(proxy, observed)`` returns it, connected through
+    the proxy; it must have a ``close()``), the publisher, the cut (``reset`` or
+    ``stall``); then every message exactly once, in order, and ``check(observed,
+    client)`` if given."""
+    with serving(app if app is not None else feed_app()) as srv:
         proxy = FaultProxy(srv.port)
         observed = Observed()
-        client = start_client(proxy.url("/feed/lobby"), observed)
+        client = start_client(proxy, observed)
         publisher = None
         try:
             # Only then: the handler has joined the room before the welcome goes out.
@@ -118,6 +121,8 @@ def run_scenario(start_client: Callable[[str, Observed], Any], cut: str) -> None
             publisher = Publisher(srv.port, "lobby")
             cut_and_recover(observed, proxy, publisher, cut)
             check_exactly_once(observed)
+            if check is not None:
+                check(observed, client)
         finally:
             if publisher is not None:
                 publisher.close()

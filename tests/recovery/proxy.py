@@ -15,8 +15,19 @@ _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 def _reset(sock: socket.socket) -> None:
+    """Close with RST at once. A proxy thread may be blocked reading the
+    socket: on Linux a close does not wake that read, and the socket (and its
+    RST) would wait for the next bytes; shutting it for reading first wakes the
+    reader (nothing goes on the wire), so the close is the last reference."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
         sock.close()
     except OSError:
         pass

@@ -6,6 +6,7 @@ subprotocols, and plain clients served as before."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -51,6 +52,33 @@ def chat_app(**options: Any) -> Any:
             if room:
                 ws.join(room)
         ws.on("leave", lambda room: ws.leave(room))
+
+    @app.ws("/late/:room")
+    def late(ws, ctx):
+        # The guide's order: join first, then the handler for its outcome.
+        ws.join(ctx.params["room"])
+        ws.on("recovered", lambda r, ok, missed: heard.append(("late", r, ok, missed)))
+
+    @app.ws("/flap/:room")
+    def flap(ws, ctx):
+        # Leave and join again while the first join's replay is under way.
+        room = ctx.params["room"]
+        ws.join(room)
+        ws.leave(room)
+        ws.join(room)
+
+    @app.ws("/odd")
+    def odd(ws, ctx):
+        try:
+            ws.join(("a", "tuple"))
+        except TypeError as exc:
+            ws.send(f"refused: {exc}")
+        ws.join(7)
+
+    @app.ws("/greet/:room")
+    def greet(ws, ctx):
+        ws.join(ctx.params["room"])
+        ws.send("x" * 8192)         # a direct message right after a long replay is queued
 
     return app
 
@@ -219,6 +247,7 @@ def test_a_restarted_server_has_a_new_epoch():
     (positions(b"not json"), "malformed"),
     (positions({"lobby": 1}), "malformed"),
     (positions([["lobby", "e", 1]] * 400), "too large"),
+    (positions(b"[" * 2000 + b"]" * 2000), "malformed"),      # deeper than the JSON parser goes
 ])
 def test_an_unreadable_position_list_is_said_and_every_join_is_not_recovered(token, said):
     app = chat_app()
@@ -367,4 +396,100 @@ def test_a_long_replay_is_paced_by_drain_and_never_closes():
         assert got == list(range(1, 1101))
         assert joined["recovered"] is True and joined["missed"] >= 1000
         assert got.index(1000) < joined["missed"]
+        back.close()
+
+
+def test_a_handler_that_registers_recovered_after_join_still_hears_it():
+    app = chat_app()
+    with serving(app) as srv:
+        epoch = epoch_of(srv, "/chat/lobby")
+        publish(srv, "lobby", {"n": 1})
+        back, _ = connect_v1(srv, "/late/lobby", positions([["lobby", epoch, 0]]))
+        recv_json(back)
+        assert recv_json(back)["recovered"] is True
+        wait_for(lambda: ("late", "lobby", True, 1) in app.heard, what="the late handler")
+        back.close()
+
+
+def test_leaving_and_joining_again_during_a_replay_sends_nothing_twice():
+    app = chat_app(history_size=500, max_backpressure=8192, compression=None)
+    with serving(app) as srv:
+        epoch = epoch_of(srv, "/chat/lobby")
+        publish(srv, "lobby", *({"n": i, "pad": "p" * 100} for i in range(1, 201)))
+        back, _ = connect_v1(srv, "/flap/lobby", positions([["lobby", epoch, 0]]))
+        publish(srv, "lobby", {"n": 201})
+        offsets, joined = [], []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and 201 not in offsets:
+            msg = recv_json(back)
+            if msg["type"] == "fastws.message":
+                offsets.append(msg["offset"])
+            elif msg["type"] == "fastws.joined":
+                joined.append(msg)
+        with pytest.raises(TimeoutError):
+            while True:                 # nothing more: no second replay, no second 201
+                msg = recv_json(back, timeout=0.5)
+                assert msg["type"] != "fastws.message", msg
+                joined.append(msg)
+        assert len(offsets) == len(set(offsets)) and offsets[-1] == 201
+        assert offsets == sorted(offsets)
+        assert [j.get("recovered") for j in joined if j["type"] == "fastws.joined"] == [None]
+        back.close()
+
+
+def test_a_v1_client_cannot_be_joined_to_a_room_the_protocol_cannot_name():
+    app = chat_app()
+    with serving(app) as srv:
+        ws, _ = connect_v1(srv, "/odd")
+        assert recv(ws).startswith("refused: a fastws.v1 client's rooms are str, or int")
+        joined = recv_json(ws)
+        assert joined["type"] == "fastws.joined" and joined["room"] == 7
+        publish(srv, 7, "to seven")
+        assert recv_json(ws)["text"] == "to seven"
+        ws.close()
+
+
+def test_a_replay_of_many_small_messages_is_paced_by_their_size_on_the_wire():
+    # 1,000 one-character messages weigh some 100 KB as fastws.v1 frames against
+    # a 64 KiB max_backpressure: counted by payload alone they went as one
+    # batch, and the direct message after the join tripped the slow-consumer close.
+    app = chat_app(history_size=2000, max_backpressure=64 * 1024, compression=None)
+    with serving(app) as srv:
+        epoch = epoch_of(srv, "/chat/lobby")
+        publish(srv, "lobby", *("m" for _ in range(1000)))
+        back, _ = connect_v1(srv, "/greet/lobby", positions([["lobby", epoch, 0]]))
+        got, joined, direct = 0, None, None
+        while joined is None or direct is None:
+            msg = recv(back)
+            if msg.startswith("x"):
+                direct = msg
+                continue
+            msg = json.loads(msg)
+            if msg["type"] == "fastws.message":
+                got += 1
+            elif msg["type"] == "fastws.joined":
+                joined = msg
+        assert got == 1000 and joined["recovered"] is True and joined["missed"] == 1000
+        back.close()
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="eager tasks are new in 3.12")
+def test_a_paced_replay_under_an_eager_task_factory_still_ends_in_the_room():
+    # An eager factory runs the replay's first steps inside ws.join: the room
+    # must be the socket's already, or the replay thinks it was left.
+    app = chat_app(history_size=1000, max_backpressure=16 * 1024, compression=None)
+    app.on_startup(lambda: asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory))
+    with serving(app) as srv:
+        epoch = epoch_of(srv, "/chat/lobby")
+        publish(srv, "lobby", *({"n": i, "pad": "p" * 200} for i in range(1, 501)))
+        back, _ = connect_v1(srv, "/chat/lobby", positions([["lobby", epoch, 0]]))
+        got = []
+        while True:
+            msg = recv_json(back)
+            if msg["type"] == "fastws.joined":
+                break
+            got.append(msg["data"]["n"])
+        assert got == list(range(1, 501)) and msg["recovered"] is True
+        publish(srv, "lobby", {"n": 501})
+        assert recv_json(back)["data"]["n"] == 501
         back.close()

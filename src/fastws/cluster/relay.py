@@ -42,7 +42,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from fastws.cluster.envelope import HEADER_SIZE, header, origin, unpack
+from fastws.cluster.envelope import HEADER_SIZE, KEPT, header, origin, unpack, unpack_kept
+from fastws.cluster.history import PUBLISH_SCRIPT, READ_SCRIPT, RedisHistory
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.redis_link import Link, RedisError, RedisURL, parse_url
 from fastws.errors import BackplaneError, BroadcastTooLargeError
@@ -84,6 +85,16 @@ class RedisRelay:
         self._probe_channel = f"{p}:probe:{self.node_id}".encode()
         self._echo = origin(self._nid)
         self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
+        self._kept_hdr = {op: header(self._nid, op + KEPT) for op in (1, 2, 3)}
+        #: Room history in Redis (``websocket(history_size=N)``), or None.
+        self.history: RedisHistory | None = None
+        if hub.options.history_size:
+            self.history = RedisHistory(self, hub.options.history_size, hub.options.history_ttl,
+                                        hub.options.history_rooms)
+        #: What the history needs of each connection: the Redis run (a restart
+        #: is a new epoch) and the two scripts' SHA1s.
+        self.run_id: str | None = None
+        self.publish_sha = self.read_sha = ""
         self.pub: Link | None = None
         self.cmd: Link | None = None
         self.sub: Link | None = None
@@ -103,6 +114,8 @@ class RedisRelay:
         self._sizes: dict[str, int] = {}           # presence changes not written yet
         self._scheduled = False
         self._probe_token = 0
+        # caught_up() callers, answered in order by the subscriber link's pongs
+        self._pongs: list[asyncio.Future] = []
         self._probe_back: asyncio.Event | None = None
         self._outage_started = 0.0
         self._outage_dropped = 0
@@ -181,6 +194,11 @@ class RedisRelay:
                 link.on_lost = None
                 link.abort()
             raise
+        if self.history is not None:
+            info, self.publish_sha, self.read_sha = await asyncio.wait_for(asyncio.gather(
+                cmd.command("INFO", "server"), cmd.command("SCRIPT", "LOAD", PUBLISH_SCRIPT),
+                cmd.command("SCRIPT", "LOAD", READ_SCRIPT)), timeout)
+            self.run_id = _run_id(info)
         pub.push_only("CLIENT", "REPLY", "OFF")
         self.pub, self.cmd, self.sub = pub, cmd, sub
         self._confirmed.clear()
@@ -243,6 +261,12 @@ class RedisRelay:
             return
         self.connected = False
         self._close_links()
+        if self.history is not None:
+            self.history.lost()
+        pongs, self._pongs = self._pongs, []
+        for fut in pongs:
+            if not fut.done():
+                fut.set_exception(BackplaneError("the connection to Redis was lost"))
         self._outage_started = time.monotonic()
         self._outage_dropped = 0
         self._confirmed.clear()
@@ -289,10 +313,17 @@ class RedisRelay:
     def _channel(self, room: str) -> bytes:
         return self._room_prefix + room.encode()
 
-    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
-        """Publish one broadcast to the room's channel (called before local
-        delivery); returns the payload as bytes, for local delivery to reuse.
-        ``room`` is a str: the registry checks that before calling."""
+    def channel_of(self, room: str) -> bytes:
+        """The room's pub/sub channel."""
+        return self._room_prefix + room.encode()
+
+    def kept_header(self, kind: int) -> bytes:
+        """The envelope header of this node's numbered messages of ``kind``."""
+        return self._kept_hdr[kind]
+
+    def as_payload(self, room: Any, payload: Any) -> bytes:
+        """A broadcast's payload as the bytes that cross Redis; raises
+        BroadcastTooLargeError past ``max_message_size`` (counted)."""
         if type(payload) is str:
             payload = payload.encode()
         elif type(payload) is not bytes:
@@ -302,6 +333,13 @@ class RedisRelay:
             raise BroadcastTooLargeError(
                 f"broadcast of {len(payload)} bytes to {room!r} is over max_message_size "
                 f"({self.max_payload}); not delivered")
+        return payload
+
+    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
+        """Publish one broadcast to the room's channel (called before local
+        delivery); returns the payload as bytes, for local delivery to reuse.
+        ``room`` is a str: the registry checks that before calling."""
+        payload = self.as_payload(room, payload)
         pub = self.pub
         if not self.connected or pub is None:
             self.stats["dropped_outage"] += 1
@@ -407,11 +445,20 @@ class RedisRelay:
                 if self._probe_back is not None and data == str(self._probe_token).encode():
                     self._probe_back.set()
                 return
-            if data.startswith(self._echo):
+            if data.startswith(self._echo) and len(data) >= HEADER_SIZE and \
+                    not data[HEADER_SIZE - 1] & KEPT:
                 self.stats["echoes"] += 1       # our own publish, delivered here already
                 return
+            position = skip = None
             try:
-                _, opcode, payload = unpack(data)
+                node, opcode, payload = unpack(data)
+                if opcode & KEPT:
+                    # Numbered by Redis: every node delivers it from here, ours too.
+                    seq, epoch, offset, payload = unpack_kept(payload)
+                    opcode -= KEPT
+                    position = (epoch, offset)
+                    if node == self._nid and self.history is not None:
+                        skip = self.history.sender(seq)
             except ValueError as exc:
                 self.stats["bad_envelopes"] += 1
                 log.debug("backplane: dropped a message on %r: %s", channel, exc)
@@ -424,7 +471,7 @@ class RedisRelay:
                 return          # unsubscribed meanwhile
             self.stats["received"] += 1
             try:
-                self.registry.deliver(room, opcode, payload)
+                self.registry.deliver(room, opcode, payload, skip, position)
             except Exception:
                 # A member's failure must never stop the reader.
                 log.exception("backplane: delivering to room %r failed", room)
@@ -438,6 +485,10 @@ class RedisRelay:
                         fut.set_result(None)
         elif kind == b"unsubscribe":
             self._confirmed.discard(reply[1])
+        elif kind == b"pong" and self._pongs:
+            fut = self._pongs.pop(0)
+            if not fut.done():
+                fut.set_result(None)
 
     # ------------------------------------------------------------------ cluster answers
 
@@ -452,12 +503,30 @@ class RedisRelay:
         self._joined.setdefault(ch, []).append(fut)
         await fut
 
+    async def caught_up(self) -> None:
+        """Wait until the subscriber link has delivered every message Redis
+        published before now: a PING on it is answered after them. (A reply on
+        the command link can overtake them, each link being its own TCP
+        stream; a recovery that read the history must not release its hold
+        before the messages that history already held have come through.)"""
+        sub = self.sub
+        if not self.connected or sub is None:
+            raise BackplaneError(f"backplane: Redis at {self.url.safe} is not reachable now")
+        fut = self.loop.create_future()
+        self._pongs.append(fut)
+        sub.push_only("PING")
+        await fut
+
     def _fail_joined(self, exc: Exception) -> None:
         joined, self._joined = self._joined, {}
         for futs in joined.values():
             for fut in futs:
                 if not fut.done():
                     fut.set_exception(exc)
+        pongs, self._pongs = self._pongs, []
+        for fut in pongs:
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _require(self) -> Link:
         if not self.connected or self.cmd is None:
@@ -498,3 +567,11 @@ class RedisRelay:
         """The ids of the live nodes, this one first."""
         cmd = self._require()
         return [self.node_id] + await self._live_nodes(cmd)
+
+
+def _run_id(info: bytes) -> str:
+    """Redis's run id (it changes at every start) from ``INFO server``."""
+    for line in info.split(b"\r\n"):
+        if line.startswith(b"run_id:"):
+            return line[7:].decode()[:12]
+    raise RedisError("INFO server has no run_id")

@@ -4,6 +4,7 @@ from fastws.ws._connection cimport Connection
 
 cdef class RoomRegistry:
     cdef dict _rooms
+    cdef dict _held                         # room -> {member: [(position, kind, payload)]}: recoveries under way
     cdef object _dumps
     cdef public object relay
     cdef public object history              # MemoryHistory, or None: no room keeps history

@@ -67,6 +67,7 @@ cdef class RoomRegistry:
 
     def __init__(self, dumps=default_dumps, relay=None, history=None):
         self._rooms = {}
+        self._held = {}
         self._dumps = dumps
         self.relay = relay
         self.history = history
@@ -121,6 +122,24 @@ cdef class RoomRegistry:
             log.error("the backplane's %s(%r) failed", hook, room, exc_info=exc)
         return 0
 
+    def hold(self, room, member):
+        """Keep what ``room`` delivers to ``member`` (a member of it) aside,
+        as (position, kind, payload) in the list returned, until ``release``;
+        kind -1: it was the sender (``fastws.sent``)."""
+        held = self._held.setdefault(room, {})
+        kept = held[member] = []
+        return kept
+
+    def release(self, room, member):
+        """Deliver to ``member`` again; the list ``hold`` gave, or None."""
+        held = self._held.get(room)
+        if held is None:
+            return None
+        kept = held.pop(member, None)
+        if not held:
+            del self._held[room]
+        return kept
+
     cpdef Py_ssize_t size(self, object room):
         """How many members ``room`` has here (0 for an unknown room)."""
         cdef dict members = self._rooms.get(room)
@@ -157,7 +176,19 @@ cdef class RoomRegistry:
         """Hand the message to the relay (if any) for the room's members
         elsewhere, then ``deliver`` it here. Returns the local count. What the
         relay refuses (it raises: too large to cross, a room name that is not
-        str) is delivered nowhere."""
+        str) is delivered nowhere.
+
+        A room whose history a store elsewhere keeps (Redis, with a backplane)
+        is published through that store alone: it numbers the message, and
+        every node, this one included, delivers it when it comes back."""
+        cdef dict members
+        if self.history is not None and type(self.history) is not MemoryHistory and \
+                self._keeps(room):
+            _check_relayable(room)
+            members = self._rooms.get(room)
+            self.broadcasts += 1
+            return self.history.publish(room, opcode, payload, skip, 0 if members is None else
+                                        len(members) - (skip is not None and skip in members))
         if self.relay is not None:
             _check_relayable(room)
             # The relay encodes a text payload to cross; delivering those same
@@ -205,11 +236,19 @@ cdef class RoomRegistry:
         cdef bytes v1_plain = None
         cdef dict v1_by_key = None
         cdef int wire = OP_TEXT if opcode == KIND_JSON else opcode
+        cdef dict held = None
         if members is None:
             return 0
+        if self._held:
+            held = self._held.get(room)
         # PyDict_Keys copies the keys in one C loop (list(members) would run
         # the dict iterator once per member: a third of a delivery's cost).
         for member in PyDict_Keys(members):
+            if held is not None and member in held:
+                # Its recovery is reading the history: it gets this after the
+                # replay, in order (runtime.recovery); the sender, a notice.
+                (<list>held[member]).append((position, -1 if member is skip else opcode, payload))
+                continue
             if member is skip:
                 if position is not None and (<Connection>member)._v1:
                     (<Connection>member).send_frame(encode_frame(OP_TEXT, sent_notice(room, position)))

@@ -186,11 +186,17 @@ cdef class WebSocket(Adapter):
         # The registry first: it may refuse the room (a backplane wants str names).
         if self._recovery is None:
             shared.registry.join(room, self)
-        else:
-            # fastws.v1: the replay of what the client missed, if it asked, and
-            # the outcome; the registry join comes when the replay is over.
-            self._recovery.join(self, room, shared.registry)
+            self._rooms.append(room)
+            return
+        # fastws.v1: the replay of what the client missed, if it asked, and the
+        # outcome; the registry join may come later (when the replay is over).
+        # In _rooms first: a replay's task may run before join returns.
         self._rooms.append(room)
+        try:
+            self._recovery.join(self, room, shared.registry)
+        except BaseException:
+            self._rooms.remove(room)
+            raise
 
     def leave(self, room):
         """Leave ``room`` (idempotent)."""
@@ -198,7 +204,7 @@ cdef class WebSocket(Adapter):
             self._rooms.remove(room)
             (<RuntimeShared>self._shared).registry.leave(room, self)
             if self._recovery is not None:
-                self._recovery.left(self, room)
+                self._recovery.left(self, room, (<RuntimeShared>self._shared).registry)
 
     def broadcast(self, room, data):
         """Send ``data`` to every member of ``room`` but this socket, framed
@@ -238,9 +244,10 @@ cdef class WebSocket(Adapter):
         self._tx_msgs += 1
 
     def _fire(self, str event, tuple args):
-        """Raise one of the server's own events (``recovered``) in order."""
-        if event in self._by_name:
-            self._deliver(event, args)
+        """Raise one of the server's own events (``recovered``) in order: while
+        the route handler runs it waits for it, so a handler registered after
+        ``join`` still hears it."""
+        self._deliver(event, args)
 
     def _pacing(self):
         """(the loop, the high-water mark) a paced replay works with."""

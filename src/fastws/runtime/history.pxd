@@ -17,10 +17,9 @@ cdef class MemoryHistory:
     cdef public Py_ssize_t size
     cdef public double ttl
     cdef public Py_ssize_t max_bytes
-    cdef object _wanted
+    cdef object _choice                 # RoomChoice: history_rooms, asked once per room
     cdef object _clock
     cdef dict _rooms
-    cdef set _without
     cdef readonly object _order         # deque of _Room, one place per stored message
     cdef Py_ssize_t _kept
     cdef set _emptied
@@ -29,6 +28,7 @@ cdef class MemoryHistory:
     cdef Py_ssize_t _stored
     cdef list _evicted
     cdef Py_ssize_t _rooms_dropped
+    cdef object _last                   # (epoch, offset) of the last message stored
 
     cpdef bint keeps(self, object room) except -1
     cpdef object append(self, object room, int opcode, object payload)

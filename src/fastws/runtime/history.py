@@ -17,8 +17,10 @@ Three bounds, all counted in ``stats``: ``history_size`` messages per room,
 of the hub together (one hub per app per event loop: per process, in
 practice), evicting the oldest message first. What is counted is each
 message's payload plus what holding it costs (the entry, its position, its
-time, its place in two queues), and each room's record (its queue, its epoch),
-so the figure follows the process's real growth.
+time, its place in two queues), and each room's record (its queue, its epoch)
+while it holds a message, so the figure follows the process's real growth. A
+quiet room's record (a member learnt its position, no message is kept) is not
+counted: it is dropped ``history_ttl`` after that.
 
 Which rooms keep history is ``history_rooms``: None (every room), a glob
 pattern or a list of them (``"chat:*"``; patterns match str names only), or a
@@ -40,7 +42,7 @@ from collections import deque
 from itertools import islice
 from typing import Any, Callable, Hashable, NamedTuple
 
-__all__ = ["HistoryMessage", "MemoryHistory", "room_selector"]
+__all__ = ["HistoryMessage", "MemoryHistory", "RoomChoice", "room_selector"]
 
 log = logging.getLogger("fastws")
 
@@ -48,10 +50,13 @@ log = logging.getLogger("fastws")
 #: (72), its offset (28) and time (24) objects, and a slot in the room's and the
 #: process's queues (8 each). Measured on CPython 3.10-3.13 (sys.getsizeof).
 ENTRY_OVERHEAD = 72 + 28 + 24 + 8 + 8
+#: What the fastws.v1 form adds to a message (its type, room, position, frame
+#: header), at most, for a room name of ordinary length.
+_ENVELOPE_WEIGHT = 160
 #: What one room's record costs: its queue (an empty deque holds one block),
 #: the record, its epoch string, and its slot in the rooms' dict.
 ROOM_OVERHEAD = sys.getsizeof(deque()) + 80 + sys.getsizeof("0" * 12) + 100
-#: Rooms whose "no history" answer is remembered; past it the cache restarts.
+#: Rooms whose history_rooms answer is remembered; past it the cache restarts.
 _DECISIONS_MAX = 65536
 # Why a message was evicted (indexes into MemoryHistory._evicted).
 _SIZE, _AGE, _MEMORY = 0, 1, 2
@@ -98,6 +103,29 @@ def _footprint(payload):
     return sys.getsizeof(payload)
 
 
+class RoomChoice:
+    """``history_rooms`` asked once per room: the answers are remembered (at
+    most ``_DECISIONS_MAX`` rooms, then the memory restarts); a function that
+    raises is logged and its room keeps no history."""
+
+    def __init__(self, rooms: Any = None) -> None:
+        self._wanted = room_selector(rooms)
+        self._answers: dict[Hashable, bool] = {}
+
+    def __call__(self, room: Hashable) -> bool:
+        answer = self._answers.get(room)
+        if answer is None:
+            try:
+                answer = bool(self._wanted(room))
+            except Exception:
+                log.exception("history_rooms raised for room %r: it keeps no history", room)
+                answer = False
+            if len(self._answers) >= _DECISIONS_MAX:
+                self._answers.clear()
+            self._answers[room] = answer
+        return answer
+
+
 def new_epoch() -> str:
     """A fresh epoch: this process's random prefix and a counter (hex)."""
     return f"{_EPOCH_PREFIX}{next(_epochs):x}"
@@ -127,10 +155,9 @@ class MemoryHistory:
         self.size = size
         self.ttl = ttl
         self.max_bytes = max_bytes
-        self._wanted = room_selector(rooms)
+        self._choice = RoomChoice(rooms)
         self._clock = clock
         self._rooms = {}
-        self._without = set()
         # One place per stored message, naming its room, in the order stored:
         # the oldest message is the leftmost place whose room has not dropped it
         # already (``_Room.stale`` counts those, always the room's leftmost).
@@ -144,6 +171,7 @@ class MemoryHistory:
         self._stored = 0
         self._evicted = [0, 0, 0]       # by size, by age, by memory
         self._rooms_dropped = 0
+        self._last = None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -156,21 +184,7 @@ class MemoryHistory:
 
     def keeps(self, room):  # (room: Hashable) -> bool; typed in history.pxd
         """Whether ``room`` keeps history (``history_rooms``)."""
-        if room in self._rooms:
-            return True
-        if room in self._without:
-            return False
-        try:
-            wanted = self._wanted(room)
-        except Exception:
-            log.exception("history_rooms raised for room %r: it keeps no history", room)
-            wanted = False
-        if wanted:
-            return True
-        if len(self._without) >= _DECISIONS_MAX:
-            self._without.clear()
-        self._without.add(room)
-        return False
+        return room in self._rooms or self._choice(room)
 
     def append(self, room, opcode, payload):  # -> (epoch, offset) | None; typed in history.pxd
         """Store one message published to ``room`` (text as str, binary as bytes);
@@ -183,11 +197,14 @@ class MemoryHistory:
             payload = bytes(payload)
         offset = rec.offset = rec.offset + 1
         entries = rec.entries
+        if not entries:
+            self.nbytes += ROOM_OVERHEAD    # a record counts while it holds a message
         entries.append((offset, now, opcode, payload))
         self.nbytes += _footprint(payload) + ENTRY_OVERHEAD
         self._kept += 1
         self._order.append(rec)
         self._stored += 1
+        self._last = (rec.epoch, offset)
         if len(entries) > self.size:
             self._drop_oldest(rec, _SIZE)
         if now - entries[0][1] >= self.ttl:
@@ -204,12 +221,13 @@ class MemoryHistory:
         rec = self._rooms.get(room)
         if rec is None and self.keeps(room):
             rec = self._rooms[room] = _Room(room, now)
-            self.nbytes += ROOM_OVERHEAD
         return rec
 
     def _drop_oldest(self, rec, reason):
         payload = rec.entries.popleft()[3]
         self.nbytes -= _footprint(payload) + ENTRY_OVERHEAD
+        if not rec.entries:
+            self.nbytes -= ROOM_OVERHEAD
         self._kept -= 1
         rec.stale += 1              # its place in _order is now empty
         self._evicted[reason] += 1
@@ -235,7 +253,6 @@ class MemoryHistory:
         """Drop an empty room's record (its places left in _order are all stale)."""
         if self._rooms.get(rec.room) is rec:
             del self._rooms[rec.room]
-            self.nbytes -= ROOM_OVERHEAD
             self._rooms_dropped += 1
         self._emptied.discard(rec)
 
@@ -258,6 +275,10 @@ class MemoryHistory:
         rec = self._rooms.get(room)
         return None if rec is None else (rec.epoch, rec.offset)
 
+    def stored_last(self) -> tuple[str, int] | None:
+        """The position of the message ``append`` stored last (``app.publish``)."""
+        return self._last
+
     def touch(self, room: Hashable) -> tuple[str, int] | None:
         """The room's current position for a member that joins it, its record
         made if need be (a quiet room's position must outlive the join, for
@@ -266,8 +287,9 @@ class MemoryHistory:
         rec = self._record(room, now)
         if rec is None:
             return None
+        # Kept at least history_ttl from now, even once its messages expire.
+        rec.touched = now
         if not rec.entries:
-            rec.touched = now
             self._emptied.add(rec)
         return rec.epoch, rec.offset
 
@@ -292,8 +314,8 @@ class MemoryHistory:
 
     def after(self, room: Hashable, offset: int, max_bytes: int) -> list[tuple[int, int, Any]]:
         """(offset, kind, payload) of the room's messages after ``offset``, oldest
-        first, as many as fit in ``max_bytes`` of payload (at least one when
-        there is one). For a replay: ``check`` first."""
+        first, as many as fit in about ``max_bytes`` as fastws.v1 frames (at
+        least one when there is one). For a replay: ``check`` first."""
         rec = self._rooms.get(room)
         if rec is None:
             return []
@@ -303,9 +325,12 @@ class MemoryHistory:
         size = 0
         for entry in islice(entries, max(0, offset + 1 - first), None):
             payload = entry[3]
-            if out and size + len(payload) > max_bytes:
+            # What it weighs as a fastws.v1 frame: base64 or escaping can make
+            # a payload a third larger, and the envelope adds its fields.
+            weight = len(payload) * 4 // 3 + _ENVELOPE_WEIGHT
+            if out and size + weight > max_bytes:
                 break
-            size += len(payload)
+            size += weight
             out.append((entry[0], entry[2], payload))
         return out
 

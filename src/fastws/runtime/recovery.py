@@ -13,6 +13,13 @@ sends the last of the replay joins the room, so no message published meanwhile
 is sent twice or never. A replay larger than half the high-water mark is paced:
 one batch, then the socket's drain, then the next, and the room is joined only
 once the replay has caught up.
+
+With a backplane the history is in Redis (``fastws.cluster.history``), read
+over the network: the socket joins the room at once, but what the room
+delivers to it is held aside (``RoomRegistry.hold``) while the history is read
+and replayed (after the node's subscription is confirmed, so nothing published
+from then on can be missed); then, in one step, what was held is sent, in
+offset order and without what the replay sent already, and the hold released.
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ import json
 import logging
 from typing import Any, Hashable
 
-from fastws.runtime._wire import room_message
+import asyncio
+
+from fastws.runtime._wire import room_message, sent_notice
 from fastws.runtime.eager import start_task
+from fastws.runtime.history import MemoryHistory
 
 __all__ = ["V1", "POSITIONS_PREFIX", "MAX_POSITIONS", "MAX_POSITIONS_BYTES", "Session",
            "negotiate_v1", "read_positions"]
@@ -37,6 +47,7 @@ POSITIONS_PREFIX = "fastws.v1.positions."
 #: than 4 KiB of JSON is not read at all (docs/protocol.md, section 4).
 MAX_POSITIONS = 64
 MAX_POSITIONS_BYTES = 4096
+_SAFE_INT = 2 ** 53
 # A position that is there but cannot be served, and why.
 _NOT_READ = "not read"
 _BAD = "bad position"
@@ -75,7 +86,8 @@ def read_positions(data: str | None) -> tuple[dict[Hashable, Any], str | None]:
         if len(raw) > MAX_POSITIONS_BYTES:
             return {}, "too large"
         items = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
+        # RecursionError: 4 KiB of "[[[[..." nests deeper than the parser goes.
         return {}, "malformed"
     if type(items) is not list:
         return {}, "malformed"
@@ -122,7 +134,12 @@ class Session:
 
     def join(self, ws: Any, room: Hashable, registry: Any) -> None:
         """The handler joins ``ws`` to ``room``: recover it if the client asked,
-        tell the outcome and the position, and make it a member."""
+        tell the outcome and the position, and make it a member. Raises
+        TypeError for a room the protocol cannot name (not a str or an int
+        that JSON numbers carry exactly)."""
+        if type(room) is not str and not (type(room) is int and -_SAFE_INT <= room <= _SAFE_INT):
+            raise TypeError(f"a fastws.v1 client's rooms are str, or int within +-2**53 "
+                            f"(JSON must name them exactly), not {room!r}")
         if room in self.pending:
             return                  # joined already: its replay is under way
         history = registry.history
@@ -132,6 +149,9 @@ class Session:
         if history is None or not history.keeps(room):
             registry.join(room, ws)
             self._joined(ws, room, None, wanted, False, 0, "no history")
+            return
+        if not isinstance(history, MemoryHistory):
+            _RemoteRecovery(self, ws, room, registry, wanted).start()
             return
         if wanted is None:
             registry.join(room, ws)
@@ -150,13 +170,14 @@ class Session:
             self._joined(ws, room, history.touch(room), wanted, False, 0, reason)
             return
         replay = _Replay(self, ws, room, registry, wanted[0], wanted[1])
+        self.pending[room] = replay         # before the first step: leave() must see it
         if not replay.step():
-            self.pending[room] = replay
             replay.task = start_task(ws._pacing()[0], replay.run())
 
-    def left(self, ws: Any, room: Hashable) -> None:
+    def left(self, ws: Any, room: Hashable, registry: Any) -> None:
         """The handler took ``ws`` out of ``room``: any replay stops."""
-        self.pending.pop(room, None)
+        if self.pending.pop(room, None) is not None:
+            registry.release(room, ws)
         ws._send_control(_control({"type": "fastws.left", "room": room}))
 
     def _joined(self, ws: Any, room: Hashable, position: tuple[str, int] | None, wanted: Any,
@@ -188,8 +209,9 @@ class _Replay:
         self.epoch = epoch
         self.last = offset
         self.missed = 0
-        # Half the high-water mark per batch: with what waits already, the
-        # socket stays under max_backpressure while it drains.
+        # Half the high-water mark per batch (in bytes on the wire, as
+        # history.after estimates them): with what waits already, the socket
+        # stays under max_backpressure while it drains.
         self.batch = max(1, ws._pacing()[1] // 2)
         self.task: Any = None       # held here: the loop keeps only a weak reference
 
@@ -198,8 +220,8 @@ class _Replay:
         room joined; or stopped)."""
         history = self.registry.history
         room = self.room
-        if self.session.pending.get(room, self) is not self:
-            return True             # left meanwhile (or joined again: a new replay)
+        if self.session.pending.get(room) is not self:
+            return True             # left meanwhile (or left and joined again: a new replay)
         if self.missed:
             # Between batches the history may have dropped what is still to send.
             reason = history.check(room, self.epoch, self.last)
@@ -232,12 +254,153 @@ class _Replay:
         try:
             while True:
                 await ws.drain()
-                if ws.ready_state != 1 or self.room not in ws.rooms:
-                    self.session.pending.pop(self.room, None)
+                if ws.ready_state != 1:
+                    if self.session.pending.get(self.room) is self:
+                        del self.session.pending[self.room]
                     return
                 if self.step():
                     return
         except Exception:
             log.exception("replay of room %r to %s failed", self.room, ws.remote_address)
-            self.session.pending.pop(self.room, None)
+            if self.session.pending.get(self.room) is self:
+                del self.session.pending[self.room]
             ws.close(1011, "replay failed")
+
+
+#: Messages a recovering socket may have held aside before it is given up on
+#: (closed with 1013: it comes back and recovers again).
+MAX_HELD = 10000
+#: Seconds to wait for the node's subscription to a room (Redis down: longer).
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+class _RemoteRecovery:
+    """One room's join for one socket when the history is in Redis: the
+    position (and the replay, if the client asked), then what was held."""
+
+    __slots__ = ("session", "ws", "room", "registry", "wanted", "held", "task", "missed")
+
+    def __init__(self, session: Session, ws: Any, room: Hashable, registry: Any, wanted: Any) -> None:
+        self.session = session
+        self.ws = ws
+        self.room = room
+        self.registry = registry
+        self.wanted = wanted
+        self.held: list[Any] = []
+        self.task: Any = None
+        self.missed = 0
+
+    def start(self) -> None:
+        self.registry.join(self.room, self.ws)
+        self.held = self.registry.hold(self.room, self.ws)
+        self.session.pending[self.room] = self
+        self.task = start_task(self.ws._pacing()[0], self.run())
+
+    def _gone(self) -> bool:
+        """Closed, left, or joined again meanwhile: this recovery is over."""
+        return self.ws.ready_state != 1 or self.session.pending.get(self.room) is not self
+
+    async def run(self) -> None:
+        ws, room = self.ws, self.room
+        try:
+            await self._recover()
+        except Exception:
+            log.exception("recovering room %r for %s failed", room, ws.remote_address)
+            self._flush(None, 0, 0, "unavailable")
+        finally:
+            if self.session.pending.get(room) is self:
+                del self.session.pending[room]
+                self.registry.release(room, ws)
+
+    async def _recover(self) -> None:
+        history = self.registry.history
+        try:
+            await asyncio.wait_for(history.relay.joined(self.room), SUBSCRIBE_TIMEOUT)
+        except (asyncio.TimeoutError, LookupError, ConnectionError):
+            self._flush(None, 0, 0, "unavailable")
+            return
+        if self._gone():
+            return
+        wanted, batch = self.wanted, max(1, self.ws._pacing()[1] // 2 // 1024)
+        asked = type(wanted) is tuple
+        epoch, top, entries = await history.state(self.room, wanted[1] + 1 if asked else 1, batch)
+        if self._gone():
+            return
+        if not asked:
+            await self._caught_up(history)
+            if not self._gone():
+                self._flush(epoch, top, top, wanted)
+            return
+        reason = None
+        if epoch is None or epoch != wanted[0]:
+            reason = "epoch changed"
+        elif wanted[1] > top:
+            reason = "bad position"
+        elif wanted[1] < top and (not entries or entries[0][0] != wanted[1] + 1):
+            reason = "too old"
+        if reason is not None:
+            await self._caught_up(history)
+            if not self._gone():
+                self._flush(epoch, top, top, reason)
+            return
+        last = wanted[1]
+        while True:
+            for offset, kind, payload in entries:
+                if offset != last + 1 or offset > top:
+                    break
+                self.ws._send_wire(room_message(self.room, (epoch, offset), kind, payload))
+                last = offset
+                self.missed += 1
+            if last >= top:
+                await self._caught_up(history)
+                if not self._gone():
+                    self._flush(epoch, last, top, None)
+                return
+            await self.ws.drain()
+            if self._gone():
+                return
+            if len(self.held) > MAX_HELD:
+                self.ws.close(1013, "too far behind to recover")
+                return
+            again, _, entries = await history.state(self.room, last + 1, batch)
+            if self._gone():
+                return
+            if again != epoch or not entries or entries[0][0] != last + 1:
+                await self._caught_up(history)
+                if not self._gone():
+                    self._flush(None, last, top, "history moved on")
+                return
+
+    @staticmethod
+    async def _caught_up(history: Any) -> None:
+        # The messages Redis had published before it answered the read may
+        # still be on their way on the subscriber link: they must be held (and
+        # dropped as sent) before the hold is released, not delivered after.
+        await history.relay.caught_up()
+
+    def _flush(self, epoch: str | None, last: int, top: int, reason: Any) -> None:
+        """Send what was held (past ``last`` of ``epoch``, in order), release
+        the hold, then tell the outcome: all in this one step, so nothing falls
+        between. ``reason`` None: recovered (or nothing asked); a str: not."""
+        ws, room = self.ws, self.room
+        if self.session.pending.get(room) is not self:
+            return
+        del self.session.pending[room]
+        held = self.registry.release(room, ws) or []
+        position = None if epoch is None else (epoch, top)
+        for pos, kind, payload in held:
+            if pos is not None and epoch is not None and pos[0] == epoch and pos[1] <= last:
+                continue                # the replay sent it already
+            if pos is not None:
+                position = pos
+            if kind == -1:
+                if pos is not None:
+                    ws._send_control(sent_notice(room, pos))
+            else:
+                ws._send_wire(room_message(room, pos, kind, payload))
+            if reason is None and self.wanted is not None:
+                self.missed += 1
+        wanted = self.wanted
+        recovered = reason is None and wanted is not None
+        self.session._joined(ws, room, position, wanted, recovered,
+                             self.missed if recovered else 0, reason)

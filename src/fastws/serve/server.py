@@ -180,14 +180,6 @@ class Server:
         self.hub = hub
         try:
             options = self.site.backplane
-            if options is not None and hub.history is not None:
-                # Each node's memory would hold a history of its own, with its own
-                # offsets: a client recovering on another node would be misled.
-                # Refused before the startup hooks run (nothing to shut down).
-                raise StartupError(
-                    "websocket(history_size=...) with a backplane is not available yet: room "
-                    "history lives in this process's memory, and with a backplane it must be "
-                    "shared by every node; run without one of them")
             if hub.listeners == 1:
                 # The first server of this app on this loop: the app's startup hooks.
                 await run_hooks(self.site.startup_hooks, "startup")
@@ -198,6 +190,9 @@ class Server:
                 relay = RedisRelay(hub, options, self.site.cluster_handlers)
                 await relay.start()
                 hub.relay = relay
+                if relay.history is not None:
+                    # History shared by every node: in Redis, not in this process.
+                    hub.history = hub.rooms.history = relay.history
         except BaseException:
             release_hub(hub)
             self.hub = None

@@ -121,7 +121,7 @@ def relay_with_registry(max_message_size: int = 16):
     delivered: list = []
 
     class Registry:
-        def deliver(self, room, opcode, payload):
+        def deliver(self, room, opcode, payload, skip=None, position=None):
             delivered.append((room, opcode, payload))
 
         def size(self, room):
@@ -129,7 +129,8 @@ def relay_with_registry(max_message_size: int = 16):
 
     loop = asyncio.new_event_loop()
     hub = SimpleNamespace(rooms=Registry(), loop=loop,
-                          options=SimpleNamespace(max_message_size=max_message_size))
+                          options=SimpleNamespace(max_message_size=max_message_size,
+                                                  history_size=0))
     return RedisRelay(hub, BackplaneOptions("redis://127.0.0.1:6379/0")), delivered, loop
 
 

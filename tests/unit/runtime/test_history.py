@@ -132,9 +132,9 @@ def test_the_count_follows_what_is_kept_through_every_bound():
         if i % 700 == 0:
             clock.now += 40         # now and then everything expires
             h.sweep()
-    live = [r for r in range(37) if h.position(f"r{r}") is not None]
-    kept = sum(sys.getsizeof(m.data) + ENTRY_OVERHEAD
-               for r in live for m in h.read(f"r{r}", limit=1000))
+    held = {r: h.read(f"r{r}", limit=1000) for r in range(37)}
+    live = [r for r in held if held[r]]         # a record counts while it holds a message
+    kept = sum(sys.getsizeof(m.data) + ENTRY_OVERHEAD for r in live for m in held[r])
     assert h.nbytes == kept + len(live) * ROOM_OVERHEAD <= 64 * 1024
     # The queue of places is compacted: it never holds many more places than messages.
     assert len(h._order) <= 2 * sum(len(h.read(f"r{r}", limit=1000)) for r in live) + 1024
@@ -201,3 +201,32 @@ def test_a_selector_function_is_asked_once_per_room():
         h.append("yes", TEXT, "m")
         h.append("no", TEXT, "m")
     assert asked == ["yes", "no"]
+
+
+def test_a_room_whose_position_a_member_learnt_stays_recoverable_for_the_ttl():
+    # Told (E, 1) at t=299 while message 1 (t=0) still lives: away for two
+    # seconds, the member must still find epoch E, not a new one.
+    h, clock = store(ttl=300.0)
+    clock.now = 0.0
+    epoch, _ = h.append("a", TEXT, "m1")
+    clock.now = 299.0
+    assert h.touch("a") == (epoch, 1)
+    clock.now = 301.0
+    h.sweep()
+    assert h.check("a", epoch, 1) is None and h.position("a") == (epoch, 1)
+    clock.now = 600.0
+    h.sweep()
+    assert h.position("a") is None          # forgotten a TTL after it was last told
+
+
+def test_records_of_quiet_rooms_never_push_messages_out():
+    # A thousand rooms joined and never published to hold records with no
+    # message; they are not counted, so they can never make the memory bound
+    # evict every message (they go a TTL after they were joined).
+    h, _ = store(max_bytes=50_000)
+    for i in range(1000):
+        h.touch(f"quiet{i}")
+    assert h.nbytes == 0
+    epoch, _ = h.append("chat", TEXT, "kept")
+    assert h.read("chat") == [HistoryMessage("chat", epoch, 1, "kept")]
+    assert h.stats["evicted_bytes"] == 0

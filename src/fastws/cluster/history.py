@@ -1,0 +1,222 @@
+"""Room history in Redis Streams, shared by every node of a backplane
+(``websocket(history_size=N)`` with ``backplane(url)``).
+
+A room that keeps history has two keys on the backplane's Redis: a stream
+``<prefix>:h:<room>`` (its last ``history_size`` messages, entry ID
+``<offset>-0``, fields ``t`` (ms), ``k`` (kind), ``d`` (payload)) and a hash
+``<prefix>:hm:<room>`` (``e`` epoch, ``o`` last offset, ``r`` the Redis run
+that numbered it). One script, run atomically by Redis, numbers a message,
+stores it and publishes it on the room's channel with its position
+(``fastws.cluster.envelope``, ``KEPT``): every node, the sender's included,
+delivers it from there, so all nodes deliver a room's messages in offset
+order, and a client recovers on whichever node it reconnects to.
+
+The cost: a message of a room with history is delivered, even on its own
+node, only once Redis has numbered it (one round trip). Rooms without history
+keep the backplane's usual path (local delivery at once, pub/sub across).
+
+Epochs: a new epoch starts when the room's hash is missing (never written,
+expired after ``history_ttl`` without a message, Redis restarted empty) or was
+written by another Redis run (a restart, perhaps from an older snapshot, whose
+offsets may lag what clients saw): offsets are never reused within an epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Hashable
+
+from fastws.cluster.envelope import KEPT
+from fastws.errors import BackplaneError
+from fastws.runtime.history import HistoryMessage, RoomChoice
+
+if TYPE_CHECKING:
+    from fastws.cluster.relay import RedisRelay
+
+__all__ = ["RedisHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
+
+log = logging.getLogger("fastws.backplane")
+
+# KEYS: stream, hash. ARGV: channel, envelope head (through "<seq>:"), payload,
+# kind, size, ttl (s), epoch prefix, run id, now (ms). Returns {epoch, offset}.
+PUBLISH_SCRIPT = """
+local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
+local epoch, offset = m[1], tonumber(m[2] or '0')
+if not epoch or m[3] ~= ARGV[8] then
+  local t = redis.call('TIME')
+  epoch = ARGV[7] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
+  offset = 0
+  redis.call('DEL', KEYS[1])
+end
+offset = offset + 1
+redis.call('HSET', KEYS[2], 'e', epoch, 'o', offset, 'r', ARGV[8])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], offset .. '-0', 't', ARGV[9], 'k', ARGV[4], 'd', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[3])
+return {epoch, offset}
+"""
+
+# KEYS: stream, hash. ARGV: first offset wanted, count (0: the last ARGV[3]
+# instead), last n, run id, touch ("1": a room without a current epoch gets one
+# now, at offset 0, as a join needs a position), epoch prefix, ttl (s).
+# Returns {epoch, last offset, entries}, or {} for a room without a current epoch.
+READ_SCRIPT = """
+local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
+if not m[1] or m[3] ~= ARGV[4] then
+  if ARGV[5] ~= '1' then return {} end
+  local t = redis.call('TIME')
+  m[1] = ARGV[6] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
+  m[2] = '0'
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'e', m[1], 'o', 0, 'r', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+local items
+if tonumber(ARGV[2]) > 0 then
+  items = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+else
+  items = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+end
+return {m[1], m[2], items}
+"""
+
+_KINDS = (b"1", b"2", b"3")
+
+
+class RedisHistory:
+    """The history of every room of one hub, in the backplane's Redis."""
+
+    def __init__(self, relay: RedisRelay, size: int, ttl: float, rooms: Any = None) -> None:
+        self.relay = relay
+        self.size = size
+        self.ttl = ttl
+        self._ttl_s = str(max(1, int(ttl + 0.999)))
+        self._choice = RoomChoice(rooms)
+        prefix = relay.options.prefix
+        self._stream_prefix = f"{prefix}:h:"
+        self._hash_prefix = f"{prefix}:hm:"
+        # Epochs this node starts: a random prefix, then Redis's clock.
+        self._epoch_prefix = os.urandom(3).hex()
+        self._seq = 0
+        #: publish seq -> the socket that sent it (ws.broadcast skips it), until
+        #: the message comes back from Redis.
+        self._senders: dict[int, Any] = {}
+        self.stats = {"stored": 0, "failed": 0}
+        self._last: asyncio.Future | None = None
+
+    # ------------------------------------------------------------------ writing
+
+    def keeps(self, room: Hashable) -> bool:
+        """Whether ``room`` keeps history (``history_rooms``)."""
+        return self._choice(room)
+
+    def publish(self, room: str, kind: int, payload: Any, skip: Any, members: int) -> int:
+        """Number, store and publish one message (Redis runs the script); it
+        reaches this node's members when Redis sends it back. Returns
+        ``members`` (this node's, ``skip`` excluded), who will get it.
+
+        Raises BackplaneError while Redis is unreachable (nothing is published
+        anywhere), BroadcastTooLargeError past ``max_message_size``."""
+        relay = self.relay
+        payload = relay.as_payload(room, payload)
+        cmd = relay.cmd
+        if not relay.connected or cmd is None or relay.run_id is None:
+            self.stats["failed"] += 1
+            raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable: a "
+                                 f"message to room {room!r}, which keeps history, is published "
+                                 f"nowhere until it is back")
+        self._seq += 1
+        seq = self._seq
+        if skip is not None:
+            if len(self._senders) >= 65536:
+                self._senders.clear()       # their messages never came back: a lost link
+            self._senders[seq] = skip
+        head = relay.kept_header(kind) + b"%d:" % seq
+        fut = cmd.command("EVALSHA", relay.publish_sha, 2, self._stream_prefix + room,
+                          self._hash_prefix + room, relay.channel_of(room), head, payload,
+                          _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix,
+                          relay.run_id, int(time.time() * 1000))
+        fut.add_done_callback(self._stored)
+        self._last = fut
+        return members
+
+    def _stored(self, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.stats["stored"] += 1
+        else:
+            self.stats["failed"] += 1
+            log.error("backplane: Redis did not store a room message: %s", exc)
+
+    async def stored_last(self) -> tuple[str, int]:
+        """The position Redis gave the message ``publish`` sent last, once it
+        has (``app.publish``); RedisError if the script failed."""
+        fut, self._last = self._last, None
+        if fut is None:
+            raise RuntimeError("no message was published to a room with history")
+        epoch, offset = await fut
+        return epoch.decode(), int(offset)
+
+    def sender(self, seq: int) -> Any:
+        """The socket of this node that published message ``seq`` (to skip), if any."""
+        return self._senders.pop(seq, None)
+
+    def lost(self) -> None:
+        """The links to Redis went: what is in flight will not come back."""
+        self._senders.clear()
+
+    def sweep(self, now: Any = None) -> None:
+        """Nothing to do here: Redis trims and expires the streams itself."""
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read(self, room: Hashable, first: int, count: int, last: int = 0,
+                    touch: bool = False) -> list[Any]:
+        relay = self.relay
+        if not relay.connected or relay.cmd is None or relay.run_id is None:
+            raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable")
+        return await relay.cmd.command("EVALSHA", relay.read_sha, 2,
+                                       self._stream_prefix + str(room), self._hash_prefix + str(room),
+                                       first, count, last, relay.run_id, "1" if touch else "0",
+                                       self._epoch_prefix, self._ttl_s)
+
+    def _entries(self, items: list[Any]) -> list[tuple[int, int, bytes]]:
+        """(offset, kind, payload) of stream entries not past ``history_ttl``."""
+        oldest = int(time.time() * 1000) - int(self.ttl * 1000)
+        out = []
+        for entry_id, fields in items:
+            values = dict(zip(fields[::2], fields[1::2]))
+            if int(values.get(b"t", b"0")) < oldest:
+                continue
+            out.append((int(entry_id.split(b"-")[0]), int(values[b"k"]), values[b"d"]))
+        return out
+
+    async def state(self, room: Hashable, first: int, count: int) -> tuple[str, int, list[tuple[int, int, bytes]]]:
+        """For a join: (epoch, last offset, entries from offset ``first``, at
+        most ``count``, oldest first, each (offset, kind, payload)). A room
+        without a current epoch (no message yet, expired, or numbered by
+        another Redis run: a restart) gets a new one now, at offset 0."""
+        reply = await self._read(room, first, max(1, count), touch=True)
+        return reply[0].decode(), int(reply[1]), self._entries(reply[2])
+
+    async def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
+        """``app.history``: as ``MemoryHistory.read``, from Redis."""
+        if limit <= 0 or not self.keeps(room):
+            return []
+        if since is None:
+            reply = await self._read(room, 1, 0, limit)
+            items = list(reversed(reply[2])) if reply else []
+        else:
+            reply = await self._read(room, since + 1, limit)
+            items = reply[2] if reply else []
+        if not reply:
+            return []
+        epoch = reply[0].decode()
+        return [HistoryMessage(room, epoch, offset, payload.decode() if kind != 2 else payload)
+                for offset, kind, payload in self._entries(items)]

@@ -1,0 +1,285 @@
+"""Recovery with the history in Redis (issue 24): two nodes on one backplane,
+a client that reconnects to the other node and recovers from Redis; the
+sender's skip and ``fastws.sent`` across the round trip; ``app.history`` from
+any node; Redis restarted empty (a new epoch, ``recovered: false``); Redis down
+while publishing (refused, said, nothing delivered); the proxy scenario with
+the Python client moving to another node."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import serving
+from tests.integration.clients import recv_json, wait_for
+from tests.recovery.harness import Observed, Publisher, check_exactly_once, cut_and_recover
+from tests.recovery.proxy import FaultProxy
+from tests.recovery.test_protocol import connect_v1, positions
+from tests.recovery.test_python_client import PythonClient
+
+from .conftest import Node
+from .recovery_app import make_app
+from .test_backplane import eventually
+from .test_workers import children
+
+
+def post(port: int, path: str, body: bytes) -> tuple[int, Any]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def get(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def joined_position(ws: Any) -> tuple[str, int]:
+    msg = recv_json(ws)
+    assert msg["type"] == "fastws.joined", msg
+    return msg["epoch"], msg["offset"]
+
+
+def test_a_client_recovers_on_another_node_from_redis(redis_url, prefix):
+    a_app = make_app(redis_url, prefix, ping_interval=None)
+    b_app = make_app(redis_url, prefix, ping_interval=None)
+    with serving(a_app) as a, serving(b_app) as b:
+        ws, _ = connect_v1(a, "/feed/lobby")
+        epoch, offset = joined_position(ws)
+        assert offset == 0
+        for n in range(1, 6):
+            assert post(b.port, "/publish/lobby", str(n).encode())[0] == 200
+        got = [recv_json(ws) for _ in range(5)]
+        assert [(m["data"]["n"], m["offset"], m["epoch"]) for m in got] == \
+            [(n, n, epoch) for n in range(1, 6)]
+        ws.close()
+        for n in range(6, 11):
+            post(a.port, "/publish/lobby", str(n).encode())
+        # Every node reads the same history.
+        wait_for(lambda: len(get(b.port, "/history/lobby")) == 10, what="history on b")
+        assert get(a.port, "/history/lobby") == get(b.port, "/history/lobby")
+        back, _ = connect_v1(b, "/feed/lobby", positions([["lobby", epoch, 5]]))
+        replay = [recv_json(back) for _ in range(5)]
+        assert [(m["data"]["n"], m["offset"]) for m in replay] == [(n, n) for n in range(6, 11)]
+        assert recv_json(back) == {"type": "fastws.joined", "room": "lobby", "epoch": epoch,
+                                   "offset": 10, "recovered": True, "missed": 5}
+        post(a.port, "/publish/lobby", b"11")
+        live = recv_json(back)
+        assert (live["data"]["n"], live["offset"]) == (11, 11)
+        back.close()
+
+
+def test_the_sender_is_skipped_and_told_its_offset_across_the_round_trip(redis_url, prefix):
+    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+        sender, _ = connect_v1(a, "/feed/room")
+        epoch, _ = joined_position(sender)
+        other, _ = connect_v1(a, "/feed/room")
+        joined_position(other)
+        sender.send("hello")
+        assert recv_json(sender) == {"type": "fastws.sent", "room": "room", "epoch": epoch,
+                                     "offset": 1}
+        got = recv_json(other)
+        assert (got["text"], got["offset"]) == ("hello", 1)
+        sender.close()
+        other.close()
+
+
+def test_redis_restarted_empty_is_a_new_epoch(own_redis, prefix):
+    app = make_app(own_redis.url, prefix, ping_interval=None)
+    with serving(app) as a:
+        ws, _ = connect_v1(a, "/feed/lobby")
+        epoch, _ = joined_position(ws)
+        post(a.port, "/publish/lobby", b"1")
+        assert recv_json(ws)["offset"] == 1
+        ws.close()
+        own_redis.stop()
+        own_redis.start()
+        wait_for(lambda: a.call(lambda: app.cluster.connected), timeout=20, what="reconnected")
+        assert post(a.port, "/publish/lobby", b"2")[0] == 200
+        back, _ = connect_v1(a, "/feed/lobby", positions([["lobby", epoch, 1]]))
+        joined = recv_json(back)
+        assert joined["recovered"] is False and joined["reason"] == "epoch changed"
+        assert joined["epoch"] != epoch and joined["offset"] == 1     # offsets restart: a new epoch
+        back.close()
+
+
+def test_redis_down_while_publishing_is_refused_and_said(own_redis, prefix):
+    app = make_app(own_redis.url, prefix, ping_interval=None)
+    with serving(app) as a:
+        ws, _ = connect_v1(a, "/feed/lobby")
+        joined_position(ws)
+        own_redis.stop()
+        wait_for(lambda: not a.call(lambda: app.cluster.connected), what="Redis seen down")
+        status, body = post(a.port, "/publish/lobby", b"1")
+        assert status == 503 and "not reachable" in body["error"] and "published nowhere" in body["error"]
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)        # nothing was delivered, even here
+        own_redis.start()
+        wait_for(lambda: a.call(lambda: app.cluster.connected), timeout=20, what="reconnected")
+        assert post(a.port, "/publish/lobby", b"2")[0] == 200
+        got = recv_json(ws)
+        assert got["data"] == {"n": 2}
+        ws.close()
+
+
+@pytest.mark.parametrize("cut", ["reset", "stall"])
+def test_the_python_client_moves_to_another_node_and_recovers(redis_url, prefix, cut):
+    a_app, b_app = make_app(redis_url, prefix), make_app(redis_url, prefix)
+    with serving(a_app) as a, serving(b_app) as b:
+        proxy = FaultProxy(a.port)
+        observed = Observed()
+        client = PythonClient(proxy.url("/feed/lobby"), observed)
+        publisher = None
+        try:
+            observed.wait(lambda: observed.opens == 1, "the first connection")
+            publisher = Publisher(b.port, "lobby")
+
+            class ToB:
+                """The proxy, but the client comes back to the other node."""
+
+                def reset(self) -> None:
+                    proxy.reset()
+
+                def stall(self) -> None:
+                    proxy.stall()
+
+                def restore(self) -> None:
+                    proxy.restore(target=b.port)
+
+            cut_and_recover(observed, ToB(), publisher, cut)
+            check_exactly_once(observed)
+        finally:
+            if publisher is not None:
+                publisher.close()
+            client.close()
+            proxy.close()
+
+
+class SteadyPublisher:
+    """POSTs 1, 2, 3... to ``/publish/lobby`` on ``port`` from a thread, one
+    after another, until stopped; remembers which were answered 200 and which
+    were not (a connection cut by a restart, 503)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.answered: list[int] = []
+        self.failed: list[int] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                status, _ = post(self.port, "/publish/lobby", str(n).encode())
+            except OSError:
+                status = 0
+            (self.answered if status == 200 else self.failed).append(n)
+            time.sleep(0.002)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+
+
+def check_every_answered_message_once(observed: Observed, publisher: SteadyPublisher) -> None:
+    """Every message answered 200 reached the client once, in order; the only
+    others are ones whose answer was lost (a cut connection: Redis may have
+    stored them all the same); offsets contiguous within each epoch."""
+    with observed.lock:
+        numbers = [m[0] for m in observed.messages]
+        if numbers != sorted(set(numbers)):
+            at = next(i for i, (a, b) in enumerate(zip(numbers, numbers[1:])) if b <= a)
+            raise AssertionError(f"a duplicate or a message out of order at {at}: "
+                                 f"{observed.messages[max(0, at - 3):at + 4]}, "
+                                 f"closes {observed.closes}, outcomes {observed.outcomes}")
+        missing = set(publisher.answered) - set(numbers)
+        assert not missing, f"answered 200 but never received: {sorted(missing)[:10]}"
+        assert set(numbers) - set(publisher.answered) <= set(publisher.failed)
+        for (_, e1, o1), (_, e2, o2) in zip(observed.messages, observed.messages[1:]):
+            assert e1 != e2 or o2 == o1 + 1, f"a gap in the offsets: {o1} then {o2}"
+        assert all(ok for _, ok, _ in observed.outcomes), observed.outcomes
+
+
+def wait_all_answered(clients: list[tuple[Any, Observed]], publisher: SteadyPublisher) -> None:
+    last = max(publisher.answered)
+    for _, observed in clients:
+        observed.wait(lambda o=observed: any(m[0] == last for m in o.messages),
+                      "the last answered message", 60)
+    time.sleep(0.3)                 # a duplicate would arrive now
+
+
+def test_a_rolling_restart_loses_nothing(tmp_path, redis_url, prefix):
+    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
+    with Node(tmp_path / "roll.log", env, workers=2, app="tests.cluster.recovery_app:app") as node:
+        clients = [(PythonClient(node.url("/feed/lobby"), obs), obs)
+                   for obs in (Observed() for _ in range(4))]
+        publisher = None
+        try:
+            for _, obs in clients:
+                obs.wait(lambda o=obs: o.opens == 1, "the first connection")
+            publisher = SteadyPublisher(node.port)
+            eventually(lambda: len(publisher.answered) > 100, "publishing", 30)
+            old = children(node.proc.pid)
+            node.proc.send_signal(signal.SIGHUP)
+            eventually(lambda: len(children(node.proc.pid)) == 2
+                       and not (children(node.proc.pid) & old), "both workers replaced", 60)
+            mark = len(publisher.answered)
+            eventually(lambda: len(publisher.answered) > mark + 100, "publishing after the deploy", 30)
+            publisher.stop()
+            wait_all_answered(clients, publisher)
+            for _, obs in clients:
+                assert 1012 in obs.closes and obs.opens >= 2, (obs.closes, obs.opens)
+                try:
+                    check_every_answered_message_once(obs, publisher)
+                except AssertionError:
+                    print(node.log()[-20000:])
+                    raise
+        finally:
+            if publisher is not None:
+                publisher.stop()
+            for client, _ in clients:
+                client.close()
+
+
+def test_a_killed_node_s_clients_recover_on_another(tmp_path, redis_url, prefix):
+    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
+    app = "tests.cluster.recovery_app:app"
+    with Node(tmp_path / "a.log", env, app=app) as a, Node(tmp_path / "b.log", env, app=app) as b:
+        proxy = FaultProxy(a.port)
+        clients = [(PythonClient(proxy.url("/feed/lobby"), obs), obs)
+                   for obs in (Observed() for _ in range(3))]
+        publisher = None
+        try:
+            for _, obs in clients:
+                obs.wait(lambda o=obs: o.opens == 1, "the first connection")
+            publisher = SteadyPublisher(b.port)
+            eventually(lambda: len(publisher.answered) > 100, "publishing", 30)
+            proxy.restore(target=b.port)        # where they will come back
+            a.proc.send_signal(signal.SIGKILL)
+            for _, obs in clients:
+                obs.wait(lambda o=obs: o.opens == 2 and o.outcomes, "back on the other node", 30)
+            mark = len(publisher.answered)
+            eventually(lambda: len(publisher.answered) > mark + 100, "publishing after", 30)
+            publisher.stop()
+            wait_all_answered(clients, publisher)
+            for _, obs in clients:
+                check_every_answered_message_once(obs, publisher)
+        finally:
+            if publisher is not None:
+                publisher.stop()
+            for client, _ in clients:
+                client.close()
+            proxy.close()

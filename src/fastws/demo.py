@@ -6,6 +6,17 @@ unchanged on several processes::
 
     fastws fastws.demo:app --workers 2 --backplane redis://127.0.0.1:6379/0
 
+The page talks through the JS client, ``fastws-client`` (``clients/js``; the
+package ships a copy, served at ``/fastws-client.js``), which speaks the
+``fastws.v1`` subprotocol: when the connection drops the page reconnects by
+itself, to the room it is in, and the rooms keep a history (``HISTORY``
+messages each), so it recovers the messages it missed and says "reconnected,
+N missed messages recovered". When the history cannot serve it (the server
+restarted, or it was away too long) it says "history lost, reloaded" and
+reloads the room's last messages from ``/rooms/ROOM/history``. With a
+backplane the history is the cluster's (kept in Redis), so a page recovers on
+whichever node it reconnects to.
+
 How the count reaches every member (``RoomCounts``): the node where someone
 joins, leaves, switches rooms or disconnects asks ``app.cluster.room_size``
 (its own members exactly, the other nodes' from Redis) and broadcasts
@@ -34,15 +45,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import functools
+import importlib.resources
 import itertools
 import logging
 import weakref
 from typing import Any, Coroutine
 
-from fastws import create_app, error_handler, websocket
+from fastws import Response, create_app, error_handler, websocket
 from fastws.cluster.redis_link import RedisError
 
-__all__ = ["app", "main", "RoomCounts", "room_counts", "SETTLE", "REFRESH"]
+__all__ = ["app", "main", "RoomCounts", "room_counts", "SETTLE", "REFRESH", "HISTORY", "RELOAD"]
 
 log = logging.getLogger("fastws.demo")
 
@@ -53,9 +66,15 @@ SETTLE = 0.5
 #: Seconds between a node's recounts of the rooms it has members in (with a
 #: backplane only): what brings the count down when another node dies.
 REFRESH = 5.0
+#: Messages each room keeps, for a page that reconnects to recover what it
+#: missed (and for /rooms/ROOM/history).
+HISTORY = 200
+#: How many of them /rooms/ROOM/history gives (a page reloading a room).
+RELOAD = 50
+
 
 app = create_app()
-app.use(websocket())
+app.use(websocket(history_size=HISTORY))
 app.use(error_handler())
 
 
@@ -205,7 +224,9 @@ def _stop_counting() -> None:
 @app.ws("/chat/:room")
 def chat(ws, ctx):
     """The seed's chat application, line for line, plus the room's size."""
-    room = ctx.params["room"]
+    # The page reconnects by itself: after a /join it comes back with the room
+    # it switched to in ?room=, and joining it there recovers what it missed.
+    room = ctx.get_query("room") or ctx.params["room"]
     user = ctx.get_query("user") or "Anonymous"
     state = {"room": room}
     counts = room_counts()
@@ -246,6 +267,31 @@ def room_info(ctx):
     return ctx.json({"room": room, "connections": app.room_size(room)})
 
 
+@app.get("/rooms/:room/history")
+async def room_history(ctx):
+    """The room's last messages on this node (what a page reloads when its
+    history was lost): each with its position, and its text as it was sent."""
+    room = ctx.params["room"]
+    kept = await app.history(room, limit=RELOAD) if app.ws_options.history_size else []
+    return ctx.json({"room": room, "messages": [
+        {"epoch": m.epoch, "offset": m.offset, "text": m.data}
+        for m in kept if isinstance(m.data, str)]})
+
+
+@functools.lru_cache(maxsize=1)
+def client_module() -> bytes:
+    """The JS client the page imports: fastws/static/fastws-client.js, a copy
+    of clients/js/src/index.js shipped as package data."""
+    return importlib.resources.files("fastws").joinpath("static", "fastws-client.js").read_bytes()
+
+
+@app.get("/fastws-client.js")
+def fastws_client(ctx):
+    """The JS client, as an ES module."""
+    return Response(client_module(), 200, {"Cache-Control": "no-cache"},
+                    "text/javascript; charset=utf-8")
+
+
 @app.get("/")
 def index(ctx):
     """The chat page."""
@@ -283,14 +329,16 @@ PAGE = """<!doctype html>
   <input id="text" placeholder="Message" autocomplete="off" disabled>
   <button id="send" disabled>Send</button>
 </form>
-<script>
-let ws = null, me = "", room = "";
+<script type="module">
+import { Client, NotConnectedError } from "/fastws-client.js";
+
+let client = null, me = "", room = "";
 const $ = (id) => document.getElementById(id);
-function line(text, cls) {
+function line(text, cls, parent = $("log")) {
   const div = document.createElement("div");
   div.textContent = text;
   if (cls) div.className = cls;
-  $("log").appendChild(div);
+  parent.appendChild(div);
   $("log").scrollTop = $("log").scrollHeight;
 }
 // The room's size across every server of the cluster, as the server last said.
@@ -300,56 +348,116 @@ function showCount(count) {
   $("count").textContent = count === null ? "" :
     `${count} ${count === 1 ? "person" : "people"} in ${room}`;
 }
+// One message: a chat line, a count, or a note (someone joined, left...).
+function show(msg, parent) {
+  if (msg && typeof msg === "object" && msg.type === "room-size") {
+    // A count for the room just left can still be on its way: skip it.
+    if (msg.room === room && parent === undefined) showCount(msg.count);
+  } else if (msg && typeof msg === "object" && "user" in msg) {
+    const time = new Date(msg.timestamp).toLocaleTimeString();
+    line(`[${time}] ${msg.user}: ${msg.message}`, msg.user === me ? "me" : "", parent);
+  } else {
+    line(typeof msg === "string" ? msg : JSON.stringify(msg), "note", parent);
+  }
+}
+function parsed(text) {
+  try { return JSON.parse(text); } catch { return text; }
+}
+// The history could not be recovered (the server restarted, or the page was
+// away too long): show the room's last messages instead of what the log held,
+// those up to the position the server joined us at (later ones arrive live).
+async function reload(c, name) {
+  const at = c.positions.get(name);
+  const earlier = document.createElement("div");
+  $("log").replaceChildren(earlier);
+  line("history lost, reloaded", "note recovery");
+  try {
+    const res = await fetch(`/rooms/${encodeURIComponent(name)}/history`);
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    for (const m of (await res.json()).messages) {
+      if (at && m.epoch === at.epoch && m.offset > at.offset) continue;
+      show(parsed(m.text), earlier);
+    }
+  } catch (err) {
+    line(`Could not reload the room's messages: ${err}`, "note");
+  }
+}
+// A server that keeps no history (run with other options): nothing to recover
+// or reload.
+function noHistory() {
+  line("reconnected; the server keeps no history: messages sent meanwhile are not shown",
+    "note recovery");
+}
 $("join").onsubmit = (e) => {
   e.preventDefault();
-  if (ws) ws.close();
+  const old = client;
+  client = null;
+  if (old) old.close();
   me = $("user").value.trim();
   room = $("room").value.trim();
+  const home = room;
   showCount(null);
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const sock = new WebSocket(
-    `${scheme}://${location.host}/chat/${encodeURIComponent(room)}?user=${encodeURIComponent(me)}`);
-  ws = sock;
-  // Events of a socket this page has replaced are not news any more.
-  sock.onopen = () => {
-    if (sock !== ws) return;
+  // fastws-client reconnects by itself, with backoff, and recovers the room's
+  // missed messages; after a /join it goes back to the room switched to.
+  const c = new Client(
+    `${scheme}://${location.host}/chat/${encodeURIComponent(home)}?user=${encodeURIComponent(me)}`,
+    { params: () => (room === home ? {} : { room }) });
+  client = c;
+  let opened = false;
+  // Events of a client this page has replaced are not news any more.
+  c.on("open", () => {
+    if (c !== client) return;
     $("status").textContent = `Connected to room ${room} as ${me}.`;
     $("text").disabled = $("send").disabled = false;
     $("text").focus();
-  };
-  sock.onmessage = (event) => {
-    if (sock !== ws) return;
-    let msg;
-    try { msg = JSON.parse(event.data); } catch { msg = null; }
-    if (msg && typeof msg === "object" && msg.type === "room-size") {
-      // A count for the room just left can still be on its way: skip it.
-      if (msg.room === room) showCount(msg.count);
-    } else if (msg && typeof msg === "object" && "user" in msg) {
-      const time = new Date(msg.timestamp).toLocaleTimeString();
-      line(`[${time}] ${msg.user}: ${msg.message}`, msg.user === me ? "me" : "");
+    // Back without a position to recover from: the server keeps no history.
+    if (opened && !c.positions.has(room)) noHistory();
+    opened = true;
+  });
+  c.on("message", (data, meta) => {
+    if (c !== client) return;
+    // A direct message is text as it was sent; a room message's payload is
+    // already in its own type.
+    show(meta.room === null && typeof data === "string" ? parsed(data) : data);
+  });
+  c.on("recovered", ({ room: name, recovered, missed, reason }) => {
+    if (c !== client) return;
+    if (recovered) {
+      line(`reconnected, ${missed} missed message${missed === 1 ? "" : "s"} recovered`, "note recovery");
+    } else if (reason === "no history") {
+      noHistory();
     } else {
-      line(event.data, "note");
+      reload(c, name);
     }
-  };
-  sock.onclose = (event) => {
-    if (sock !== ws) return;
-    $("status").textContent = `Disconnected (${event.code}).`;
+  });
+  c.on("close", ({ code, willReconnect }) => {
+    if (c !== client) return;
+    $("status").textContent = willReconnect ? `Disconnected (${code}); reconnecting...` :
+      `Disconnected (${code}).`;
     $("text").disabled = $("send").disabled = true;
     showCount(null);
-  };
+  });
 };
 $("say").onsubmit = (e) => {
   e.preventDefault();
   const text = $("text").value;
-  if (!text || !ws || ws.readyState !== WebSocket.OPEN) return;
-  if (text.startsWith("/join ")) {
-    // Counts of the room left may still arrive; from now on only the new room's count.
-    room = text.slice(6).trim();
-    showCount(null);
-    $("status").textContent = `Connected to room ${room} as ${me}.`;
-    ws.send(JSON.stringify({type: "join-room", room}));
-  } else {
-    ws.send(JSON.stringify({type: "message", content: text}));
+  if (!text || !client) return;
+  try {
+    if (text.startsWith("/join ")) {
+      const next = text.slice(6).trim();
+      client.emit("join-room", { room: next });
+      // Counts of the room left may still arrive; from now on only the new room's count.
+      room = next;
+      showCount(null);
+      $("status").textContent = `Connected to room ${room} as ${me}.`;
+    } else {
+      client.emit("message", { content: text });
+    }
+  } catch (err) {
+    if (!(err instanceof NotConnectedError)) throw err;
+    line("Not connected: not sent.", "note");
+    return;
   }
   $("text").value = "";
 };

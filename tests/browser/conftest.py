@@ -2,7 +2,9 @@
 (with apt-get, as root) and ``playwright-core`` from npm into tests/browser/
 (``npm ci`` against package-lock.json). Node itself is not installed here:
 without it the tests skip, except under CI=true, where that is a failure (as
-for the Node ``ws`` client test)."""
+for the Node ``ws`` client test). tests/recovery/test_browser_client.py uses
+these fixtures too (it imports them), and its driver imports chromium.mjs from
+here, so that playwright-core resolves from tests/browser/node_modules."""
 
 from __future__ import annotations
 

@@ -19,24 +19,15 @@
 // and exits 1 when something was not as expected.
 
 import { readFileSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { launch as launchChromium } from "./chromium.mjs";
 
 const cfg = JSON.parse(process.argv[2]);
 const T = cfg.timeoutMs ?? 15000;
 const result = { ok: false, steps: [], chat: null, workers: {}, error: null };
 let browser = null;
 
-// A fresh profile per launch (playwright-core makes a temporary one), no
-// network services of Chromium's own, nothing that needs a GPU or a sandbox.
 async function launch() {
-  return chromium.launch({
-    executablePath: cfg.chromium,
-    headless: true,
-    timeout: T * 2,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--disable-dev-shm-usage"],
-  });
+  return launchChromium(cfg.chromium, T);
 }
 
 // Each page gets a browser context of its own, as separate people would: no

@@ -67,4 +67,4 @@ class NodeClient:
 
 @pytest.mark.parametrize("cut", ["reset", "stall"])
 def test_the_js_client_under_node_recovers_exactly_what_it_missed(node, cut):
-    run_scenario(lambda url, observed: NodeClient(node, url, observed), cut)
+    run_scenario(lambda proxy, observed: NodeClient(node, proxy.url("/feed/lobby"), observed), cut)

@@ -45,7 +45,11 @@ export interface OpenInfo {
 }
 
 export interface CloseInfo {
-  /** The close code (1006 when the connection dropped or never opened). */
+  /**
+   * The close code: 1006 when the connection dropped or never opened; 4000 when the
+   * client gave it up itself (reason "heartbeat timeout", or "open timeout" when no
+   * welcome came within `openTimeout`).
+   */
   code: number;
   reason: string;
   /** False on the last close event: the client stopped for good. */
@@ -59,7 +63,11 @@ export interface ReconnectingInfo {
   delay: number;
 }
 
-/** The outcome of a room's recovery, from a `fastws.joined` that carries one. */
+/**
+ * The outcome of a room's recovery: from a `fastws.joined` that carries one, or, with
+ * reason "not sent", from a `fastws.joined` without one for a room the client held a
+ * position for when it connected.
+ */
 export interface RecoveredInfo {
   room: Room;
   /** True when every missed message was replayed, just before this event. */
@@ -67,8 +75,12 @@ export interface RecoveredInfo {
   /** How many messages were replayed. */
   missed: number;
   /**
-   * Why the room could not be recovered ("epoch changed", "too old", "no history",
-   * "bad position", "not read", "history moved on", "unavailable"); null when it was.
+   * Why the room could not be recovered; null when it was. The server's reasons:
+   * "epoch changed", "too old", "no history", "bad position", "not read", "history
+   * moved on", "unavailable". The client's own: "not sent", when the server joined a room
+   * the client held a position for without a recovery outcome: its position was left out
+   * of the positions token (past 64 rooms or 4096 bytes), or the server did not answer
+   * for it.
    */
   reason: string | null;
 }
@@ -134,6 +146,17 @@ export interface ClientOptions {
   params?: () => Params | Promise<Params>;
   /** The random source of the backoff jitter, in [0, 1). Default Math.random. */
   random?: () => number;
+  /**
+   * Seconds a connection must stay open, from its welcome, for the backoff to start again
+   * from attempt 0 when it closes. Default 5; 0 resets at every welcome.
+   */
+  stableAfter?: number;
+  /**
+   * Seconds a connection attempt may take to get the server's welcome (a plain server's
+   * open) before the client gives it up (close event: 4000, "open timeout") and retries
+   * with backoff. Default 10; 0 turns it off. `params()` is not counted.
+   */
+  openTimeout?: number;
 }
 
 /** Thrown by send() and emit() when the client is not connected: nothing is queued. */

@@ -14,6 +14,9 @@ const OPEN = 1; // WebSocket.OPEN, spelled out: a WebSocket implementation may n
 const RECONNECT_CODES = new Set([1001, 1005, 1006, 1011, 1012, 1013, 1014]);
 const SERVICE_RESTART = 1012;
 const HEARTBEAT_TIMEOUT = { code: 4000, reason: "heartbeat timeout" };
+const OPEN_TIMEOUT = { code: 4000, reason: "open timeout" };
+/** setTimeout fires at once for a longer delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The server reads at most this many positions, and refuses a longer JSON list whole. */
 const MAX_POSITIONS = 64;
@@ -57,10 +60,17 @@ export class Client {
   #cap;
   #random;
   #params;
+  #stableAfterMs;
+  #openTimeoutMs;
 
   #listeners = new Map();
   /** room -> {epoch, offset}; Map order is recency, oldest first, for the positions token. */
   #positions = new Map();
+  /**
+   * The rooms the client held a position for when it opened this connection, until the
+   * server joins it to them: each join must say how the recovery went.
+   */
+  #awaitingRecovery = new Set();
 
   #sock = null;
   #opened = false;
@@ -70,14 +80,16 @@ export class Client {
   #closed = false;
   #attempt = 0;
   #retryTimer = null;
+  #openTimer = null;
+  #connectedAt = 0;
   #heartbeatMs = 0;
   #lastFrame = 0;
   #watchdog = null;
 
   /**
    * @param {string | URL} url the server's WebSocket URL (`ws:` or `wss:`)
-   * @param {object} [options] recover, protocols, WebSocket, backoff, params, random:
-   *     see ClientOptions in index.d.ts and the README
+   * @param {object} [options] recover, protocols, WebSocket, backoff, params, random,
+   *     stableAfter, openTimeout: see ClientOptions in index.d.ts and the README
    */
   constructor(url, options = {}) {
     const {
@@ -87,6 +99,8 @@ export class Client {
       backoff = {},
       params,
       random = Math.random,
+      stableAfter = 5,
+      openTimeout = 10,
     } = options;
     if (typeof WebSocket !== "function") {
       throw new TypeError(
@@ -102,6 +116,8 @@ export class Client {
     this.#cap = backoff.cap ?? 30;
     this.#random = random;
     this.#params = params;
+    this.#stableAfterMs = seconds("stableAfter", stableAfter) * 1000;
+    this.#openTimeoutMs = Math.min(seconds("openTimeout", openTimeout) * 1000, MAX_TIMER_MS);
     this.#connect();
   }
 
@@ -220,6 +236,9 @@ export class Client {
   #offer() {
     const offer = this.#protocols.map((name) => `${PROTOCOL}+${name}`);
     offer.push(PROTOCOL);
+    // Every room held, whether its position fits in the token or not: a join that does
+    // not report a recovery for one of them must not pass for a seamless one.
+    this.#awaitingRecovery = new Set(this.#recover ? this.#positions.keys() : []);
     const token = this.#recover && positionsToken(this.#positions);
     if (token) offer.push(token);
     return offer;
@@ -233,6 +252,9 @@ export class Client {
     sock.onclose = (event) => this.#onClose(event);
     this.#sock = sock;
     this.#opened = false;
+    // A stalled network may neither open nor fail the socket, and a server may open it
+    // and never welcome: the heartbeat watchdog only starts at the welcome.
+    if (this.#openTimeoutMs > 0) this.#openTimer = setTimeout(() => this.#abandon(OPEN_TIMEOUT), this.#openTimeoutMs);
   }
 
   /** Forget the current socket: none of its later events reaches the client. */
@@ -242,7 +264,12 @@ export class Client {
     // ws raises an unhandled "error" when close() aborts a handshake still under way.
     sock.onerror = ignore;
     clearTimeout(this.#watchdog);
-    this.#watchdog = null;
+    clearTimeout(this.#openTimer);
+    this.#watchdog = this.#openTimer = null;
+    // Only a connection that lasted starts the backoff again: a server sends its welcome
+    // before the route runs, and a route that closes every connection at once must not
+    // get a tight reconnection loop.
+    if (this.#connected && performance.now() - this.#connectedAt >= this.#stableAfterMs) this.#attempt = 0;
     this.#sock = null;
     this.#connected = false;
   }
@@ -304,7 +331,9 @@ export class Client {
 
   #ready(info) {
     this.#connected = true;
-    this.#attempt = 0;
+    this.#connectedAt = performance.now();
+    clearTimeout(this.#openTimer);
+    this.#openTimer = null;
     this.#heartbeatMs = info.heartbeat > 0 ? info.heartbeat * 1000 : 0;
     if (this.#heartbeatMs > 0) this.#watch(2 * this.#heartbeatMs);
     this.#emit("open", info);
@@ -323,7 +352,7 @@ export class Client {
     }, wait);
   }
 
-  /** Give a silent connection up at once: its close handshake may never finish. */
+  /** Give a silent connection (or attempt) up at once: its close handshake may never finish. */
   #abandon({ code, reason }) {
     const sock = this.#sock;
     this.#release();
@@ -332,9 +361,13 @@ export class Client {
   }
 
   #onRoomMessage(frame) {
-    this.#advance(frame);
     const meta = { room: frame.room, epoch: frame.epoch ?? null, offset: frame.offset ?? null };
-    this.#emit("message", roomPayload(frame), meta);
+    // Decoded before the position moves: a message that cannot be delivered throws here
+    // ("error" event), and the position stays before it so a reconnection asks for it
+    // again (and the next message of the room reports it as a gap).
+    const data = roomPayload(frame, meta);
+    this.#advance(frame);
+    this.#emit("message", data, meta);
   }
 
   /** Record a room message's position, reporting a hole in the offsets of one epoch. */
@@ -353,8 +386,14 @@ export class Client {
     // a room without history has no position to hold.
     if (epoch !== undefined && offset !== undefined) this.#setPosition(room, epoch, offset);
     else this.#positions.delete(room);
+    const held = this.#awaitingRecovery.delete(room);
     if (typeof frame.recovered === "boolean") {
       this.#emit("recovered", { room, recovered: frame.recovered, missed: frame.missed ?? 0, reason: frame.reason ?? null });
+    } else if (held) {
+      // The client held a position for the room but the server did not use it: trimmed
+      // from the token (past 64 rooms or 4096 bytes), or a server that did not answer.
+      // Whatever came in between is lost: say so rather than adopt the new position.
+      this.#emit("recovered", { room, recovered: false, missed: 0, reason: "not sent" });
     }
   }
 
@@ -381,10 +420,12 @@ export class Client {
 
   /**
    * Full jitter: a random wait in [0, min(cap, base * 2^attempt)); after a service
-   * restart, in [0, 1 s) whatever the attempt, since the server is expected back at once.
+   * restart that ends a lasting connection (attempt 0), in [0, 1 s) whatever the
+   * backoff, since the server is expected back at once. A 1012 counts as an attempt
+   * like any other, so a server that keeps answering 1012 is backed off from too.
    */
   #reconnectLater(afterRestart) {
-    const ceiling = afterRestart ? 1 : Math.min(this.#cap, this.#base * 2 ** this.#attempt);
+    const ceiling = afterRestart && this.#attempt === 0 ? 1 : Math.min(this.#cap, this.#base * 2 ** this.#attempt);
     const delay = this.#random() * ceiling;
     const attempt = this.#attempt++;
     this.#retryTimer = setTimeout(() => {
@@ -437,6 +478,14 @@ function checkListener(event, listener) {
   if (typeof listener !== "function") throw new TypeError("fastws-client: a listener is a function");
 }
 
+/** A duration option, in seconds: a finite number, 0 or more. */
+function seconds(name, value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new TypeError(`fastws-client: ${name} is a number of seconds, 0 or more`);
+  }
+  return value;
+}
+
 /** Whether the protocol's close-code table says to reconnect. */
 function reconnects(code) {
   return RECONNECT_CODES.has(code) || (code >= 4000 && code <= 4099);
@@ -467,11 +516,33 @@ function decodeBase64(text) {
   return Uint8Array.from(atob(text), (char) => char.charCodeAt(0));
 }
 
-/** A room message's payload in its own type, from whichever of its three fields it has. */
-function roomPayload(frame) {
+/**
+ * A room message's payload in its own type, from whichever of its three fields it has.
+ * Throws when it cannot be delivered: none of the three, or a field of the wrong form.
+ */
+function roomPayload(frame, meta) {
   if ("data" in frame) return frame.data;
-  if ("text" in frame) return frame.text;
-  return decodeBase64(frame.bytes);
+  if ("text" in frame) {
+    if (typeof frame.text === "string") return frame.text;
+    throw undeliverable("its text is not a string", meta);
+  }
+  if ("bytes" in frame) {
+    let cause;
+    if (typeof frame.bytes === "string") {
+      try {
+        return decodeBase64(frame.bytes);
+      } catch (error) {
+        cause = error;
+      }
+    }
+    throw undeliverable("its bytes are not base64", meta, cause);
+  }
+  throw undeliverable("it has no data, text or bytes", meta);
+}
+
+function undeliverable(why, { room, epoch, offset }, cause) {
+  const where = `room ${JSON.stringify(room)}${offset === null ? "" : ` at ${epoch}:${offset}`}`;
+  return new TypeError(`fastws-client: undeliverable room message in ${where}: ${why}`, cause && { cause });
 }
 
 function directMeta() {

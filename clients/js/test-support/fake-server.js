@@ -97,6 +97,12 @@ class Connection {
 }
 
 /**
+ * node:test options for a test that awaits an event a faulty client may never fire:
+ * it fails after a while instead of hanging the run.
+ */
+export const BOUNDED = { timeout: 5000 };
+
+/**
  * A server and a client connecting to it, both closed when the test ends. The client
  * reconnects at once unless the test passes its own `random`.
  */

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import WebSocket from "ws";
 import { Client } from "../src/index.js";
-import { once, setup, startServer, sync, welcomed } from "../test-support/fake-server.js";
+import { BOUNDED, once, setup, startServer, sync, welcomed } from "../test-support/fake-server.js";
 
 const TOKEN_CHARS = /^fastws\.v1\.positions\.[A-Za-z0-9_-]+$/;
 
@@ -93,7 +93,58 @@ test("the positions token drops the oldest rooms until its JSON fits in 4096 byt
   assert.ok(json.length <= 4096);
 });
 
-test("recover: false offers no positions", async (t) => {
+test("a room whose position was held but not recovered is reported recovered: false, \"not sent\"", BOUNDED, async (t) => {
+  const { server, client } = await setup(t);
+  const connection = await welcomed(server, client);
+  for (let i = 0; i < 70; i++) connection.send({ type: "fastws.joined", room: `r${i}`, epoch: "e", offset: i });
+  await sync(connection, client);
+
+  const next = await reconnect(server, connection);
+  // r0 to r5 did not fit in the token.
+  assert.deepEqual(next.positions[0], ["r6", "e", 6]);
+  const outcomes = [];
+  client.on("recovered", (outcome) => outcomes.push(outcome));
+  const opened = once(client, "open");
+  next.welcome();
+  await opened;
+  // Left out of the token: the server joins it without a recovery outcome.
+  next.send({ type: "fastws.joined", room: "r0", epoch: "e", offset: 100 });
+  // In the token, and answered.
+  next.send({ type: "fastws.joined", room: "r10", epoch: "e", offset: 10, recovered: true, missed: 0 });
+  // In the token, yet answered without an outcome (not a conforming server).
+  next.send({ type: "fastws.joined", room: "r20", epoch: "e", offset: 25 });
+  // Joined again in the same connection, and a room the client held no position for.
+  next.send({ type: "fastws.left", room: "r0" });
+  next.send({ type: "fastws.joined", room: "r0", epoch: "e", offset: 101 });
+  next.send({ type: "fastws.joined", room: "new", epoch: "e", offset: 1 });
+  await sync(next, client);
+  assert.deepEqual(outcomes, [
+    { room: "r0", recovered: false, missed: 0, reason: "not sent" },
+    { room: "r10", recovered: true, missed: 0, reason: null },
+    { room: "r20", recovered: false, missed: 0, reason: "not sent" },
+  ]);
+  assert.deepEqual(client.positions.get("r0"), { epoch: "e", offset: 101 });
+  assert.deepEqual(client.positions.get("r20"), { epoch: "e", offset: 25 });
+});
+
+test("a room too large for the token is reported \"not sent\" when joined again", BOUNDED, async (t) => {
+  const { server, client } = await setup(t);
+  const connection = await welcomed(server, client);
+  const room = "x".repeat(5000);
+  connection.send({ type: "fastws.joined", room, epoch: "e", offset: 3 });
+  await sync(connection, client);
+
+  const next = await reconnect(server, connection);
+  assert.deepEqual(next.offered, ["fastws.v1"]);
+  const opened = once(client, "open");
+  next.welcome();
+  await opened;
+  const recovered = once(client, "recovered");
+  next.send({ type: "fastws.joined", room, epoch: "e", offset: 9 });
+  assert.deepEqual(await recovered, [{ room, recovered: false, missed: 0, reason: "not sent" }]);
+});
+
+test("recover: false offers no positions, and reports no recovery", BOUNDED, async (t) => {
   const { server, client } = await setup(t, { recover: false });
   const connection = await welcomed(server, client);
   connection.send({ type: "fastws.joined", room: "chat", epoch: "e1", offset: 4 });
@@ -102,6 +153,13 @@ test("recover: false offers no positions", async (t) => {
   const next = await reconnect(server, connection);
   assert.deepEqual(next.offered, ["fastws.v1"]);
   assert.deepEqual([...client.positions], [["chat", { epoch: "e1", offset: 4 }]]);
+  client.on("recovered", (outcome) => assert.fail(`recovered: ${JSON.stringify(outcome)}`));
+  const opened = once(client, "open");
+  next.welcome();
+  await opened;
+  next.send({ type: "fastws.joined", room: "chat", epoch: "e1", offset: 9 });
+  await sync(next, client);
+  assert.deepEqual([...client.positions], [["chat", { epoch: "e1", offset: 9 }]]);
 });
 
 test("params() sets query parameters afresh for each connection", async (t) => {

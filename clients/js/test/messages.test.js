@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import WebSocket from "ws";
 import { NotConnectedError } from "../src/index.js";
-import { collect, once, setup, sync, welcomed } from "../test-support/fake-server.js";
+import { BOUNDED, collect, once, setup, sync, welcomed } from "../test-support/fake-server.js";
 
 const DIRECT = { room: null, epoch: null, offset: null };
 
@@ -91,6 +91,53 @@ test("unknown fastws.* frames, and unknown fields, are ignored", async (t) => {
   connection.send({ type: "fastws.heartbeat" });
   connection.send({ type: "fastws.message", room: "chat", epoch: "e", offset: 1, text: "shown", flavour: "new" });
   assert.deepEqual(await message, ["shown", { room: "chat", epoch: "e", offset: 1 }]);
+});
+
+test("a room message that cannot be decoded fires error, is not delivered, and does not move the position", BOUNDED, async (t) => {
+  const { server, client } = await setup(t);
+  const connection = await welcomed(server, client);
+  const errors = [];
+  const delivered = [];
+  const gaps = [];
+  client.on("error", (error) => errors.push(error));
+  client.on("message", (data, meta) => meta.room && delivered.push(data));
+  client.on("gap", (gap) => gaps.push(gap));
+  connection.send({ type: "fastws.joined", room: "chat", epoch: "e", offset: 1 });
+  const at = { type: "fastws.message", room: "chat", epoch: "e", offset: 2 };
+  connection.send({ ...at, bytes: "not base64!" });
+  connection.send({ ...at, bytes: null });
+  connection.send({ ...at, text: 5 });
+  // None of data, text, bytes: nothing to deliver.
+  connection.send({ ...at, payload: "unknown field" });
+  await sync(connection, client);
+  assert.equal(errors.length, 4);
+  for (const error of errors) {
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /room "chat" at e:2/);
+  }
+  assert.deepEqual(delivered, []);
+  assert.deepEqual(gaps, []);
+  assert.deepEqual(client.positions.get("chat"), { epoch: "e", offset: 1 });
+
+  // A reconnection asks for the message again.
+  connection.ws.close(1001);
+  const next = await server.next();
+  assert.deepEqual(next.positions, [["chat", "e", 1]]);
+});
+
+test("the next room message after an undecodable one reports the hole as a gap", BOUNDED, async (t) => {
+  const { server, client } = await setup(t);
+  const connection = await welcomed(server, client);
+  const gaps = [];
+  client.on("error", () => {});
+  client.on("gap", (gap) => gaps.push(gap));
+  connection.send({ type: "fastws.joined", room: "chat", epoch: "e", offset: 1 });
+  connection.send({ type: "fastws.message", room: "chat", epoch: "e", offset: 2, bytes: "%%%%" });
+  const message = once(client, "message");
+  connection.send({ type: "fastws.message", room: "chat", epoch: "e", offset: 3, text: "ok" });
+  assert.deepEqual(await message, ["ok", { room: "chat", epoch: "e", offset: 3 }]);
+  assert.deepEqual(gaps, [{ room: "chat", epoch: "e", expected: 2, got: 3 }]);
+  assert.deepEqual(client.positions.get("chat"), { epoch: "e", offset: 3 });
 });
 
 test("fastws.sent advances the position; a hole in one epoch's offsets fires gap", async (t) => {

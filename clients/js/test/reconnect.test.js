@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { Client } from "../src/index.js";
-import { collect, once, setup, startServer, welcomed } from "../test-support/fake-server.js";
+import { BOUNDED, collect, once, setup, startServer, welcomed } from "../test-support/fake-server.js";
 
 // With the default random() of 0 in the tests a reconnection would start at once, so a
 // short wait is enough to see that none does.
@@ -83,18 +83,32 @@ test("close() during the backoff wait cancels the reconnection", async (t) => {
   assert.equal(server.count, 1);
 });
 
-test("close() while connecting abandons the handshake quietly", async (t) => {
-  // A server that accepts TCP connections and never answers the upgrade request.
+/**
+ * A server that accepts TCP connections and swallows the upgrade request, never
+ * answering it: a stalled network, as the client sees it. `closed` holds, for each
+ * connection accepted, a promise of its end.
+ */
+async function silentServer(t) {
   const sockets = [];
-  const silent = net.createServer((socket) => sockets.push(socket));
+  const closed = [];
+  const silent = net.createServer((socket) => {
+    sockets.push(socket);
+    closed.push(events.once(socket, "close"));
+    socket.resume();
+  });
   silent.listen(0, "127.0.0.1");
   await events.once(silent, "listening");
   t.after(() => {
     for (const socket of sockets) socket.destroy();
     silent.close();
   });
-  const accepted = events.once(silent, "connection");
-  const client = new Client(`ws://127.0.0.1:${silent.address().port}/`, { WebSocket });
+  return { server: silent, url: `ws://127.0.0.1:${silent.address().port}/`, closed };
+}
+
+test("close() while connecting abandons the handshake quietly", async (t) => {
+  const silent = await silentServer(t);
+  const accepted = events.once(silent.server, "connection");
+  const client = new Client(silent.url, { WebSocket });
   const seen = [];
   for (const event of ["open", "close", "reconnecting", "error"]) client.on(event, (info) => seen.push([event, info]));
   await accepted;
@@ -113,7 +127,7 @@ test("1012 reconnects within a second whatever the backoff", async (t) => {
   await server.next();
 });
 
-test("backoff: full jitter under min(cap, base * 2^attempt), reset by a welcome", async (t) => {
+test("backoff: full jitter under min(cap, base * 2^attempt)", async (t) => {
   const base = 0.01;
   const cap = 0.04;
   const { server, client } = await setup(t, { random: () => 0.5, backoff: { base, cap } });
@@ -125,11 +139,68 @@ test("backoff: full jitter under min(cap, base * 2^attempt), reset by a welcome"
     delays,
     [0, 1, 2, 3, 4].map((n) => [n, 0.5 * Math.min(cap, base * 2 ** n)]),
   );
+});
 
+test("a welcome does not reset the backoff: a route that closes every connection at once is backed off from", BOUNDED, async (t) => {
+  // The server sends its welcome before the route runs, so a route refusing every
+  // client (1013, 1011, 4001...) closes right after it.
+  const base = 0.01;
+  const cap = 0.04;
+  const { server, client } = await setup(t, { random: () => 0.5, backoff: { base, cap } });
+  const retries = collect(client, "reconnecting", 6);
+  for (const code of [1013, 1011, 4001, 1013, 1011, 4001]) (await welcomed(server, client)).ws.close(code);
+  assert.deepEqual(
+    (await retries).map(([info]) => info),
+    [0, 1, 2, 3, 4, 5].map((attempt) => ({ attempt, delay: 0.5 * Math.min(cap, base * 2 ** attempt) })),
+  );
+});
+
+test("a connection that stays open for stableAfter seconds resets the backoff", BOUNDED, async (t) => {
+  const base = 0.01;
+  const stableAfter = 0.05;
+  const { server, client } = await setup(t, { random: () => 0.5, backoff: { base, cap: 1 }, stableAfter });
+  const retries = [];
+  client.on("reconnecting", (info) => retries.push(info));
+  for (let i = 0; i < 2; i++) {
+    const reconnecting = once(client, "reconnecting");
+    (await welcomed(server, client)).ws.close(1013);
+    await reconnecting;
+  }
   const connection = await welcomed(server, client);
+  await sleep(stableAfter * 1000 + 20);
   const reconnecting = once(client, "reconnecting");
   connection.ws.close(1013);
-  assert.deepEqual(await reconnecting, [{ attempt: 0, delay: 0.5 * base }]);
+  await reconnecting;
+  assert.deepEqual(retries, [
+    { attempt: 0, delay: 0.5 * base },
+    { attempt: 1, delay: 0.5 * base * 2 },
+    { attempt: 0, delay: 0.5 * base },
+  ]);
+});
+
+test("repeated 1012s on connections that do not last back off too", BOUNDED, async (t) => {
+  const base = 4;
+  const cap = 100;
+  const random = () => 0.001;
+  const { server, client } = await setup(t, { random, backoff: { base, cap } });
+  const retries = collect(client, "reconnecting", 3);
+  for (let i = 0; i < 3; i++) (await welcomed(server, client)).ws.close(1012);
+  assert.deepEqual(
+    (await retries).map(([info]) => info),
+    // The first within a second whatever the backoff; then the backoff's own delays.
+    [
+      { attempt: 0, delay: 0.001 * 1 },
+      { attempt: 1, delay: 0.001 * Math.min(cap, base * 2) },
+      { attempt: 2, delay: 0.001 * Math.min(cap, base * 4) },
+    ],
+  );
+});
+
+test("stableAfter and openTimeout must be numbers of seconds", () => {
+  for (const options of [{ stableAfter: -1 }, { stableAfter: "5" }, { openTimeout: Infinity }, { openTimeout: Number.NaN }]) {
+    // Closed at once should it be accepted, so that it does not go on reconnecting.
+    assert.throws(() => new Client("ws://127.0.0.1:1/", { WebSocket, ...options }).close(), TypeError, JSON.stringify(options));
+  }
 });
 
 test("the first retry comes within a second with the default backoff", async (t) => {
@@ -188,4 +259,82 @@ test("a heartbeat of 0 arms no watchdog", async (t) => {
   await sleep(NO_RECONNECT_WAIT);
   assert.deepEqual(closes, []);
   assert.equal(client.connected, true);
+});
+
+test("a handshake that never completes is abandoned after openTimeout and retried with backoff", BOUNDED, async (t) => {
+  const silent = await silentServer(t);
+  const openTimeout = 0.05;
+  const base = 0.01;
+  const started = performance.now();
+  const client = new Client(silent.url, { WebSocket, random: () => 0.5, backoff: { base, cap: 1 }, openTimeout });
+  t.after(() => client.close());
+  const seen = [];
+  for (const event of ["open", "close", "reconnecting"]) client.on(event, (info) => seen.push([event, info]));
+  const firstClose = once(client, "close").then(() => performance.now());
+  const retries = collect(client, "reconnecting", 3);
+  await retries;
+  assert.ok((await firstClose) - started >= openTimeout * 1000 - 5, "abandoned before openTimeout");
+  assert.deepEqual(
+    seen.slice(0, 6),
+    [0, 1, 2].flatMap((attempt) => [
+      ["close", { code: 4000, reason: "open timeout", willReconnect: true }],
+      ["reconnecting", { attempt, delay: 0.5 * base * 2 ** attempt }],
+    ]),
+  );
+  // The client dropped each abandoned attempt's TCP connection.
+  await Promise.all(silent.closed.slice(0, 3));
+});
+
+test("a server that opens but never sends its welcome is abandoned after openTimeout", BOUNDED, async (t) => {
+  const base = 0.01;
+  const { server, client } = await setup(t, { random: () => 0.5, backoff: { base, cap: 1 }, openTimeout: 0.05 });
+  client.on("open", () => assert.fail("open without a welcome"));
+  const closes = collect(client, "close", 3);
+  const retries = collect(client, "reconnecting", 3);
+  const connections = [];
+  for (let i = 0; i < 3; i++) connections.push(await server.next());
+  for (const [info] of await closes) assert.deepEqual(info, { code: 4000, reason: "open timeout", willReconnect: true });
+  // Still counted as attempts: the backoff grows.
+  assert.deepEqual(
+    (await retries).map(([info]) => info),
+    [0, 1, 2].map((attempt) => ({ attempt, delay: 0.5 * base * 2 ** attempt })),
+  );
+  for (const connection of connections) assert.deepEqual(await connection.closed, { code: 4000, reason: "open timeout" });
+  assert.equal(client.connected, false);
+});
+
+test("the welcome, or the open of a plain server, stops the open timeout", BOUNDED, async (t) => {
+  const openTimeout = 0.25;
+  const { server, client } = await setup(t, { openTimeout });
+  const closes = [];
+  client.on("close", (info) => closes.push(info));
+  await welcomed(server, client);
+  await sleep(openTimeout * 1000 + 50);
+  assert.deepEqual(closes, []);
+  assert.equal(client.connected, true);
+
+  class OtherAnswerWebSocket extends WebSocket {
+    get protocol() {
+      return "legacy";
+    }
+  }
+  const plain = new Client(server.url, { WebSocket: OtherAnswerWebSocket, openTimeout });
+  t.after(() => plain.close());
+  plain.on("close", (info) => closes.push(info));
+  await once(plain, "open");
+  await sleep(openTimeout * 1000 + 50);
+  assert.deepEqual(closes, []);
+  assert.equal(plain.connected, true);
+});
+
+test("openTimeout: 0 turns the open timeout off", BOUNDED, async (t) => {
+  const silent = await silentServer(t);
+  const accepted = events.once(silent.server, "connection");
+  const client = new Client(silent.url, { WebSocket, openTimeout: 0 });
+  t.after(() => client.close());
+  const closes = [];
+  client.on("close", (info) => closes.push(info));
+  await accepted;
+  await sleep(NO_RECONNECT_WAIT);
+  assert.deepEqual(closes, []);
 });

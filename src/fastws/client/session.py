@@ -68,16 +68,18 @@ def reconnects(code: int) -> bool:
     return code in RECONNECT_CODES or 4000 <= code <= 4099
 
 
-def positions_token(positions: dict[Hashable, tuple[str, int]]) -> str | None:
+def positions_token(positions: dict[Hashable, tuple[str, int]]) -> tuple[str | None, set[Hashable]]:
     """The ``fastws.v1.positions.`` token for ``positions`` (the most recently
-    updated last), within the protocol's bounds; None when there are none."""
+    updated last), within the protocol's bounds (None when there are none),
+    and the rooms it holds: the oldest are left out to fit."""
     items = [[room, epoch, offset] for room, (epoch, offset) in positions.items()][-MAX_POSITIONS:]
     while items:
         raw = json.dumps(items, ensure_ascii=False, separators=(",", ":")).encode()
         if len(raw) <= MAX_POSITIONS_BYTES:
-            return POSITIONS_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            token = POSITIONS_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            return token, {item[0] for item in items}
         items.pop(0)            # the oldest goes first
-    return None
+    return None, set()
 
 
 class Client:
@@ -86,8 +88,10 @@ class Client:
 
     def __init__(self, url: str, *, recover: bool = True, subprotocols: Sequence[str] = (),
                  backoff: tuple[float, float] = (0.5, 30.0), queue: int = 1024,
-                 rng: Callable[[], float] = random.random, **options: Any) -> None:
+                 stable_after: float = 5.0, rng: Callable[[], float] = random.random,
+                 **options: Any) -> None:
         self.url = url
+        self._stable_after = stable_after
         self.recover = recover
         self._app_protocols = tuple(subprotocols)
         self._base, self._cap = backoff
@@ -106,8 +110,11 @@ class Client:
         self._heartbeat = 0.0
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
-        self._welcomed = False
+        self._plain = False         # the server did not answer fastws.v1: plain messages
         self._done = False          # the session is over: the iterator ends once the inbox is empty
+        # Rooms this client held a position in when it (re)connected: each
+        # must be answered with an outcome, or it lost messages unsaid.
+        self._expecting: set[Hashable] = set()
 
     # ------------------------------------------------------------------ public
 
@@ -159,15 +166,22 @@ class Client:
         if self.close_code is None:
             self.close_code = 1000
         ws = self._ws
+        runner = self._runner
+        if runner is not None and not runner.done():
+            # It may be waiting to reconnect, or on a full inbox nobody reads.
+            runner.cancel()
+            # wait() neither raises the runner's cancellation nor hides ours.
+            await asyncio.wait([runner])
         if ws is not None:
-            await ws.close()
-        elif self._runner is not None:
-            self._runner.cancel()       # waiting to reconnect: nothing to close
-        if self._runner is not None:
+            # What is still unread must be read (and dropped) for the server's
+            # close frame to come through: websockets stops reading when its
+            # own queue of messages is full.
+            drain = asyncio.ensure_future(_discard(ws))
             try:
-                await self._runner
-            except (Exception, asyncio.CancelledError):
-                pass
+                await ws.close()
+            finally:
+                drain.cancel()
+            self._fire("close", 1000, "", False)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._messages()
@@ -181,6 +195,7 @@ class Client:
 
     async def __aenter__(self) -> Client:
         ws = await self._open()          # the first attempt's failure is the caller's
+        self._ws = ws                    # send() works from here on
         self._runner = asyncio.ensure_future(self._run(ws))
         return self
 
@@ -191,26 +206,29 @@ class Client:
 
     def _offer(self) -> list[str]:
         offer = [f"{V1}+{name}" for name in self._app_protocols] + [V1]
-        token = positions_token(self.positions) if self.recover else None
-        if token is not None:
-            offer.append(token)
+        self._expecting = set(self.positions) if self.recover else set()
+        if self.recover:
+            token, _ = positions_token(self.positions)
+            if token is not None:
+                offer.append(token)
         return offer
 
     async def _open(self) -> ClientConnection:
         ws = await ws_connect(self.url, subprotocols=self._offer(), **self._options)
         answer = ws.subprotocol or ""
-        if answer != V1 and not answer.startswith(V1 + "+"):
-            await ws.close(1002, "fastws.v1 expected")
-            raise InvalidHandshake(f"the server does not speak {V1} (answered {answer!r})")
-        self.subprotocol = answer[len(V1) + 1:] or None
+        # A server that does not speak fastws.v1 is served plainly (protocol.md, 1).
+        self._plain = answer != V1 and not answer.startswith(V1 + "+")
+        self.subprotocol = (answer or None) if self._plain else (answer[len(V1) + 1:] or None)
         return ws
 
     async def _run(self, ws: ClientConnection | None) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
+        restart = False
         try:
             while not self._stopping:
                 if ws is None:
-                    delay = self._delay(attempt)
+                    delay = self._delay(attempt, restart)
                     attempt += 1
                     self._fire("reconnecting", attempt, delay)
                     await asyncio.sleep(delay)
@@ -221,9 +239,12 @@ class Client:
                     except (OSError, InvalidHandshake, asyncio.TimeoutError) as exc:
                         log.info("fastws.client: reconnecting to %s failed: %s", self.url, exc)
                         continue
-                code, reason, welcomed = await self._serve(ws)
+                opened = loop.time()
+                code, reason = await self._serve(ws)
                 ws = None
-                if welcomed:
+                # Only a connection that lasted resets the backoff: a server
+                # that closes each one at once (1013, 1011) is not hammered.
+                if loop.time() - opened >= self._stable_after:
                     attempt = 0
                 again = not self._stopping and reconnects(code)
                 self._fire("close", code, reason, again)
@@ -231,8 +252,7 @@ class Client:
                     if self.close_code is None:
                         self.close_code, self.close_reason = code, reason
                     break
-                if code == 1012:
-                    attempt = -1        # a restart: come back at once (plus jitter)
+                restart = code == 1012
         finally:
             self._ws = None
             self._done = True
@@ -241,16 +261,17 @@ class Client:
             except asyncio.QueueFull:
                 pass                            # it is not waiting: it sees _done when empty
 
-    def _delay(self, attempt: int) -> float:
-        if attempt < 0:
-            return self._random()               # within a second
-        return self._random() * min(self._cap, self._base * 2 ** attempt)
+    def _delay(self, attempt: int, restart: bool) -> float:
+        """Full jitter; after 1012 (a restart), within a second at first."""
+        window = min(self._cap, self._base * 2 ** attempt)
+        return self._random() * (min(self._cap, max(1.0, window)) if restart else window)
 
     async def _serve(self, ws: ClientConnection) -> tuple[int, str, bool]:
-        """Read one connection until it ends: (close code, reason, whether it
-        got as far as the welcome)."""
+        """Read one connection until it ends: (close code, reason)."""
         self._ws = ws
-        self._welcomed = False
+        self._heartbeat = 0.0
+        if self._plain:
+            self._fire("open")
         try:
             while True:
                 timeout = 2 * self._heartbeat if self._heartbeat > 0 else None
@@ -261,14 +282,19 @@ class Client:
                              self.url, timeout)
                     self._ws = None
                     ws.transport.abort()
-                    return 1006, "heartbeat timeout", self._welcomed
-                await self._take(frame)
+                    return 1006, "heartbeat timeout"
+                try:
+                    await self._take(frame)
+                except Exception:
+                    # A frame this client cannot make sense of is logged and
+                    # skipped; it must not end the session.
+                    log.exception("fastws.client: a frame from %s could not be read", self.url)
         except ConnectionClosed as exc:
             self._ws = None
             rcvd = exc.rcvd
             if rcvd is None:
-                return 1006, "", self._welcomed
-            return rcvd.code, rcvd.reason, self._welcomed
+                return 1006, ""
+            return rcvd.code, rcvd.reason
 
     async def _take(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
@@ -283,7 +309,7 @@ class Client:
         kind = obj.get("type") if isinstance(obj, dict) else None
         if type(kind) is not str:
             await self._inbox.put(Message(frame))
-        elif kind.startswith("fastws."):
+        elif kind.startswith("fastws.") and not self._plain:
             await self._protocol(kind, obj)
         elif kind in self._handlers and kind not in RESERVED:
             del obj["type"]
@@ -317,12 +343,16 @@ class Client:
             if msg.get("epoch") is not None:
                 self.positions[room] = (msg["epoch"], msg["offset"])
             if "recovered" in msg:
+                self._expecting.discard(room)
                 self._fire("recovered", room, bool(msg["recovered"]), int(msg.get("missed", 0)))
+            elif room in self._expecting:
+                # Its position did not fit in the list sent: what it missed is lost.
+                self._expecting.discard(room)
+                self._fire("recovered", room, False, 0)
         elif kind == "fastws.left":
             self.positions.pop(room, None)
         elif kind == "fastws.welcome":
             self._heartbeat = float(msg.get("heartbeat") or 0)
-            self._welcomed = True
             self._fire("open")
         # fastws.heartbeat and unknown kinds: a sign of life, nothing more
 
@@ -341,9 +371,17 @@ class Client:
                 log.exception("fastws.client: %s handler %r raised", event, handler)
 
 
+async def _discard(ws: ClientConnection) -> None:
+    try:
+        while True:
+            await ws.recv()
+    except ConnectionClosed:
+        pass
+
+
 def connect(url: str, *, recover: bool = True, subprotocols: Sequence[str] = (),
             backoff: tuple[float, float] = (0.5, 30.0), queue: int = 1024,
-            **options: Any) -> Client:
+            stable_after: float = 5.0, **options: Any) -> Client:
     """A ``Client`` for ``url``, to use as ``async with connect(url) as c:``.
 
     ``recover``: state positions when reconnecting (the server replays what was
@@ -351,8 +389,16 @@ def connect(url: str, *, recover: bool = True, subprotocols: Sequence[str] = (),
     ``fastws.v1+NAME``. ``backoff``: (base, cap) seconds of the reconnect delay.
     ``queue``: messages held for the iterator before reading pauses (the server
     then sees a slow consumer, closes with 1013, and the client recovers).
-    Other keywords go to ``websockets.asyncio.client.connect``. The first
-    connection's failure raises; later ones are retried.
+    ``stable_after``: seconds a connection must last before the backoff starts
+    again from its first step (a server that closes every connection at once
+    is retried ever more slowly). Other keywords go to
+    ``websockets.asyncio.client.connect``. The first connection's failure
+    raises; later ones are retried. A server that does not answer
+    ``fastws.v1`` is served plainly (every frame a ``Message`` without room).
+
+    ``recovered`` handlers also hear ``(room, False, 0)`` for a room whose
+    position did not fit in the list sent when reconnecting (more than 64
+    rooms, or 4 KiB): what it missed there is lost, and the app must reload it.
     """
     return Client(url, recover=recover, subprotocols=subprotocols, backoff=backoff, queue=queue,
-                  **options)
+                  stable_after=stable_after, **options)

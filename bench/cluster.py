@@ -17,6 +17,10 @@ redis-server of its own on a free port):
   100) of 10 receivers, each room with a publisher of its own on node A keeping
   ``--room-window`` messages in flight (``loadgen --group 10``); on one node, or with every
   room's members alternating between nodes A and B.
+- ``fastws-history-cross``, ``fastws-history-split``, ``fastws-history-rooms-split``: the
+  same with room history in Redis (``BENCH_HISTORY=100``: every message numbered and
+  stored by Redis, delivered from Redis on every node) and receivers that speak
+  ``fastws.v1`` (``loadgen --v1``: every receiver's offsets checked contiguous).
 - ``socketio-cross``: python-socketio on aiohttp (uvloop), ``AsyncRedisManager``, the same
   A/B layout; the load generator speaks Engine.IO v4 to it (``loadgen --eio``).
 - ``socketio-local``: one python-socketio node, no manager.
@@ -47,7 +51,10 @@ import compare  # noqa: E402
 SERVERS_DIR = compare.SERVERS_DIR
 EIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 SCENARIOS = ["fastws-local", "fastws-cross", "fastws-split", "fastws-rooms-local",
-             "fastws-rooms-split", "socketio-cross", "socketio-local"]
+             "fastws-rooms-split", "fastws-history-cross", "fastws-history-split",
+             "fastws-history-rooms-split", "socketio-cross", "socketio-local"]
+#: Messages each room keeps in the fastws-history-* scenarios.
+HISTORY = 100
 ROOM_SIZE = 10
 
 
@@ -105,6 +112,8 @@ def start_node(kind: str, log_dir: Path, pin: bool, env: dict[str, str]) -> tupl
 
 def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dict:
     kind, _, layout = scenario.partition("-")
+    history = layout.startswith("history-")
+    layout = layout.removeprefix("history-")
     rooms = layout.startswith("rooms-")
     layout = layout.removeprefix("rooms-")
     procs: list[Proc] = []
@@ -120,6 +129,8 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
             wait(lambda: redis_ready(rport), "redis-server", redis)
             env = {"BENCH_BACKPLANE": f"redis://127.0.0.1:{rport}/0",
                    "BENCH_PREFIX": "b" + uuid.uuid4().hex[:8]}
+        if history:
+            env["BENCH_HISTORY"] = str(HISTORY)
         a, port_a = start_node(kind, log_dir, pin, env)
         procs.append(a)
         pids = []
@@ -145,6 +156,8 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
             lg += ["--pids", ",".join(map(str, pids))]
         if kind == "socketio":
             lg += ["--eio", "--path", EIO_PATH]
+        if history:
+            lg += ["--v1"]
         result = compare.run_loadgen(loadgen, pin, "fanout", port_a, a.pid, lg,
                                      timeout=120 + args.receivers / 20)
         if "error" in result:
@@ -173,6 +186,7 @@ def summarize(runs: list[dict]) -> dict:
         return statistics.median(vals) if vals else None
 
     return {"rounds": len(ok), "msg_per_s": med("msg_per_s"),
+            "v1_gaps": sum(r.get("v1_gaps", 0) for r in ok),
             "nodes_cpu_us_per_msg": med("nodes_cpu_us_per_msg"),
             "redis_cpu_us_per_msg": med("redis_cpu_us_per_msg"),
             "lost": sum(r["lost"] for r in ok),
@@ -234,19 +248,27 @@ def report(args, chosen: list[str], runs: dict[str, list[dict]], elapsed: float)
           f"{args.duration:g} s measured; \"vs local\" compares with the same workload on one "
           f"fastws node.\n")
     print("| scenario | delivered msg/s | nodes' CPU µs/msg | redis-server CPU µs/msg | "
-          "vs local fastws CPU | lost | p99 ms (per round) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+          "vs local fastws CPU | lost | v1 gaps | p99 ms (per round) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for s in chosen:
         m = summary[s]
         base = "fastws-rooms-local" if "rooms" in s else "fastws-local"
         local = summary.get(base, {}).get("nodes_cpu_us_per_msg")
         if "error" in m:
-            print(f"| {s} | failed: {m['error'][:80]} | | | | | |")
+            print(f"| {s} | failed: {m['error'][:80]} | | | | | | |")
             continue
         ratio = f"{m['nodes_cpu_us_per_msg'] / local:.2f}x" if local and m["nodes_cpu_us_per_msg"] else "–"
         redis_cpu = f"{m['redis_cpu_us_per_msg']:.3f}" if m["redis_cpu_us_per_msg"] is not None else "–"
+        gaps = f"{m['v1_gaps']:,}" if "history" in s else "–"
         print(f"| {s} | {m['msg_per_s']:,.0f} | {m['nodes_cpu_us_per_msg']:.3f} | {redis_cpu} | "
-              f"{ratio} | {m['lost']:,} | {', '.join(f'{v:.1f}' for v in m['p99s_ms'])} |")
+              f"{ratio} | {m['lost']:,} | {gaps} | {', '.join(f'{v:.1f}' for v in m['p99s_ms'])} |")
+    for s in chosen:
+        plain = s.replace("history-", "")
+        m, p = summary[s], summary.get(plain)
+        if s != plain and p and "error" not in m and "error" not in p and p["nodes_cpu_us_per_msg"]:
+            print(f"\n{s}: nodes' CPU per delivered message "
+                  f"{m['nodes_cpu_us_per_msg'] / p['nodes_cpu_us_per_msg']:.2f}x {plain}'s "
+                  f"(history in Redis against the backplane without history)")
     fc, sc = summary.get("fastws-cross"), summary.get("socketio-cross")
     if fc and sc and "error" not in fc and "error" not in sc:
         print(f"\nfastws-cross delivers {fc['msg_per_s'] / sc['msg_per_s']:.1f}x socketio-cross's "

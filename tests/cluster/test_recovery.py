@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 import urllib.error
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import serving
-from tests.integration.clients import recv_json, wait_for
+from tests.integration.clients import closed_with, recv_json, wait_for, ws_connect
 from tests.recovery.harness import Observed, Publisher, check_exactly_once, cut_and_recover
 from tests.recovery.proxy import FaultProxy
 from tests.recovery.test_protocol import connect_v1, positions
@@ -79,6 +80,62 @@ def test_a_client_recovers_on_another_node_from_redis(redis_url, prefix):
         back.close()
 
 
+def test_a_large_replay_from_redis_is_paced_and_live_messages_follow_it(redis_url, prefix):
+    """1,000 missed messages of 4 KiB (4 MiB, four times max_backpressure) to a
+    client that reads slowly, while more are published: paced by the socket's
+    drain, never a close; every message once, in order, then live ones."""
+    app = make_app(redis_url, prefix, ping_interval=None, max_backpressure=1 << 20)
+    with serving(app) as a:
+        ws, _ = connect_v1(a, "/feed/big")
+        epoch, start = joined_position(ws)
+        ws.close()
+        sender, _ = connect_v1(a, "/feed/big")
+        joined_position(sender)
+        with sender.send_context():
+            for i in range(1000):
+                sender.protocol.send_text(f"{i:04d}".encode() + b"x" * 4092)
+        wait_for(lambda: (get(a.port, "/history/big") or [[0, 0]])[-1][1] == start + 1000,
+                 what="all 1,000 stored")
+        # A small receive buffer: the kernel does not absorb the replay for it.
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        raw.connect(("127.0.0.1", a.port))
+        back = ws_connect(a.url("/feed/big"), sock=raw, max_queue=4,
+                          subprotocols=["fastws.v1", positions([["big", epoch, start]])])
+        assert json.loads(back.recv(timeout=10))["type"] == "fastws.welcome"
+        def publish_live() -> None:
+            for n in range(20):
+                post(a.port, "/publish/big", str(n).encode())
+                time.sleep(0.05)
+        live = threading.Thread(target=publish_live)
+        live.start()
+        time.sleep(0.5)                 # the replay fills the socket meanwhile
+        offsets, joined = [], None
+        while len(offsets) < 1020:
+            msg = recv_json(back)
+            if msg["type"] == "fastws.joined":
+                joined = msg
+            elif msg["type"] == "fastws.message":
+                offsets.append(msg["offset"])
+        live.join()
+        # Live messages published before the history was read are replayed too.
+        assert joined["recovered"] is True and 1000 <= joined["missed"] <= 1020, joined
+        assert offsets == list(range(start + 1, start + 1021))
+        back.close()
+        sender.close()
+
+
+def test_a_forged_offset_past_what_json_counts_is_a_bad_position(redis_url, prefix):
+    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+        ws, _ = connect_v1(a, "/feed/forged")
+        epoch, _ = joined_position(ws)
+        ws.close()
+        back, _ = connect_v1(a, "/feed/forged", positions([["forged", epoch, 2**64]]))
+        joined = recv_json(back)
+        assert (joined["recovered"], joined["reason"]) == (False, "bad position")
+        back.close()
+
+
 def test_the_sender_is_skipped_and_told_its_offset_across_the_round_trip(redis_url, prefix):
     with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
         sender, _ = connect_v1(a, "/feed/room")
@@ -114,22 +171,31 @@ def test_redis_restarted_empty_is_a_new_epoch(own_redis, prefix):
 
 
 def test_redis_down_while_publishing_is_refused_and_said(own_redis, prefix):
+    """The node loses Redis: its fastws.v1 members are closed with 1013 (what
+    other nodes publish meanwhile would never reach them; they come back and
+    recover, or are told they cannot); a plain member stays. A publish is
+    refused with 503 and delivered nowhere, not even here."""
     app = make_app(own_redis.url, prefix, ping_interval=None)
     with serving(app) as a:
         ws, _ = connect_v1(a, "/feed/lobby")
         joined_position(ws)
+        plain = ws_connect(a.url("/feed/lobby"))
         own_redis.stop()
         wait_for(lambda: not a.call(lambda: app.cluster.connected), what="Redis seen down")
+        assert closed_with(ws) == (1013, "backplane lost: reconnect to recover")
         status, body = post(a.port, "/publish/lobby", b"1")
         assert status == 503 and "not reachable" in body["error"] and "published nowhere" in body["error"]
         with pytest.raises(TimeoutError):
-            ws.recv(timeout=0.3)        # nothing was delivered, even here
+            plain.recv(timeout=0.3)     # nothing was delivered, even here
         own_redis.start()
         wait_for(lambda: a.call(lambda: app.cluster.connected), timeout=20, what="reconnected")
+        back, _ = connect_v1(a, "/feed/lobby")
+        joined_position(back)
         assert post(a.port, "/publish/lobby", b"2")[0] == 200
-        got = recv_json(ws)
-        assert got["data"] == {"n": 2}
-        ws.close()
+        assert recv_json(back)["data"] == {"n": 2}
+        assert json.loads(plain.recv(timeout=5)) == {"n": 2}
+        back.close()
+        plain.close()
 
 
 @pytest.mark.parametrize("cut", ["reset", "stall"])

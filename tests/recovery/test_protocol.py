@@ -157,6 +157,33 @@ def test_a_sender_is_told_the_offset_of_its_own_broadcast():
         b.close()
 
 
+def test_a_sender_is_told_once_per_room_before_the_next_message_it_gets():
+    """Notices wait (docs/protocol.md): three messages that arrive together
+    get one ``fastws.sent``, with the last one's offset, written by the sweep
+    when nothing else goes to the sender; a room message for the sender comes
+    after the notice of what it sent before."""
+    app = chat_app()
+    with serving(app) as srv:
+        a, _ = connect_v1(srv, "/chat/lobby")
+        epoch = recv_json(a)["epoch"]
+        b, _ = connect_v1(srv, "/chat/lobby")
+        recv_json(b)
+        with a.send_context():          # one write: the server reads all three at once
+            for i in range(3):
+                a.protocol.send_text(f"a{i}".encode())
+        assert [recv_json(b)["offset"] for _ in range(3)] == [1, 2, 3]
+        assert recv_json(a) == {"type": "fastws.sent", "room": "lobby", "epoch": epoch, "offset": 3}
+        a.send("a3")
+        assert recv_json(b)["offset"] == 4
+        b.send("from b")
+        assert recv_json(b) == {"type": "fastws.sent", "room": "lobby", "epoch": epoch, "offset": 5}
+        assert recv_json(a) == {"type": "fastws.sent", "room": "lobby", "epoch": epoch, "offset": 4}
+        got = recv_json(a)
+        assert (got["type"], got["text"], got["offset"]) == ("fastws.message", "from b", 5)
+        a.close()
+        b.close()
+
+
 def test_recovery_replays_exactly_what_was_missed_then_live():
     app = chat_app()
     with serving(app) as srv:
@@ -194,6 +221,7 @@ def test_nothing_missed_is_recovered_with_zero():
     ("negative", "bad position"),
     ("future", "bad position"),
     ("epoch not a string", "bad position"),
+    ("past 2**53", "bad position"),
 ])
 def test_a_position_that_cannot_be_served_is_told_and_nothing_replayed(case, reason):
     app = chat_app(history_size=10)
@@ -202,7 +230,8 @@ def test_a_position_that_cannot_be_served_is_told_and_nothing_replayed(case, rea
         publish(srv, "lobby", *({"n": i} for i in range(1, 21)))     # 1-10 evicted
         stated = {"too far behind": ["lobby", epoch, 5], "other epoch": ["lobby", "0bad", 15],
                   "negative": ["lobby", epoch, -1], "future": ["lobby", epoch, 21],
-                  "epoch not a string": ["lobby", 7, 15]}[case]
+                  "epoch not a string": ["lobby", 7, 15],
+                  "past 2**53": ["lobby", epoch, 2**64]}[case]
         back, _ = connect_v1(srv, "/chat/lobby", positions([stated]))
         joined = recv_json(back)
         assert joined["type"] == "fastws.joined", joined        # nothing replayed before it

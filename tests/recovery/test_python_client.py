@@ -94,6 +94,11 @@ def client_app() -> Any:
         for i in range(70):
             ws.join(f"r{i}")
 
+    @app.ws("/talk")
+    def talk(ws, ctx):
+        ws.join("talk")
+        ws.on("message", lambda data: ws.broadcast("talk", data))
+
     return app
 
 
@@ -173,3 +178,26 @@ def test_a_room_left_out_of_the_positions_sent_is_told_not_recovered():
     # left out, are said to be lost rather than silently taken up afresh.
     lost = sorted(room for room, ok, _ in outcomes if not ok)
     assert lost == [f"r{i}" for i in range(6)], outcomes
+
+
+def test_one_notice_for_several_own_messages_moves_the_position_without_a_gap():
+    """The server tells a sender the position of its last message in a room
+    (one ``fastws.sent`` for messages sent together): the client moves there
+    and reports no gap, since the offsets it skipped were its own."""
+    with serving(client_app()) as srv:
+        gaps: list[tuple[Any, ...]] = []
+
+        async def go() -> tuple[Any, int]:
+            c = fastws.client.connect(srv.url("/talk"))
+            c.on("gap", lambda *args: gaps.append(args))
+            async with c:
+                while "talk" not in c.positions:
+                    await asyncio.sleep(0.01)
+                epoch, start = c.positions["talk"]
+                for i in range(3):
+                    await c.send(f"mine {i}")
+                while c.positions["talk"][1] < start + 3:
+                    await asyncio.sleep(0.01)
+                return c.positions["talk"][0] == epoch, c.positions["talk"][1] - start
+        assert run(go) == (True, 3)
+    assert gaps == []

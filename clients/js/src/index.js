@@ -312,7 +312,8 @@ export class Client {
       case "fastws.message":
         return this.#onRoomMessage(frame);
       case "fastws.sent":
-        return this.#advance(frame);
+        // The messages since the last position that we were not sent are our own.
+        return this.#advance(frame, false);
       case "fastws.joined":
         return this.#onJoined(frame);
       case "fastws.left":
@@ -371,11 +372,11 @@ export class Client {
   }
 
   /** Record a room message's position, reporting a hole in the offsets of one epoch. */
-  #advance({ room, epoch, offset }) {
+  #advance({ room, epoch, offset }, checked = true) {
     if (epoch === undefined || offset === undefined) return; // the room keeps no history
     const last = this.#positions.get(room);
     this.#setPosition(room, epoch, offset);
-    if (last?.epoch === epoch && offset !== last.offset + 1) {
+    if (checked && last?.epoch === epoch && offset !== last.offset + 1) {
       this.#emit("gap", { room, epoch, expected: last.offset + 1, got: offset });
     }
   }

@@ -337,7 +337,8 @@ class Client:
                 self._advance(room, epoch, offset)
             await self._inbox.put(Message(data, room, epoch, offset))
         elif kind == "fastws.sent":
-            self._advance(room, msg.get("epoch"), msg.get("offset"))
+            # The messages since the last position that we were not sent are our own.
+            self._advance(room, msg.get("epoch"), msg.get("offset"), checked=False)
         elif kind == "fastws.joined":
             self.positions.pop(room, None)
             if msg.get("epoch") is not None:
@@ -356,9 +357,9 @@ class Client:
             self._fire("open")
         # fastws.heartbeat and unknown kinds: a sign of life, nothing more
 
-    def _advance(self, room: Hashable, epoch: Any, offset: Any) -> None:
+    def _advance(self, room: Hashable, epoch: Any, offset: Any, checked: bool = True) -> None:
         had = self.positions.pop(room, None)
-        if had is not None and had[0] == epoch and offset != had[1] + 1:
+        if checked and had is not None and had[0] == epoch and offset != had[1] + 1:
             self._fire("gap", room, had[1] + 1, offset)
         # Re-inserted: the most recently updated rooms are kept when the list must shrink.
         self.positions[room] = (epoch, offset)

@@ -26,11 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any, Hashable
 
 from fastws.cluster.envelope import KEPT
-from fastws.errors import BackplaneError
+from fastws.errors import BackplaneError, RedisError
 from fastws.runtime.history import HistoryMessage, RoomChoice
 
 if TYPE_CHECKING:
@@ -41,12 +40,13 @@ __all__ = ["RedisHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
 log = logging.getLogger("fastws.backplane")
 
 # KEYS: stream, hash. ARGV: channel, envelope head (through "<seq>:"), payload,
-# kind, size, ttl (s), epoch prefix, run id, now (ms). Returns {epoch, offset}.
+# kind, size, ttl (s), epoch prefix, run id. Returns {epoch, offset}. Each entry
+# is stamped with Redis's clock, not a node's: nodes' clocks may disagree.
 PUBLISH_SCRIPT = """
 local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
 local epoch, offset = m[1], tonumber(m[2] or '0')
+local t = redis.call('TIME')
 if not epoch or m[3] ~= ARGV[8] then
-  local t = redis.call('TIME')
   epoch = ARGV[7] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
   offset = 0
   redis.call('DEL', KEYS[1])
@@ -54,7 +54,7 @@ end
 offset = offset + 1
 redis.call('HSET', KEYS[2], 'e', epoch, 'o', offset, 'r', ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], offset .. '-0', 't', ARGV[9], 'k', ARGV[4], 'd', ARGV[3])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], offset .. '-0', 't', t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)), 'k', ARGV[4], 'd', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[3])
 return {epoch, offset}
@@ -63,12 +63,13 @@ return {epoch, offset}
 # KEYS: stream, hash. ARGV: first offset wanted, count (0: the last ARGV[3]
 # instead), last n, run id, touch ("1": a room without a current epoch gets one
 # now, at offset 0, as a join needs a position), epoch prefix, ttl (s).
-# Returns {epoch, last offset, entries}, or {} for a room without a current epoch.
+# Returns {epoch, last offset, entries, Redis's clock in ms}, or {} for a room
+# without a current epoch.
 READ_SCRIPT = """
 local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
+local t = redis.call('TIME')
 if not m[1] or m[3] ~= ARGV[4] then
   if ARGV[5] ~= '1' then return {} end
-  local t = redis.call('TIME')
   m[1] = ARGV[6] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
   m[2] = '0'
   redis.call('DEL', KEYS[1])
@@ -81,7 +82,7 @@ if tonumber(ARGV[2]) > 0 then
 else
   items = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
 end
-return {m[1], m[2], items}
+return {m[1], m[2], items, t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))}
 """
 
 _KINDS = (b"1", b"2", b"3")
@@ -139,7 +140,7 @@ class RedisHistory:
         fut = cmd.command("EVALSHA", relay.publish_sha, 2, self._stream_prefix + room,
                           self._hash_prefix + room, relay.channel_of(room), head, payload,
                           _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix,
-                          relay.run_id, int(time.time() * 1000))
+                          relay.run_id)
         fut.add_done_callback(self._stored)
         self._last = fut
         return members
@@ -156,11 +157,17 @@ class RedisHistory:
 
     async def stored_last(self) -> tuple[str, int]:
         """The position Redis gave the message ``publish`` sent last, once it
-        has (``app.publish``); RedisError if the script failed."""
+        has (``app.publish``); BackplaneError if Redis did not confirm it."""
         fut, self._last = self._last, None
         if fut is None:
             raise RuntimeError("no message was published to a room with history")
-        epoch, offset = await fut
+        try:
+            epoch, offset = await fut
+        except RedisError as exc:
+            # The link went with the message in flight: Redis may or may not
+            # have stored it; the caller is told as for Redis being down.
+            raise BackplaneError(f"backplane: Redis at {self.relay.url.safe} did not confirm "
+                                 f"the message: {exc}") from None
         return epoch.decode(), int(offset)
 
     def sender(self, seq: int) -> Any:
@@ -168,8 +175,25 @@ class RedisHistory:
         return self._senders.pop(seq, None)
 
     def lost(self) -> None:
-        """The links to Redis went: what is in flight will not come back."""
+        """The links to Redis went: what is in flight will not come back, and
+        what other nodes publish until the links are back never reaches this
+        node. So each ``fastws.v1`` member of a room kept here is closed with
+        1013: it reconnects (here or on another node) and recovers what it
+        missed, or is told it cannot; left connected, it would miss messages
+        without a word. Plain members stay (at most once, as always)."""
         self._senders.clear()
+        registry = self.relay.registry
+        closing = 0
+        for room in registry.names():
+            if not self._choice(room):
+                continue
+            for member in registry.members(room):
+                if getattr(member, "v1", False) and member.ready_state == 1:
+                    member.close(1013, "backplane lost: reconnect to recover")
+                    closing += 1
+        if closing:
+            log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they "
+                        "recover what the lost link would have brought", closing)
 
     def sweep(self, now: Any = None) -> None:
         """Nothing to do here: Redis trims and expires the streams itself."""
@@ -181,14 +205,20 @@ class RedisHistory:
         relay = self.relay
         if not relay.connected or relay.cmd is None or relay.run_id is None:
             raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable")
-        return await relay.cmd.command("EVALSHA", relay.read_sha, 2,
-                                       self._stream_prefix + str(room), self._hash_prefix + str(room),
-                                       first, count, last, relay.run_id, "1" if touch else "0",
-                                       self._epoch_prefix, self._ttl_s)
+        try:
+            return await relay.cmd.command("EVALSHA", relay.read_sha, 2,
+                                           self._stream_prefix + str(room),
+                                           self._hash_prefix + str(room), first, count, last,
+                                           relay.run_id, "1" if touch else "0",
+                                           self._epoch_prefix, self._ttl_s)
+        except RedisError as exc:
+            raise BackplaneError(f"backplane: reading room {room!r}'s history from "
+                                 f"{relay.url.safe} failed: {exc}") from None
 
-    def _entries(self, items: list[Any]) -> list[tuple[int, int, bytes]]:
-        """(offset, kind, payload) of stream entries not past ``history_ttl``."""
-        oldest = int(time.time() * 1000) - int(self.ttl * 1000)
+    def _entries(self, items: list[Any], now_ms: bytes) -> list[tuple[int, int, bytes]]:
+        """(offset, kind, payload) of stream entries not past ``history_ttl``
+        at ``now_ms`` (Redis's clock, which stamped them)."""
+        oldest = int(now_ms) - int(self.ttl * 1000)
         out = []
         for entry_id, fields in items:
             values = dict(zip(fields[::2], fields[1::2]))
@@ -199,11 +229,12 @@ class RedisHistory:
 
     async def state(self, room: Hashable, first: int, count: int) -> tuple[str, int, list[tuple[int, int, bytes]]]:
         """For a join: (epoch, last offset, entries from offset ``first``, at
-        most ``count``, oldest first, each (offset, kind, payload)). A room
-        without a current epoch (no message yet, expired, or numbered by
-        another Redis run: a restart) gets a new one now, at offset 0."""
-        reply = await self._read(room, first, max(1, count), touch=True)
-        return reply[0].decode(), int(reply[1]), self._entries(reply[2])
+        most ``count``, oldest first, each (offset, kind, payload); ``count``
+        0: the position alone). A room without a current epoch (no message
+        yet, expired, or numbered by another Redis run: a restart) gets a new
+        one now, at offset 0."""
+        reply = await self._read(room, first, count, touch=True)
+        return reply[0].decode(), int(reply[1]), self._entries(reply[2], reply[3])
 
     async def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
         """``app.history``: as ``MemoryHistory.read``, from Redis."""
@@ -219,4 +250,4 @@ class RedisHistory:
             return []
         epoch = reply[0].decode()
         return [HistoryMessage(room, epoch, offset, payload.decode() if kind != 2 else payload)
-                for offset, kind, payload in self._entries(items)]
+                for offset, kind, payload in self._entries(items, reply[3])]

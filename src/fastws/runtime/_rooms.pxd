@@ -5,6 +5,7 @@ from fastws.ws._connection cimport Connection
 cdef class RoomRegistry:
     cdef dict _rooms
     cdef dict _held                         # room -> {member: [(position, kind, payload)]}: recoveries under way
+    cdef dict _sent                         # member -> {room: position}: fastws.sent not yet written
     cdef object _dumps
     cdef public object relay
     cdef public object history              # MemoryHistory, or None: no room keeps history
@@ -18,6 +19,9 @@ cdef class RoomRegistry:
     cpdef Py_ssize_t size(self, object room)
     cpdef list names(self)
     cpdef list members(self, object room)
+    cdef int _note_sent(self, Connection member, object room, object position) except -1
+    cpdef int flush_sent(self, Connection member) except -1
+    cpdef Py_ssize_t flush_all_sent(self) except -1
     cpdef Py_ssize_t deliver(self, object room, int opcode, object payload, object skip=*,
                              object position=*) except -1
     cpdef Py_ssize_t publish(self, object room, int opcode, object payload, object skip=*) except -1

@@ -230,6 +230,9 @@ cdef class WebSocket(Adapter):
         """Queue one of the protocol's own messages, whatever the backpressure
         (it is small, and a replay's pacing keeps the room for it)."""
         if self._state == OPEN:
+            if self._sent_due:
+                # Owed notices first: a joined or left must not overtake them.
+                (<RuntimeShared>self._shared).registry.flush_sent(self)
             self._queue(encode_frame(OP_TEXT, message))
             self._tx_msgs += 1
 
@@ -237,6 +240,8 @@ cdef class WebSocket(Adapter):
         """Queue one replayed room message through this socket's own deflate."""
         if self._state != OPEN:
             return
+        if self._sent_due:
+            (<RuntimeShared>self._shared).registry.flush_sent(self)
         if self._deflater is not None:
             self._queue(deflated_frame(self._deflater, OP_TEXT, message))
         else:

@@ -32,6 +32,7 @@ from typing import Any, Hashable
 
 import asyncio
 
+from fastws.errors import BackplaneError
 from fastws.runtime._wire import room_message, sent_notice
 from fastws.runtime.eager import start_task
 from fastws.runtime.history import MemoryHistory
@@ -100,11 +101,16 @@ def read_positions(data: str | None) -> tuple[dict[Hashable, Any], str | None]:
             continue        # the first statement of a room counts
         if i >= MAX_POSITIONS:
             positions[room] = _NOT_READ
-        elif type(epoch) is not str or type(offset) is not int or offset < 0:
+        elif type(epoch) is not str or type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
             positions[room] = _BAD
         else:
             positions[room] = (epoch, offset)
     return positions, None
+
+
+#: The largest offset a client may state: JSON's safe integers (a store never
+#: gets near it; a Redis stream ID could not even hold some larger ones).
+MAX_OFFSET = 2**53 - 1
 
 
 def _control(obj: dict[str, Any]) -> bytes:
@@ -267,18 +273,24 @@ class _Replay:
             ws.close(1011, "replay failed")
 
 
-#: Messages a recovering socket may have held aside before it is given up on
-#: (closed with 1013: it comes back and recovers again).
-MAX_HELD = 10000
 #: Seconds to wait for the node's subscription to a room (Redis down: longer).
 SUBSCRIBE_TIMEOUT = 5.0
+#: Stream entries read per round trip while replaying (their bytes are paced apart).
+READ_BATCH = 256
+#: What the held messages may weigh (bytes of payload) when the hold is
+#: released in one step; past it they are sent in chunks, each after a drain.
+HELD_BYTES = 64 * 1024
 
 
 class _RemoteRecovery:
     """One room's join for one socket when the history is in Redis: the
-    position (and the replay, if the client asked), then what was held."""
+    position (and the replay, if the client asked), the outcome, then what
+    was held meanwhile. The registry holds the room's messages for the socket
+    from the registry join on, and closes it with 1013 past ``MAX_HELD`` of
+    them (runtime/_rooms.pyx)."""
 
-    __slots__ = ("session", "ws", "room", "registry", "wanted", "held", "task", "missed")
+    __slots__ = ("session", "ws", "room", "registry", "wanted", "held", "task", "missed",
+                 "epoch", "last")
 
     def __init__(self, session: Session, ws: Any, room: Hashable, registry: Any, wanted: Any) -> None:
         self.session = session
@@ -289,6 +301,10 @@ class _RemoteRecovery:
         self.held: list[Any] = []
         self.task: Any = None
         self.missed = 0
+        # What the socket has been sent of the room so far: held messages at
+        # or before it are dropped as sent.
+        self.epoch: str | None = None
+        self.last = 0
 
     def start(self) -> None:
         self.registry.join(self.room, self.ws)
@@ -304,9 +320,13 @@ class _RemoteRecovery:
         ws, room = self.ws, self.room
         try:
             await self._recover()
-        except Exception:
-            log.exception("recovering room %r for %s failed", room, ws.remote_address)
-            self._flush(None, 0, 0, "unavailable")
+        except Exception as exc:
+            if isinstance(exc, BackplaneError):
+                log.warning("recovering room %r for %s: %s", room, ws.remote_address, exc)
+            else:
+                log.exception("recovering room %r for %s failed", room, ws.remote_address)
+            if not self._gone():
+                await self._finish(self.epoch, self.last, "unavailable")
         finally:
             if self.session.pending.get(room) is self:
                 del self.session.pending[room]
@@ -317,19 +337,19 @@ class _RemoteRecovery:
         try:
             await asyncio.wait_for(history.relay.joined(self.room), SUBSCRIBE_TIMEOUT)
         except (asyncio.TimeoutError, LookupError, ConnectionError):
-            self._flush(None, 0, 0, "unavailable")
+            await self._finish(None, 0, "unavailable")
             return
         if self._gone():
             return
-        wanted, batch = self.wanted, max(1, self.ws._pacing()[1] // 2 // 1024)
+        wanted = self.wanted
         asked = type(wanted) is tuple
-        epoch, top, entries = await history.state(self.room, wanted[1] + 1 if asked else 1, batch)
+        # Nothing asked: the position alone (no entry read).
+        epoch, top, entries = await history.state(self.room, wanted[1] + 1 if asked else 1,
+                                                  READ_BATCH if asked else 0)
         if self._gone():
             return
         if not asked:
-            await self._caught_up(history)
-            if not self._gone():
-                self._flush(epoch, top, top, wanted)
+            await self._finish(epoch, top, wanted)
             return
         reason = None
         if epoch is None or epoch != wanted[0]:
@@ -338,69 +358,91 @@ class _RemoteRecovery:
             reason = "bad position"
         elif wanted[1] < top and (not entries or entries[0][0] != wanted[1] + 1):
             reason = "too old"
-        if reason is not None:
-            await self._caught_up(history)
-            if not self._gone():
-                self._flush(epoch, top, top, reason)
+        if reason is not None or wanted[1] == top:
+            await self._finish(epoch, top, reason)
             return
-        last = wanted[1]
+        self.epoch, self.last = epoch, wanted[1]
+        budget = max(1, self.ws._pacing()[1] // 2)
+        spent = 0
         while True:
             for offset, kind, payload in entries:
-                if offset != last + 1 or offset > top:
+                if offset != self.last + 1 or offset > top:
                     break
                 self.ws._send_wire(room_message(self.room, (epoch, offset), kind, payload))
-                last = offset
+                self.last = offset
                 self.missed += 1
-            if last >= top:
-                await self._caught_up(history)
+                # Paced by bytes (as the memory history's replay is): a batch of
+                # big messages never puts the socket past max_backpressure.
+                spent += len(payload) * 4 // 3 + 160
+                if spent >= budget:
+                    spent = 0
+                    await self.ws.drain()
+                    if self._gone():
+                        return
+            if self.last >= top:
+                # Drained before the hold is released: live messages then go
+                # through the backpressure rule like any other.
+                await self.ws.drain()
                 if not self._gone():
-                    self._flush(epoch, last, top, None)
+                    await self._finish(epoch, self.last, None)
                 return
-            await self.ws.drain()
+            again, now, entries = await history.state(self.room, self.last + 1, READ_BATCH)
             if self._gone():
                 return
-            if len(self.held) > MAX_HELD:
-                self.ws.close(1013, "too far behind to recover")
-                return
-            again, _, entries = await history.state(self.room, last + 1, batch)
-            if self._gone():
-                return
-            if again != epoch or not entries or entries[0][0] != last + 1:
-                await self._caught_up(history)
-                if not self._gone():
-                    self._flush(None, last, top, "history moved on")
+            if again != epoch or not entries or entries[0][0] != self.last + 1:
+                # Trimmed under the replay: what is left cannot be served.
+                await self._finish(again, now, "history moved on")
                 return
 
-    @staticmethod
-    async def _caught_up(history: Any) -> None:
-        # The messages Redis had published before it answered the read may
-        # still be on their way on the subscriber link: they must be held (and
-        # dropped as sent) before the hold is released, not delivered after.
-        await history.relay.caught_up()
-
-    def _flush(self, epoch: str | None, last: int, top: int, reason: Any) -> None:
-        """Send what was held (past ``last`` of ``epoch``, in order), release
-        the hold, then tell the outcome: all in this one step, so nothing falls
-        between. ``reason`` None: recovered (or nothing asked); a str: not."""
+    async def _finish(self, epoch: str | None, top: int, reason: Any) -> None:
+        """Tell the outcome with the room's position (``epoch``, ``top``),
+        then send what was held past it, in order, and release the hold:
+        chunks after a drain while they weigh, the rest in the step that
+        releases, so nothing falls between. ``reason`` None: recovered; a
+        str: not (``wanted`` itself when nothing was asked)."""
         ws, room = self.ws, self.room
-        if self.session.pending.get(room) is not self:
+        # The messages Redis had published before it answered the last read
+        # may still be on their way on the subscriber link: they are held (and
+        # dropped as sent) before the hold is released, not delivered after.
+        try:
+            await self.registry.history.relay.caught_up()
+        except BackplaneError:
+            pass        # the link went: what comes after it is not ours to wait for
+        if self._gone():
             return
+        self.epoch, self.last = epoch, top
+        wanted = self.wanted
+        recovered = reason is None and wanted is not None
+        self.session._joined(ws, room, None if epoch is None else (epoch, top), wanted,
+                             recovered, self.missed if recovered else 0,
+                             reason if wanted is not None else None)
+        held = self.held
+        while True:
+            weight = 0
+            n = 0
+            for pos, kind, payload in held:
+                weight += 160 if payload is None else len(payload)
+                n += 1
+                if weight > HELD_BYTES:
+                    break
+            if n == len(held):
+                break               # light enough to send and release in one step
+            self._send_held(held[:n])
+            del held[:n]
+            await ws.drain()
+            if self._gone():
+                return
         del self.session.pending[room]
-        held = self.registry.release(room, ws) or []
-        position = None if epoch is None else (epoch, top)
-        for pos, kind, payload in held:
-            if pos is not None and epoch is not None and pos[0] == epoch and pos[1] <= last:
-                continue                # the replay sent it already
-            if pos is not None:
-                position = pos
+        self._send_held(self.registry.release(room, ws) or [])
+
+    def _send_held(self, items: list[Any]) -> None:
+        ws, room = self.ws, self.room
+        for pos, kind, payload in items:
+            if pos is not None and self.epoch is not None and pos[0] == self.epoch \
+                    and pos[1] <= self.last:
+                continue                # sent already (replayed), or before the position told
             if kind == -1:
                 if pos is not None:
                     ws._send_control(sent_notice(room, pos))
             else:
                 ws._send_wire(room_message(room, pos, kind, payload))
-            if reason is None and self.wanted is not None:
-                self.missed += 1
-        wanted = self.wanted
-        recovered = reason is None and wanted is not None
-        self.session._joined(ws, room, position, wanted, recovered,
-                             self.missed if recovered else 0, reason)

@@ -219,6 +219,8 @@ class Server:
         try:
             if self.hub is not None:
                 self.hub.limits.sweep(now)
+                # Senders learn their messages' positions (fastws.sent) by now.
+                self.hub.rooms.flush_all_sent()
                 if self.hub.history is not None:
                     self.hub.history.sweep(now)
             for proto in list(self._connections):

@@ -103,6 +103,7 @@ cdef class Connection:
     cdef unsigned char _reading_off            # the adapter paused reading (flow control, backlog)
     cdef unsigned char _closed_by              # who sent the first close frame: 0 none, 1 us, 2 the client
     cdef unsigned char _v1                     # the client speaks fastws.v1 (docs/protocol.md)
+    cdef unsigned char _sent_due               # fastws.sent notices wait for it (runtime/_rooms.pyx)
 
     cpdef tuple counts(self)
     @cython.final

@@ -29,6 +29,7 @@ import os
 from typing import TYPE_CHECKING, Any, Hashable
 
 from fastws.cluster.envelope import KEPT
+from fastws.cluster.redis_link import Pending
 from fastws.errors import BackplaneError, RedisError
 from fastws.runtime.history import HistoryMessage, RoomChoice
 
@@ -88,6 +89,28 @@ return {m[1], m[2], items, t[1] .. string.format('%03d', math.floor(tonumber(t[2
 _KINDS = (b"1", b"2", b"3")
 
 
+class _Stored(Pending):
+    """The reply to one publish: counted when it comes (in the read callback:
+    one per message, so no future), kept for ``app.publish`` to wait on."""
+
+    __slots__ = ("history", "reply", "waiter")
+
+    def __init__(self, history: RedisHistory) -> None:
+        self.history = history
+        self.reply: Any = None
+        self.waiter: asyncio.Future | None = None
+
+    def on_reply(self, reply: Any) -> None:
+        self.reply = reply
+        if isinstance(reply, RedisError):
+            self.history.stats["failed"] += 1
+            log.error("backplane: Redis did not store a room message: %s", reply)
+        else:
+            self.history.stats["stored"] += 1
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(reply)
+
+
 class RedisHistory:
     """The history of every room of one hub, in the backplane's Redis."""
 
@@ -107,7 +130,7 @@ class RedisHistory:
         #: the message comes back from Redis.
         self._senders: dict[int, Any] = {}
         self.stats = {"stored": 0, "failed": 0}
-        self._last: asyncio.Future | None = None
+        self._last: _Stored | None = None
 
     # ------------------------------------------------------------------ writing
 
@@ -137,37 +160,29 @@ class RedisHistory:
                 self._senders.clear()       # their messages never came back: a lost link
             self._senders[seq] = skip
         head = relay.kept_header(kind) + b"%d:" % seq
-        fut = cmd.command("EVALSHA", relay.publish_sha, 2, self._stream_prefix + room,
-                          self._hash_prefix + room, relay.channel_of(room), head, payload,
-                          _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix,
-                          relay.run_id)
-        fut.add_done_callback(self._stored)
-        self._last = fut
+        stored = _Stored(self)
+        cmd.call(stored, "EVALSHA", relay.publish_sha, 2, self._stream_prefix + room,
+                 self._hash_prefix + room, relay.channel_of(room), head, payload,
+                 _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix, relay.run_id)
+        self._last = stored
         return members
-
-    def _stored(self, fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is None:
-            self.stats["stored"] += 1
-        else:
-            self.stats["failed"] += 1
-            log.error("backplane: Redis did not store a room message: %s", exc)
 
     async def stored_last(self) -> tuple[str, int]:
         """The position Redis gave the message ``publish`` sent last, once it
         has (``app.publish``); BackplaneError if Redis did not confirm it."""
-        fut, self._last = self._last, None
-        if fut is None:
+        stored, self._last = self._last, None
+        if stored is None:
             raise RuntimeError("no message was published to a room with history")
-        try:
-            epoch, offset = await fut
-        except RedisError as exc:
-            # The link went with the message in flight: Redis may or may not
-            # have stored it; the caller is told as for Redis being down.
+        reply = stored.reply
+        if reply is None:
+            stored.waiter = asyncio.get_running_loop().create_future()
+            reply = await stored.waiter
+        if isinstance(reply, RedisError):
+            # The link went with the message in flight (Redis may or may not
+            # have stored it), or the script failed: told as Redis being down.
             raise BackplaneError(f"backplane: Redis at {self.relay.url.safe} did not confirm "
-                                 f"the message: {exc}") from None
+                                 f"the message: {reply}")
+        epoch, offset = reply
         return epoch.decode(), int(offset)
 
     def sender(self, seq: int) -> Any:

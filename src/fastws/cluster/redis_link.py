@@ -97,6 +97,17 @@ def parse_url(url: str) -> RedisURL:
 _DROP = object()      # a reply nobody waits for
 
 
+class Pending:
+    """A command whose reply is handed to ``on_reply(reply)`` from the read
+    callback itself (a RedisError for an error reply or a lost link): no
+    future, no loop callback per reply, for commands sent once per message."""
+
+    __slots__ = ()
+
+    def on_reply(self, reply: Any) -> None:
+        raise NotImplementedError
+
+
 class Link(asyncio.Protocol):
     """One Redis connection: pipelined commands, or pub/sub pushes.
 
@@ -170,6 +181,14 @@ class Link(asyncio.Protocol):
         self._queue(hiredis.pack_command(args))
         return fut
 
+    def call(self, pending: Pending, *args: Any) -> None:
+        """Send a command; ``pending.on_reply`` gets its reply."""
+        if self.closed:
+            pending.on_reply(RedisError("the Redis connection is closed"))
+            return
+        self._waiting.append(pending)
+        self._queue(hiredis.pack_command(args))
+
     def send(self, *args: Any) -> None:
         """Send a command whose reply is read and dropped (errors included)."""
         if self.closed:
@@ -234,7 +253,11 @@ class Link(asyncio.Protocol):
     def _fail_waiting(self, exc: Exception) -> None:
         waiting, self._waiting = self._waiting, collections.deque()
         for fut in waiting:
-            if fut is not _DROP and not fut.done():
+            if fut is _DROP:
+                continue
+            if isinstance(fut, Pending):
+                fut.on_reply(exc)
+            elif not fut.done():
                 fut.set_exception(exc)
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -273,7 +296,13 @@ class Link(asyncio.Protocol):
             if not waiting:
                 continue        # an answer nobody asked for (cannot happen with Redis)
             fut = waiting.popleft()
-            if fut is _DROP or fut.done():
+            if fut is _DROP:
+                continue
+            if isinstance(fut, Pending):
+                fut.on_reply(RedisError(str(reply)) if isinstance(reply, hiredis.ReplyError)
+                             else reply)
+                continue
+            if fut.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 fut.set_exception(RedisError(str(reply)))

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fastws.cluster.redis_link import Link, RedisError, RedisURL, parse_url
+from fastws.cluster.redis_link import Link, Pending, RedisError, RedisURL, parse_url
 
 from ...cluster.conftest import OwnRedis, free_port, need_redis, own_redis, redis_ping  # noqa: F401
 
@@ -170,6 +170,42 @@ def test_commands_queued_in_one_iteration_go_out_in_one_write(shared):
             assert len(writes) == 1
         finally:
             link.transport.write = real
+            link.close()
+    run(main())
+
+
+class Kept(Pending):
+    __slots__ = ("got",)
+
+    def __init__(self, got: list[Any]) -> None:
+        self.got = got
+
+    def on_reply(self, reply: Any) -> None:
+        self.got.append(reply)
+
+
+def test_a_pending_call_gets_its_reply_in_order_with_futures_and_errors(shared, key):
+    """``Link.call`` hands each reply to its Pending in the order sent, among
+    commands with futures; an error reply and a closed link are RedisErrors."""
+    async def main():
+        link = await Link.open(shared, BOUND)
+        got: list[Any] = []
+        try:
+            link.call(Kept(got), "SET", key, "1")
+            fut = link.command("GET", key)
+            link.call(Kept(got), "INCRBY", key, "x")     # not an integer: an error reply
+            link.call(Kept(got), "GET", key)
+            assert await fut == b"1"
+            await link.command("PING")
+            assert got[0] == b"OK" and got[2] == b"1"
+            assert isinstance(got[1], RedisError) and "not an integer" in str(got[1])
+            late: list[Any] = []
+            link.call(Kept(late), "GET", key)
+            link.close()
+            assert len(late) == 1 and isinstance(late[0], RedisError)
+            link.call(Kept(late), "GET", key)
+            assert len(late) == 2 and isinstance(late[1], RedisError)
+        finally:
             link.close()
     run(main())
 

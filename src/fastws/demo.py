@@ -269,8 +269,9 @@ def room_info(ctx):
 
 @app.get("/rooms/:room/history")
 async def room_history(ctx):
-    """The room's last messages on this node (what a page reloads when its
-    history was lost): each with its position, and its text as it was sent."""
+    """The room's last messages (what a page reloads when its history was
+    lost): this process's, or with a backplane the cluster's, in Redis; each
+    with its position, and its text as it was sent."""
     room = ctx.params["room"]
     kept = await app.history(room, limit=RELOAD) if app.ws_options.history_size else []
     return ctx.json({"room": room, "messages": [

@@ -507,7 +507,12 @@ def test_a_paced_replay_under_an_eager_task_factory_still_ends_in_the_room():
     # An eager factory runs the replay's first steps inside ws.join: the room
     # must be the socket's already, or the replay thinks it was left.
     app = chat_app(history_size=1000, max_backpressure=16 * 1024, compression=None)
-    app.on_startup(lambda: asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory))
+    def eager(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task:
+        # uvloop 0.23 passes eager_start, which asyncio.eager_task_factory
+        # refuses on 3.13.0 (every task then fails): the same factory, spelled out.
+        kwargs.pop("eager_start", None)
+        return asyncio.Task(coro, loop=loop, eager_start=True, **kwargs)
+    app.on_startup(lambda: asyncio.get_running_loop().set_task_factory(eager))
     with serving(app) as srv:
         epoch = epoch_of(srv, "/chat/lobby")
         publish(srv, "lobby", *({"n": i, "pad": "p" * 200} for i in range(1, 501)))

@@ -92,6 +92,11 @@ def read_positions(data: str | None) -> tuple[dict[Hashable, Any], str | None]:
         return {}, "malformed"
     if type(items) is not list:
         return {}, "malformed"
+    for item in items:
+        if type(item) is list and any(type(x) is list or type(x) is dict for x in item):
+            # Nested deeper than [[room, epoch, offset], ...]: the same answer
+            # whether or not this Python's parser stopped at the nesting.
+            return {}, "malformed"
     positions: dict[Hashable, Any] = {}
     for i, item in enumerate(items):
         if type(item) is not list or len(item) != 3 or type(item[0]) not in (str, int):

@@ -170,6 +170,38 @@ def test_redis_restarted_empty_is_a_new_epoch(own_redis, prefix):
         back.close()
 
 
+def test_redis_restarted_from_an_older_snapshot_never_reuses_an_offset(own_redis, prefix):
+    """Redis saved at offset 3, took 4 to 6, died and came back from the
+    snapshot: the room's hash says offset 3 again, but it was written by
+    another Redis run, so the next message starts a new epoch rather than
+    numbering a second message 4; a client that stopped at 6 is told
+    ``recovered: false``, and one that stopped at 2 too (the old epoch is not
+    served from the restored stream)."""
+    app = make_app(own_redis.url, prefix, ping_interval=None)
+    with serving(app) as a:
+        ws, _ = connect_v1(a, "/feed/lobby")
+        epoch, _ = joined_position(ws)
+        for n in (1, 2, 3):
+            post(a.port, "/publish/lobby", str(n).encode())
+        assert own_redis.client.call("SAVE") == b"OK"
+        for n in (4, 5, 6):
+            post(a.port, "/publish/lobby", str(n).encode())
+        assert [recv_json(ws)["offset"] for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+        ws.close()
+        own_redis.stop()
+        own_redis.start()               # loads dump.rdb from its --dir: offset 3
+        assert own_redis.client.call("HGET", f"{prefix}:hm:lobby", "o") == b"3"
+        wait_for(lambda: a.call(lambda: app.cluster.connected), timeout=20, what="reconnected")
+        epoch2, offset = post(a.port, "/publish/lobby", b"7")[1].values()
+        assert (epoch2 != epoch, offset) == (True, 1)
+        for stated in (6, 2):
+            back, _ = connect_v1(a, "/feed/lobby", positions([["lobby", epoch, stated]]))
+            joined = recv_json(back)
+            assert (joined["recovered"], joined["reason"]) == (False, "epoch changed")
+            assert (joined["epoch"], joined["offset"]) == (epoch2, 1)
+            back.close()
+
+
 def test_redis_down_while_publishing_is_refused_and_said(own_redis, prefix):
     """The node loses Redis: its fastws.v1 members are closed with 1013 (what
     other nodes publish meanwhile would never reach them; they come back and

@@ -136,6 +136,22 @@ def test_a_forged_offset_past_what_json_counts_is_a_bad_position(redis_url, pref
         back.close()
 
 
+def test_a_join_to_a_room_with_history_in_redis_is_told_its_position(redis_url, prefix):
+    """A client that states no position joins a room whose stream holds
+    messages: it is told the room's position (so a quiet room is recoverable),
+    without the entries being read."""
+    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+        for n in range(1, 6):
+            assert post(a.port, "/publish/full", str(n).encode())[0] == 200
+        ws, _ = connect_v1(a, "/feed/full")
+        joined = recv_json(ws)
+        assert joined["type"] == "fastws.joined" and joined["offset"] == 5 and joined["epoch"], joined
+        assert "recovered" not in joined
+        post(a.port, "/publish/full", b"6")
+        assert recv_json(ws)["offset"] == 6
+        ws.close()
+
+
 def test_the_sender_is_skipped_and_told_its_offset_across_the_round_trip(redis_url, prefix):
     with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
         sender, _ = connect_v1(a, "/feed/room")
@@ -215,6 +231,9 @@ def test_redis_down_while_publishing_is_refused_and_said(own_redis, prefix):
         own_redis.stop()
         wait_for(lambda: not a.call(lambda: app.cluster.connected), what="Redis seen down")
         assert closed_with(ws) == (1013, "backplane lost: reconnect to recover")
+        # Joining while Redis is down: closed too, so its client keeps its position.
+        late, _ = connect_v1(a, "/feed/lobby")
+        assert closed_with(late) == (1013, "history unavailable: reconnect to recover")
         status, body = post(a.port, "/publish/lobby", b"1")
         assert status == 503 and "not reachable" in body["error"] and "published nowhere" in body["error"]
         with pytest.raises(TimeoutError):

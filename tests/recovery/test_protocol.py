@@ -53,6 +53,15 @@ def chat_app(**options: Any) -> Any:
                 ws.join(room)
         ws.on("leave", lambda room: ws.leave(room))
 
+    @app.ws("/last-word/:room")
+    def last_word(ws, ctx):
+        ws.join(ctx.params["room"])
+
+        def say(data):
+            ws.broadcast(ctx.params["room"], data)
+            ws.close(1000, "said")
+        ws.on("message", say)
+
     @app.ws("/late/:room")
     def late(ws, ctx):
         # The guide's order: join first, then the handler for its outcome.
@@ -182,6 +191,18 @@ def test_a_sender_is_told_once_per_room_before_the_next_message_it_gets():
         assert (got["type"], got["text"], got["offset"]) == ("fastws.message", "from b", 5)
         a.close()
         b.close()
+
+
+def test_a_sender_closed_right_after_its_broadcast_is_told_its_offset_first():
+    """A notice owed goes out before the close frame (a deploy's 1012 too), so
+    the sender does not get its own message back when it recovers."""
+    app = chat_app()
+    with serving(app) as srv:
+        ws, _ = connect_v1(srv, "/last-word/lobby")
+        epoch = recv_json(ws)["epoch"]
+        ws.send("goodbye")
+        assert recv_json(ws) == {"type": "fastws.sent", "room": "lobby", "epoch": epoch, "offset": 1}
+        assert closed_with(ws) == (1000, "said")
 
 
 def test_recovery_replays_exactly_what_was_missed_then_live():

@@ -62,7 +62,7 @@ return {epoch, offset}
 """
 
 # KEYS: stream, hash. ARGV: first offset wanted, count (0: the last ARGV[3]
-# instead), last n, run id, touch ("1": a room without a current epoch gets one
+# instead; both 0: no entries), last n, run id, touch ("1": a room without a current epoch gets one
 # now, at offset 0, as a join needs a position), epoch prefix, ttl (s).
 # Returns {epoch, last offset, entries, Redis's clock in ms}, or {} for a room
 # without a current epoch.
@@ -80,8 +80,10 @@ end
 local items
 if tonumber(ARGV[2]) > 0 then
   items = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-else
+elseif tonumber(ARGV[3]) > 0 then
   items = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+else
+  items = {}  -- the position alone (COUNT 0 would answer a null for a stream that exists)
 end
 return {m[1], m[2], items, t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))}
 """
@@ -102,11 +104,17 @@ class _Stored(Pending):
 
     def on_reply(self, reply: Any) -> None:
         self.reply = reply
+        history = self.history
         if isinstance(reply, RedisError):
-            self.history.stats["failed"] += 1
-            log.error("backplane: Redis did not store a room message: %s", reply)
+            history.stats["failed"] += 1
+            if not history.failing:
+                # Once per run of failures: a lost link fails every message in flight.
+                history.failing = True
+                log.error("backplane: Redis did not store a room message (%s); until one is "
+                          "stored again, failures are counted, not logged", reply)
         else:
-            self.history.stats["stored"] += 1
+            history.stats["stored"] += 1
+            history.failing = False
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(reply)
 
@@ -131,6 +139,7 @@ class RedisHistory:
         self._senders: dict[int, Any] = {}
         self.stats = {"stored": 0, "failed": 0}
         self._last: _Stored | None = None
+        self.failing = False        # the last reply was a failure (logged once per run)
 
     # ------------------------------------------------------------------ writing
 
@@ -235,7 +244,7 @@ class RedisHistory:
         at ``now_ms`` (Redis's clock, which stamped them)."""
         oldest = int(now_ms) - int(self.ttl * 1000)
         out = []
-        for entry_id, fields in items:
+        for entry_id, fields in items or ():
             values = dict(zip(fields[::2], fields[1::2]))
             if int(values.get(b"t", b"0")) < oldest:
                 continue

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import ssl as _ssl
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,7 +32,9 @@ try:
 except ImportError:     # pragma: no cover - a broken install; backplane() says so
     hiredis = None
 
-__all__ = ["RedisURL", "Link", "RedisError", "parse_url"]
+__all__ = ["RedisURL", "Link", "Pending", "RedisError", "parse_url"]
+
+log = logging.getLogger("fastws.backplane")
 
 
 @dataclass(frozen=True)
@@ -299,8 +302,12 @@ class Link(asyncio.Protocol):
             if fut is _DROP:
                 continue
             if isinstance(fut, Pending):
-                fut.on_reply(RedisError(str(reply)) if isinstance(reply, hiredis.ReplyError)
-                             else reply)
+                try:
+                    fut.on_reply(RedisError(str(reply)) if isinstance(reply, hiredis.ReplyError)
+                                 else reply)
+                except Exception:
+                    # The replies after it are still theirs: the read goes on.
+                    log.exception("backplane: a handler of a Redis reply raised")
                 continue
             if fut.done():
                 continue

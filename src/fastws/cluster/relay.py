@@ -493,10 +493,13 @@ class RedisRelay:
     # ------------------------------------------------------------------ cluster answers
 
     async def joined(self, room: str) -> None:
-        """Wait until this node's subscription to ``room`` is confirmed."""
+        """Wait until this node's subscription to ``room`` is confirmed;
+        ConnectionError at once while Redis is unreachable."""
         ch = self._channel(room)
         if ch in self._confirmed and self.connected:
             return
+        if not self.connected:
+            raise ConnectionError(f"backplane: Redis at {self.url.safe} is not reachable now")
         if ch not in self._channels:
             raise LookupError(f"room {room!r} has no member on this node")
         fut = self.loop.create_future()

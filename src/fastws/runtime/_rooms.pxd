@@ -20,7 +20,7 @@ cdef class RoomRegistry:
     cpdef list names(self)
     cpdef list members(self, object room)
     cdef int _note_sent(self, Connection member, object room, object position) except -1
-    cpdef int flush_sent(self, Connection member) except -1
+    cpdef int flush_sent(self, Connection member, bint forced=*) except -1
     cpdef Py_ssize_t flush_all_sent(self) except -1
     cpdef Py_ssize_t deliver(self, object room, int opcode, object payload, object skip=*,
                              object position=*) except -1

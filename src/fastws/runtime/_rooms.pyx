@@ -41,7 +41,7 @@ from fastws.ws._frame cimport encode_frame
 from fastws.ws._payload cimport deflated_frame, payload_of
 from fastws.runtime._wire cimport KIND_JSON, room_message, sent_notice
 from fastws.runtime.history cimport MemoryHistory
-from fastws._constants cimport OP_TEXT
+from fastws._constants cimport OP_TEXT, OPEN
 from fastws.options import default_dumps
 
 __all__ = ["RoomRegistry", "MAX_HELD"]
@@ -227,15 +227,26 @@ cdef class RoomRegistry:
         member._sent_due = 1
         return 0
 
-    cpdef int flush_sent(self, Connection member) except -1:
+    cpdef int flush_sent(self, Connection member, bint forced=False) except -1:
         """Write the ``fastws.sent`` notices ``member`` is owed: one per room,
         the position of its last message there (docs/protocol.md). Called
-        before any other room message or protocol message reaches it."""
+        before any other room message or protocol message reaches it, and
+        before its close frame. ``forced``: whatever its backpressure (before
+        a protocol message or a replayed one, which are queued so too: a
+        notice must not close the socket under them). Nothing is written to
+        a socket that is not OPEN; what it was owed is forgotten."""
         cdef dict rooms = self._sent.pop(member, None)
+        cdef bytes frame
         member._sent_due = 0
-        if rooms is not None:
-            for room, position in rooms.items():
-                member.send_frame(encode_frame(OP_TEXT, sent_notice(room, position)))
+        if rooms is None or member._state != OPEN:
+            return 0
+        for room, position in rooms.items():
+            frame = encode_frame(OP_TEXT, sent_notice(room, position))
+            if forced:
+                member._queue(frame)
+                member._tx_msgs += 1
+            else:
+                member.send_frame(frame)
         return 0
 
     cpdef Py_ssize_t flush_all_sent(self) except -1:

@@ -158,6 +158,10 @@ cdef class WebSocket(Adapter):
     def close(self, int code=1000, str reason=""):
         """Start the closing handshake. The client has ``close_timeout``
         seconds to answer before the connection is cut; ``close`` fires once."""
+        if self._sent_due:
+            # What it sent is told before the close frame (a deploy's 1012
+            # included), so it does not get its own messages back on recovery.
+            (<RuntimeShared>self._shared).registry.flush_sent(self, True)
         Dispatcher.close(self, code, reason)
         self._flush()
 
@@ -232,7 +236,7 @@ cdef class WebSocket(Adapter):
         if self._state == OPEN:
             if self._sent_due:
                 # Owed notices first: a joined or left must not overtake them.
-                (<RuntimeShared>self._shared).registry.flush_sent(self)
+                (<RuntimeShared>self._shared).registry.flush_sent(self, True)
             self._queue(encode_frame(OP_TEXT, message))
             self._tx_msgs += 1
 
@@ -241,7 +245,7 @@ cdef class WebSocket(Adapter):
         if self._state != OPEN:
             return
         if self._sent_due:
-            (<RuntimeShared>self._shared).registry.flush_sent(self)
+            (<RuntimeShared>self._shared).registry.flush_sent(self, True)
         if self._deflater is not None:
             self._queue(deflated_frame(self._deflater, OP_TEXT, message))
         else:
@@ -263,6 +267,8 @@ cdef class WebSocket(Adapter):
 
     cdef int _after_close(self) except -1:
         """Close handlers ran: leave rooms, then as the adapter does."""
+        if self._sent_due:
+            (<RuntimeShared>self._shared).registry.flush_sent(self)     # forgotten: not OPEN
         if self._rooms is not None:
             rooms, self._rooms = self._rooms, None
             for room in rooms:

@@ -93,7 +93,8 @@ def read_positions(data: str | None) -> tuple[dict[Hashable, Any], str | None]:
     if type(items) is not list:
         return {}, "malformed"
     for item in items:
-        if type(item) is list and any(type(x) is list or type(x) is dict for x in item):
+        values = item if type(item) is list else item.values() if type(item) is dict else ()
+        if any(type(x) is list or type(x) is dict for x in values):
             # Nested deeper than [[room, epoch, offset], ...]: the same answer
             # whether or not this Python's parser stopped at the nesting.
             return {}, "malformed"
@@ -282,9 +283,6 @@ class _Replay:
 SUBSCRIBE_TIMEOUT = 5.0
 #: Stream entries read per round trip while replaying (their bytes are paced apart).
 READ_BATCH = 256
-#: What the held messages may weigh (bytes of payload) when the hold is
-#: released in one step; past it they are sent in chunks, each after a drain.
-HELD_BYTES = 64 * 1024
 
 
 class _RemoteRecovery:
@@ -295,7 +293,7 @@ class _RemoteRecovery:
     them (runtime/_rooms.pyx)."""
 
     __slots__ = ("session", "ws", "room", "registry", "wanted", "held", "task", "missed",
-                 "epoch", "last")
+                 "epoch", "last", "top", "told")
 
     def __init__(self, session: Session, ws: Any, room: Hashable, registry: Any, wanted: Any) -> None:
         self.session = session
@@ -310,6 +308,8 @@ class _RemoteRecovery:
         # or before it are dropped as sent.
         self.epoch: str | None = None
         self.last = 0
+        self.top = 0            # the room's last offset when the history was first read
+        self.told = False       # the outcome went out
 
     def start(self) -> None:
         self.registry.join(self.room, self.ws)
@@ -330,8 +330,16 @@ class _RemoteRecovery:
                 log.warning("recovering room %r for %s: %s", room, ws.remote_address, exc)
             else:
                 log.exception("recovering room %r for %s failed", room, ws.remote_address)
-            if not self._gone():
-                await self._finish(self.epoch, self.last, "unavailable")
+            if self._gone():
+                pass
+            elif self.told:
+                # The outcome is out: what follows it can no longer be promised.
+                ws.close(1011, "recovery failed")
+            elif isinstance(exc, BackplaneError):
+                self._unreachable()
+            else:
+                # Its position as of the first read: what is held follows it.
+                await self._finish(self.epoch, self.top, "unavailable")
         finally:
             if self.session.pending.get(room) is self:
                 del self.session.pending[room]
@@ -342,7 +350,7 @@ class _RemoteRecovery:
         try:
             await asyncio.wait_for(history.relay.joined(self.room), SUBSCRIBE_TIMEOUT)
         except (asyncio.TimeoutError, LookupError, ConnectionError):
-            await self._finish(None, 0, "unavailable")
+            self._unreachable()
             return
         if self._gone():
             return
@@ -353,6 +361,7 @@ class _RemoteRecovery:
                                                   READ_BATCH if asked else 0)
         if self._gone():
             return
+        self.epoch, self.top = epoch, top
         if not asked:
             await self._finish(epoch, top, wanted)
             return
@@ -399,6 +408,13 @@ class _RemoteRecovery:
                 await self._finish(again, now, "history moved on")
                 return
 
+    def _unreachable(self) -> None:
+        """Redis cannot be read or subscribed to: the socket is closed with
+        1013. Joined without a position, it would miss what other nodes
+        publish meanwhile and never know; closed, its client keeps its
+        positions and recovers when it can."""
+        self.ws.close(1013, "history unavailable: reconnect to recover")
+
     async def _finish(self, epoch: str | None, top: int, reason: Any) -> None:
         """Tell the outcome with the room's position (``epoch``, ``top``),
         then send what was held past it, in order, and release the hold:
@@ -418,17 +434,21 @@ class _RemoteRecovery:
         self.epoch, self.last = epoch, top
         wanted = self.wanted
         recovered = reason is None and wanted is not None
+        self.told = True
         self.session._joined(ws, room, None if epoch is None else (epoch, top), wanted,
                              recovered, self.missed if recovered else 0,
                              reason if wanted is not None else None)
         held = self.held
+        # As the replay is paced: half the high-water mark per chunk, in
+        # bytes on the wire (a payload may go out as base64, with its position).
+        budget = max(1, ws._pacing()[1] // 2)
         while True:
             weight = 0
             n = 0
             for pos, kind, payload in held:
-                weight += 160 if payload is None else len(payload)
+                weight += len(payload) * 4 // 3 + 160
                 n += 1
-                if weight > HELD_BYTES:
+                if weight >= budget:
                     break
             if n == len(held):
                 break               # light enough to send and release in one step

@@ -338,6 +338,20 @@ def wait_all_answered(clients: list[tuple[Any, Observed]], publisher: SteadyPubl
     time.sleep(0.3)                 # a duplicate would arrive now
 
 
+def publishing_to_connected(clients: list[tuple[Any, Observed]], port: int) -> SteadyPublisher:
+    """Once every client is connected, a publisher on ``port`` that has had
+    100 messages answered."""
+    for _, obs in clients:
+        obs.wait(lambda o=obs: o.opens == 1, "the first connection")
+    publisher = SteadyPublisher(port)
+    try:
+        eventually(lambda: len(publisher.answered) > 100, "publishing", 30)
+    except BaseException:
+        publisher.stop()
+        raise
+    return publisher
+
+
 def test_a_rolling_restart_loses_nothing(tmp_path, redis_url, prefix):
     env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
     with Node(tmp_path / "roll.log", env, workers=2, app="tests.cluster.recovery_app:app") as node:
@@ -345,10 +359,7 @@ def test_a_rolling_restart_loses_nothing(tmp_path, redis_url, prefix):
                    for obs in (Observed() for _ in range(4))]
         publisher = None
         try:
-            for _, obs in clients:
-                obs.wait(lambda o=obs: o.opens == 1, "the first connection")
-            publisher = SteadyPublisher(node.port)
-            eventually(lambda: len(publisher.answered) > 100, "publishing", 30)
+            publisher = publishing_to_connected(clients, node.port)
             old = children(node.proc.pid)
             node.proc.send_signal(signal.SIGHUP)
             eventually(lambda: len(children(node.proc.pid)) == 2
@@ -380,10 +391,7 @@ def test_a_killed_node_s_clients_recover_on_another(tmp_path, redis_url, prefix)
                    for obs in (Observed() for _ in range(3))]
         publisher = None
         try:
-            for _, obs in clients:
-                obs.wait(lambda o=obs: o.opens == 1, "the first connection")
-            publisher = SteadyPublisher(b.port)
-            eventually(lambda: len(publisher.answered) > 100, "publishing", 30)
+            publisher = publishing_to_connected(clients, b.port)
             proxy.restore(target=b.port)        # where they will come back
             a.proc.send_signal(signal.SIGKILL)
             for _, obs in clients:

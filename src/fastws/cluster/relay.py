@@ -205,9 +205,9 @@ class RedisRelay:
         self._to_unsub.clear()
         self._to_sub.clear()
         names = [r for r in self.registry.names()]
-        self._channels = {self._channel(r): r for r in names}
+        self._channels = {self.channel_of(r): r for r in names}
         for r in list(self._lingering):
-            self._channels[self._channel(r)] = r
+            self._channels[self.channel_of(r)] = r
         sub.push_only("SUBSCRIBE", self._probe_channel, *self._channels)
         ttl = int(self.options.presence_ttl * 1000)
         cmd.send("DEL", self._presence_key)
@@ -310,9 +310,6 @@ class RedisRelay:
 
     # ------------------------------------------------------------------ the registry's relay
 
-    def _channel(self, room: str) -> bytes:
-        return self._room_prefix + room.encode()
-
     def channel_of(self, room: str) -> bytes:
         """The room's pub/sub channel."""
         return self._room_prefix + room.encode()
@@ -354,7 +351,7 @@ class RedisRelay:
         self.stats["published"] += 1
         head = self._publish_head.get(room)
         if head is None:
-            ch = self._channel(room)
+            ch = self.channel_of(room)
             head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(ch), ch)
             if len(self._publish_head) >= 4096:
                 self._publish_head.clear()          # bounded: rooms come and go
@@ -372,7 +369,7 @@ class RedisRelay:
         if handle is not None:
             handle.cancel()
             return
-        ch = self._channel(room)
+        ch = self.channel_of(room)
         self._channels[ch] = room
         self._to_unsub.discard(ch)
         self._to_sub.add(ch)
@@ -395,7 +392,7 @@ class RedisRelay:
         self._lingering.pop(room, None)
         if self.registry.size(room):
             return
-        ch = self._channel(room)
+        ch = self.channel_of(room)
         self._channels.pop(ch, None)
         self._confirmed.discard(ch)
         self._to_sub.discard(ch)
@@ -495,7 +492,7 @@ class RedisRelay:
     async def joined(self, room: str) -> None:
         """Wait until this node's subscription to ``room`` is confirmed;
         ConnectionError at once while Redis is unreachable."""
-        ch = self._channel(room)
+        ch = self.channel_of(room)
         if ch in self._confirmed and self.connected:
             return
         if not self.connected:

@@ -24,13 +24,12 @@ offset order and without what the replay sent already, and the hold released.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 from typing import Any, Hashable
-
-import asyncio
 
 from fastws.errors import BackplaneError
 from fastws.runtime._wire import room_message, sent_notice
@@ -48,7 +47,10 @@ POSITIONS_PREFIX = "fastws.v1.positions."
 #: than 4 KiB of JSON is not read at all (docs/protocol.md, section 4).
 MAX_POSITIONS = 64
 MAX_POSITIONS_BYTES = 4096
-_SAFE_INT = 2 ** 53
+#: The largest integer JSON carries exactly (2**53 - 1): the bound of a room
+#: named by an int and of an offset a client states (a store never gets near
+#: it; a Redis stream ID could not even hold some larger ones).
+MAX_SAFE_INT = 2**53 - 1
 # A position that is there but cannot be served, and why.
 _NOT_READ = "not read"
 _BAD = "bad position"
@@ -107,16 +109,11 @@ def read_positions(data: str | None) -> tuple[dict[Hashable, Any], str | None]:
             continue        # the first statement of a room counts
         if i >= MAX_POSITIONS:
             positions[room] = _NOT_READ
-        elif type(epoch) is not str or type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
+        elif type(epoch) is not str or type(offset) is not int or not 0 <= offset <= MAX_SAFE_INT:
             positions[room] = _BAD
         else:
             positions[room] = (epoch, offset)
     return positions, None
-
-
-#: The largest offset a client may state: JSON's safe integers (a store never
-#: gets near it; a Redis stream ID could not even hold some larger ones).
-MAX_OFFSET = 2**53 - 1
 
 
 def _control(obj: dict[str, Any]) -> bytes:
@@ -149,8 +146,9 @@ class Session:
         tell the outcome and the position, and make it a member. Raises
         TypeError for a room the protocol cannot name (not a str or an int
         that JSON numbers carry exactly)."""
-        if type(room) is not str and not (type(room) is int and -_SAFE_INT <= room <= _SAFE_INT):
-            raise TypeError(f"a fastws.v1 client's rooms are str, or int within +-2**53 "
+        if type(room) is not str and \
+                not (type(room) is int and -MAX_SAFE_INT <= room <= MAX_SAFE_INT):
+            raise TypeError(f"a fastws.v1 client's rooms are str, or int within +-(2**53 - 1) "
                             f"(JSON must name them exactly), not {room!r}")
         if room in self.pending:
             return                  # joined already: its replay is under way

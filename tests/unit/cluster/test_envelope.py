@@ -54,7 +54,7 @@ def test_unicode_room_names_do_not_enter_the_envelope():
     relay, delivered, loop = relay_with_registry(max_message_size=1024)
     try:
         relay.room_opened(room)
-        channel = relay._channel(room)
+        channel = relay.channel_of(room)
         assert channel == b"fastws:r:" + room.encode("utf-8")
         relay._on_push([b"message", channel, pack(OTHER, 1, room)])
         relay._on_push([b"message", b"fastws:r:" + room.encode("utf-16"), pack(OTHER, 1, b"x")])
@@ -141,7 +141,7 @@ def test_the_relay_counts_bad_envelopes_and_drops_them_without_delivering():
     relay, delivered, loop = relay_with_registry(max_message_size=16)
     try:
         relay.room_opened("room")
-        channel = relay._channel("room")
+        channel = relay.channel_of("room")
         for data in (b"\x01" + OTHER + b"\x05bad",          # unknown opcode
                      b"\x01" + OTHER,                       # shorter than the header
                      b"\x07" + OTHER + b"\x01old",          # another version

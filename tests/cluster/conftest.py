@@ -65,10 +65,57 @@ class Redis:
                 reader.feed(data)
 
 
+class Shards:
+    """Two redis-servers of the session's own: the sharded backplane's instances."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.servers = [OwnRedis(tmp / f"shard{i}") for i in range(2)]
+
+    def start(self) -> None:
+        for r in self.servers:
+            r.tmp.mkdir(parents=True, exist_ok=True)
+            r.start()
+
+    @property
+    def url(self) -> str:
+        return ",".join(r.url for r in self.servers)
+
+    def stop(self) -> None:
+        for r in self.servers:
+            r.stop()
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shards]:
+    s = Shards(tmp_path_factory.mktemp("shards"))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(params=["one", "sharded"])
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """The backplane URL of each Redis engine the contract tests run on: the
+    shared Redis alone, and two instances of the session's own sharding the rooms."""
+    if request.param == "one":
+        need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
+        return SHARED_REDIS
+    return request.getfixturevalue("shards").url
+
+
 @pytest.fixture
-def redis_url() -> str:
-    need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
-    return SHARED_REDIS
+def redis_of(redis_url: str):
+    """``redis_of(room)``: a client of the instance ``room`` lives on."""
+    from fastws.cluster.sharded import shard_of
+
+    urls = redis_url.split(",")
+
+    def of(room: str) -> Redis:
+        url = urls[shard_of(room, len(urls))] if len(urls) > 1 else urls[0]
+        return Redis(int(url.rsplit(":", 1)[1].split("/")[0]))
+    return of
 
 
 @pytest.fixture

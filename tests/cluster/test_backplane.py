@@ -88,7 +88,7 @@ def nodes(stack: ExitStack, tmp_path: Path, url: str, prefix: str, n: int, **env
     return out
 
 
-def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, prefix):
+def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, redis_of, prefix):
     with ExitStack() as stack:
         n0, n1, n2 = nodes(stack, tmp_path, redis_url, prefix, 3, LAST_COMPRESSED="1")
         a0, b0 = member(n0, "room"), member(n0, "room")
@@ -131,9 +131,10 @@ def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, pref
         # node 2 received the room's traffic from nodes 0 and 1 and nothing of "lonely"
         stats2 = get(n2, "/stats")["cluster"]
         assert stats2["received"] - before == 100, stats2
-        redis = Redis(6379)
-        numsub = redis.call("PUBSUB", "NUMSUB", f"{prefix}:r:room", f"{prefix}:r:lonely")
-        assert numsub[1] == 3 and numsub[3] == 1, numsub
+        numsub = redis_of("room").call("PUBSUB", "NUMSUB", f"{prefix}:r:room")
+        assert numsub[1] == 3, numsub
+        numsub = redis_of("lonely").call("PUBSUB", "NUMSUB", f"{prefix}:r:lonely")
+        assert numsub[1] == 1, numsub
 
         # a 1 MiB message crosses (the default max_message_size)
         big = "y" * ((1 << 20) - len("b room "))
@@ -179,7 +180,7 @@ def test_cluster_room_size_and_rooms_follow_joins_leaves_closes_and_a_killed_nod
             ws.close()
 
 
-def test_join_leave_races_end_in_the_last_state(tmp_path, redis_url, prefix):
+def test_join_leave_races_end_in_the_last_state(tmp_path, redis_url, redis_of, prefix):
     with ExitStack() as stack:
         n0, n1 = nodes(stack, tmp_path, redis_url, prefix, 2, )
         sender = member(n0, "race")
@@ -198,20 +199,20 @@ def test_join_leave_races_end_in_the_last_state(tmp_path, redis_url, prefix):
             sender.send(f"b race m {i}")
         assert recv_all(racer, 10) == [f"m {i}" for i in range(10)]
         nothing_more(racer)
-        redis = Redis(6379)
         # "gone" has no member left anywhere: its channel goes after the linger
-        eventually(lambda: redis.call("PUBSUB", "NUMSUB", f"{prefix}:r:gone")[1] == 0,
+        eventually(lambda: redis_of("gone").call("PUBSUB", "NUMSUB", f"{prefix}:r:gone")[1] == 0,
                    "node 1 unsubscribed from the empty room", 10)
-        assert redis.call("PUBSUB", "NUMSUB", f"{prefix}:r:race")[1] == 2
+        assert redis_of("race").call("PUBSUB", "NUMSUB", f"{prefix}:r:race")[1] == 2
         for ws in (sender, racer, quitter):
             ws.close()
 
 
-def test_bad_envelopes_from_the_broker_are_dropped_and_counted(tmp_path, redis_url, prefix):
+def test_bad_envelopes_from_the_broker_are_dropped_and_counted(tmp_path, redis_url, redis_of,
+                                                                prefix):
     with ExitStack() as stack:
         n0, n1 = nodes(stack, tmp_path, redis_url, prefix, 2, )
         a, b = member(n0, "r"), member(n1, "r")
-        redis = Redis(6379)
+        redis = redis_of("r")
         channel = f"{prefix}:r:r"
         for junk in ("", "short", "\x09" + "x" * 20, "\x01" + "n" * 8 + "\x07payload"):
             assert redis.call("PUBLISH", channel, junk) == 2

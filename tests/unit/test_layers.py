@@ -43,7 +43,7 @@ LAYERS = [
     "runtime.recovery", "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
     "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.history", "cluster.relay",
-    "cluster.facade",
+    "cluster.sharded", "cluster.facade",
     "cluster",
     "net", "net.listener",
     "http", "http.routing", "http.heads", "http.context", "http.handshake", "http.request",

@@ -54,7 +54,8 @@ def test_fastws_cluster_re_exports_the_names_it_had_from_where_each_lives():
     # job is, the plugin function with the other plugins.
     homes = {"backplane": "fastws.plugins.cluster", "BackplaneOptions": "fastws.cluster.options",
              "BackplanePlugin": "fastws.plugins.cluster", "Cluster": "fastws.cluster.facade",
-             "RedisRelay": "fastws.cluster.relay", "ENVELOPE_VERSION": "fastws.cluster.envelope",
+             "RedisRelay": "fastws.cluster.relay", "ShardedRelay": "fastws.cluster.sharded",
+             "make_relay": "fastws.cluster.sharded", "ENVELOPE_VERSION": "fastws.cluster.envelope",
              "HEADER_SIZE": "fastws.cluster.envelope"}
     cluster = importlib.import_module("fastws.cluster")
     assert list(cluster.__all__) == list(homes)

@@ -3,7 +3,10 @@
 One job a module, lowest first: ``redis_link`` (the RESP link on hiredis),
 ``envelope`` (how a broadcast is framed on a room's channel), ``options``
 (``BackplaneOptions``), ``relay`` (``RedisRelay``: channels, presence, probe,
-reconnects) and ``facade`` (``Cluster``, which is ``app.cluster``). The plugin
+reconnects), ``history`` (room history in Redis streams), ``sharded``
+(``ShardedRelay``: rooms spread over several instances, one ``RedisRelay``
+each; ``make_relay`` picks the relay a URL asks for) and ``facade``
+(``Cluster``, which is ``app.cluster``). The plugin
 function ``backplane()`` is ``fastws.plugins.cluster``, with the other plugins.
 
 This package keeps the names users were told to import from it
@@ -22,11 +25,13 @@ from fastws.cluster.envelope import ENVELOPE_VERSION, HEADER_SIZE
 from fastws.cluster.facade import Cluster
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.relay import RedisRelay
+from fastws.cluster.sharded import ShardedRelay, make_relay
 
 _PLUGIN = "fastws.plugins.cluster"       # above this package: read lazily, by name
 _FROM_PLUGIN = ("backplane", "BackplanePlugin")
 
 __all__ = ["backplane", "BackplaneOptions", "BackplanePlugin", "Cluster", "RedisRelay",
+           "ShardedRelay", "make_relay",
            "ENVELOPE_VERSION", "HEADER_SIZE"]
 
 

@@ -208,8 +208,9 @@ class RedisHistory:
         self._senders.clear()
         registry = self.relay.registry
         closing = 0
+        owns = self.relay.owns
         for room in registry.names():
-            if not self._choice(room):
+            if not self._choice(room) or not owns(room):
                 continue
             for member in registry.members(room):
                 if getattr(member, "v1", False) and member.ready_state == 1:
@@ -218,6 +219,14 @@ class RedisHistory:
         if closing:
             log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they "
                         "recover what the lost link would have brought", closing)
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is live (the relay's)."""
+        await self.relay.joined(room)
+
+    async def caught_up(self, room: str) -> None:
+        """Wait until what Redis published before now has come through (the relay's)."""
+        await self.relay.caught_up()
 
     def sweep(self, now: Any = None) -> None:
         """Nothing to do here: Redis trims and expires the streams itself."""

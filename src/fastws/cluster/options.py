@@ -18,6 +18,9 @@ class BackplaneOptions:
     url: ``redis://[user:password@]host[:port][/db]``, or ``rediss://`` for TLS
         (query ``ssl_ca_certs=PATH`` to trust a CA file, ``ssl_cert_reqs=none``
         not to verify). The password never appears in a log line or an error.
+        Several URLs, comma-separated (``backplane()`` also takes a list),
+        shard rooms over that many Redis instances by a jump hash of the
+        room name: every node must be given the same list, in the same order.
 
     prefix: the start of every key and channel name (default "fastws"); apps
         sharing one Redis keep apart by prefix.
@@ -53,8 +56,22 @@ class BackplaneOptions:
     max_backoff: float = 5.0
     max_buffered: int = 16 << 20
 
+    @property
+    def urls(self) -> list[str]:
+        """The instances' URLs, in order (one without sharding)."""
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
     def __post_init__(self) -> None:
-        parse_url(self.url)     # a bad URL fails when the plugin is made
+        urls = self.urls
+        if not urls:
+            raise ValueError("backplane needs a Redis URL")
+        seen = set()
+        for u in urls:      # a bad URL fails when the plugin is made
+            parsed = parse_url(u)
+            where = (parsed.host, parsed.port, parsed.db)
+            if where in seen:
+                raise ValueError(f"backplane: {parsed.safe} is listed twice")
+            seen.add(where)
         for name in ("connect_timeout", "presence_ttl", "probe_interval", "probe_timeout",
                      "max_backoff"):
             if not getattr(self, name) > 0:

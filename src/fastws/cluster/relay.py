@@ -36,6 +36,7 @@ backoff, every room with members resubscribed and the app told
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import secrets
@@ -67,19 +68,40 @@ class RedisRelay:
     """
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
-                 handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
+                 handlers: dict[str, list[Callable[[], Any]]] | None = None, *,
+                 url: str | None = None, node: bytes | None = None,
+                 owns: Callable[[str], bool] | None = None, ring: str = "",
+                 seen_rings: dict[str, str] | None = None) -> None:
         self.options = options
-        self.url: RedisURL = parse_url(options.url)
+        self.url: RedisURL = parse_url(url or options.urls[0])
         self.hub = hub
         self.registry = hub.rooms
         self.loop = hub.loop
-        self._nid = secrets.token_bytes(8)
+        self._nid = node or secrets.token_bytes(8)
         self.node_id = self._nid.hex()
+        #: Whether a room lives on this instance (one shard of several: the
+        #: others' rooms are neither subscribed nor counted here).
+        self.owns: Callable[[str], bool] = owns or _every_room
+        #: The fingerprint of this node's instance list, written where other
+        #: nodes compare it: two lists would split rooms without a word.
+        self.ring = ring or ring_fingerprint([self.url])
+        #: What stamps a room's history hash: the Redis run and how many times
+        #: this instance has seen the instance list change (``_RING_SCRIPT``).
+        #: A room that comes back to an instance after living on another (the
+        #: list changed twice) starts a new epoch there, rather than going on
+        #: from an offset that missed what the other instance numbered.
+        self._redis_run = ""
+        self._ring_key_now = f"{options.prefix}:ring:now"
+        self._ring_key_gen = f"{options.prefix}:ring:gen"
+        # node -> the differing list it was last seen with (logged once; the
+        # shards of one node share it, so they log and count a node once)
+        self._seen_rings: dict[str, str] = {} if seen_rings is None else seen_rings
         self._handlers = handlers if handlers is not None else {}
         self.max_payload = hub.options.max_message_size if hub.options.max_message_size else 1 << 30
         p = options.prefix
         self._room_prefix = f"{p}:r:".encode()
         self._nodes_key = f"{p}:nodes"
+        self._ring_key = f"{p}:ring"
         self._alive_key = f"{p}:alive:{self.node_id}"
         self._presence_key = f"{p}:n:{self.node_id}"
         self._probe_channel = f"{p}:probe:{self.node_id}".encode()
@@ -121,7 +143,7 @@ class RedisRelay:
         self._outage_dropped = 0
         self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
                       "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
-                      "reconnects": 0, "subscriptions": 0}
+                      "reconnects": 0, "subscriptions": 0, "ring_mismatches": 0}
 
     def __repr__(self) -> str:
         return (f"<RedisRelay node {self.node_id} {self.url.safe} "
@@ -157,7 +179,8 @@ class RedisRelay:
             try:
                 await asyncio.wait_for(asyncio.gather(
                     self.cmd.command("DEL", self._presence_key, self._alive_key),
-                    self.cmd.command("SREM", self._nodes_key, self.node_id)), 1.0)
+                    self.cmd.command("SREM", self._nodes_key, self.node_id),
+                    self.cmd.command("HDEL", self._ring_key, self.node_id)), 1.0)
             except (RedisError, asyncio.TimeoutError):
                 pass
         self.connected = False
@@ -198,13 +221,18 @@ class RedisRelay:
             info, self.publish_sha, self.read_sha = await asyncio.wait_for(asyncio.gather(
                 cmd.command("INFO", "server"), cmd.command("SCRIPT", "LOAD", PUBLISH_SCRIPT),
                 cmd.command("SCRIPT", "LOAD", READ_SCRIPT)), timeout)
-            self.run_id = _run_id(info)
+            self._redis_run = _run_id(info)
+        gen = await asyncio.wait_for(cmd.command("EVAL", _RING_SCRIPT, 2, self._ring_key_now,
+                                                 self._ring_key_gen, self.ring), timeout)
+        if self.history is not None:
+            self.run_id = f"{self._redis_run}/{gen}"
         pub.push_only("CLIENT", "REPLY", "OFF")
         self.pub, self.cmd, self.sub = pub, cmd, sub
         self._confirmed.clear()
         self._to_unsub.clear()
         self._to_sub.clear()
-        names = [r for r in self.registry.names()]
+        owns = self.owns
+        names = [r for r in self.registry.names() if owns(r)]
         self._channels = {self.channel_of(r): r for r in names}
         for r in list(self._lingering):
             self._channels[self.channel_of(r)] = r
@@ -225,6 +253,34 @@ class RedisRelay:
         cmd.send("SET", self._alive_key, "1", "PX", ttl_ms)
         cmd.send("PEXPIRE", self._presence_key, ttl_ms * 2)
         cmd.send("SADD", self._nodes_key, self.node_id)
+        cmd.send("HSET", self._ring_key, self.node_id, self.ring)
+
+    async def _check_ring(self) -> None:
+        """Compare the live nodes' instance lists with ours: a node that spreads
+        rooms over other instances publishes them where this one never looks."""
+        cmd = self.cmd
+        if cmd is None:
+            return
+        rings, gen = await asyncio.gather(cmd.command("HGETALL", self._ring_key),
+                                          cmd.command("GET", self._ring_key_gen))
+        if self.history is not None and gen is not None:
+            # A node with another list connected meanwhile: every node takes
+            # the new count, so their stamps agree again (one new epoch per change).
+            self.run_id = f"{self._redis_run}/{gen.decode()}"
+        theirs = {rings[i].decode(): rings[i + 1].decode() for i in range(0, len(rings), 2)}
+        live = set(await self._live_nodes(cmd))
+        gone = [n for n in theirs if n not in live and n != self.node_id]
+        if gone:
+            cmd.send("HDEL", self._ring_key, *gone)
+        for node in live:
+            fp = theirs.get(node)
+            if fp is None or fp == self.ring or self._seen_rings.get(node) == fp:
+                continue
+            self._seen_rings[node] = fp
+            self.stats["ring_mismatches"] += 1
+            log.error("backplane: node %s spreads rooms over other Redis instances than this "
+                      "node (instance list %s here, %s there): rooms are split between them "
+                      "until every node is given the same list", node, self.ring, fp)
 
     async def _supervise(self) -> None:
         """Heartbeat and probe, forever: a probe that does not come back means
@@ -237,6 +293,10 @@ class RedisRelay:
             if not self.connected or self.pub is None:
                 continue
             self._heartbeat(ttl)
+            try:
+                await asyncio.wait_for(self._check_ring(), o.probe_timeout)
+            except (RedisError, asyncio.TimeoutError):
+                pass        # the probe below finds a dead link
             self._probe_token += 1
             self._probe_back = asyncio.Event()
             self.pub.push_only("PUBLISH", self._probe_channel, str(self._probe_token))
@@ -300,13 +360,7 @@ class RedisRelay:
                 self._reconnecting = None
 
     def _fire(self, event: str) -> None:
-        for fn in self._handlers.get(event, ()):
-            try:
-                result = fn()
-                if asyncio.iscoroutine(result):
-                    self.loop.create_task(result)
-            except Exception:
-                log.exception("backplane: %s handler %r failed", event, fn)
+        fire(self._handlers, event, self.loop)
 
     # ------------------------------------------------------------------ the registry's relay
 
@@ -567,6 +621,41 @@ class RedisRelay:
         """The ids of the live nodes, this one first."""
         cmd = self._require()
         return [self.node_id] + await self._live_nodes(cmd)
+
+
+# KEYS: the list this instance last saw, the count of changes. ARGV: ours.
+# Returns the count, counting ours if it differs.
+_RING_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return redis.call('INCR', KEYS[2])
+end
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+"""
+
+
+def fire(handlers: dict[str, list[Callable[[], Any]]], event: str,
+         loop: asyncio.AbstractEventLoop) -> None:
+    """Call the app's ``event`` handlers ("lost", "restored"); a coroutine
+    one runs as a task; one that raises is logged, the others still run."""
+    for fn in handlers.get(event, ()):
+        try:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                loop.create_task(result)
+        except Exception:
+            log.exception("backplane: %s handler %r failed", event, fn)
+
+
+def _every_room(room: str) -> bool:
+    return True
+
+
+def ring_fingerprint(urls: list[RedisURL]) -> str:
+    """16 hex digits naming an ordered list of instances (host, port, db;
+    never the credentials): nodes given the same list have the same one."""
+    text = "\n".join(f"{u.host}:{u.port}/{u.db}" for u in urls)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def _run_id(info: bytes) -> str:

@@ -26,15 +26,18 @@ class BackplanePlugin:
         app.backplane = self.options
 
 
-def backplane(url: str | None = None, **options: Any) -> BackplanePlugin:
+def backplane(url: str | list[str] | None = None, **options: Any) -> BackplanePlugin:
     """The Redis backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
 
-    ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; options as
-    in ``BackplaneOptions``.
+    ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; several
+    Redis URLs (a list, or comma-separated) shard the rooms over those
+    instances. Options as in ``BackplaneOptions``.
     """
     if hiredis is None:
         raise ImportError("the backplane needs hiredis (a dependency of fastws): pip install hiredis")
     url = url or os.environ.get("FASTWS_BACKPLANE")
+    if isinstance(url, (list, tuple)):
+        url = ",".join(url)
     if not url:
         raise ValueError("backplane() needs a Redis URL (or FASTWS_BACKPLANE in the environment)")
     known = set(BackplaneOptions.__dataclass_fields__) - {"url"}

@@ -346,7 +346,7 @@ class _RemoteRecovery:
     async def _recover(self) -> None:
         history = self.registry.history
         try:
-            await asyncio.wait_for(history.relay.joined(self.room), SUBSCRIBE_TIMEOUT)
+            await asyncio.wait_for(history.joined(self.room), SUBSCRIBE_TIMEOUT)
         except (asyncio.TimeoutError, LookupError, ConnectionError):
             self._unreachable()
             return
@@ -424,7 +424,7 @@ class _RemoteRecovery:
         # may still be on their way on the subscriber link: they are held (and
         # dropped as sent) before the hold is released, not delivered after.
         try:
-            await self.registry.history.relay.caught_up()
+            await self.registry.history.caught_up(self.room)
         except BackplaneError:
             pass        # the link went: what comes after it is not ours to wait for
         if self._gone():

@@ -186,8 +186,8 @@ class Server:
             if options is not None and hub.relay is None:
                 # Rooms across processes: the first listener of this hub connects
                 # to Redis, and does not start at all if it cannot.
-                from fastws.cluster import RedisRelay
-                relay = RedisRelay(hub, options, self.site.cluster_handlers)
+                from fastws.cluster import make_relay
+                relay = make_relay(hub, options, self.site.cluster_handlers)
                 await relay.start()
                 hub.relay = relay
                 if relay.history is not None:

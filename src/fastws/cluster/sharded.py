@@ -1,0 +1,295 @@
+"""Rooms sharded over several Redis instances (``backplane("redis://a,redis://b")``).
+
+One Redis's pub/sub runs on one thread: past what that thread delivers, the
+rooms are spread over several instances. A room lives on one instance, chosen
+by a jump consistent hash of its name (Lamping and Veach, the scheme
+Centrifugo shards Redis by): its channel, its history stream and hash, and the
+node's presence entry for it are all on that instance. ``ShardedRelay`` is the
+registry's relay, like ``RedisRelay``, and hands each room to the
+``RedisRelay`` of its instance; each of those connects, probes, reconnects and
+resubscribes on its own, so an instance that goes down stops only its rooms
+from crossing nodes (local delivery goes on everywhere; the other rooms never
+notice).
+
+Every node must be given the same list in the same order (the hash maps a
+room to a position in the list). Each node writes a fingerprint of its list
+on every instance with its heartbeat and compares the others': a node whose
+list differs is logged and counted (``ring_mismatches``). Adding or removing
+an instance moves about 1/N of the rooms (that is what a jump hash promises):
+a moved room's channel is on its new instance, and its history starts a new
+epoch there (the history hash is stamped with the list's fingerprint), so a
+client that recovers is told ``recovered: false`` rather than handed a partial
+replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+from fastws.cluster.options import BackplaneOptions
+from fastws.cluster.redis_link import parse_url
+from fastws.cluster.relay import RedisRelay, fire, ring_fingerprint
+from fastws.errors import BackplaneError
+from fastws.runtime.history import HistoryMessage, RoomChoice
+
+if TYPE_CHECKING:
+    from fastws.runtime.hub import Hub
+
+__all__ = ["ShardedRelay", "ShardedHistory", "jump_hash", "make_relay", "shard_of"]
+
+log = logging.getLogger("fastws.backplane")
+
+_CACHE_MAX = 1 << 16
+
+
+def jump_hash(key: int, buckets: int) -> int:
+    """Lamping and Veach's jump consistent hash: the bucket of a 64-bit
+    ``key`` among ``buckets``; growing the count moves only 1/n of the keys."""
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        j = int((b + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return b
+
+
+def shard_of(room: str, shards: int) -> int:
+    """The instance (index in the list) that ``room`` lives on."""
+    key = int.from_bytes(hashlib.blake2b(room.encode(), digest_size=8).digest(), "little")
+    return jump_hash(key, shards)
+
+
+class ShardedRelay:
+    """The registry's relay over several Redis instances: each room on one,
+    each instance its own ``RedisRelay`` (links, probe, reconnects)."""
+
+    def __init__(self, hub: Hub, options: BackplaneOptions,
+                 handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
+        self.options = options
+        self.hub = hub
+        self.registry = hub.rooms
+        self.loop = hub.loop
+        urls = options.urls
+        parsed = [parse_url(u) for u in urls]
+        self.ring = ring_fingerprint(parsed)
+        node = secrets.token_bytes(8)
+        self.node_id = node.hex()
+        self._handlers = handlers if handlers is not None else {}
+        self._count = len(urls)
+        self._index: dict[str, int] = {}
+        self._down: set[int] = set()
+        seen: dict[str, str] = {}
+        self.shards = [
+            RedisRelay(hub, options, {"lost": [lambda i=i: self._shard_lost(i)],
+                                      "restored": [lambda i=i: self._shard_restored(i)]},
+                       url=u, node=node, owns=lambda room, i=i: self.index(room) == i,
+                       ring=self.ring, seen_rings=seen)
+            for i, u in enumerate(urls)]
+        self.max_payload = self.shards[0].max_payload
+        #: Room history, each room's on its instance, or None.
+        self.history: ShardedHistory | None = None
+        if hub.options.history_size:
+            self.history = ShardedHistory(self, hub.options.history_rooms)
+
+    def __repr__(self) -> str:
+        up = self._count - len(self._down)
+        return f"<ShardedRelay node {self.node_id} {up}/{self._count} instances up>"
+
+    @property
+    def url(self) -> Any:
+        """Where the first instance is (as ``RedisRelay.url``; each shard has its own)."""
+        return self.shards[0].url
+
+    def index(self, room: str) -> int:
+        """The position, in the instance list, of the instance ``room`` lives on."""
+        i = self._index.get(room)
+        if i is None:
+            i = shard_of(room, self._count)
+            if len(self._index) >= _CACHE_MAX:
+                self._index.clear()     # bounded: rooms come and go
+            self._index[room] = i
+        return i
+
+    def shard(self, room: str) -> RedisRelay:
+        """The relay of the instance ``room`` lives on."""
+        return self.shards[self.index(room)]
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Connect to every instance (BackplaneError naming the one that fails:
+        a node that cannot reach one of its instances does not start, as a
+        node that cannot reach its one Redis does not)."""
+        results = await asyncio.gather(*[s.start() for s in self.shards], return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await asyncio.gather(*[s.stop() for s in self.shards], return_exceptions=True)
+            raise failed[0]
+        log.info("backplane: node %s sharding rooms over %d Redis instances (list %s)",
+                 self.node_id, self._count, self.ring)
+
+    async def stop(self) -> None:
+        """Leave the cluster on every instance."""
+        await asyncio.gather(*[s.stop() for s in self.shards], return_exceptions=True)
+
+    @property
+    def connected(self) -> bool:
+        """True while every instance is reachable."""
+        return all(s.connected for s in self.shards)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Every instance's counters summed, and how many instances are up."""
+        out: dict[str, int] = {}
+        for s in self.shards:
+            for k, v in s.stats.items():
+                out[k] = out.get(k, 0) + v
+        out["instances"] = self._count
+        out["instances_up"] = sum(1 for s in self.shards if s.connected)
+        return out
+
+    def _shard_lost(self, i: int) -> None:
+        first = not self._down
+        self._down.add(i)
+        if first:
+            self._fire("lost")
+
+    def _shard_restored(self, i: int) -> None:
+        self._down.discard(i)
+        if not self._down:
+            self._fire("restored")
+
+    def _fire(self, event: str) -> None:
+        fire(self._handlers, event, self.loop)
+
+    # ------------------------------------------------------------------ the registry's relay
+
+    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
+        """Publish one broadcast on the room's instance (see ``RedisRelay.publish``)."""
+        return self.shards[self.index(room)].publish(room, opcode, payload)
+
+    def room_opened(self, room: str) -> None:
+        """The room got its first local member: subscribe on its instance."""
+        self.shards[self.index(room)].room_opened(room)
+
+    def room_closed(self, room: str) -> None:
+        """The room lost its last local member: unsubscribe on its instance."""
+        self.shards[self.index(room)].room_closed(room)
+
+    def room_sized(self, room: str, n: int) -> None:
+        """Presence, on the room's instance."""
+        self.shards[self.index(room)].room_sized(room, n)
+
+    # ------------------------------------------------------------------ cluster answers
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is confirmed by its instance."""
+        await self.shard(room).joined(room)
+
+    async def caught_up(self, room: str | None = None) -> None:
+        """Wait until ``room``'s instance (every instance without a room) has
+        delivered what it published before now."""
+        shards = self.shards if room is None else [self.shard(room)]
+        await asyncio.gather(*[s.caught_up() for s in shards])
+
+    async def room_size(self, room: str) -> int:
+        """Members of ``room`` on every live node, from its instance."""
+        return await self.shard(room).room_size(room)
+
+    def _up(self) -> list[RedisRelay]:
+        up = [s for s in self.shards if s.connected]
+        if not up:
+            raise BackplaneError("backplane: none of the Redis instances is reachable now")
+        return up
+
+    async def rooms(self) -> list[str]:
+        """Rooms with a member on any live node, from every reachable instance
+        (the rooms of one that is down are missing until it is back)."""
+        out = dict.fromkeys(self.registry.names())
+        for names in await asyncio.gather(*[s.rooms() for s in self._up()]):
+            for r in names:
+                out.setdefault(r, None)
+        return list(out)
+
+    async def nodes(self) -> list[str]:
+        """The ids of the live nodes (as any reachable instance knows them), this one first."""
+        out = dict.fromkeys([self.node_id])
+        for ids in await asyncio.gather(*[s.nodes() for s in self._up()]):
+            for n in ids:
+                out.setdefault(n, None)
+        return list(out)
+
+
+class ShardedHistory:
+    """Room history with the rooms sharded: each room's is on its instance
+    (``fastws.cluster.history.RedisHistory`` of that instance's relay)."""
+
+    def __init__(self, relay: ShardedRelay, rooms: Any = None) -> None:
+        self.relay = relay
+        self._choice = RoomChoice(rooms)
+        self._last: Any = None
+        first = relay.shards[0].history
+        self.size, self.ttl = first.size, first.ttl
+
+    def _of(self, room: Hashable) -> Any:
+        return self.relay.shard(str(room)).history
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Every instance's history counters summed."""
+        out: dict[str, int] = {}
+        for s in self.relay.shards:
+            for k, v in s.history.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def keeps(self, room: Hashable) -> bool:
+        """Whether ``room`` keeps history (``history_rooms``)."""
+        return self._choice(room)
+
+    def publish(self, room: str, kind: int, payload: Any, skip: Any, members: int) -> int:
+        """Number, store and publish on the room's instance (``RedisHistory.publish``)."""
+        history = self.relay.shards[self.relay.index(room)].history
+        members = history.publish(room, kind, payload, skip, members)
+        self._last = history
+        return members
+
+    async def stored_last(self) -> tuple[str, int]:
+        """The position the last published message got (``RedisHistory.stored_last``)."""
+        history, self._last = self._last, None
+        if history is None:
+            raise RuntimeError("no message was published to a room with history")
+        return await history.stored_last()
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is live."""
+        await self.relay.joined(room)
+
+    async def caught_up(self, room: str) -> None:
+        """Wait until ``room``'s instance has delivered what it published before now."""
+        await self.relay.caught_up(room)
+
+    async def state(self, room: Hashable, first: int, count: int) -> tuple[str, int, list[tuple[int, int, bytes]]]:
+        """For a join, from the room's instance (``RedisHistory.state``)."""
+        return await self._of(room).state(room, first, count)
+
+    async def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
+        """``app.history``, from the room's instance."""
+        if not self.keeps(room):
+            return []
+        return await self._of(room).read(room, since, limit)
+
+    def sweep(self, now: Any = None) -> None:
+        """Nothing to do: Redis trims and expires the streams itself."""
+
+
+def make_relay(hub: Hub, options: BackplaneOptions,
+               handlers: dict[str, list[Callable[[], Any]]] | None = None) -> Any:
+    """The relay ``options.url`` asks for: one Redis, or rooms sharded over several."""
+    if len(options.urls) > 1:
+        return ShardedRelay(hub, options, handlers)
+    return RedisRelay(hub, options, handlers)

@@ -21,6 +21,13 @@ redis-server of its own on a free port):
   same with room history in Redis (``BENCH_HISTORY=100``: every message numbered and
   stored by Redis, delivered from Redis on every node) and receivers that speak
   ``fastws.v1`` (``loadgen --v1``: every receiver's offsets checked contiguous).
+- ``fastws-sharded-cross``, ``fastws-sharded-rooms-split``, ``fastws-sharded-history-rooms-split``:
+  the same with the rooms sharded over ``--shards`` redis-servers (default 4; a
+  ``redis://a,redis://b,...`` backplane); reported besides: each instance's share of the
+  redis-servers' CPU, and the busiest against the mean.
+- ``fastws-nats-cross``, ``fastws-nats-rooms-split``: the same on a NATS backplane (a
+  ``nats-server`` of its own on a free port, ``nats://`` URL); its CPU is reported where
+  redis-server's is.
 - ``socketio-cross``: python-socketio on aiohttp (uvloop), ``AsyncRedisManager``, the same
   A/B layout; the load generator speaks Engine.IO v4 to it (``loadgen --eio``).
 - ``socketio-local``: one python-socketio node, no manager.
@@ -52,10 +59,11 @@ SERVERS_DIR = compare.SERVERS_DIR
 EIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 SCENARIOS = ["fastws-local", "fastws-cross", "fastws-split", "fastws-rooms-local",
              "fastws-rooms-split", "fastws-history-cross", "fastws-history-split",
-             "fastws-history-rooms-split", "socketio-cross", "socketio-local"]
+             "fastws-history-rooms-split", "fastws-sharded-cross", "fastws-sharded-rooms-split",
+             "fastws-sharded-history-rooms-split", "fastws-nats-cross", "fastws-nats-rooms-split",
+             "socketio-cross", "socketio-local"]
 #: Messages each room keeps in the fastws-history-* scenarios.
 HISTORY = 100
-ROOM_SIZE = 10
 
 
 class Proc:
@@ -88,6 +96,14 @@ def redis_ready(port: int) -> bool:
         return False
 
 
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def wait(check, what: str, proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,6 +128,10 @@ def start_node(kind: str, log_dir: Path, pin: bool, env: dict[str, str]) -> tupl
 
 def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dict:
     kind, _, layout = scenario.partition("-")
+    sharded = layout.startswith("sharded-")
+    layout = layout.removeprefix("sharded-")
+    on_nats = layout.startswith("nats-")
+    layout = layout.removeprefix("nats-")
     history = layout.startswith("history-")
     layout = layout.removeprefix("history-")
     rooms = layout.startswith("rooms-")
@@ -119,16 +139,28 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
     procs: list[Proc] = []
     try:
         env: dict[str, str] = {}
-        redis = None
-        if layout != "local":
-            rport = compare.free_port()
-            redis = Proc([shutil.which("redis-server") or "redis-server", "--port", str(rport),
-                          "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                         log_dir / "redis.log", pin, cwd=log_dir)
-            procs.append(redis)
-            wait(lambda: redis_ready(rport), "redis-server", redis)
-            env = {"BENCH_BACKPLANE": f"redis://127.0.0.1:{rport}/0",
+        redises: list[Proc] = []
+        if layout != "local" and on_nats:
+            nport = compare.free_port()
+            broker = Proc([shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1",
+                           "-p", str(nport)], log_dir / "nats.log", pin, cwd=log_dir)
+            procs.append(broker)
+            redises.append(broker)
+            wait(lambda: port_open(nport), "nats-server", broker)
+            env = {"BENCH_BACKPLANE": f"nats://127.0.0.1:{nport}",
                    "BENCH_PREFIX": "b" + uuid.uuid4().hex[:8]}
+        elif layout != "local":
+            urls = []
+            for i in range(args.shards if sharded else 1):
+                rport = compare.free_port()
+                redis = Proc([shutil.which("redis-server") or "redis-server", "--port", str(rport),
+                              "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             log_dir / f"redis{i}.log", pin, cwd=log_dir)
+                procs.append(redis)
+                redises.append(redis)
+                wait(lambda: redis_ready(rport), "redis-server", redis)
+                urls.append(f"redis://127.0.0.1:{rport}/0")
+            env = {"BENCH_BACKPLANE": ",".join(urls), "BENCH_PREFIX": "b" + uuid.uuid4().hex[:8]}
         if history:
             env["BENCH_HISTORY"] = str(HISTORY)
         a, port_a = start_node(kind, log_dir, pin, env)
@@ -140,13 +172,12 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
             procs.append(b)
             pids.append(b.pid)
             recv_ports = [port_b] if layout == "cross" else [port_a, port_b]
-        if redis is not None:
-            pids.append(redis.pid)
+        pids += [r.pid for r in redises]
         for p in procs:
             compare.wait_quiet(p.pid, settle=0.3, limit=5)
         lg = ["--size", str(args.size), "--warmup", str(args.warmup), "--duration", str(args.duration)]
         if rooms:
-            lg += ["--receivers", str(args.rooms * ROOM_SIZE), "--group", str(ROOM_SIZE),
+            lg += ["--receivers", str(args.rooms * args.room_size), "--group", str(args.room_size),
                    "--path", "/room/g", "--window", str(args.room_window)]
         else:
             lg += ["--receivers", str(args.receivers), "--window", str(args.window)]
@@ -163,11 +194,16 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
         if "error" in result:
             return result
         extra = result.get("pids_cpu_s", [])
-        node_cpu = result["server_cpu_s"] + (extra[0] if layout != "local" else 0.0)
-        redis_cpu = extra[-1] if redis is not None else 0.0
+        node_cpu = result["server_cpu_s"] + (extra[0] if layout in ("cross", "split") else 0.0)
+        per_redis = extra[len(extra) - len(redises):] if redises else []
+        redis_cpu = sum(per_redis)
         delivered = result["messages"]
+        published = result.get("published") or 0
         result["nodes_cpu_us_per_msg"] = node_cpu * 1e6 / delivered if delivered else None
-        result["redis_cpu_us_per_msg"] = redis_cpu * 1e6 / delivered if delivered and redis else None
+        result["redis_cpu_us_per_msg"] = redis_cpu * 1e6 / delivered if delivered and redises else None
+        result["redis_cpu_us_per_publish"] = redis_cpu * 1e6 / published if published and redises else None
+        if len(per_redis) > 1 and redis_cpu:
+            result["redis_shares"] = [c / redis_cpu for c in per_redis]
         return result
     except compare.ServerFailed as exc:
         return {"error": str(exc)}
@@ -189,6 +225,8 @@ def summarize(runs: list[dict]) -> dict:
             "v1_gaps": sum(r.get("v1_gaps", 0) for r in ok),
             "nodes_cpu_us_per_msg": med("nodes_cpu_us_per_msg"),
             "redis_cpu_us_per_msg": med("redis_cpu_us_per_msg"),
+            "redis_cpu_us_per_publish": med("redis_cpu_us_per_publish"),
+            "redis_shares": [r["redis_shares"] for r in ok if r.get("redis_shares")],
             "lost": sum(r["lost"] for r in ok),
             "p99s_ms": [r["latency_us"]["p99"] / 1000 for r in ok],
             "all_msg_per_s": [r["msg_per_s"] for r in ok],
@@ -202,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receivers", type=int, default=1000)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--window", type=int, default=16)
-    ap.add_argument("--rooms", type=int, default=100, help="small rooms (of 10) for the rooms-* scenarios")
+    ap.add_argument("--rooms", type=int, default=100, help="small rooms for the rooms-* scenarios")
+    ap.add_argument("--room-size", type=int, default=10, help="receivers per small room")
+    ap.add_argument("--shards", type=int, default=4, help="redis-servers of the sharded-* scenarios")
     ap.add_argument("--room-window", type=int, default=4, help="messages in flight per small room")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=6.0)
@@ -243,11 +283,11 @@ def report(args, chosen: list[str], runs: dict[str, list[dict]], elapsed: float)
     print(f"## Fan-out across processes ({stamp.isoformat(timespec='seconds')}, {elapsed:.0f} s, "
           f"load average {os.getloadavg()[0]:.1f} at the end)\n")
     print(f"Big room: 1 publisher ({args.window} x {args.size} B in flight), {args.receivers:,} "
-          f"receivers. Small rooms: {args.rooms} rooms of {ROOM_SIZE}, a publisher each "
+          f"receivers. Small rooms: {args.rooms:,} rooms of {args.room_size}, a publisher each "
           f"({args.room_window} in flight). Median of {args.rounds} round(s), each "
           f"{args.duration:g} s measured; \"vs local\" compares with the same workload on one "
           f"fastws node.\n")
-    print("| scenario | delivered msg/s | nodes' CPU µs/msg | redis-server CPU µs/msg | "
+    print("| scenario | delivered msg/s | nodes' CPU µs/msg | broker CPU µs/msg | "
           "vs local fastws CPU | lost | v1 gaps | p99 ms (per round) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for s in chosen:
@@ -262,6 +302,16 @@ def report(args, chosen: list[str], runs: dict[str, list[dict]], elapsed: float)
         gaps = f"{m['v1_gaps']:,}" if "history" in s else "–"
         print(f"| {s} | {m['msg_per_s']:,.0f} | {m['nodes_cpu_us_per_msg']:.3f} | {redis_cpu} | "
               f"{ratio} | {m['lost']:,} | {gaps} | {', '.join(f'{v:.1f}' for v in m['p99s_ms'])} |")
+    for s in chosen:
+        m = summary[s]
+        if "error" in m or not m.get("redis_shares") or "rooms" not in s:
+            continue
+        shares = m["redis_shares"]
+        worst = max(max(sh) * len(sh) for sh in shares)
+        print(f"\n{s}: {len(shares[0])} redis-servers, {m['redis_cpu_us_per_publish']:.3f} µs "
+              f"of their CPU per publish in all; each one's share of it per round: "
+              + "; ".join(", ".join(f"{x:.0%}" for x in sh) for sh in shares)
+              + f"; the busiest carried {worst:.2f}x the mean.")
     for s in chosen:
         plain = s.replace("history-", "")
         m, p = summary[s], summary.get(plain)

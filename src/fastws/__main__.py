@@ -262,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--reload-dir", action="append", dest="reload_dirs",
                    help="directory to watch (repeatable; default the current directory)")
     g.add_argument("--backplane", metavar="URL",
-                   help="Redis URL that makes rooms span processes and machines")
+                   help="backplane URL that makes rooms span processes and machines: redis://, several redis:// "
+                        "comma-separated (sharded), or nats://")
     g.add_argument("--allow-split-rooms", action="store_true", default=None,
                    help="allow --workers without a backplane (rooms stay per process)")
     g = p.add_argument_group("logging")

@@ -14,7 +14,7 @@ from fastws._constants import CloseCode
 
 __all__ = ["RoomLimitError", "BackplaneError", "BroadcastTooLargeError", "BindError",
            "HTTPError", "ProtocolError", "HandshakeError", "CompressionError", "InflateError",
-           "MessageTooBig", "RedisError", "ClientDisconnected", "LifespanError", "StartupError",
+           "MessageTooBig", "RedisError", "NatsError", "ClientDisconnected", "LifespanError", "StartupError",
            "ArgumentError", "NotConnectedError"]
 
 
@@ -130,6 +130,10 @@ class MessageTooBig(CompressionError):
 
 class RedisError(Exception):
     """Redis answered with an error, or the link to it failed."""
+
+
+class NatsError(Exception):
+    """NATS refused something (its -ERR), or the link to it failed."""
 
 
 class ClientDisconnected(OSError):

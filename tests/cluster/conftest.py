@@ -8,6 +8,7 @@ Redis these tests skip, except under CI=true, where they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -97,7 +99,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shards]:
 
 @pytest.fixture(params=["one", "sharded"])
 def redis_url(request: pytest.FixtureRequest) -> str:
-    """The backplane URL of each Redis engine the contract tests run on: the
+    """The backplane URL of each Redis engine the history tests run on: the
     shared Redis alone, and two instances of the session's own sharding the rooms."""
     if request.param == "one":
         need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
@@ -105,17 +107,130 @@ def redis_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("shards").url
 
 
-@pytest.fixture
-def redis_of(redis_url: str):
-    """``redis_of(room)``: a client of the instance ``room`` lives on."""
-    from fastws.cluster.sharded import shard_of
+class OwnNats:
+    """A nats-server of the test's own (JetStream on, file storage in ``tmp``,
+    monitoring on for assertions, payloads up to 8 MiB), on free ports; restartable."""
 
-    urls = redis_url.split(",")
+    def __init__(self, tmp: Path, *extra_conf: str) -> None:
+        self.port = free_port()
+        self.http_port = free_port()
+        self.tmp = tmp
+        self.conf = tmp / "nats.conf"
+        self.conf.write_text("\n".join([
+            "listen: 127.0.0.1:%d" % self.port, "http: 127.0.0.1:%d" % self.http_port,
+            "max_payload: 8MB", "jetstream { store_dir: %s }" % json.dumps(str(tmp / "js")),
+            *extra_conf]) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.url = f"nats://127.0.0.1:{self.port}"
 
-    def of(room: str) -> Redis:
+    def start(self) -> None:
+        exe = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists(
+            "/usr/sbin/nats-server") else None)
+        need_broker(exe is not None, "nats-server")
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not nats_ping(self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("nats-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def subscribers(self, subject: str) -> int:
+        """Connections subscribed to ``subject`` (the monitoring endpoint's /connz)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/connz?subs=1",
+                                    timeout=5) as resp:
+            conns = json.loads(resp.read()).get("connections") or []
+        return sum(1 for c in conns if subject in (c.get("subscriptions_list") or []))
+
+    def publish(self, subject: str, data: bytes) -> None:
+        """Publish raw bytes (a client of our own: junk tests need no library)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.recv(4096)        # INFO
+            s.sendall(b'CONNECT {"verbose":false}\r\nPUB %s %d\r\n%s\r\nPING\r\n'
+                      % (subject.encode(), len(data), data))
+            got = b""
+            while b"PONG" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise ConnectionError("nats-server closed")
+                got += chunk
+
+
+def nats_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            return s.recv(4096).startswith(b"INFO")
+    except OSError:
+        return False
+
+
+def need_broker(ok: bool, what: str) -> None:
+    need_redis(ok, what)
+
+
+@pytest.fixture(scope="session")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnNats]:
+    n = OwnNats(tmp_path_factory.mktemp("nats"))
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+class Broker:
+    """What a test asks of the broker behind a backplane URL, whichever engine."""
+
+    def __init__(self, url: str, nats: OwnNats | None = None) -> None:
+        self.url = url
+        self.nats = nats
+
+    def _redis_of(self, room: str) -> Redis:
+        from fastws.cluster.sharded import shard_of
+        urls = self.url.split(",")
         url = urls[shard_of(room, len(urls))] if len(urls) > 1 else urls[0]
         return Redis(int(url.rsplit(":", 1)[1].split("/")[0]))
-    return of
+
+    def subscribers(self, prefix: str, room: str) -> int:
+        """How many nodes are subscribed to ``room``'s channel or subject."""
+        if self.nats is not None:
+            from fastws.cluster.nats_link import subject_token
+            return self.nats.subscribers(f"{prefix}.r.{subject_token(room)}")
+        return self._redis_of(room).call("PUBSUB", "NUMSUB", f"{prefix}:r:{room}")[1]
+
+    def publish(self, prefix: str, room: str, data: bytes) -> None:
+        """Put raw bytes on ``room``'s channel or subject, as a broken peer would."""
+        if self.nats is not None:
+            from fastws.cluster.nats_link import subject_token
+            self.nats.publish(f"{prefix}.r.{subject_token(room)}", data)
+        else:
+            self._redis_of(room).call("PUBLISH", f"{prefix}:r:{room}", data)
+
+
+@pytest.fixture(params=["one", "sharded", "nats"])
+def backplane_url(request: pytest.FixtureRequest) -> str:
+    """The backplane URL of each engine the contract tests run on: the shared
+    Redis alone, two Redis instances of the session's own sharding the rooms,
+    and a NATS server of the session's own."""
+    if request.param == "nats":
+        return request.getfixturevalue("nats").url
+    if request.param == "one":
+        need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
+        return SHARED_REDIS
+    return request.getfixturevalue("shards").url
+
+
+@pytest.fixture
+def broker(backplane_url: str, request: pytest.FixtureRequest) -> Broker:
+    """The broker behind ``backplane_url``."""
+    nats = request.getfixturevalue("nats") if backplane_url.startswith("nats://") else None
+    return Broker(backplane_url, nats)
 
 
 @pytest.fixture
@@ -249,7 +364,11 @@ class SilentProxy:
             except OSError:
                 return
             self.accepted += 1
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()          # the broker is down: refused, as it would be
+                continue
             self._held += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

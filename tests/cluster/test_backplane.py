@@ -88,9 +88,9 @@ def nodes(stack: ExitStack, tmp_path: Path, url: str, prefix: str, n: int, **env
     return out
 
 
-def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, redis_of, prefix):
+def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, backplane_url, broker, prefix):
     with ExitStack() as stack:
-        n0, n1, n2 = nodes(stack, tmp_path, redis_url, prefix, 3, LAST_COMPRESSED="1")
+        n0, n1, n2 = nodes(stack, tmp_path, backplane_url, prefix, 3, LAST_COMPRESSED="1")
         a0, b0 = member(n0, "room"), member(n0, "room")
         a1, b1 = member(n1, "room"), member(n1, "room")
         # node 2 has deflate on; its clients (websockets) negotiate it
@@ -131,10 +131,8 @@ def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, redi
         # node 2 received the room's traffic from nodes 0 and 1 and nothing of "lonely"
         stats2 = get(n2, "/stats")["cluster"]
         assert stats2["received"] - before == 100, stats2
-        numsub = redis_of("room").call("PUBSUB", "NUMSUB", f"{prefix}:r:room")
-        assert numsub[1] == 3, numsub
-        numsub = redis_of("lonely").call("PUBSUB", "NUMSUB", f"{prefix}:r:lonely")
-        assert numsub[1] == 1, numsub
+        assert broker.subscribers(prefix, "room") == 3
+        assert broker.subscribers(prefix, "lonely") == 1
 
         # a 1 MiB message crosses (the default max_message_size)
         big = "y" * ((1 << 20) - len("b room "))
@@ -151,9 +149,9 @@ def test_three_nodes_share_rooms_exactly_once_in_order(tmp_path, redis_url, redi
 
 
 def test_cluster_room_size_and_rooms_follow_joins_leaves_closes_and_a_killed_node(
-        tmp_path, redis_url, prefix):
+        tmp_path, backplane_url, prefix):
     with ExitStack() as stack:
-        n0, n1, n2 = nodes(stack, tmp_path, redis_url, prefix, 3, CLUSTER_TTL="2")
+        n0, n1, n2 = nodes(stack, tmp_path, backplane_url, prefix, 3, CLUSTER_TTL="2")
         socks = [member(n0, "r1"), member(n0, "r1"), member(n1, "r1"), member(n2, "r1"),
                  member(n2, "r2")]
 
@@ -180,9 +178,9 @@ def test_cluster_room_size_and_rooms_follow_joins_leaves_closes_and_a_killed_nod
             ws.close()
 
 
-def test_join_leave_races_end_in_the_last_state(tmp_path, redis_url, redis_of, prefix):
+def test_join_leave_races_end_in_the_last_state(tmp_path, backplane_url, broker, prefix):
     with ExitStack() as stack:
-        n0, n1 = nodes(stack, tmp_path, redis_url, prefix, 2, )
+        n0, n1 = nodes(stack, tmp_path, backplane_url, prefix, 2, )
         sender = member(n0, "race")
         racer = ws_connect(n1.url("/chat"), open_timeout=10)
         quitter = ws_connect(n1.url("/chat"), open_timeout=10)
@@ -200,22 +198,20 @@ def test_join_leave_races_end_in_the_last_state(tmp_path, redis_url, redis_of, p
         assert recv_all(racer, 10) == [f"m {i}" for i in range(10)]
         nothing_more(racer)
         # "gone" has no member left anywhere: its channel goes after the linger
-        eventually(lambda: redis_of("gone").call("PUBSUB", "NUMSUB", f"{prefix}:r:gone")[1] == 0,
+        eventually(lambda: broker.subscribers(prefix, "gone") == 0,
                    "node 1 unsubscribed from the empty room", 10)
-        assert redis_of("race").call("PUBSUB", "NUMSUB", f"{prefix}:r:race")[1] == 2
+        assert broker.subscribers(prefix, "race") == 2
         for ws in (sender, racer, quitter):
             ws.close()
 
 
-def test_bad_envelopes_from_the_broker_are_dropped_and_counted(tmp_path, redis_url, redis_of,
+def test_bad_envelopes_from_the_broker_are_dropped_and_counted(tmp_path, backplane_url, broker,
                                                                 prefix):
     with ExitStack() as stack:
-        n0, n1 = nodes(stack, tmp_path, redis_url, prefix, 2, )
+        n0, n1 = nodes(stack, tmp_path, backplane_url, prefix, 2, )
         a, b = member(n0, "r"), member(n1, "r")
-        redis = redis_of("r")
-        channel = f"{prefix}:r:r"
-        for junk in ("", "short", "\x09" + "x" * 20, "\x01" + "n" * 8 + "\x07payload"):
-            assert redis.call("PUBLISH", channel, junk) == 2
+        for junk in (b"", b"short", b"\x09" + b"x" * 20, b"\x01" + b"n" * 8 + b"\x07payload"):
+            broker.publish(prefix, "r", junk)
         a.send("b r still fine")
         assert b.recv(timeout=10) == "still fine"
         nothing_more(b)

@@ -66,8 +66,8 @@ def test_workers_without_a_backplane_refuse_to_start_unless_told(tmp_path):
             assert resp.read() == b"1"
 
 
-def test_two_workers_share_rooms_and_a_killed_worker_is_replaced(tmp_path, redis_url, prefix):
-    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
+def test_two_workers_share_rooms_and_a_killed_worker_is_replaced(tmp_path, backplane_url, prefix):
+    env = {"FASTWS_BACKPLANE": backplane_url, "CLUSTER_PREFIX": prefix}
     with Node(tmp_path / "workers.log", env, workers=2) as node:
         eventually(lambda: len(children(node.proc.pid)) == 2, "two workers")
         by_slot = members_on_each_worker(node, "room")
@@ -108,13 +108,13 @@ def test_two_workers_share_rooms_and_a_killed_worker_is_replaced(tmp_path, redis
 
 
 def test_sighup_rolls_the_workers_without_refusing_anyone_and_serves_the_new_code(
-        tmp_path, redis_url, prefix):
+        tmp_path, backplane_url, prefix):
     # The app lives in a folder of the test's own, so the test can change it.
     src = Path(__file__).with_name("app.py")
     appdir = tmp_path / "deploy"
     appdir.mkdir()
     shutil.copy(src, appdir / "deployed_app.py")
-    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix,
+    env = {"FASTWS_BACKPLANE": backplane_url, "CLUSTER_PREFIX": prefix,
            "PYTHONPATH": os.pathsep.join([str(appdir), os.environ.get("PYTHONPATH", "")])}
     with Node(tmp_path / "roll.log", env, workers=2, app="deployed_app:app", cwd=appdir) as node:
         eventually(lambda: len(children(node.proc.pid)) == 2, "two workers")

@@ -23,7 +23,7 @@ PACKAGES = [
     "ws",                         # the sans-I/O WebSocket core: codec, payload rule, connection rules
     "runtime",                    # on the loop: rooms, flusher, dispatch, the adapter, the WebSocket, the hub
     "ops",                        # proxy headers, access log, metrics
-    "cluster",                    # rooms across processes: RESP link, envelope, Redis relay, app.cluster
+    "cluster",                    # rooms across processes: RESP and NATS links, envelope, relays, app.cluster
     "net",                        # listening and accepting
     "http", "context",            # HTTP/1.1: routing, requests and responses, upgrades
     "asgi",                       # mounted ASGI apps, served through the HTTP side's checks
@@ -42,8 +42,8 @@ LAYERS = [
     "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._adapter",
     "runtime.recovery", "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
-    "cluster.envelope", "cluster.redis_link", "cluster.options", "cluster.history", "cluster.relay",
-    "cluster.sharded", "cluster.facade",
+    "cluster.envelope", "cluster.redis_link", "cluster.nats_link", "cluster.options",
+    "cluster.history", "cluster.relay", "cluster.nats_relay", "cluster.sharded", "cluster.facade",
     "cluster",
     "net", "net.listener",
     "http", "http.routing", "http.heads", "http.context", "http.handshake", "http.request",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastws.cluster.nats_link import parse_nats_url
 from fastws.cluster.redis_link import parse_url
 
 __all__ = ["BackplaneOptions"]
@@ -13,7 +14,7 @@ __all__ = ["BackplaneOptions"]
 
 @dataclass(frozen=True)
 class BackplaneOptions:
-    """Settings of the Redis backplane, with their defaults.
+    """Settings of the backplane (Redis or NATS), with their defaults.
 
     url: ``redis://[user:password@]host[:port][/db]``, or ``rediss://`` for TLS
         (query ``ssl_ca_certs=PATH`` to trust a CA file, ``ssl_cert_reqs=none``
@@ -21,6 +22,8 @@ class BackplaneOptions:
         Several URLs, comma-separated (``backplane()`` also takes a list),
         shard rooms over that many Redis instances by a jump hash of the
         room name: every node must be given the same list, in the same order.
+        Or NATS: ``nats://[user:password@ | token@]host[:port]`` (``tls://``
+        for TLS; several servers of one NATS cluster comma-separated).
 
     prefix: the start of every key and channel name (default "fastws"); apps
         sharing one Redis keep apart by prefix.
@@ -61,7 +64,16 @@ class BackplaneOptions:
         """The instances' URLs, in order (one without sharding)."""
         return [u.strip() for u in self.url.split(",") if u.strip()]
 
+    @property
+    def engine(self) -> str:
+        """"nats" for a ``nats://`` or ``tls://`` URL, else "redis"."""
+        return "nats" if self.url.lstrip().startswith(("nats://", "tls://")) else "redis"
+
     def __post_init__(self) -> None:
+        if self.engine == "nats":
+            parse_nats_url(self.url)
+            self._check_values()
+            return
         urls = self.urls
         if not urls:
             raise ValueError("backplane needs a Redis URL")
@@ -72,6 +84,9 @@ class BackplaneOptions:
             if where in seen:
                 raise ValueError(f"backplane: {parsed.safe} is listed twice")
             seen.add(where)
+        self._check_values()
+
+    def _check_values(self) -> None:
         for name in ("connect_timeout", "presence_ttl", "probe_interval", "probe_timeout",
                      "max_backoff"):
             if not getattr(self, name) > 0:

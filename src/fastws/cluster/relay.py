@@ -155,14 +155,20 @@ class RedisRelay:
         """Connect (raises BackplaneError naming the URL if Redis cannot be reached)."""
         try:
             await self._connect()
-        except RedisError as exc:       # its message names the URL (password masked)
-            raise BackplaneError(f"backplane: {exc}") from None
-        except asyncio.TimeoutError:
-            raise BackplaneError(f"backplane: no answer from {self.url.safe} within "
-                                 f"{self.options.connect_timeout:g}s") from None
-        except OSError as exc:
-            raise BackplaneError(f"backplane: cannot use Redis at {self.url.safe}: "
-                                 f"{exc.strerror or exc}") from None
+        except BaseException as exc:
+            # A link that failed on its way up may have started a reconnection.
+            self._stopping = True
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
+            if isinstance(exc, RedisError):     # its message names the URL (password masked)
+                raise BackplaneError(f"backplane: {exc}") from None
+            if isinstance(exc, asyncio.TimeoutError):
+                raise BackplaneError(f"backplane: no answer from {self.url.safe} within "
+                                     f"{self.options.connect_timeout:g}s") from None
+            if isinstance(exc, OSError):
+                raise BackplaneError(f"backplane: cannot use Redis at {self.url.safe}: "
+                                     f"{exc.strerror or exc}") from None
+            raise
         self._supervisor = self.loop.create_task(self._supervise())
         log.info("backplane: node %s connected to %s", self.node_id, self.url.safe)
 
@@ -489,6 +495,14 @@ class RedisRelay:
     # ------------------------------------------------------------------ what Redis sends
 
     def _on_push(self, reply: list) -> None:
+        if type(reply) is not list or not reply:
+            # An error where a push belongs (Redis refusing the link: -DENIED,
+            # -NOAUTH, an output limit): the link is of no use, said once.
+            if self.sub is not None and not self._stopping:
+                log.warning("backplane: %s answered the subscriber link with %r: reconnecting",
+                            self.url.safe, str(reply)[:200])
+                self._lost()
+            return
         kind = reply[0]
         if kind == b"message":
             channel, data = reply[1], reply[2]

@@ -289,7 +289,10 @@ class ShardedHistory:
 
 def make_relay(hub: Hub, options: BackplaneOptions,
                handlers: dict[str, list[Callable[[], Any]]] | None = None) -> Any:
-    """The relay ``options.url`` asks for: one Redis, or rooms sharded over several."""
+    """The relay ``options.url`` asks for: NATS, one Redis, or rooms sharded over several."""
+    if options.engine == "nats":
+        from fastws.cluster.nats_relay import NatsRelay
+        return NatsRelay(hub, options, handlers)
     if len(options.urls) > 1:
         return ShardedRelay(hub, options, handlers)
     return RedisRelay(hub, options, handlers)

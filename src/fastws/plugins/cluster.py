@@ -1,4 +1,4 @@
-"""``backplane(url)``: the plugin that puts an app's rooms on a Redis backplane.
+"""``backplane(url)``: the plugin that puts an app's rooms on a backplane (Redis or NATS).
 
 The settings are ``fastws.cluster.options.BackplaneOptions``; serving reads them
 from ``app.backplane`` and connects the relay (``fastws.cluster.relay``).
@@ -27,11 +27,12 @@ class BackplanePlugin:
 
 
 def backplane(url: str | list[str] | None = None, **options: Any) -> BackplanePlugin:
-    """The Redis backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
+    """The backplane plugin: ``app.use(backplane("redis://host:6379/0"))``.
 
     ``url`` defaults to the environment variable ``FASTWS_BACKPLANE``; several
     Redis URLs (a list, or comma-separated) shard the rooms over those
-    instances. Options as in ``BackplaneOptions``.
+    instances; ``nats://host:4222`` puts the rooms on NATS. Options as in
+    ``BackplaneOptions``.
     """
     if hiredis is None:
         raise ImportError("the backplane needs hiredis (a dependency of fastws): pip install hiredis")
@@ -39,7 +40,7 @@ def backplane(url: str | list[str] | None = None, **options: Any) -> BackplanePl
     if isinstance(url, (list, tuple)):
         url = ",".join(url)
     if not url:
-        raise ValueError("backplane() needs a Redis URL (or FASTWS_BACKPLANE in the environment)")
+        raise ValueError("backplane() needs a Redis or NATS URL (or FASTWS_BACKPLANE in the environment)")
     known = set(BackplaneOptions.__dataclass_fields__) - {"url"}
     unknown = sorted(set(options) - known)
     if unknown:

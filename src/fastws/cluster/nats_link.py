@@ -1,0 +1,339 @@
+"""A small NATS client for the backplane: the core protocol over an asyncio transport.
+
+Why not nats-py here: the backplane's hot paths are one publish per broadcast
+and one message per broadcast received. nats-py's ``publish`` is a coroutine
+(a broadcast is a synchronous call: each publish would need a task of its
+own), and each subscription with a callback runs a task fed by a queue, so a
+received message costs a queue put, a task switch and a ``Msg`` object before
+the room sees it (``bench/nats_link.py`` measures both ways). Here a publish
+is a few bytes appended to one write per loop iteration, and a received
+message is cut out of the read buffer inside ``data_received`` and handed on
+in the same callback. The core protocol is small and stable (INFO, CONNECT,
+PUB, SUB, UNSUB, MSG, PING, PONG, +OK, -ERR); what the backplane does not use
+(headers, queue groups, JetStream) is not here.
+
+Nothing here logs or raises the password or the token: ``NatsURL.safe`` is
+what may be shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import ssl as _ssl
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from fastws._version import __version__
+from fastws.errors import NatsError
+
+__all__ = ["NatsURL", "NatsLink", "NatsError", "parse_nats_url", "subject_token"]
+
+log = logging.getLogger("fastws.backplane")
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def subject_token(room: str) -> str:
+    """``room`` as one subject token: letters, digits, ``_`` and ``-`` as
+    they are, every other byte of its UTF-8 as ``=XX`` (``=`` itself
+    included), so two rooms never share a subject, and a name with dots,
+    spaces, ``*`` or ``>`` stays one token. (The same characters make a
+    valid JetStream key-value key.)"""
+    data = room.encode()
+    if all(b in _SAFE for b in data) and data:
+        return room
+    return "".join(chr(b) if b in _SAFE else f"={b:02X}" for b in data) or "="
+
+
+@dataclass(frozen=True)
+class NatsURL:
+    """Where NATS is, from ``nats://[user:password@ | token@]host[:port]`` or
+    ``tls://`` (``?tls_ca=PATH`` trusts a CA file, ``?tls_verify=none``
+    does not check the certificate). Several servers of one NATS cluster:
+    ``nats://a:4222,nats://b:4222`` (tried in turn). ``safe`` masks the secret."""
+
+    servers: tuple[tuple[str, int], ...]
+    user: str | None
+    password: str | None
+    token: str | None
+    tls: bool
+    tls_verify: bool
+    tls_ca: str | None
+    safe: str
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def ssl_context(self) -> _ssl.SSLContext:
+        """The client TLS context (used for ``tls://``, or when the server asks for TLS)."""
+        ctx = _ssl.create_default_context(cafile=self.tls_ca)
+        if not self.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = _ssl.CERT_NONE
+        return ctx
+
+
+def parse_nats_url(url: str) -> NatsURL:
+    """Parse a NATS URL (several, comma-separated, for one NATS cluster's servers)."""
+    servers = []
+    user = password = token = None
+    tls = False
+    query: dict[str, str] = {}
+    shown = []
+    for one in [u.strip() for u in url.split(",") if u.strip()]:
+        parts = urlsplit(one)
+        if parts.scheme not in ("nats", "tls"):
+            raise ValueError(f"a NATS backplane URL starts with nats:// or tls://, got "
+                             f"{parts.scheme + '://' if parts.scheme else 'no scheme'}")
+        try:
+            port = parts.port or 4222
+        except ValueError:
+            raise ValueError("backplane URL has an invalid port") from None
+        if parts.path.strip("/"):
+            raise ValueError("a NATS backplane URL has no path (the prefix option keeps apps apart)")
+        host = parts.hostname or "127.0.0.1"
+        servers.append((host, port))
+        tls = tls or parts.scheme == "tls"
+        query.update({k: v[-1] for k, v in parse_qs(parts.query).items()})
+        auth = ""
+        if parts.username is not None and parts.password is not None:
+            user, password = unquote(parts.username), unquote(parts.password)
+            auth = f"{user}:***@"
+        elif parts.username is not None:
+            token = unquote(parts.username)     # nats://TOKEN@host, as the NATS CLI reads it
+            auth = "***@"
+        shown.append(f"{parts.scheme}://{auth}{f'[{host}]' if ':' in host else host}:{port}")
+    if not servers:
+        raise ValueError("backplane needs a NATS URL")
+    return NatsURL(servers=tuple(servers), user=user, password=password, token=token, tls=tls,
+                   tls_verify=query.get("tls_verify", "required").lower() != "none",
+                   tls_ca=query.get("tls_ca"), safe=",".join(shown))
+
+
+class NatsLink(asyncio.Protocol):
+    """One connection to a NATS server: publishes, subscriptions, PING/PONG.
+
+    ``on_msg(sid, payload)`` receives every MSG (in the read callback);
+    ``on_lost(exc)`` is called once when the connection is gone.
+    """
+
+    def __init__(self, on_msg: Callable[[int, bytes], None] | None = None,
+                 on_lost: Callable[[Exception | None], None] | None = None) -> None:
+        self.on_msg = on_msg
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._flush_scheduled = False
+        self._pongs: collections.deque[asyncio.Future] = collections.deque()
+        self._info: asyncio.Future | None = None
+        self.info: dict[str, Any] = {}
+        self.max_payload = 1 << 20
+        self.closed = False
+        self.error: str | None = None       # the server's last -ERR
+
+    # ------------------------------------------------------------------ connecting
+
+    @classmethod
+    async def open(cls, url: NatsURL, timeout: float, name: str, **kw: Any) -> NatsLink:
+        """Connect to the first server of ``url`` that answers, authenticate,
+        and wait for the first PONG (the server accepted CONNECT), within
+        ``timeout`` seconds each."""
+        failures = []
+        for host, port in url.servers:
+            link = cls(**kw)
+            try:
+                await asyncio.wait_for(link._open(url, host, port, name), timeout)
+                return link
+            except asyncio.TimeoutError:
+                failures.append(f"no answer within {timeout:g}s")
+            except OSError as exc:
+                failures.append(f"cannot connect: {exc.strerror or exc}")
+            except NatsError as exc:
+                failures.append(str(exc))
+            link.on_lost = None
+            link.abort()
+        raise NatsError(f"{url.safe}: {'; '.join(dict.fromkeys(failures))}")
+
+    async def _open(self, url: NatsURL, host: str, port: int, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._info = loop.create_future()
+        await loop.create_connection(lambda: self, host, port)
+        info = await self._info
+        if url.tls or info.get("tls_required"):
+            # NATS says INFO in the clear, then the client upgrades the link.
+            transport = await loop.start_tls(self.transport, self, url.ssl_context(),
+                                             server_hostname=host)
+            self.transport = transport      # type: ignore[assignment]
+        connect: dict[str, Any] = {"verbose": False, "pedantic": False, "echo": False,
+                                   "lang": "python-fastws", "version": __version__,
+                                   "protocol": 1, "headers": False, "name": name,
+                                   "tls_required": bool(url.tls or info.get("tls_required"))}
+        if url.user is not None:
+            connect.update(user=url.user, **{"pass": url.password})
+        elif url.token is not None:
+            connect["auth_token"] = url.token
+        self._write(b"CONNECT " + json.dumps(connect).encode() + b"\r\n")
+        pong = self.ping()
+        try:
+            await pong
+        except NatsError as exc:
+            # The server's -ERR ('Authorization Violation') never holds the secret.
+            raise NatsError(f"refused the connection: {exc}") from None
+
+    # ------------------------------------------------------------------ commands
+
+    def ping(self) -> asyncio.Future:
+        """PING; the future is done at the PONG (everything sent before it has
+        been read by the server, everything it sent before is delivered)."""
+        fut = self._loop.create_future()
+        if self.closed:
+            fut.set_exception(NatsError("the NATS connection is closed"))
+            return fut
+        self._pongs.append(fut)
+        self.write(b"PING\r\n")
+        return fut
+
+    def write(self, data: bytes) -> None:
+        """Queue protocol bytes for the one write of this loop iteration."""
+        if self.closed:
+            return
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def write_parts(self, parts: tuple[bytes, ...], size: int) -> None:
+        """Queue already encoded protocol (``size`` bytes in ``parts``): no copy until the write."""
+        if self.closed:
+            return
+        self._out.extend(parts)
+        self._out_bytes += size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting to go to NATS (ours and the transport's)."""
+        n = self._out_bytes
+        if self.transport is not None:
+            n += self.transport.get_write_buffer_size()
+        return n
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        self._out_bytes = 0
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def close(self) -> None:
+        """Close the connection; waiting PINGs fail."""
+        if self.transport is not None:
+            self.transport.close()
+        self._fail(NatsError("the NATS connection was closed"))
+        self.closed = True
+
+    def abort(self) -> None:
+        """Drop the connection at once (a link that stopped answering)."""
+        if self.transport is not None:
+            self.transport.abort()
+        self._fail(NatsError("the NATS connection was dropped"))
+        self.closed = True
+
+    def _fail(self, exc: Exception) -> None:
+        pongs, self._pongs = self._pongs, collections.deque()
+        for fut in pongs:
+            if not fut.done():
+                fut.set_exception(exc)
+        if self._info is not None and not self._info.done():
+            self._info.set_exception(exc)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport      # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        end = len(buf)
+        on_msg = self.on_msg
+        try:
+            while pos < end:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                if buf.startswith(b"MSG ", pos):
+                    # MSG <subject> <sid> [reply-to] <#bytes>
+                    head = bytes(buf[pos + 4:eol]).split()
+                    n = int(head[-1])
+                    start = eol + 2
+                    if start + n + 2 > end:
+                        break       # the payload is still coming
+                    payload = bytes(buf[start:start + n])
+                    pos = start + n + 2
+                    if on_msg is not None:
+                        try:
+                            on_msg(int(head[1]), payload)
+                        except Exception:
+                            # A member's failure must never stop the reader.
+                            log.exception("backplane: a NATS message handler raised")
+                    continue
+                line = bytes(buf[pos:eol])
+                pos = eol + 2
+                self._control(line)
+        except (ValueError, IndexError) as exc:
+            self._protocol_error(f"bad protocol line from NATS: {exc}")
+            return
+        del buf[:pos]
+
+    def _control(self, line: bytes) -> None:
+        if line == b"PING":
+            self.write(b"PONG\r\n")
+        elif line == b"PONG":
+            if self._pongs:
+                fut = self._pongs.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+        elif line.startswith(b"INFO "):
+            self.info = json.loads(line[5:])
+            self.max_payload = int(self.info.get("max_payload", self.max_payload))
+            if self._info is not None and not self._info.done():
+                self._info.set_result(self.info)
+        elif line.startswith(b"-ERR"):
+            self.error = line[4:].strip().strip(b"'").decode("utf-8", "replace")
+            log.warning("backplane: NATS said: %s", self.error)
+            # Every -ERR but a few ends the connection (the server closes it);
+            # a PING waiting now will not be answered.
+            self._fail(NatsError(self.error))
+        elif line in (b"+OK", b""):
+            pass
+        else:
+            raise ValueError(f"unknown line {line[:40]!r}")
+
+    def _protocol_error(self, text: str) -> None:
+        log.warning("backplane: %s", text)
+        self._fail(NatsError(text))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        was_closed = self.closed
+        self.closed = True
+        self._fail(NatsError(self.error or "the connection to NATS was lost"))
+        if self.on_lost is not None and not was_closed:
+            self.on_lost(exc)

@@ -1,0 +1,559 @@
+"""The NATS relay: rooms across processes and machines on NATS (``backplane("nats://host:4222")``).
+
+Every node keeps one connection to NATS (``fastws.cluster.nats_link``) and one
+subscription per room that has members here, on the subject
+``<prefix>.r.<room>`` (the room name made one valid token by
+``subject_token``: two rooms never share a subject). A broadcast is published
+once in the backplane's envelope (``fastws.cluster.envelope``) and delivered to
+the local members; the connection says ``echo: false``, so NATS never sends a
+node its own publishes back. A node subscribes when a room gets its first
+local member and unsubscribes ``unsubscribe_linger`` seconds after it lost its
+last, so a node receives only the traffic of its own rooms. A join is live
+across the cluster once NATS has answered a PING sent after the SUB.
+
+The promise is the Redis backplane's: local delivery never depends on NATS;
+across nodes, at most once and in order per publisher per room; a publish
+while NATS is unreachable is dropped and counted, never buffered.
+
+Presence needs no store: each node publishes a heartbeat on ``<prefix>.hb``
+every ``probe_interval`` (and one when it connects, which every node answers
+with its own), and takes the nodes heard within ``presence_ttl`` as live.
+``room_size`` and ``rooms`` ask the live nodes on ``<prefix>.q`` and add up
+their answers (each node knows its own rooms exactly); a node that died stops
+heartbeating and drops out within ``presence_ttl``, its members with it, and
+a join or leave costs NATS nothing. A node that does not answer within
+``probe_timeout`` is left out of that answer (logged).
+
+The link is checked by a PING every ``probe_interval``: no PONG within
+``probe_timeout`` (a half-open link) and it is reconnected with jittered
+backoff, every room resubscribed, and the app told
+(``app.cluster.on("lost" | "restored", handler)``).
+
+Room history (``websocket(history_size=N)``) is not kept on NATS: a node with
+history and a ``nats://`` backplane does not start, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from fastws.cluster.envelope import HEADER_SIZE, header, unpack
+from fastws.cluster.nats_link import NatsError, NatsLink, NatsURL, parse_nats_url, subject_token
+from fastws.cluster.options import BackplaneOptions
+from fastws.cluster.relay import fire
+from fastws.errors import BackplaneError, BroadcastTooLargeError
+
+if TYPE_CHECKING:
+    from fastws.runtime.hub import Hub
+
+__all__ = ["NatsRelay"]
+
+log = logging.getLogger("fastws.backplane")
+
+_HB, _QUERY, _ANSWERS = 1, 2, 3          # the node's own subscriptions; rooms' sids follow
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class NatsRelay:
+    """The backplane of one hub on NATS: the registry's relay (see the module)."""
+
+    def __init__(self, hub: Hub, options: BackplaneOptions,
+                 handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
+        if hub.options.history_size:
+            raise BackplaneError(
+                "backplane: room history (history_size) is kept in Redis; a nats:// backplane "
+                "keeps none: use a redis:// backplane for rooms with history")
+        p = options.prefix
+        if not all(_TOKEN.fullmatch(t) for t in p.split(".")):
+            raise BackplaneError(f"backplane prefix {p!r} is not a NATS subject: letters, digits, "
+                                 f"'_' and '-', tokens split by '.'")
+        self.options = options
+        self.url: NatsURL = parse_nats_url(options.url)
+        self.hub = hub
+        self.registry = hub.rooms
+        self.loop = hub.loop
+        self._nid = secrets.token_bytes(8)
+        self.node_id = self._nid.hex()
+        self._handlers = handlers if handlers is not None else {}
+        self.max_payload = hub.options.max_message_size if hub.options.max_message_size else 1 << 30
+        self._room_prefix = f"{p}.r."
+        self._hb_subject = f"{p}.hb".encode()
+        self._query_subject = f"{p}.q".encode()
+        self._answer_subject = f"{p}.a.{self.node_id}"
+        self._answer_re = re.compile(re.escape(f"{p}.a.") + "[0-9a-f]{16}")
+        self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
+        self.link: NatsLink | None = None
+        self.connected = False
+        self._stopping = False
+        self._reconnecting: asyncio.Task | None = None
+        self._supervisor: asyncio.Task | None = None
+        # room -> sid of every room subscribed or about to be; sid -> room
+        self._sid_of: dict[str, int] = {}
+        self._room_of: dict[int, str] = {}
+        self._next_sid = 10
+        self._confirmed: set[str] = set()
+        self._joined: dict[str, list[asyncio.Future]] = {}
+        self._to_sub: set[str] = set()
+        self._to_unsub: set[int] = set()
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
+        self._scheduled = False
+        self._publish_head: dict[str, bytes] = {}
+        self._nodes: dict[str, float] = {}     # node id -> when its heartbeat was last heard
+        self._asks: dict[int, tuple[set[str], list[dict], asyncio.Future]] = {}
+        self._ask_seq = 0
+        self._outage_started = 0.0
+        self._outage_dropped = 0
+        self.history = None
+        self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
+                      "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
+                      "reconnects": 0, "subscriptions": 0, "ring_mismatches": 0}
+
+    def __repr__(self) -> str:
+        return (f"<NatsRelay node {self.node_id} {self.url.safe} "
+                f"{'connected' if self.connected else 'down'}, {len(self._sid_of)} subjects>")
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Connect (raises BackplaneError naming the URL if NATS cannot be reached)."""
+        try:
+            await self._connect()
+        except NatsError as exc:
+            self._stopping = True
+            if self._reconnecting is not None:
+                self._reconnecting.cancel()
+            raise BackplaneError(f"backplane: {exc}") from None
+        self._supervisor = self.loop.create_task(self._supervise())
+        log.info("backplane: node %s connected to %s", self.node_id, self.url.safe)
+
+    async def stop(self) -> None:
+        """Leave the cluster: close the link (the others drop this node within presence_ttl)."""
+        self._stopping = True
+        for task in (self._supervisor, self._reconnecting):
+            if task is not None:
+                task.cancel()
+        for handle in self._lingering.values():
+            handle.cancel()
+        self._lingering.clear()
+        link, self.link = self.link, None
+        self.connected = False
+        if link is not None:
+            link.on_lost = None
+            # Say goodbye first, so the others drop this node at once.
+            link.write(b"PUB %s %d\r\n%s\r\n" % (self._hb_subject, len(self._goodbye()),
+                                                 self._goodbye()))
+            try:
+                await asyncio.wait_for(link.ping(), 1.0)
+            except (NatsError, asyncio.TimeoutError):
+                pass
+            link.close()
+        self._fail_waiting(BackplaneError("the backplane stopped"))
+
+    def _goodbye(self) -> bytes:
+        return json.dumps({"n": self.node_id, "bye": True}).encode()
+
+    async def _connect(self) -> None:
+        """Open the link, subscribe every room with members, say hello."""
+        link = await NatsLink.open(self.url, self.options.connect_timeout,
+                                   f"fastws node {self.node_id}", on_msg=self._on_msg,
+                                   on_lost=self._link_lost)
+        self.link = link
+        self._confirmed.clear()
+        self._to_unsub.clear()
+        self._to_sub.clear()
+        self._sid_of.clear()
+        self._room_of.clear()
+        link.write(b"SUB %s %d\r\nSUB %s %d\r\nSUB %s %d\r\n" % (
+            self._hb_subject, _HB, self._query_subject, _QUERY, self._answer_subject.encode(),
+            _ANSWERS))
+        rooms = list(self.registry.names()) + list(self._lingering)
+        for room in dict.fromkeys(rooms):
+            self._to_sub.add(room)
+        self.connected = True
+        self._heartbeat(hello=True)
+        self._flush()
+        try:
+            await asyncio.wait_for(link.ping(), self.options.connect_timeout)
+        except (NatsError, asyncio.TimeoutError) as exc:
+            self.connected = False
+            self.link = None
+            link.on_lost = None
+            link.abort()
+            raise NatsError(f"{self.url.safe}: {exc or 'no PONG'}") from None
+
+    def _heartbeat(self, hello: bool = False) -> None:
+        body = json.dumps({"n": self.node_id, "hello": hello}).encode()
+        if self.link is not None:
+            self.link.write(b"PUB %s %d\r\n%s\r\n" % (self._hb_subject, len(body), body))
+
+    async def _supervise(self) -> None:
+        """Heartbeat and PING, forever: a PING not answered in time means the
+        link is dead, whatever TCP says."""
+        o = self.options
+        every = min(o.probe_interval, o.presence_ttl / 3)
+        while True:
+            await asyncio.sleep(every)
+            link = self.link
+            if not self.connected or link is None:
+                continue
+            self._heartbeat()
+            try:
+                await asyncio.wait_for(link.ping(), o.probe_timeout)
+            except asyncio.TimeoutError:
+                if self.connected and link is self.link:
+                    log.warning("backplane: no PONG from %s within %.1fs: reconnecting",
+                                self.url.safe, o.probe_timeout)
+                    self._lost()
+            except NatsError:
+                pass        # the link went: _link_lost is on it
+
+    # ------------------------------------------------------------------ losing and finding NATS
+
+    def _link_lost(self, exc: Exception | None) -> None:
+        if not self._stopping:
+            log.warning("backplane: lost the connection to %s%s", self.url.safe,
+                        f" ({exc})" if exc else "")
+            self._lost()
+
+    def _lost(self) -> None:
+        if self._stopping or self._reconnecting is not None:
+            return
+        self.connected = False
+        link, self.link = self.link, None
+        if link is not None:
+            link.on_lost = None
+            link.abort()
+        self._confirmed.clear()
+        self._fail_asks()
+        self._outage_started = time.monotonic()
+        self._outage_dropped = 0
+        fire(self._handlers, "lost", self.loop)
+        self._reconnecting = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        try:
+            while not self._stopping:
+                await asyncio.sleep(random.uniform(0, delay))     # full jitter
+                try:
+                    await self._connect()
+                except (NatsError, OSError) as exc:
+                    log.debug("backplane: reconnecting failed: %s", exc)
+                    delay = min(self.options.max_backoff, delay * 2)
+                    continue
+                self.stats["reconnects"] += 1
+                log.warning("backplane: reconnected to %s after %.1fs; %d cross-node publish(es) "
+                            "dropped meanwhile; %d room(s) resubscribed", self.url.safe,
+                            time.monotonic() - self._outage_started, self._outage_dropped,
+                            len(self._sid_of))
+                self._reconnecting = None
+                fire(self._handlers, "restored", self.loop)
+                return
+        finally:
+            if self._reconnecting is asyncio.current_task():
+                self._reconnecting = None
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        joined, self._joined = self._joined, {}
+        for futs in joined.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_exception(exc)
+        self._fail_asks()
+
+    def _fail_asks(self) -> None:
+        asks, self._asks = self._asks, {}
+        for _, _, fut in asks.values():
+            if not fut.done():
+                fut.set_result(None)
+
+    # ------------------------------------------------------------------ the registry's relay
+
+    def subject_of(self, room: str) -> str:
+        """The room's subject."""
+        return self._room_prefix + subject_token(room)
+
+    def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
+        """Publish one broadcast on the room's subject (before local delivery);
+        returns the payload as bytes, for local delivery to reuse."""
+        if type(payload) is str:
+            payload = payload.encode()
+        elif type(payload) is not bytes:
+            payload = bytes(payload)
+        link = self.link
+        limit = self.max_payload
+        if link is not None and link.max_payload - HEADER_SIZE < limit:
+            limit = link.max_payload - HEADER_SIZE
+        if len(payload) > limit:
+            self.stats["oversized"] += 1
+            raise BroadcastTooLargeError(
+                f"broadcast of {len(payload)} bytes to {room!r} is over "
+                f"{'max_message_size' if limit == self.max_payload else 'what NATS takes (max_payload)'}"
+                f" ({limit}); not delivered")
+        if not self.connected or link is None:
+            self.stats["dropped_outage"] += 1
+            if self._outage_dropped == 0:
+                log.warning("backplane: NATS is down; cross-node publishes are dropped until "
+                            "it is back (local delivery goes on)")
+            self._outage_dropped += 1
+            return payload
+        if link.buffered > self.options.max_buffered:
+            self.stats["dropped_buffer"] += 1
+            return payload
+        self.stats["published"] += 1
+        head = self._publish_head.get(room)
+        if head is None:
+            head = b"PUB %s " % self.subject_of(room).encode()
+            if len(self._publish_head) >= 4096:
+                self._publish_head.clear()          # bounded: rooms come and go
+            self._publish_head[room] = head
+        n = len(payload) + HEADER_SIZE
+        length = b"%d\r\n" % n
+        link.write_parts((head, length, self._hdr[opcode], payload, b"\r\n"),
+                         len(head) + len(length) + n + 2)
+        return payload
+
+    def room_opened(self, room: str) -> None:
+        """The room got its first local member: subscribe (unless still lingering)."""
+        handle = self._lingering.pop(room, None)
+        if handle is not None:
+            handle.cancel()
+            return
+        self._to_sub.add(room)
+        self._schedule()
+
+    def room_closed(self, room: str) -> None:
+        """The room lost its last local member: unsubscribe after the linger."""
+        linger = self.options.unsubscribe_linger
+        if linger <= 0:
+            self._unsubscribe(room)
+        else:
+            self._lingering[room] = self.loop.call_later(linger, self._unsubscribe, room)
+
+    def room_sized(self, room: str, n: int) -> None:
+        """Presence is asked of the nodes when wanted: nothing to write."""
+
+    def _unsubscribe(self, room: str) -> None:
+        self._lingering.pop(room, None)
+        if self.registry.size(room):
+            return
+        self._to_sub.discard(room)
+        sid = self._sid_of.pop(room, None)
+        self._confirmed.discard(room)
+        if sid is not None:
+            self._room_of.pop(sid, None)
+            self._to_unsub.add(sid)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Once per loop iteration: the subscription changes, then a PING
+        whose PONG confirms them."""
+        self._scheduled = False
+        link = self.link
+        if not self.connected or link is None:
+            return      # _connect subscribes every room when NATS is back
+        out = []
+        added = []
+        for room in self._to_sub:
+            if room in self._sid_of:
+                continue
+            sid = self._next_sid
+            self._next_sid += 1
+            self._sid_of[room] = sid
+            self._room_of[sid] = room
+            added.append(room)
+            out.append(b"SUB %s %d\r\n" % (self.subject_of(room).encode(), sid))
+        self._to_sub.clear()
+        for sid in self._to_unsub:
+            out.append(b"UNSUB %d\r\n" % sid)
+        self._to_unsub.clear()
+        if not out:
+            return
+        link.write(b"".join(out))
+        if added:
+            link.ping().add_done_callback(lambda f, rooms=added, link=link: self._subscribed(rooms, link, f))
+
+    def _subscribed(self, rooms: list[str], link: NatsLink, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is not None or link is not self.link:
+            return
+        for room in rooms:
+            if room in self._sid_of:
+                self._confirmed.add(room)
+                self.stats["subscriptions"] += 1
+                for waiter in self._joined.pop(room, ()):
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+    # ------------------------------------------------------------------ what NATS sends
+
+    def _on_msg(self, sid: int, data: bytes) -> None:
+        room = self._room_of.get(sid)
+        if room is None:
+            if sid == _HB:
+                self._on_heartbeat(data)
+            elif sid == _QUERY:
+                self._on_query(data)
+            elif sid == _ANSWERS:
+                self._on_answer(data)
+            return          # else: unsubscribed meanwhile
+        try:
+            _node, opcode, payload = unpack(data)
+            if opcode > 3:
+                raise ValueError("a numbered message on a backplane without history")
+        except ValueError as exc:
+            self.stats["bad_envelopes"] += 1
+            log.debug("backplane: dropped a message for room %r: %s", room, exc)
+            return
+        if len(payload) > self.max_payload:
+            self.stats["oversized"] += 1
+            return
+        self.stats["received"] += 1
+        try:
+            self.registry.deliver(room, opcode, payload, None, None)
+        except Exception:
+            log.exception("backplane: delivering to room %r failed", room)
+
+    def _json(self, data: bytes) -> dict | None:
+        try:
+            body = json.loads(data)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("n"), str):
+            self.stats["bad_envelopes"] += 1
+            return None
+        return body
+
+    def _on_heartbeat(self, data: bytes) -> None:
+        body = self._json(data)
+        if body is None:
+            return
+        node = body["n"]
+        if body.get("bye"):
+            self._nodes.pop(node, None)
+            return
+        known = node in self._nodes
+        self._nodes[node] = time.monotonic()
+        if body.get("hello") and not known:
+            self._heartbeat()       # so a node that just came finds this one at once
+
+    def _on_query(self, data: bytes) -> None:
+        body = self._json(data)
+        if body is None:
+            return
+        reply, seq = body.get("r"), body.get("s")
+        # The reply subject goes into a protocol line: only a node's answer subject.
+        if not isinstance(reply, str) or not self._answer_re.fullmatch(reply) or \
+                type(seq) is not int:
+            self.stats["bad_envelopes"] += 1
+            return
+        answer: dict[str, Any] = {"n": self.node_id, "s": seq}
+        if body.get("q") == "size" and isinstance(body.get("room"), str):
+            answer["size"] = self.registry.size(body["room"])
+        elif body.get("q") == "rooms":
+            answer["rooms"] = list(self.registry.names())
+        else:
+            self.stats["bad_envelopes"] += 1
+            return
+        out = json.dumps(answer).encode()
+        if self.link is not None:
+            self.link.write(b"PUB %s %d\r\n%s\r\n" % (reply.encode(), len(out), out))
+
+    def _on_answer(self, data: bytes) -> None:
+        body = self._json(data)
+        if body is None:
+            return
+        ask = self._asks.get(body.get("s"))        # type: ignore[arg-type]
+        if ask is None:
+            return
+        waiting, answers, fut = ask
+        if body["n"] in waiting:
+            waiting.discard(body["n"])
+            answers.append(body)
+            if not waiting and not fut.done():
+                fut.set_result(None)
+
+    # ------------------------------------------------------------------ cluster answers
+
+    def _require(self) -> NatsLink:
+        if not self.connected or self.link is None:
+            raise BackplaneError(f"backplane: NATS at {self.url.safe} is not reachable now")
+        return self.link
+
+    def _live(self) -> list[str]:
+        oldest = time.monotonic() - self.options.presence_ttl
+        for node in [n for n, t in self._nodes.items() if t < oldest]:
+            del self._nodes[node]
+        return list(self._nodes)
+
+    async def _ask(self, question: dict[str, Any]) -> list[dict]:
+        """Ask every live node; their answers, within probe_timeout."""
+        link = self._require()
+        nodes = self._live()
+        if not nodes:
+            return []
+        self._ask_seq += 1
+        seq = self._ask_seq
+        fut = self.loop.create_future()
+        answers: list[dict] = []
+        waiting = set(nodes)
+        self._asks[seq] = (waiting, answers, fut)
+        body = json.dumps({**question, "n": self.node_id, "r": self._answer_subject,
+                           "s": seq}).encode()
+        link.write(b"PUB %s %d\r\n%s\r\n" % (self._query_subject, len(body), body))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.options.probe_timeout)
+        except asyncio.TimeoutError:
+            log.warning("backplane: node(s) %s did not answer within %.1fs; left out",
+                        ", ".join(sorted(waiting)), self.options.probe_timeout)
+        finally:
+            self._asks.pop(seq, None)
+        return answers
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is confirmed by NATS;
+        ConnectionError at once while NATS is unreachable."""
+        if room in self._confirmed and self.connected:
+            return
+        if not self.connected:
+            raise ConnectionError(f"backplane: NATS at {self.url.safe} is not reachable now")
+        if room not in self._sid_of and room not in self._to_sub:
+            raise LookupError(f"room {room!r} has no member on this node")
+        fut = self.loop.create_future()
+        self._joined.setdefault(room, []).append(fut)
+        await fut
+
+    async def caught_up(self, room: str | None = None) -> None:
+        """Wait until NATS has delivered everything it had for this node before now."""
+        await self._require().ping()
+
+    async def room_size(self, room: str) -> int:
+        """Members of ``room`` on every live node (this one's count is exact)."""
+        answers = await self._ask({"q": "size", "room": room})
+        return self.registry.size(room) + sum(int(a.get("size") or 0) for a in answers)
+
+    async def rooms(self) -> list[str]:
+        """Rooms with a member on any live node."""
+        answers = await self._ask({"q": "rooms"})
+        out = dict.fromkeys(self.registry.names())
+        for a in answers:
+            for r in a.get("rooms") or ():
+                if isinstance(r, str):
+                    out.setdefault(r, None)
+        return list(out)
+
+    async def nodes(self) -> list[str]:
+        """The ids of the live nodes, this one first."""
+        self._require()
+        return [self.node_id] + self._live()

@@ -1,0 +1,185 @@
+"""The NATS backplane (issue 25) against nats-server processes of the tests'
+own: a restart and a link cut by a proxy (resubscribed, the app told, local
+delivery untouched, publishes meanwhile dropped and counted), a silent link
+found by the PING probe, credentials and tokens never shown, TLS, room names
+that are not subject tokens, and what it refuses (room history, a prefix
+that is not a subject). The contract tests (``test_backplane``,
+``test_workers``) run on NATS too (the ``backplane_url`` fixture's "nats")."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from fastws import BackplaneError, backplane, create_app, websocket
+from fastws.cluster.nats_link import parse_nats_url, subject_token
+from tests.conftest import serving
+
+from .conftest import Node, OwnNats, SilentProxy, free_port
+from .test_backplane import eventually, get, member, nodes, nothing_more
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path):
+    n = OwnNats(tmp_path)
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def test_room_names_map_to_subject_tokens_without_collisions():
+    names = ["lobby", "a.b", "a=2Eb", "a b", "*", ">", "", "é", "room-1_x", "=", "a.b.c", "a\r\nb"]
+    tokens = [subject_token(n) for n in names]
+    assert len(set(tokens)) == len(names), tokens
+    for t in tokens:
+        assert t and all(c.isalnum() and c.isascii() or c in "_-=" for c in t), t
+    assert subject_token("lobby") == "lobby" and subject_token("a.b") == "a=2Eb"
+
+
+def test_nats_urls_parse_and_never_show_the_secret():
+    u = parse_nats_url("nats://alice:s3cr3t@10.0.0.1:4223")
+    assert (u.servers, u.user, u.password, u.token) == ((("10.0.0.1", 4223),), "alice", "s3cr3t", None)
+    assert "s3cr3t" not in u.safe and u.safe == "nats://alice:***@10.0.0.1:4223"
+    t = parse_nats_url("tls://tok3n@a:1,tls://tok3n@b:2")
+    assert t.tls and t.token == "tok3n" and "tok3n" not in t.safe
+    assert t.servers == (("a", 1), ("b", 2))
+    with pytest.raises(ValueError, match="nats:// or tls://"):
+        parse_nats_url("redis://x")
+    with pytest.raises(ValueError, match="no path"):
+        parse_nats_url("nats://x/0")
+
+
+def test_a_nats_restart_and_a_cut_link_resubscribe_and_tell_the_app(tmp_path, own_nats, prefix):
+    proxy = SilentProxy(own_nats.port)
+    try:
+        with ExitStack() as stack:
+            (n0,) = nodes(stack, tmp_path, own_nats.url, prefix, 1)
+            (n1,) = nodes(stack, tmp_path / "..", f"nats://127.0.0.1:{proxy.port}", prefix, 1,
+                          CLUSTER_PROBE="0.3", CLUSTER_PROBE_TIMEOUT="0.5")
+            a, b = member(n0, "odd.room>*é"), member(n1, "odd.room>*é")
+            local = member(n0, "odd.room>*é")
+            subject = f"{prefix}.r.{subject_token('odd.room>*é')}"
+            assert own_nats.subscribers(subject) == 2
+            a.send("b odd.room>*é before")
+            assert b.recv(timeout=10) == "before" and local.recv(timeout=10) == "before"
+
+            own_nats.stop()
+            eventually(lambda: get(n0, "/stats")["events"] == ["lost"], "node 0 told of the loss")
+            a.send("b odd.room>*é during")
+            assert local.recv(timeout=10) == "during"          # local delivery goes on
+            assert get(n0, "/stats")["cluster"]["dropped_outage"] == 1
+            assert not get(n0, "/stats")["connected"]
+            own_nats.start()
+            for n in (n0, n1):
+                eventually(lambda: get(n, "/stats")["events"] == ["lost", "restored"],
+                           "the node is told NATS is back", 20)
+            eventually(lambda: own_nats.subscribers(subject) == 2, "both nodes resubscribed")
+            a.send("b odd.room>*é after")
+            assert b.recv(timeout=10) == "after" and local.recv(timeout=10) == "after"
+            nothing_more(b)          # "during" never crossed
+
+            # A link that stays up but carries nothing: found by the PING probe.
+            accepted = proxy.accepted
+            proxy.forwarding.clear()
+            eventually(lambda: get(n1, "/stats")["events"][-1] == "lost", "the probe noticed", 10)
+            proxy.forwarding.set()
+            eventually(lambda: get(n1, "/stats")["events"][-1] == "restored", "reconnected", 20)
+            assert proxy.accepted > accepted
+            eventually(lambda: own_nats.subscribers(subject) == 2, "resubscribed after the cut")
+            b.send("b odd.room>*é again")
+            assert a.recv(timeout=10) == "again"
+            for ws in (a, b, local):
+                ws.close()
+    finally:
+        proxy.close()
+
+
+def test_credentials_work_and_wrong_ones_are_refused_without_showing_them(tmp_path, prefix):
+    users = OwnNats(tmp_path, 'authorization { users = [ { user: "alice", password: "hunter2" } ] }')
+    users.start()
+    try:
+        good = Node(tmp_path / "good.log",
+                    {"FASTWS_BACKPLANE": f"nats://alice:hunter2@127.0.0.1:{users.port}",
+                     "CLUSTER_PREFIX": prefix})
+        with good:
+            ws = member(good, "r")
+            ws.close()
+            assert "hunter2" not in good.log()
+        bad = Node(tmp_path / "bad.log",
+                   {"FASTWS_BACKPLANE": f"nats://alice:wrong-pw@127.0.0.1:{users.port}"})
+        bad.start(wait=False)
+        try:
+            assert bad.proc.wait(30) != 0
+            log = bad.log()
+            assert "Authorization Violation" in log and "wrong-pw" not in log, log
+            assert f"nats://alice:***@127.0.0.1:{users.port}" in log
+        finally:
+            bad.kill()
+    finally:
+        users.stop()
+    (tmp_path / "t").mkdir()
+    token = OwnNats(tmp_path / "t", 'authorization { token: "s3cr3t-t0ken" }')
+    token.start()
+    try:
+        with Node(tmp_path / "token.log", {"FASTWS_BACKPLANE": f"nats://s3cr3t-t0ken@127.0.0.1:{token.port}",
+                                           "CLUSTER_PREFIX": prefix}) as node:
+            member(node, "r").close()
+            assert "s3cr3t-t0ken" not in node.log()
+    finally:
+        token.stop()
+
+
+def test_unreachable_nats_stops_the_start_with_the_url_and_no_password(tmp_path):
+    port = free_port()
+    node = Node(tmp_path / "node.log", {"FASTWS_BACKPLANE": f"nats://bob:s3cr3t@127.0.0.1:{port}"})
+    node.start(wait=False)
+    try:
+        assert node.proc.wait(30) != 0
+        log = node.log()
+        assert f"nats://bob:***@127.0.0.1:{port}" in log and "s3cr3t" not in log, log
+    finally:
+        node.kill()
+
+
+def test_tls_url_works(tmp_path, prefix):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    secure = OwnNats(tmp_path, 'tls { cert_file: "%s", key_file: "%s" }'
+                     % (tmp_path / "cert.pem", tmp_path / "key.pem"))
+    secure.start()
+    try:
+        url = f"tls://127.0.0.1:{secure.port}?tls_ca={tmp_path / 'ca.pem'}"
+        with ExitStack() as stack:
+            n0, n1 = nodes(stack, tmp_path, url, prefix, 2)
+            a, b = member(n0, "r"), member(n1, "r")
+            a.send("b r over tls")
+            assert b.recv(timeout=10) == "over tls"
+            assert secure.subscribers(f"{prefix}.r.r") == 2
+            a.close(); b.close()
+    finally:
+        secure.stop()
+
+
+def test_what_a_nats_backplane_refuses_is_said_at_start(nats, prefix):
+    app = create_app()
+    app.use(websocket(history_size=10))
+    app.use(backplane(nats.url, prefix=prefix))
+    with pytest.raises(BackplaneError, match="history"):
+        with serving(app):
+            pass
+    app = create_app()
+    app.use(websocket())
+    app.use(backplane(nats.url, prefix="has:colon"))
+    with pytest.raises(BackplaneError, match="not a NATS subject"):
+        with serving(app):
+            pass

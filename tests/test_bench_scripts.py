@@ -22,7 +22,7 @@ from .reliability.procs import build_loadgen, listening_port
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPTS = ["abtest", "asgi", "cluster", "codec_table", "compare", "curves", "history",
-           "instructions", "recovery", "upgrades"]
+           "instructions", "nats_link", "recovery", "upgrades"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

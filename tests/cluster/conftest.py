@@ -107,7 +107,27 @@ def redis_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("shards").url
 
 
-class OwnNats:
+class BrokerProcess:
+    """A broker process of the test's own: started until it answers, killed at the end."""
+
+    proc: subprocess.Popen | None = None
+
+    def launch(self, argv: list[str], ready, what: str) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not ready():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class OwnNats(BrokerProcess):
     """A nats-server of the test's own (JetStream on, file storage in ``tmp``,
     monitoring on for assertions, payloads up to 8 MiB), on free ports; restartable."""
 
@@ -127,19 +147,7 @@ class OwnNats:
         exe = shutil.which("nats-server") or ("/usr/sbin/nats-server" if os.path.exists(
             "/usr/sbin/nats-server") else None)
         need_broker(exe is not None, "nats-server")
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not nats_ping(self.port):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("nats-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+        self.launch([exe, "-c", str(self.conf)], lambda: nats_ping(self.port), "nats-server")
 
     def subscribers(self, subject: str) -> int:
         """Connections subscribed to ``subject`` (the monitoring endpoint's /connz)."""
@@ -238,7 +246,7 @@ def prefix() -> str:
     return "t" + uuid.uuid4().hex[:10]
 
 
-class OwnRedis:
+class OwnRedis(BrokerProcess):
     """A redis-server of the test's own, on a free port; restartable."""
 
     def __init__(self, tmp: Path) -> None:
@@ -251,21 +259,9 @@ class OwnRedis:
     def start(self, *extra: str) -> None:
         exe = shutil.which("redis-server")
         need_redis(exe is not None, "redis-server")
-        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
-                                      *extra],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not redis_ping(self.port):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+        self.launch([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", str(self.tmp), *extra],
+                    lambda: redis_ping(self.port), "redis-server")
 
 
 @pytest.fixture

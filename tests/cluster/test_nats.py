@@ -16,6 +16,7 @@ import pytest
 from fastws import BackplaneError, backplane, create_app, websocket
 from fastws.cluster.nats_link import parse_nats_url, subject_token
 from tests.conftest import serving
+from tests.integration.clients import ws_connect
 
 from .conftest import Node, OwnNats, SilentProxy, free_port
 from .test_backplane import eventually, get, member, nodes, nothing_more
@@ -183,3 +184,82 @@ def test_what_a_nats_backplane_refuses_is_said_at_start(nats, prefix):
     with pytest.raises(BackplaneError, match="not a NATS subject"):
         with serving(app):
             pass
+
+
+def test_long_room_names_are_hashed_into_a_short_token():
+    long_ascii, long_escaped = "r" * 5000, "é" * 200
+    for name in (long_ascii, long_escaped):
+        token = subject_token(name)
+        assert token.startswith("=H") and len(token) == 66, token
+    assert subject_token(long_ascii) != subject_token(long_ascii + "x")
+    assert subject_token("r" * 256) == "r" * 256          # up to 256 it reads as itself
+
+
+def test_a_refused_publish_keeps_the_link_and_its_pings_in_step(tmp_path, prefix):
+    """A permissions violation is a -ERR that leaves the connection open: the
+    node keeps working (joins confirmed, messages crossing), and the PONGs
+    still answer the PINGs they belong to."""
+    conf = ('authorization { users = [ { user: "n", password: "p", permissions: { publish: '
+            '{ allow: [">"], deny: ["%s.r.secret"] } } } ] }' % prefix)
+    guarded = OwnNats(tmp_path, conf)
+    guarded.start()
+    try:
+        url = f"nats://n:p@127.0.0.1:{guarded.port}"
+        with ExitStack() as stack:
+            n0, n1 = nodes(stack, tmp_path, url, prefix, 2)
+            a, b = member(n0, "secret"), member(n1, "secret")
+            a.send("b secret hidden")                 # refused by NATS, -ERR, link stays
+            for i in range(3):
+                c, d = member(n0, f"open{i}"), member(n1, f"open{i}")   # joins still confirmed
+                c.send(f"b open{i} fine{i}")
+                assert d.recv(timeout=10) == f"fine{i}"
+                c.close(); d.close()
+            nothing_more(b)
+            stats = get(n0, "/stats")
+            assert stats["events"] == [] and stats["cluster"]["reconnects"] == 0
+            assert "Permissions Violation" in n0.log() and "p@" not in n0.log()
+            a.close(); b.close()
+    finally:
+        guarded.stop()
+
+
+def test_a_rooms_answer_larger_than_nats_takes_is_split(tmp_path, prefix):
+    small = OwnNats(tmp_path, "max_payload: 4096")
+    small.conf.write_text(small.conf.read_text().replace("max_payload: 8MB\n", ""))
+    small.start()
+    try:
+        with ExitStack() as stack:
+            n0, n1 = nodes(stack, tmp_path, small.url, prefix, 2)
+            # ~6 KB of names, over two sockets (each may be in 64 rooms)
+            names = [f"a-rather-long-room-name-to-fill-the-answer-with-{i:04d}" for i in range(100)]
+            socks = [ws_connect(n1.url("/chat"), open_timeout=10) for _ in range(2)]
+            for i, name in enumerate(names):
+                socks[i % 2].send(f"j {name}")
+            for i, name in enumerate(names):
+                assert socks[i % 2].recv(timeout=10) == f"joined {name}"
+            eventually(lambda: len(get(n0, "/nodes")["nodes"]) == 2, "n0 hears n1")
+            assert get(n0, "/rooms")["rooms"] == sorted(names)
+            assert get(n1, "/stats")["cluster"]["reconnects"] == 0
+            for ws in socks:
+                ws.close()
+    finally:
+        small.stop()
+
+
+def test_a_room_name_without_utf8_is_refused_at_join(nats, prefix):
+    app = create_app()
+    app.use(websocket(ping_interval=None))
+    app.use(backplane(nats.url, prefix=prefix))
+
+    @app.ws("/j")
+    def joiner(ws, ctx):
+        try:
+            ws.join("lone \ud800 surrogate")
+        except ValueError as exc:
+            ws.send(f"refused: {exc}")
+
+    with serving(app) as srv:
+        client = ws_connect(srv.url("/j"))
+        answer = client.recv(timeout=10)
+        assert answer.startswith("refused:") and "UTF-8" in answer
+        client.close()

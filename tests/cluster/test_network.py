@@ -17,8 +17,9 @@ import pytest
 from tests.integration.clients import recv_json, wait_for
 from tests.recovery.test_protocol import connect_v1, positions
 
+from .conftest import free_port
 from .netns import Lab, iptables, need_netns, wait_port
-from .test_backplane import eventually, get, member, nothing_more, recv_all
+from .test_backplane import eventually, get, member, nothing_more, post, recv_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -46,7 +47,7 @@ def start_broker(lab: Lab, engine: str, tmp, delay: float) -> str:
     port = 4222 if engine == "nats" else 6379
     lab.spawn("broker", broker_argv(engine, lab.broker_ip["broker"], port, tmp), tmp / "broker.log")
     wait_port(lab.broker_ip["broker"], port)
-    relay_port = lab.relay(17000 + port % 1000, port, delay)
+    relay_port = lab.relay(free_port(), port, delay)
     scheme = "nats" if engine == "nats" else "redis"
     return f"{scheme}://{lab.gateway}:{relay_port}" + ("" if engine == "nats" else "/0")
 
@@ -171,15 +172,3 @@ def recv_v1(ws, timeout: float = 10.0) -> dict:
         msg = recv_json(ws, timeout=timeout)
         if msg.get("type") != "fastws.heartbeat":
             return msg
-
-
-def post(node, path: str, body: bytes) -> tuple[int, object]:
-    import json
-    import urllib.error
-    import urllib.request
-    req = urllib.request.Request(node.url(path, "http"), data=body, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())

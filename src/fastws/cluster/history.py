@@ -40,20 +40,23 @@ __all__ = ["RedisHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
 
 log = logging.getLogger("fastws.backplane")
 
-# KEYS: stream, hash. ARGV: channel, envelope head (through "<seq>:"), payload,
-# kind, size, ttl (s), epoch prefix, run id. Returns {epoch, offset}. Each entry
-# is stamped with Redis's clock, not a node's: nodes' clocks may disagree.
+# KEYS: stream, hash, the instance's count of instance-list changes. ARGV:
+# channel, envelope head (through "<seq>:"), payload, kind, size, ttl (s), epoch
+# prefix, run id. Returns {epoch, offset}. Each entry is stamped with Redis's
+# clock, not a node's: nodes' clocks may disagree. The stamp (run id and that
+# count) is read here, in the script, so every node numbers with the same one.
 PUBLISH_SCRIPT = """
 local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
 local epoch, offset = m[1], tonumber(m[2] or '0')
 local t = redis.call('TIME')
-if not epoch or m[3] ~= ARGV[8] then
+local stamp = ARGV[8] .. '/' .. (redis.call('GET', KEYS[3]) or '0')
+if not epoch or m[3] ~= stamp then
   epoch = ARGV[7] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
   offset = 0
   redis.call('DEL', KEYS[1])
 end
 offset = offset + 1
-redis.call('HSET', KEYS[2], 'e', epoch, 'o', offset, 'r', ARGV[8])
+redis.call('HSET', KEYS[2], 'e', epoch, 'o', offset, 'r', stamp)
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], offset .. '-0', 't', t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)), 'k', ARGV[4], 'd', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
@@ -61,7 +64,7 @@ redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[
 return {epoch, offset}
 """
 
-# KEYS: stream, hash. ARGV: first offset wanted, count (0: the last ARGV[3]
+# KEYS: stream, hash, the count of list changes. ARGV: first offset wanted, count (0: the last ARGV[3]
 # instead; both 0: no entries), last n, run id, touch ("1": a room without a current epoch gets one
 # now, at offset 0, as a join needs a position), epoch prefix, ttl (s).
 # Returns {epoch, last offset, entries, Redis's clock in ms}, or {} for a room
@@ -69,12 +72,13 @@ return {epoch, offset}
 READ_SCRIPT = """
 local m = redis.call('HMGET', KEYS[2], 'e', 'o', 'r')
 local t = redis.call('TIME')
-if not m[1] or m[3] ~= ARGV[4] then
+local stamp = ARGV[4] .. '/' .. (redis.call('GET', KEYS[3]) or '0')
+if not m[1] or m[3] ~= stamp then
   if ARGV[5] ~= '1' then return {} end
   m[1] = ARGV[6] .. string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))
   m[2] = '0'
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'e', m[1], 'o', 0, 'r', ARGV[4])
+  redis.call('HSET', KEYS[2], 'e', m[1], 'o', 0, 'r', stamp)
   redis.call('EXPIRE', KEYS[2], ARGV[7])
 end
 local items
@@ -170,8 +174,8 @@ class RedisHistory:
             self._senders[seq] = skip
         head = relay.kept_header(kind) + b"%d:" % seq
         stored = _Stored(self)
-        cmd.call(stored, "EVALSHA", relay.publish_sha, 2, self._stream_prefix + room,
-                 self._hash_prefix + room, relay.channel_of(room), head, payload,
+        cmd.call(stored, "EVALSHA", relay.publish_sha, 3, self._stream_prefix + room,
+                 self._hash_prefix + room, relay.ring_gen_key, relay.channel_of(room), head, payload,
                  _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix, relay.run_id)
         self._last = stored
         return members
@@ -239,9 +243,10 @@ class RedisHistory:
         if not relay.connected or relay.cmd is None or relay.run_id is None:
             raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable")
         try:
-            return await relay.cmd.command("EVALSHA", relay.read_sha, 2,
+            return await relay.cmd.command("EVALSHA", relay.read_sha, 3,
                                            self._stream_prefix + str(room),
-                                           self._hash_prefix + str(room), first, count, last,
+                                           self._hash_prefix + str(room), relay.ring_gen_key,
+                                           first, count, last,
                                            relay.run_id, "1" if touch else "0",
                                            self._epoch_prefix, self._ttl_s)
         except RedisError as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import json
 import logging
 import ssl as _ssl
@@ -28,12 +29,17 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from fastws._version import __version__
+from fastws.cluster.link_base import BatchedLink, client_tls
 from fastws.errors import NatsError
 
 __all__ = ["NatsURL", "NatsLink", "NatsError", "parse_nats_url", "subject_token"]
 
 log = logging.getLogger("fastws.backplane")
 
+_LONGEST = 256
+#: More than this waiting in the read buffer without a whole protocol line or
+#: message in it is a broken (or hostile) server, not a slow one.
+_MAX_PENDING = 64 << 20
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -41,12 +47,18 @@ def subject_token(room: str) -> str:
     """``room`` as one subject token: letters, digits, ``_`` and ``-`` as
     they are, every other byte of its UTF-8 as ``=XX`` (``=`` itself
     included), so two rooms never share a subject, and a name with dots,
-    spaces, ``*`` or ``>`` stays one token. (The same characters make a
-    valid JetStream key-value key.)"""
+    spaces, ``*`` or ``>`` stays one token; a token longer than 256
+    characters is ``=H`` and the SHA-256 of the name, so a SUB line stays
+    well within what NATS reads."""
     data = room.encode()
-    if all(b in _SAFE for b in data) and data:
+    if all(b in _SAFE for b in data) and data and len(data) <= _LONGEST:
         return room
-    return "".join(chr(b) if b in _SAFE else f"={b:02X}" for b in data) or "="
+    token = "".join(chr(b) if b in _SAFE else f"={b:02X}" for b in data) or "="
+    if len(token) > _LONGEST:
+        # NATS reads a protocol line of at most 4 KiB: a long name is named by
+        # its hash ("=H" never starts an escape, whose two digits are hex).
+        token = "=H" + hashlib.sha256(data).hexdigest()
+    return token
 
 
 @dataclass(frozen=True)
@@ -68,11 +80,7 @@ class NatsURL:
 
     def ssl_context(self) -> _ssl.SSLContext:
         """The client TLS context (used for ``tls://``, or when the server asks for TLS)."""
-        ctx = _ssl.create_default_context(cafile=self.tls_ca)
-        if not self.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = _ssl.CERT_NONE
-        return ctx
+        return client_tls(self.tls_ca, self.tls_verify)
 
 
 def parse_nats_url(url: str) -> NatsURL:
@@ -112,7 +120,7 @@ def parse_nats_url(url: str) -> NatsURL:
                    tls_ca=query.get("tls_ca"), safe=",".join(shown))
 
 
-class NatsLink(asyncio.Protocol):
+class NatsLink(BatchedLink):
     """One connection to a NATS server: publishes, subscriptions, PING/PONG.
 
     ``on_msg(sid, payload)`` receives every MSG (in the read callback);
@@ -121,19 +129,14 @@ class NatsLink(asyncio.Protocol):
 
     def __init__(self, on_msg: Callable[[int, bytes], None] | None = None,
                  on_lost: Callable[[Exception | None], None] | None = None) -> None:
+        super().__init__()
         self.on_msg = on_msg
         self.on_lost = on_lost
-        self.transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._buf = bytearray()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_scheduled = False
         self._pongs: collections.deque[asyncio.Future] = collections.deque()
         self._info: asyncio.Future | None = None
         self.info: dict[str, Any] = {}
         self.max_payload = 1 << 20
-        self.closed = False
         self.error: str | None = None       # the server's last -ERR
 
     # ------------------------------------------------------------------ connecting
@@ -198,58 +201,12 @@ class NatsLink(asyncio.Protocol):
         self.write(b"PING\r\n")
         return fut
 
-    def write(self, data: bytes) -> None:
-        """Queue protocol bytes for the one write of this loop iteration."""
-        if self.closed:
-            return
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def write_parts(self, parts: tuple[bytes, ...], size: int) -> None:
-        """Queue already encoded protocol (``size`` bytes in ``parts``): no copy until the write."""
-        if self.closed:
-            return
-        self._out.extend(parts)
-        self._out_bytes += size
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes waiting to go to NATS (ours and the transport's)."""
-        n = self._out_bytes
-        if self.transport is not None:
-            n += self.transport.get_write_buffer_size()
-        return n
-
     def _write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        self._out_bytes = 0
-        if out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
-
-    def close(self) -> None:
-        """Close the connection; waiting PINGs fail."""
-        if self.transport is not None:
-            self.transport.close()
-        self._fail(NatsError("the NATS connection was closed"))
-        self.closed = True
-
-    def abort(self) -> None:
-        """Drop the connection at once (a link that stopped answering)."""
-        if self.transport is not None:
-            self.transport.abort()
-        self._fail(NatsError("the NATS connection was dropped"))
-        self.closed = True
+    def _error(self, text: str) -> Exception:
+        return NatsError(f"the NATS connection was {text}")
 
     def _fail(self, exc: Exception) -> None:
         pongs, self._pongs = self._pongs, collections.deque()
@@ -260,10 +217,6 @@ class NatsLink(asyncio.Protocol):
             self._info.set_exception(exc)
 
     # ------------------------------------------------------------------ asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport      # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
@@ -279,15 +232,21 @@ class NatsLink(asyncio.Protocol):
                 if buf.startswith(b"MSG ", pos):
                     # MSG <subject> <sid> [reply-to] <#bytes>
                     head = bytes(buf[pos + 4:eol]).split()
-                    n = int(head[-1])
+                    if len(head) not in (3, 4):
+                        raise ValueError("a MSG line has 3 or 4 fields")
+                    n, sid = int(head[-1]), int(head[1])
+                    if n < 0 or n > self.max_payload:
+                        raise ValueError(f"a MSG of {n} bytes")
                     start = eol + 2
                     if start + n + 2 > end:
                         break       # the payload is still coming
+                    if buf[start + n:start + n + 2] != b"\r\n":
+                        raise ValueError("a MSG payload not followed by CRLF")
                     payload = bytes(buf[start:start + n])
                     pos = start + n + 2
                     if on_msg is not None:
                         try:
-                            on_msg(int(head[1]), payload)
+                            on_msg(sid, payload)
                         except Exception:
                             # A member's failure must never stop the reader.
                             log.exception("backplane: a NATS message handler raised")
@@ -295,10 +254,12 @@ class NatsLink(asyncio.Protocol):
                 line = bytes(buf[pos:eol])
                 pos = eol + 2
                 self._control(line)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, TypeError, AttributeError) as exc:
             self._protocol_error(f"bad protocol line from NATS: {exc}")
             return
         del buf[:pos]
+        if len(buf) > _MAX_PENDING:
+            self._protocol_error(f"NATS sent {len(buf)} bytes without a whole line or message")
 
     def _control(self, line: bytes) -> None:
         if line == b"PING":
@@ -309,16 +270,19 @@ class NatsLink(asyncio.Protocol):
                 if not fut.done():
                     fut.set_result(None)
         elif line.startswith(b"INFO "):
-            self.info = json.loads(line[5:])
-            self.max_payload = int(self.info.get("max_payload", self.max_payload))
+            info = json.loads(line[5:])
+            if not isinstance(info, dict):
+                raise ValueError("INFO is not a JSON object")
+            self.info = info
+            self.max_payload = int(info.get("max_payload") or self.max_payload)
             if self._info is not None and not self._info.done():
                 self._info.set_result(self.info)
         elif line.startswith(b"-ERR"):
+            # Most -ERRs end the connection (the server closes it, and
+            # connection_lost fails what waits, with this text); a few
+            # (a permissions violation) leave it open, and its PONGs still come.
             self.error = line[4:].strip().strip(b"'").decode("utf-8", "replace")
             log.warning("backplane: NATS said: %s", self.error)
-            # Every -ERR but a few ends the connection (the server closes it);
-            # a PING waiting now will not be answered.
-            self._fail(NatsError(self.error))
         elif line in (b"+OK", b""):
             pass
         else:

@@ -16,7 +16,7 @@ across nodes, at most once and in order per publisher per room; a publish
 while NATS is unreachable is dropped and counted, never buffered.
 
 Presence needs no store: each node publishes a heartbeat on ``<prefix>.hb``
-every ``probe_interval`` (and one when it connects, which every node answers
+every ``probe_interval`` (at most ``presence_ttl`` / 3; and one when it connects, which every node answers
 with its own), and takes the nodes heard within ``presence_ttl`` as live.
 ``room_size`` and ``rooms`` ask the live nodes on ``<prefix>.q`` and add up
 their answers (each node knows its own rooms exactly); a node that died stops
@@ -38,17 +38,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
-import secrets
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.envelope import HEADER_SIZE, header, unpack
-from fastws.cluster.nats_link import NatsError, NatsLink, NatsURL, parse_nats_url, subject_token
+from fastws.cluster.nats_link import NatsLink, NatsURL, parse_nats_url, subject_token
 from fastws.cluster.options import BackplaneOptions
-from fastws.cluster.relay import fire
-from fastws.errors import BackplaneError, BroadcastTooLargeError
+from fastws.cluster.relay_base import RelayBase
+from fastws.errors import BackplaneError, NatsError
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
@@ -61,8 +59,11 @@ _HB, _QUERY, _ANSWERS = 1, 2, 3          # the node's own subscriptions; rooms' 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class NatsRelay:
+class NatsRelay(RelayBase):
     """The backplane of one hub on NATS: the registry's relay (see the module)."""
+
+    broker = "NATS"
+    _connect_errors = (NatsError, OSError)
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
                  handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
@@ -74,15 +75,8 @@ class NatsRelay:
         if not all(_TOKEN.fullmatch(t) for t in p.split(".")):
             raise BackplaneError(f"backplane prefix {p!r} is not a NATS subject: letters, digits, "
                                  f"'_' and '-', tokens split by '.'")
-        self.options = options
+        super().__init__(hub, options, handlers)
         self.url: NatsURL = parse_nats_url(options.url)
-        self.hub = hub
-        self.registry = hub.rooms
-        self.loop = hub.loop
-        self._nid = secrets.token_bytes(8)
-        self.node_id = self._nid.hex()
-        self._handlers = handlers if handlers is not None else {}
-        self.max_payload = hub.options.max_message_size if hub.options.max_message_size else 1 << 30
         self._room_prefix = f"{p}.r."
         self._hb_subject = f"{p}.hb".encode()
         self._query_subject = f"{p}.q".encode()
@@ -90,30 +84,18 @@ class NatsRelay:
         self._answer_re = re.compile(re.escape(f"{p}.a.") + "[0-9a-f]{16}")
         self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
         self.link: NatsLink | None = None
-        self.connected = False
-        self._stopping = False
-        self._reconnecting: asyncio.Task | None = None
-        self._supervisor: asyncio.Task | None = None
         # room -> sid of every room subscribed or about to be; sid -> room
         self._sid_of: dict[str, int] = {}
         self._room_of: dict[int, str] = {}
         self._next_sid = 10
         self._confirmed: set[str] = set()
-        self._joined: dict[str, list[asyncio.Future]] = {}
         self._to_sub: set[str] = set()
         self._to_unsub: set[int] = set()
-        self._lingering: dict[str, asyncio.TimerHandle] = {}
-        self._scheduled = False
         self._publish_head: dict[str, bytes] = {}
         self._nodes: dict[str, float] = {}     # node id -> when its heartbeat was last heard
         self._asks: dict[int, tuple[set[str], list[dict], asyncio.Future]] = {}
         self._ask_seq = 0
-        self._outage_started = 0.0
-        self._outage_dropped = 0
         self.history = None
-        self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
-                      "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
-                      "reconnects": 0, "subscriptions": 0, "ring_mismatches": 0}
 
     def __repr__(self) -> str:
         return (f"<NatsRelay node {self.node_id} {self.url.safe} "
@@ -135,13 +117,7 @@ class NatsRelay:
 
     async def stop(self) -> None:
         """Leave the cluster: close the link (the others drop this node within presence_ttl)."""
-        self._stopping = True
-        for task in (self._supervisor, self._reconnecting):
-            if task is not None:
-                task.cancel()
-        for handle in self._lingering.values():
-            handle.cancel()
-        self._lingering.clear()
+        self._stop_tasks()
         link, self.link = self.link, None
         self.connected = False
         if link is not None:
@@ -162,8 +138,10 @@ class NatsRelay:
     async def _connect(self) -> None:
         """Open the link, subscribe every room with members, say hello."""
         link = await NatsLink.open(self.url, self.options.connect_timeout,
-                                   f"fastws node {self.node_id}", on_msg=self._on_msg,
-                                   on_lost=self._link_lost)
+                                   f"fastws node {self.node_id}", on_msg=self._on_msg)
+        # Only a link that is up may report its loss (a server tried and
+        # dropped during open is not an outage of this relay).
+        link.on_lost = self._link_lost
         self.link = link
         self._confirmed.clear()
         self._to_unsub.clear()
@@ -186,7 +164,7 @@ class NatsRelay:
             self.link = None
             link.on_lost = None
             link.abort()
-            raise NatsError(f"{self.url.safe}: {exc or 'no PONG'}") from None
+            raise NatsError(f"{self.url.safe}: {str(exc) or 'no PONG'}") from None
 
     def _heartbeat(self, hello: bool = False) -> None:
         body = json.dumps({"n": self.node_id, "hello": hello}).encode()
@@ -214,58 +192,23 @@ class NatsRelay:
             except NatsError:
                 pass        # the link went: _link_lost is on it
 
-    # ------------------------------------------------------------------ losing and finding NATS
+    # ------------------------------------------------------------------ losing NATS
 
-    def _link_lost(self, exc: Exception | None) -> None:
-        if not self._stopping:
-            log.warning("backplane: lost the connection to %s%s", self.url.safe,
-                        f" ({exc})" if exc else "")
-            self._lost()
-
-    def _lost(self) -> None:
-        if self._stopping or self._reconnecting is not None:
-            return
-        self.connected = False
+    def _drop_links(self) -> None:
         link, self.link = self.link, None
         if link is not None:
             link.on_lost = None
             link.abort()
+
+    def _outage(self) -> None:
         self._confirmed.clear()
         self._fail_asks()
-        self._outage_started = time.monotonic()
-        self._outage_dropped = 0
-        fire(self._handlers, "lost", self.loop)
-        self._reconnecting = self.loop.create_task(self._reconnect())
 
-    async def _reconnect(self) -> None:
-        delay = 0.1
-        try:
-            while not self._stopping:
-                await asyncio.sleep(random.uniform(0, delay))     # full jitter
-                try:
-                    await self._connect()
-                except (NatsError, OSError) as exc:
-                    log.debug("backplane: reconnecting failed: %s", exc)
-                    delay = min(self.options.max_backoff, delay * 2)
-                    continue
-                self.stats["reconnects"] += 1
-                log.warning("backplane: reconnected to %s after %.1fs; %d cross-node publish(es) "
-                            "dropped meanwhile; %d room(s) resubscribed", self.url.safe,
-                            time.monotonic() - self._outage_started, self._outage_dropped,
-                            len(self._sid_of))
-                self._reconnecting = None
-                fire(self._handlers, "restored", self.loop)
-                return
-        finally:
-            if self._reconnecting is asyncio.current_task():
-                self._reconnecting = None
+    def _subscribed_count(self) -> int:
+        return len(self._sid_of)
 
     def _fail_waiting(self, exc: Exception) -> None:
-        joined, self._joined = self._joined, {}
-        for futs in joined.values():
-            for fut in futs:
-                if not fut.done():
-                    fut.set_exception(exc)
+        self._fail_joined(exc)
         self._fail_asks()
 
     def _fail_asks(self) -> None:
@@ -283,29 +226,10 @@ class NatsRelay:
     def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
         """Publish one broadcast on the room's subject (before local delivery);
         returns the payload as bytes, for local delivery to reuse."""
-        if type(payload) is str:
-            payload = payload.encode()
-        elif type(payload) is not bytes:
-            payload = bytes(payload)
         link = self.link
-        limit = self.max_payload
-        if link is not None and link.max_payload - HEADER_SIZE < limit:
-            limit = link.max_payload - HEADER_SIZE
-        if len(payload) > limit:
-            self.stats["oversized"] += 1
-            raise BroadcastTooLargeError(
-                f"broadcast of {len(payload)} bytes to {room!r} is over "
-                f"{'max_message_size' if limit == self.max_payload else 'what NATS takes (max_payload)'}"
-                f" ({limit}); not delivered")
-        if not self.connected or link is None:
-            self.stats["dropped_outage"] += 1
-            if self._outage_dropped == 0:
-                log.warning("backplane: NATS is down; cross-node publishes are dropped until "
-                            "it is back (local delivery goes on)")
-            self._outage_dropped += 1
-            return payload
-        if link.buffered > self.options.max_buffered:
-            self.stats["dropped_buffer"] += 1
+        payload = self.as_payload(room, payload,
+                                  None if link is None else link.max_payload - HEADER_SIZE)
+        if self._dropped(link):
             return payload
         self.stats["published"] += 1
         head = self._publish_head.get(room)
@@ -320,42 +244,19 @@ class NatsRelay:
                          len(head) + len(length) + n + 2)
         return payload
 
-    def room_opened(self, room: str) -> None:
-        """The room got its first local member: subscribe (unless still lingering)."""
-        handle = self._lingering.pop(room, None)
-        if handle is not None:
-            handle.cancel()
-            return
+    def _want(self, room: str) -> None:
         self._to_sub.add(room)
-        self._schedule()
-
-    def room_closed(self, room: str) -> None:
-        """The room lost its last local member: unsubscribe after the linger."""
-        linger = self.options.unsubscribe_linger
-        if linger <= 0:
-            self._unsubscribe(room)
-        else:
-            self._lingering[room] = self.loop.call_later(linger, self._unsubscribe, room)
 
     def room_sized(self, room: str, n: int) -> None:
         """Presence is asked of the nodes when wanted: nothing to write."""
 
-    def _unsubscribe(self, room: str) -> None:
-        self._lingering.pop(room, None)
-        if self.registry.size(room):
-            return
+    def _unwant(self, room: str) -> None:
         self._to_sub.discard(room)
         sid = self._sid_of.pop(room, None)
         self._confirmed.discard(room)
         if sid is not None:
             self._room_of.pop(sid, None)
             self._to_unsub.add(sid)
-            self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Once per loop iteration: the subscription changes, then a PING
@@ -383,13 +284,16 @@ class NatsRelay:
             return
         link.write(b"".join(out))
         if added:
-            link.ping().add_done_callback(lambda f, rooms=added, link=link: self._subscribed(rooms, link, f))
+            subs = [(room, self._sid_of[room]) for room in added]
+            link.ping().add_done_callback(lambda f, subs=subs, link=link: self._subscribed(subs, link, f))
 
-    def _subscribed(self, rooms: list[str], link: NatsLink, fut: asyncio.Future) -> None:
+    def _subscribed(self, subs: list[tuple[str, int]], link: NatsLink, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None or link is not self.link:
             return
-        for room in rooms:
-            if room in self._sid_of:
+        for room, sid in subs:
+            # The subscription this PONG confirms, not a later one of the same
+            # room (closed and opened again meanwhile: its SUB is not read yet).
+            if self._sid_of.get(room) == sid:
                 self._confirmed.add(room)
                 self.stats["subscriptions"] += 1
                 for waiter in self._joined.pop(room, ()):
@@ -458,29 +362,54 @@ class NatsRelay:
                 type(seq) is not int:
             self.stats["bad_envelopes"] += 1
             return
-        answer: dict[str, Any] = {"n": self.node_id, "s": seq}
+        link = self.link
+        if link is None:
+            return
         if body.get("q") == "size" and isinstance(body.get("room"), str):
-            answer["size"] = self.registry.size(body["room"])
+            answers = [{"n": self.node_id, "s": seq, "size": self.registry.size(body["room"])}]
         elif body.get("q") == "rooms":
-            answer["rooms"] = list(self.registry.names())
+            answers = self._rooms_answers(seq, link.max_payload)
         else:
             self.stats["bad_envelopes"] += 1
             return
-        out = json.dumps(answer).encode()
-        if self.link is not None:
-            self.link.write(b"PUB %s %d\r\n%s\r\n" % (reply.encode(), len(out), out))
+        for answer in answers:
+            out = json.dumps(answer).encode()
+            link.write(b"PUB %s %d\r\n%s\r\n" % (reply.encode(), len(out), out))
+
+    def _rooms_answers(self, seq: int, max_payload: int) -> list[dict[str, Any]]:
+        """This node's rooms, in as many answers as keep each under what NATS
+        takes (a node with many rooms would otherwise be cut off by the server
+        for asking too much of it); all but the last say ``more``."""
+        room_budget = max(1024, max_payload // 2)
+        out: list[dict[str, Any]] = []
+        batch: list[str] = []
+        size = 0
+        for room in self.registry.names():
+            n = len(json.dumps(room)) + 1
+            if batch and size + n > room_budget:
+                out.append({"n": self.node_id, "s": seq, "rooms": batch, "more": True})
+                batch, size = [], 0
+            batch.append(room)
+            size += n
+        out.append({"n": self.node_id, "s": seq, "rooms": batch})
+        return out
 
     def _on_answer(self, data: bytes) -> None:
         body = self._json(data)
         if body is None:
             return
-        ask = self._asks.get(body.get("s"))        # type: ignore[arg-type]
+        seq, size, rooms = body.get("s"), body.get("size", 0), body.get("rooms", [])
+        if type(seq) is not int or type(size) is not int or not isinstance(rooms, list):
+            self.stats["bad_envelopes"] += 1
+            return
+        ask = self._asks.get(seq)
         if ask is None:
             return
         waiting, answers, fut = ask
         if body["n"] in waiting:
-            waiting.discard(body["n"])
             answers.append(body)
+            if body.get("more") is not True:
+                waiting.discard(body["n"])
             if not waiting and not fut.done():
                 fut.set_result(None)
 
@@ -488,7 +417,7 @@ class NatsRelay:
 
     def _require(self) -> NatsLink:
         if not self.connected or self.link is None:
-            raise BackplaneError(f"backplane: NATS at {self.url.safe} is not reachable now")
+            raise self._unreachable()
         return self.link
 
     def _live(self) -> list[str]:
@@ -541,7 +470,7 @@ class NatsRelay:
     async def room_size(self, room: str) -> int:
         """Members of ``room`` on every live node (this one's count is exact)."""
         answers = await self._ask({"q": "size", "room": room})
-        return self.registry.size(room) + sum(int(a.get("size") or 0) for a in answers)
+        return self.registry.size(room) + sum(a.get("size", 0) for a in answers)
 
     async def rooms(self) -> list[str]:
         """Rooms with a member on any live node."""

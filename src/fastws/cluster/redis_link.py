@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fastws.cluster.link_base import BatchedLink, client_tls
 from fastws.errors import RedisError
 
 try:
@@ -54,13 +55,7 @@ class RedisURL:
 
     def ssl_context(self) -> _ssl.SSLContext | None:
         """The client TLS context for ``rediss://`` (None for plain)."""
-        if not self.tls:
-            return None
-        ctx = _ssl.create_default_context(cafile=self.tls_ca)
-        if not self.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = _ssl.CERT_NONE
-        return ctx
+        return client_tls(self.tls_ca, self.tls_verify) if self.tls else None
 
 
 def parse_url(url: str) -> RedisURL:
@@ -111,7 +106,7 @@ class Pending:
         raise NotImplementedError
 
 
-class Link(asyncio.Protocol):
+class Link(BatchedLink):
     """One Redis connection: pipelined commands, or pub/sub pushes.
 
     ``on_push(reply)`` receives every reply that answers no queued command
@@ -121,16 +116,11 @@ class Link(asyncio.Protocol):
 
     def __init__(self, on_push: Callable[[list], None] | None = None,
                  on_lost: Callable[[Exception | None], None] | None = None) -> None:
+        super().__init__()
         self._reader = hiredis.Reader(notEnoughData=False)
         self._waiting: collections.deque[Any] = collections.deque()
-        self._out: list[bytes] = []
-        self._out_bytes = 0
-        self._flush_scheduled = False
-        self.transport: asyncio.Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_push = on_push
         self.on_lost = on_lost
-        self.closed = False
 
     # ------------------------------------------------------------------ connecting
 
@@ -181,7 +171,7 @@ class Link(asyncio.Protocol):
             fut.set_exception(RedisError("the Redis connection is closed"))
             return fut
         self._waiting.append(fut)
-        self._queue(hiredis.pack_command(args))
+        self.write(hiredis.pack_command(args))
         return fut
 
     def call(self, pending: Pending, *args: Any) -> None:
@@ -190,70 +180,25 @@ class Link(asyncio.Protocol):
             pending.on_reply(RedisError("the Redis connection is closed"))
             return
         self._waiting.append(pending)
-        self._queue(hiredis.pack_command(args))
+        self.write(hiredis.pack_command(args))
 
     def send(self, *args: Any) -> None:
         """Send a command whose reply is read and dropped (errors included)."""
         if self.closed:
             return
         self._waiting.append(_DROP)
-        self._queue(hiredis.pack_command(args))
+        self.write(hiredis.pack_command(args))
 
     def push_only(self, *args: Any) -> None:
         """Send a command with no reply to wait for: answered by pushes
         (SUBSCRIBE on a subscriber link), or on a link told ``CLIENT REPLY OFF``."""
         if not self.closed:
-            self._queue(hiredis.pack_command(args))
+            self.write(hiredis.pack_command(args))
 
-    def write_parts(self, parts: tuple[bytes, ...], size: int) -> None:
-        """Queue already encoded RESP (``size`` bytes in ``parts``) on a link
-        that expects no replies (``CLIENT REPLY OFF``): no copy until the write."""
-        if self.closed:
-            return
-        self._out.extend(parts)
-        self._out_bytes += size
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+    def _error(self, text: str) -> Exception:
+        return RedisError(f"the Redis connection was {text}")
 
-    @property
-    def buffered(self) -> int:
-        """Bytes waiting to go to Redis (ours and the transport's)."""
-        n = self._out_bytes
-        if self.transport is not None:
-            n += self.transport.get_write_buffer_size()
-        return n
-
-    def _queue(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        # One write per loop iteration, however many commands were queued.
-        self._flush_scheduled = False
-        out, self._out = self._out, []
-        self._out_bytes = 0
-        if out and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
-
-    def close(self) -> None:
-        """Close the connection; pending futures fail."""
-        if self.transport is not None:
-            self.transport.close()
-        self._fail_waiting(RedisError("the Redis connection was closed"))
-        self.closed = True
-
-    def abort(self) -> None:
-        """Drop the connection at once (a link that stopped answering)."""
-        if self.transport is not None:
-            self.transport.abort()
-        self._fail_waiting(RedisError("the Redis connection was dropped"))
-        self.closed = True
-
-    def _fail_waiting(self, exc: Exception) -> None:
+    def _fail(self, exc: Exception) -> None:
         waiting, self._waiting = self._waiting, collections.deque()
         for fut in waiting:
             if fut is _DROP:
@@ -264,10 +209,6 @@ class Link(asyncio.Protocol):
                 fut.set_exception(exc)
 
     # ------------------------------------------------------------------ asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport      # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -317,7 +258,7 @@ class Link(asyncio.Protocol):
                 fut.set_result(reply)
 
     def _protocol_error(self, exc: Exception) -> None:
-        self._fail_waiting(RedisError(f"bad reply from Redis: {exc}"))
+        self._fail(RedisError(f"bad reply from Redis: {exc}"))
         if self.transport is not None:
             self.transport.abort()
 
@@ -325,7 +266,7 @@ class Link(asyncio.Protocol):
         self.transport = None
         was_closed = self.closed
         self.closed = True
-        self._fail_waiting(RedisError("the connection to Redis was lost"))
+        self._fail(RedisError("the connection to Redis was lost"))
         if self.on_lost is not None and not was_closed:
             self.on_lost(exc)
 

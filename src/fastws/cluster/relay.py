@@ -38,26 +38,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
-import secrets
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.envelope import HEADER_SIZE, KEPT, header, origin, unpack, unpack_kept
 from fastws.cluster.history import PUBLISH_SCRIPT, READ_SCRIPT, RedisHistory
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.redis_link import Link, RedisError, RedisURL, parse_url
-from fastws.errors import BackplaneError, BroadcastTooLargeError
+from fastws.cluster.relay_base import RelayBase, fire
+from fastws.errors import BackplaneError
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
 
-__all__ = ["RedisRelay"]
+__all__ = ["RedisRelay", "fire", "ring_fingerprint"]
 
 log = logging.getLogger("fastws.backplane")
 
 
-class RedisRelay:
+class RedisRelay(RelayBase):
     """The backplane of one hub (one app on one loop): the registry's relay.
 
     Three links to Redis, each written once per loop iteration: ``pub``
@@ -67,37 +65,33 @@ class RedisRelay:
     whose replies are read; ``sub`` is the subscriber.
     """
 
+    broker = "Redis"
+    _connect_errors = (RedisError, OSError, asyncio.TimeoutError)
+
     def __init__(self, hub: Hub, options: BackplaneOptions,
                  handlers: dict[str, list[Callable[[], Any]]] | None = None, *,
                  url: str | None = None, node: bytes | None = None,
                  owns: Callable[[str], bool] | None = None, ring: str = "",
                  seen_rings: dict[str, str] | None = None) -> None:
-        self.options = options
+        super().__init__(hub, options, handlers, node)
         self.url: RedisURL = parse_url(url or options.urls[0])
-        self.hub = hub
-        self.registry = hub.rooms
-        self.loop = hub.loop
-        self._nid = node or secrets.token_bytes(8)
-        self.node_id = self._nid.hex()
         #: Whether a room lives on this instance (one shard of several: the
         #: others' rooms are neither subscribed nor counted here).
         self.owns: Callable[[str], bool] = owns or _every_room
         #: The fingerprint of this node's instance list, written where other
         #: nodes compare it: two lists would split rooms without a word.
         self.ring = ring or ring_fingerprint([self.url])
-        #: What stamps a room's history hash: the Redis run and how many times
-        #: this instance has seen the instance list change (``_RING_SCRIPT``).
-        #: A room that comes back to an instance after living on another (the
-        #: list changed twice) starts a new epoch there, rather than going on
-        #: from an offset that missed what the other instance numbered.
-        self._redis_run = ""
+        #: Where this instance counts the changes of the instance list it has
+        #: seen (``_RING_SCRIPT``): the history scripts stamp each room's hash
+        #: with the Redis run and that count, so after any change every room
+        #: with history starts a new epoch, and a room that comes back to an
+        #: instance after living on another never goes on from an offset that
+        #: missed what the other numbered.
         self._ring_key_now = f"{options.prefix}:ring:now"
-        self._ring_key_gen = f"{options.prefix}:ring:gen"
+        self.ring_gen_key = f"{options.prefix}:ring:gen"
         # node -> the differing list it was last seen with (logged once; the
         # shards of one node share it, so they log and count a node once)
         self._seen_rings: dict[str, str] = {} if seen_rings is None else seen_rings
-        self._handlers = handlers if handlers is not None else {}
-        self.max_payload = hub.options.max_message_size if hub.options.max_message_size else 1 << 30
         p = options.prefix
         self._room_prefix = f"{p}:r:".encode()
         self._nodes_key = f"{p}:nodes"
@@ -122,28 +116,16 @@ class RedisRelay:
         self.sub: Link | None = None
         # channel -> the RESP of "PUBLISH <channel>" up to the envelope's length
         self._publish_head: dict[str, bytes] = {}
-        self.connected = False
-        self._stopping = False
-        self._reconnecting: asyncio.Task | None = None
-        self._supervisor: asyncio.Task | None = None
         # channel -> room for every room subscribed or about to be
         self._channels: dict[bytes, str] = {}
         self._confirmed: set[bytes] = set()
-        self._joined: dict[bytes, list[asyncio.Future]] = {}
         self._to_sub: set[bytes] = set()
         self._to_unsub: set[bytes] = set()
-        self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._sizes: dict[str, int] = {}           # presence changes not written yet
-        self._scheduled = False
         self._probe_token = 0
         # caught_up() callers, answered in order by the subscriber link's pongs
         self._pongs: list[asyncio.Future] = []
         self._probe_back: asyncio.Event | None = None
-        self._outage_started = 0.0
-        self._outage_dropped = 0
-        self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
-                      "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
-                      "reconnects": 0, "subscriptions": 0, "ring_mismatches": 0}
 
     def __repr__(self) -> str:
         return (f"<RedisRelay node {self.node_id} {self.url.safe} "
@@ -174,13 +156,7 @@ class RedisRelay:
 
     async def stop(self) -> None:
         """Leave the cluster: remove this node's presence, close the links."""
-        self._stopping = True
-        for task in (self._supervisor, self._reconnecting):
-            if task is not None:
-                task.cancel()
-        for handle in self._lingering.values():
-            handle.cancel()
-        self._lingering.clear()
+        self._stop_tasks()
         if self.connected and self.cmd is not None:
             try:
                 await asyncio.wait_for(asyncio.gather(
@@ -190,10 +166,10 @@ class RedisRelay:
             except (RedisError, asyncio.TimeoutError):
                 pass
         self.connected = False
-        self._close_links()
+        self._drop_links()
         self._fail_joined(BackplaneError("the backplane stopped"))
 
-    def _close_links(self) -> None:
+    def _drop_links(self) -> None:
         for link in (self.pub, self.cmd, self.sub):
             if link is not None:
                 link.on_lost = None
@@ -218,20 +194,20 @@ class RedisRelay:
                 # The first command on a URL without a password, when Redis
                 # wants one (NOAUTH): named like every other connect error.
                 raise RedisError(f"{self.url.safe}: {exc}") from None
+            if self.history is not None:
+                info, self.publish_sha, self.read_sha, _ = await asyncio.wait_for(asyncio.gather(
+                    cmd.command("INFO", "server"), cmd.command("SCRIPT", "LOAD", PUBLISH_SCRIPT),
+                    cmd.command("SCRIPT", "LOAD", READ_SCRIPT),
+                    # Only history needs the count of list changes (no script otherwise:
+                    # a Redis whose ACL refuses scripts serves a backplane without history).
+                    cmd.command("EVAL", _RING_SCRIPT, 2, self._ring_key_now, self.ring_gen_key,
+                                self.ring)), timeout)
+                self.run_id = _run_id(info)
         except BaseException:
             for link in links:
                 link.on_lost = None
                 link.abort()
             raise
-        if self.history is not None:
-            info, self.publish_sha, self.read_sha = await asyncio.wait_for(asyncio.gather(
-                cmd.command("INFO", "server"), cmd.command("SCRIPT", "LOAD", PUBLISH_SCRIPT),
-                cmd.command("SCRIPT", "LOAD", READ_SCRIPT)), timeout)
-            self._redis_run = _run_id(info)
-        gen = await asyncio.wait_for(cmd.command("EVAL", _RING_SCRIPT, 2, self._ring_key_now,
-                                                 self._ring_key_gen, self.ring), timeout)
-        if self.history is not None:
-            self.run_id = f"{self._redis_run}/{gen}"
         pub.push_only("CLIENT", "REPLY", "OFF")
         self.pub, self.cmd, self.sub = pub, cmd, sub
         self._confirmed.clear()
@@ -267,12 +243,7 @@ class RedisRelay:
         cmd = self.cmd
         if cmd is None:
             return
-        rings, gen = await asyncio.gather(cmd.command("HGETALL", self._ring_key),
-                                          cmd.command("GET", self._ring_key_gen))
-        if self.history is not None and gen is not None:
-            # A node with another list connected meanwhile: every node takes
-            # the new count, so their stamps agree again (one new epoch per change).
-            self.run_id = f"{self._redis_run}/{gen.decode()}"
+        rings = await cmd.command("HGETALL", self._ring_key)
         theirs = {rings[i].decode(): rings[i + 1].decode() for i in range(0, len(rings), 2)}
         live = set(await self._live_nodes(cmd))
         gone = [n for n in theirs if n not in live and n != self.node_id]
@@ -314,59 +285,19 @@ class RedisRelay:
                                 self.url.safe, o.probe_timeout)
                     self._lost()
 
-    # ------------------------------------------------------------------ losing and finding Redis
+    # ------------------------------------------------------------------ losing Redis
 
-    def _link_lost(self, exc: Exception | None) -> None:
-        if not self._stopping:
-            log.warning("backplane: lost the connection to %s%s", self.url.safe,
-                        f" ({exc})" if exc else "")
-            self._lost()
-
-    def _lost(self) -> None:
-        if self._stopping or self._reconnecting is not None:
-            return
-        self.connected = False
-        self._close_links()
+    def _outage(self) -> None:
         if self.history is not None:
             self.history.lost()
         pongs, self._pongs = self._pongs, []
         for fut in pongs:
             if not fut.done():
                 fut.set_exception(BackplaneError("the connection to Redis was lost"))
-        self._outage_started = time.monotonic()
-        self._outage_dropped = 0
         self._confirmed.clear()
-        self._fire("lost")
-        self._reconnecting = self.loop.create_task(self._reconnect())
 
-    async def _reconnect(self) -> None:
-        delay = 0.1
-        try:
-            while not self._stopping:
-                # Full jitter: nodes that lost Redis together do not return together.
-                await asyncio.sleep(random.uniform(0, delay))
-                try:
-                    await self._connect()
-                except (RedisError, OSError, asyncio.TimeoutError) as exc:
-                    text = str(exc)     # most name the URL already
-                    log.debug("backplane: reconnecting failed: %s", text if self.url.safe in text
-                              else f"{self.url.safe}: {text}")
-                    delay = min(self.options.max_backoff, delay * 2)
-                    continue
-                self.stats["reconnects"] += 1
-                log.warning("backplane: reconnected to %s after %.1fs; %d cross-node publish(es) "
-                            "dropped meanwhile; %d room(s) resubscribed", self.url.safe,
-                            time.monotonic() - self._outage_started, self._outage_dropped,
-                            len(self._channels))
-                self._reconnecting = None
-                self._fire("restored")
-                return
-        finally:
-            if self._reconnecting is asyncio.current_task():
-                self._reconnecting = None
-
-    def _fire(self, event: str) -> None:
-        fire(self._handlers, event, self.loop)
+    def _subscribed_count(self) -> int:
+        return len(self._channels)
 
     # ------------------------------------------------------------------ the registry's relay
 
@@ -378,35 +309,13 @@ class RedisRelay:
         """The envelope header of this node's numbered messages of ``kind``."""
         return self._kept_hdr[kind]
 
-    def as_payload(self, room: Any, payload: Any) -> bytes:
-        """A broadcast's payload as the bytes that cross Redis; raises
-        BroadcastTooLargeError past ``max_message_size`` (counted)."""
-        if type(payload) is str:
-            payload = payload.encode()
-        elif type(payload) is not bytes:
-            payload = bytes(payload)
-        if len(payload) > self.max_payload:
-            self.stats["oversized"] += 1
-            raise BroadcastTooLargeError(
-                f"broadcast of {len(payload)} bytes to {room!r} is over max_message_size "
-                f"({self.max_payload}); not delivered")
-        return payload
-
     def publish(self, room: Any, opcode: int, payload: Any) -> bytes:
         """Publish one broadcast to the room's channel (called before local
         delivery); returns the payload as bytes, for local delivery to reuse.
         ``room`` is a str: the registry checks that before calling."""
         payload = self.as_payload(room, payload)
         pub = self.pub
-        if not self.connected or pub is None:
-            self.stats["dropped_outage"] += 1
-            if self._outage_dropped == 0:
-                log.warning("backplane: Redis is down; cross-node publishes are dropped until "
-                            "it is back (local delivery goes on)")
-            self._outage_dropped += 1
-            return payload
-        if pub.buffered > self.options.max_buffered:
-            self.stats["dropped_buffer"] += 1
+        if self._dropped(pub):
             return payload
         self.stats["published"] += 1
         head = self._publish_head.get(room)
@@ -423,46 +332,23 @@ class RedisRelay:
                         len(head) + len(length) + n + 2)
         return payload
 
-    def room_opened(self, room: str) -> None:
-        """The room got its first local member: subscribe (unless still lingering)."""
-        handle = self._lingering.pop(room, None)
-        if handle is not None:
-            handle.cancel()
-            return
+    def _want(self, room: str) -> None:
         ch = self.channel_of(room)
         self._channels[ch] = room
         self._to_unsub.discard(ch)
         self._to_sub.add(ch)
-        self._schedule()
-
-    def room_closed(self, room: str) -> None:
-        """The room lost its last local member: unsubscribe after the linger."""
-        linger = self.options.unsubscribe_linger
-        if linger <= 0:
-            self._unsubscribe(room)
-        else:
-            self._lingering[room] = self.loop.call_later(linger, self._unsubscribe, room)
 
     def room_sized(self, room: str, n: int) -> None:
         """Presence: the room has ``n`` local members now (written once per iteration)."""
         self._sizes[room] = n
         self._schedule()
 
-    def _unsubscribe(self, room: str) -> None:
-        self._lingering.pop(room, None)
-        if self.registry.size(room):
-            return
+    def _unwant(self, room: str) -> None:
         ch = self.channel_of(room)
         self._channels.pop(ch, None)
         self._confirmed.discard(ch)
         self._to_sub.discard(ch)
         self._to_unsub.add(ch)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Once per loop iteration: the subscription changes and presence writes."""
@@ -586,11 +472,7 @@ class RedisRelay:
         await fut
 
     def _fail_joined(self, exc: Exception) -> None:
-        joined, self._joined = self._joined, {}
-        for futs in joined.values():
-            for fut in futs:
-                if not fut.done():
-                    fut.set_exception(exc)
+        super()._fail_joined(exc)
         pongs, self._pongs = self._pongs, []
         for fut in pongs:
             if not fut.done():
@@ -598,7 +480,7 @@ class RedisRelay:
 
     def _require(self) -> Link:
         if not self.connected or self.cmd is None:
-            raise BackplaneError(f"backplane: Redis at {self.url.safe} is not reachable now")
+            raise self._unreachable()
         return self.cmd
 
     async def _live_nodes(self, cmd: Link) -> list[str]:
@@ -648,26 +530,17 @@ return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
 
-def fire(handlers: dict[str, list[Callable[[], Any]]], event: str,
-         loop: asyncio.AbstractEventLoop) -> None:
-    """Call the app's ``event`` handlers ("lost", "restored"); a coroutine
-    one runs as a task; one that raises is logged, the others still run."""
-    for fn in handlers.get(event, ()):
-        try:
-            result = fn()
-            if asyncio.iscoroutine(result):
-                loop.create_task(result)
-        except Exception:
-            log.exception("backplane: %s handler %r failed", event, fn)
-
-
 def _every_room(room: str) -> bool:
     return True
 
 
 def ring_fingerprint(urls: list[RedisURL]) -> str:
     """16 hex digits naming an ordered list of instances (host, port, db;
-    never the credentials): nodes given the same list have the same one."""
+    never the credentials): nodes given the same list have the same one.
+    One instance alone is "single" whatever its spelling (nodes may reach
+    one Redis as localhost and as 127.0.0.1; there is nothing to split)."""
+    if len(urls) == 1:
+        return "single"
     text = "\n".join(f"{u.host}:{u.port}/{u.db}" for u in urls)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

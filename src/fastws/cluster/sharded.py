@@ -14,12 +14,13 @@ notice).
 Every node must be given the same list in the same order (the hash maps a
 room to a position in the list). Each node writes a fingerprint of its list
 on every instance with its heartbeat and compares the others': a node whose
-list differs is logged and counted (``ring_mismatches``). Adding or removing
-an instance moves about 1/N of the rooms (that is what a jump hash promises):
-a moved room's channel is on its new instance, and its history starts a new
-epoch there (the history hash is stamped with the list's fingerprint), so a
-client that recovers is told ``recovered: false`` rather than handed a partial
-replay.
+list differs is logged and counted (``ring_mismatches``). Adding an instance
+at the end moves about 1/N of the rooms (that is what a jump hash promises);
+a moved room's channel is on its new instance. Each instance counts the list
+changes it has seen (``relay._RING_SCRIPT``) and the history scripts stamp
+every room with that count: after a change every room with history there
+starts a new epoch, so a client that recovers across a move is told
+``recovered: false`` rather than handed a partial replay.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.redis_link import parse_url
-from fastws.cluster.relay import RedisRelay, fire, ring_fingerprint
+from fastws.cluster.relay import RedisRelay, ring_fingerprint
+from fastws.cluster.relay_base import fire
 from fastws.errors import BackplaneError
 from fastws.runtime.history import HistoryMessage, RoomChoice
 

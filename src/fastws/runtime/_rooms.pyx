@@ -55,6 +55,14 @@ cdef inline int _check_relayable(object room) except -1:
     if type(room) is not str:
         raise TypeError(f"with a backplane, room names must be str, "
                         f"not {type(room).__name__}")
+    if not (<str>room).isascii():
+        # A lone surrogate ("\ud800" from JSON) has no UTF-8: it could name no
+        # channel or subject, and a relay would fail on it at every resubscribe.
+        try:
+            (<str>room).encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"with a backplane, a room name must be valid Unicode "
+                             f"(UTF-8 encodable), got {room!r}") from None
     return 0
 
 

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from fastws import BackplaneError, backplane, create_app, websocket
 from fastws.cluster.nats_link import parse_nats_url, subject_token
@@ -200,7 +201,8 @@ def test_a_refused_publish_keeps_the_link_and_its_pings_in_step(tmp_path, prefix
     node keeps working (joins confirmed, messages crossing), and the PONGs
     still answer the PINGs they belong to."""
     conf = ('authorization { users = [ { user: "n", password: "p", permissions: { publish: '
-            '{ allow: [">"], deny: ["%s.r.secret"] } } } ] }' % prefix)
+            '{ allow: [">"], deny: ["%s.r.secret"] }, subscribe: { allow: [">"], '
+            'deny: ["%s.r.nosub"] } } } ] }' % (prefix, prefix))
     guarded = OwnNats(tmp_path, conf)
     guarded.start()
     try:
@@ -215,6 +217,12 @@ def test_a_refused_publish_keeps_the_link_and_its_pings_in_step(tmp_path, prefix
                 assert d.recv(timeout=10) == f"fine{i}"
                 c.close(); d.close()
             nothing_more(b)
+            # A refused SUB is answered by a PONG too: the join is not said live.
+            refused = ws_connect(n0.url("/chat"), open_timeout=10)
+            refused.send("j nosub")
+            with pytest.raises((TimeoutError, ConnectionClosed)):
+                refused.recv(timeout=3)
+            assert "refused the subscription" in n0.log()
             stats = get(n0, "/stats")
             assert stats["events"] == [] and stats["cluster"]["reconnects"] == 0
             assert "Permissions Violation" in n0.log() and "p@" not in n0.log()

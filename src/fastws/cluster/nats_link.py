@@ -23,6 +23,7 @@ import collections
 import hashlib
 import json
 import logging
+import re
 import ssl as _ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -37,6 +38,7 @@ __all__ = ["NatsURL", "NatsLink", "NatsError", "parse_nats_url", "subject_token"
 log = logging.getLogger("fastws.backplane")
 
 _LONGEST = 256
+_REFUSED_SUB = re.compile(r"Permissions Violation for Subscription to \"?([^\s\"]+)")
 #: More than this waiting in the read buffer without a whole protocol line or
 #: message in it is a broken (or hostile) server, not a slow one.
 _MAX_PENDING = 64 << 20
@@ -137,6 +139,9 @@ class NatsLink(BatchedLink):
         self._info: asyncio.Future | None = None
         self.info: dict[str, Any] = {}
         self.max_payload = 1 << 20
+        #: Subjects whose SUB the server refused (a permissions violation).
+        self.refused: set[str] = set()
+        self._said: set[str] = set()
         self.error: str | None = None       # the server's last -ERR
 
     # ------------------------------------------------------------------ connecting
@@ -235,7 +240,7 @@ class NatsLink(BatchedLink):
                     if len(head) not in (3, 4):
                         raise ValueError("a MSG line has 3 or 4 fields")
                     n, sid = int(head[-1]), int(head[1])
-                    if n < 0 or n > self.max_payload:
+                    if n < 0:
                         raise ValueError(f"a MSG of {n} bytes")
                     start = eol + 2
                     if start + n + 2 > end:
@@ -254,17 +259,19 @@ class NatsLink(BatchedLink):
                 line = bytes(buf[pos:eol])
                 pos = eol + 2
                 self._control(line)
-        except (ValueError, IndexError, TypeError, AttributeError) as exc:
+        except (ValueError, IndexError, TypeError, AttributeError, OverflowError,
+                RecursionError) as exc:
             self._protocol_error(f"bad protocol line from NATS: {exc}")
             return
         del buf[:pos]
-        if len(buf) > _MAX_PENDING:
+        if len(buf) > max(_MAX_PENDING, self.max_payload + 4096):
             self._protocol_error(f"NATS sent {len(buf)} bytes without a whole line or message")
 
     def _control(self, line: bytes) -> None:
         if line == b"PING":
             self.write(b"PONG\r\n")
         elif line == b"PONG":
+            self.error = None       # alive after it: that -ERR did not end the link
             if self._pongs:
                 fut = self._pongs.popleft()
                 if not fut.done():
@@ -282,7 +289,13 @@ class NatsLink(BatchedLink):
             # connection_lost fails what waits, with this text); a few
             # (a permissions violation) leave it open, and its PONGs still come.
             self.error = line[4:].strip().strip(b"'").decode("utf-8", "replace")
-            log.warning("backplane: NATS said: %s", self.error)
+            refused = _REFUSED_SUB.match(self.error)
+            if refused:
+                self.refused.add(refused.group(1))
+            if self.error not in self._said:
+                if len(self._said) < 64:        # each text once: a refused publish repeats
+                    self._said.add(self.error)
+                log.warning("backplane: NATS said: %s", self.error)
         elif line in (b"+OK", b""):
             pass
         else:

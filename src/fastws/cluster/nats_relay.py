@@ -190,7 +190,8 @@ class NatsRelay(RelayBase):
                                 self.url.safe, o.probe_timeout)
                     self._lost()
             except NatsError:
-                pass        # the link went: _link_lost is on it
+                if self.connected and link is self.link:
+                    self._lost()        # the link failed the PING: it is of no use
 
     # ------------------------------------------------------------------ losing NATS
 
@@ -291,6 +292,17 @@ class NatsRelay(RelayBase):
         if fut.cancelled() or fut.exception() is not None or link is not self.link:
             return
         for room, sid in subs:
+            subject = self.subject_of(room)
+            if subject in link.refused:
+                # NATS said no (a permissions violation) and still answered the
+                # PING: the room is not live across the cluster, and says so.
+                log.error("backplane: NATS refused the subscription to %s (room %r): the room "
+                          "does not cross nodes here", subject, room)
+                for waiter in self._joined.pop(room, ()):
+                    if not waiter.done():
+                        waiter.set_exception(BackplaneError(
+                            f"backplane: NATS refused the subscription to room {room!r}"))
+                continue
             # The subscription this PONG confirms, not a later one of the same
             # room (closed and opened again meanwhile: its SUB is not read yet).
             if self._sid_of.get(room) == sid:
@@ -332,7 +344,7 @@ class NatsRelay(RelayBase):
     def _json(self, data: bytes) -> dict | None:
         try:
             body = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("n"), str):
             self.stats["bad_envelopes"] += 1
@@ -380,12 +392,14 @@ class NatsRelay(RelayBase):
         """This node's rooms, in as many answers as keep each under what NATS
         takes (a node with many rooms would otherwise be cut off by the server
         for asking too much of it); all but the last say ``more``."""
-        room_budget = max(1024, max_payload // 2)
+        # What the answer holds besides the names ("n", "s", "more" and the
+        # brackets), with room to spare; each name costs its JSON and ", ".
+        room_budget = max(1, max_payload - 200)
         out: list[dict[str, Any]] = []
         batch: list[str] = []
         size = 0
         for room in self.registry.names():
-            n = len(json.dumps(room)) + 1
+            n = len(json.dumps(room).encode()) + 2
             if batch and size + n > room_budget:
                 out.append({"n": self.node_id, "s": seq, "rooms": batch, "more": True})
                 batch, size = [], 0

@@ -221,6 +221,8 @@ class Link(BatchedLink):
                 reply = reader.gets()
                 while reply is not False:
                     on_push(reply)
+                    if self.closed:
+                        return      # the handler dropped the link: the rest is not ours
                     reply = reader.gets()
             except hiredis.ProtocolError as exc:
                 self._protocol_error(exc)
@@ -236,6 +238,8 @@ class Link(BatchedLink):
             if type(reply) is list and self.on_push is not None and \
                     (not waiting or reply[0] in _PUSH_KINDS):
                 self.on_push(reply)
+                if self.closed:
+                    return
                 continue
             if not waiting:
                 continue        # an answer nobody asked for (cannot happen with Redis)

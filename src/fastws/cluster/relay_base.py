@@ -76,6 +76,7 @@ class RelayBase:
         self._scheduled = False
         self._outage_started = 0.0
         self._outage_dropped = 0
+        self._losses = 0            # links lost so far (a reconnection checks it did not move)
         self.stats = {"published": 0, "received": 0, "echoes": 0, "dropped_outage": 0,
                       "dropped_buffer": 0, "bad_envelopes": 0, "oversized": 0,
                       "reconnects": 0, "subscriptions": 0, "ring_mismatches": 0}
@@ -194,7 +195,13 @@ class RelayBase:
             self._lost()
 
     def _lost(self) -> None:
-        if self._stopping or self._reconnecting is not None:
+        if self._stopping:
+            return
+        self._losses += 1
+        if self._reconnecting is not None:
+            # A link of the reconnection itself went: _reconnect sees the count
+            # move and tries again, rather than declaring a dead link restored.
+            self.connected = False
             return
         self.connected = False
         self._drop_links()
@@ -210,12 +217,17 @@ class RelayBase:
             while not self._stopping:
                 # Full jitter: nodes that lost the broker together do not return together.
                 await asyncio.sleep(random.uniform(0, delay))
+                losses = self._losses
                 try:
                     await self._connect()
+                    if self._losses != losses:
+                        raise OSError("a link went while reconnecting")
                 except self._connect_errors as exc:
                     text = str(exc)     # most name the URL already
                     log.debug("backplane: reconnecting failed: %s", text if self.url.safe in text
                               else f"{self.url.safe}: {text}")
+                    self.connected = False
+                    self._drop_links()
                     delay = min(self.options.max_backoff, delay * 2)
                     continue
                 self.stats["reconnects"] += 1

@@ -8,8 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["BatchedLink", "client_tls"]
+__all__ = ["BatchedLink", "client_tls", "split_url"]
+
+
+def split_url(url: str, schemes: tuple[str, ...], default_port: int) -> tuple[SplitResult, str, int]:
+    """(its parts, host, port) of a broker URL whose scheme must be one of
+    ``schemes``; ValueError naming what is wrong (never the URL's secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ValueError(f"backplane URL must start with "
+                         f"{' or '.join(s + '://' for s in schemes)}, got "
+                         f"{parts.scheme + '://' if parts.scheme else 'no scheme'}")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError("backplane URL has an invalid port") from None
+    return parts, parts.hostname or "127.0.0.1", port
 
 
 def client_tls(cafile: str | None, verify: bool) -> ssl.SSLContext:

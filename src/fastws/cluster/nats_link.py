@@ -27,10 +27,10 @@ import re
 import ssl as _ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from fastws._version import __version__
-from fastws.cluster.link_base import BatchedLink, client_tls
+from fastws.cluster.link_base import BatchedLink, client_tls, split_url
 from fastws.errors import NatsError
 
 __all__ = ["NatsURL", "NatsLink", "NatsError", "parse_nats_url", "subject_token"]
@@ -93,17 +93,9 @@ def parse_nats_url(url: str) -> NatsURL:
     query: dict[str, str] = {}
     shown = []
     for one in [u.strip() for u in url.split(",") if u.strip()]:
-        parts = urlsplit(one)
-        if parts.scheme not in ("nats", "tls"):
-            raise ValueError(f"a NATS backplane URL starts with nats:// or tls://, got "
-                             f"{parts.scheme + '://' if parts.scheme else 'no scheme'}")
-        try:
-            port = parts.port or 4222
-        except ValueError:
-            raise ValueError("backplane URL has an invalid port") from None
+        parts, host, port = split_url(one, ("nats", "tls"), 4222)
         if parts.path.strip("/"):
             raise ValueError("a NATS backplane URL has no path (the prefix option keeps apps apart)")
-        host = parts.hostname or "127.0.0.1"
         servers.append((host, port))
         tls = tls or parts.scheme == "tls"
         query.update({k: v[-1] for k, v in parse_qs(parts.query).items()})

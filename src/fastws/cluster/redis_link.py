@@ -23,9 +23,9 @@ import logging
 import ssl as _ssl
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
-from fastws.cluster.link_base import BatchedLink, client_tls
+from fastws.cluster.link_base import BatchedLink, client_tls, split_url
 from fastws.errors import RedisError
 
 try:
@@ -61,15 +61,7 @@ class RedisURL:
 def parse_url(url: str) -> RedisURL:
     """Parse a Redis URL. Query options: ``ssl_cert_reqs=none`` (do not verify
     the server's certificate), ``ssl_ca_certs=PATH`` (trust this CA file)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(f"backplane URL must start with redis:// or rediss://, got "
-                         f"{parts.scheme + '://' if parts.scheme else 'no scheme'}")
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ValueError("backplane URL has an invalid port") from None
-    host = parts.hostname or "127.0.0.1"
+    parts, host, port = split_url(url, ("redis", "rediss"), 6379)
     path = parts.path.strip("/")
     try:
         db = int(path) if path else 0

@@ -25,6 +25,10 @@ redis-server of its own on a free port):
   the same with the rooms sharded over ``--shards`` redis-servers (default 4; a
   ``redis://a,redis://b,...`` backplane); reported besides: each instance's share of the
   redis-servers' CPU, and the busiest against the mean.
+- ``fastws-rcluster-cross``, ``fastws-rcluster-rooms-split``,
+  ``fastws-rcluster-history-rooms-split``: the same on a Redis Cluster of ``--shards``
+  masters without replicas (``redis-server --cluster-enabled yes``, ``redis-cli --cluster
+  create``; a ``redis+cluster://`` backplane, sharded pub/sub); shares as for sharded.
 - ``fastws-nats-cross``, ``fastws-nats-rooms-split``: the same on a NATS backplane (a
   ``nats-server`` of its own on a free port, ``nats://`` URL); its CPU is reported where
   redis-server's is.
@@ -61,6 +65,8 @@ SCENARIOS = ["fastws-local", "fastws-cross", "fastws-split", "fastws-rooms-local
              "fastws-rooms-split", "fastws-history-cross", "fastws-history-split",
              "fastws-history-rooms-split", "fastws-sharded-cross", "fastws-sharded-rooms-split",
              "fastws-sharded-history-rooms-split", "fastws-nats-cross", "fastws-nats-rooms-split",
+             "fastws-rcluster-cross", "fastws-rcluster-rooms-split",
+             "fastws-rcluster-history-rooms-split",
              "socketio-cross", "socketio-local"]
 #: Messages each room keeps in the fastws-history-* scenarios.
 HISTORY = 100
@@ -104,6 +110,23 @@ def port_open(port: int) -> bool:
         return False
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = compare.free_port()
+        if port + 10000 < 65536 and not port_open(port + 10000):
+            return port
+
+
+def cluster_ok(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"CLUSTER INFO\r\n")
+            return b"cluster_state:ok" in s.recv(4096)
+    except OSError:
+        return False
+
+
 def wait(check, what: str, proc: Proc, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,6 +153,8 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
     kind, _, layout = scenario.partition("-")
     sharded = layout.startswith("sharded-")
     layout = layout.removeprefix("sharded-")
+    on_cluster = layout.startswith("rcluster-")
+    layout = layout.removeprefix("rcluster-")
     on_nats = layout.startswith("nats-")
     layout = layout.removeprefix("nats-")
     history = layout.startswith("history-")
@@ -148,6 +173,24 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
             redises.append(broker)
             wait(lambda: port_open(nport), "nats-server", broker)
             env = {"BENCH_BACKPLANE": f"nats://127.0.0.1:{nport}",
+                   "BENCH_PREFIX": "b" + uuid.uuid4().hex[:8]}
+        elif layout != "local" and on_cluster:
+            ports = []
+            for i in range(args.shards):
+                rport = cluster_port()
+                redis = Proc([shutil.which("redis-server") or "redis-server", "--port", str(rport),
+                              "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                              "--cluster-enabled", "yes", "--cluster-config-file",
+                              f"nodes-{rport}.conf"], log_dir / f"redis{i}.log", pin, cwd=log_dir)
+                procs.append(redis)
+                redises.append(redis)
+                wait(lambda: redis_ready(rport), "redis-server", redis)
+                ports.append(rport)
+            subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                            *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0",
+                            "--cluster-yes"], check=True, capture_output=True, timeout=60)
+            wait(lambda: all(cluster_ok(p) for p in ports), "the Redis Cluster", redises[0])
+            env = {"BENCH_BACKPLANE": "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports),
                    "BENCH_PREFIX": "b" + uuid.uuid4().hex[:8]}
         elif layout != "local":
             urls = []

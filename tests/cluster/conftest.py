@@ -28,6 +28,27 @@ from ..reliability.procs import ROOT, listening_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
+#: The engines the contract tests run on, and whose own test modules run:
+#: FASTWS_TEST_ENGINES (comma-separated) or all. .ci/run runs all of them on
+#: the newest CPython and the plain Redis alone on the others: the engines are
+#: the same Python code on every version, and CI time is bounded.
+ENGINES = [e for e in os.environ.get("FASTWS_TEST_ENGINES",
+                                     "one,sharded,cluster,nats").split(",") if e] or ["one"]
+_ENGINE_MODULES = {"test_sharded.py": "sharded", "test_redis_cluster.py": "cluster",
+                   "test_nats.py": "nats"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the test modules of engines not in ENGINES."""
+    keep, drop = [], []
+    for item in items:
+        engine = _ENGINE_MODULES.get(item.path.name) if item.path.parent == Path(__file__).parent \
+            else None
+        (drop if engine is not None and engine not in ENGINES else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
 
 def redis_ping(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
     try:
@@ -97,10 +118,13 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shards]:
         s.stop()
 
 
-@pytest.fixture(params=["one", "sharded"])
+@pytest.fixture(params=[e for e in ENGINES if e != "nats"] or ["one"])
 def redis_url(request: pytest.FixtureRequest) -> str:
     """The backplane URL of each Redis engine the history tests run on: the
-    shared Redis alone, and two instances of the session's own sharding the rooms."""
+    shared Redis alone, two instances of the session's own sharding the rooms,
+    and a Redis Cluster of the session's own."""
+    if request.param == "cluster":
+        return request.getfixturevalue("redis_cluster").url
     if request.param == "one":
         need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
         return SHARED_REDIS
@@ -195,9 +219,11 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnNats]:
 class Broker:
     """What a test asks of the broker behind a backplane URL, whichever engine."""
 
-    def __init__(self, url: str, nats: OwnNats | None = None) -> None:
+    def __init__(self, url: str, nats: OwnNats | None = None,
+                 cluster: OwnRedisCluster | None = None) -> None:
         self.url = url
         self.nats = nats
+        self.cluster = cluster
 
     def _redis_of(self, room: str) -> Redis:
         from fastws.cluster.sharded import shard_of
@@ -210,6 +236,10 @@ class Broker:
         if self.nats is not None:
             from fastws.cluster.nats_link import subject_token
             return self.nats.subscribers(f"{prefix}.r.{subject_token(room)}")
+        if self.cluster is not None:
+            from fastws.cluster.relay import cluster_name
+            return self.cluster.master_of(room).client.call(
+                "PUBSUB", "SHARDNUMSUB", f"{prefix}:r:{cluster_name(room)}")[1]
         return self._redis_of(room).call("PUBSUB", "NUMSUB", f"{prefix}:r:{room}")[1]
 
     def publish(self, prefix: str, room: str, data: bytes) -> None:
@@ -217,17 +247,23 @@ class Broker:
         if self.nats is not None:
             from fastws.cluster.nats_link import subject_token
             self.nats.publish(f"{prefix}.r.{subject_token(room)}", data)
+        elif self.cluster is not None:
+            from fastws.cluster.relay import cluster_name
+            self.cluster.master_of(room).client.call(
+                "SPUBLISH", f"{prefix}:r:{cluster_name(room)}", data)
         else:
             self._redis_of(room).call("PUBLISH", f"{prefix}:r:{room}", data)
 
 
-@pytest.fixture(params=["one", "sharded", "nats"])
+@pytest.fixture(params=ENGINES)
 def backplane_url(request: pytest.FixtureRequest) -> str:
     """The backplane URL of each engine the contract tests run on: the shared
     Redis alone, two Redis instances of the session's own sharding the rooms,
-    and a NATS server of the session's own."""
+    a Redis Cluster of the session's own, and a NATS server of the session's own."""
     if request.param == "nats":
         return request.getfixturevalue("nats").url
+    if request.param == "cluster":
+        return request.getfixturevalue("redis_cluster").url
     if request.param == "one":
         need_redis(redis_ping(6379), "the Redis server on 127.0.0.1:6379")
         return SHARED_REDIS
@@ -238,7 +274,9 @@ def backplane_url(request: pytest.FixtureRequest) -> str:
 def broker(backplane_url: str, request: pytest.FixtureRequest) -> Broker:
     """The broker behind ``backplane_url``."""
     nats = request.getfixturevalue("nats") if backplane_url.startswith("nats://") else None
-    return Broker(backplane_url, nats)
+    cluster = request.getfixturevalue("redis_cluster") \
+        if backplane_url.startswith("redis+cluster://") else None
+    return Broker(backplane_url, nats, cluster)
 
 
 @pytest.fixture
@@ -262,6 +300,110 @@ class OwnRedis(BrokerProcess):
         self.launch([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                      "--appendonly", "no", "--dir", str(self.tmp), *extra],
                     lambda: redis_ping(self.port), "redis-server")
+
+
+class OwnRedisCluster:
+    """A Redis Cluster of the tests' own: three masters, each with a replica
+    (``redis-server --cluster-enabled yes``, joined by ``redis-cli --cluster
+    create``), a short node timeout so a failover takes about a second."""
+
+    def __init__(self, tmp: Path, masters: int = 3) -> None:
+        self.tmp = tmp
+        self.servers = [OwnRedis(tmp / f"node{i}") for i in range(masters * 2)]
+        for r in self.servers:
+            # Each node's cluster bus listens on its port + 10000.
+            r.port = _free_pair()
+            r.url = f"redis://127.0.0.1:{r.port}/0"
+            r.client = Redis(r.port)
+        self.masters = masters
+
+    def start(self) -> None:
+        cli = shutil.which("redis-cli")
+        need_redis(cli is not None, "redis-cli")
+        for r in self.servers:
+            r.tmp.mkdir(parents=True, exist_ok=True)
+            r.start("--cluster-enabled", "yes", "--cluster-config-file", str(r.tmp / "nodes.conf"),
+                    "--cluster-node-timeout", "1000", "--protected-mode", "no")
+        out = subprocess.run([cli, "--cluster", "create",
+                              *[f"127.0.0.1:{r.port}" for r in self.servers],
+                              "--cluster-replicas", "1", "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{out.stdout}\n{out.stderr}")
+        self.wait_ok()
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every running node says cluster_state:ok, agrees on the
+        masters, and every replica has synced with its master."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                live = [r for r in self.servers if r.proc is not None and r.proc.poll() is None]
+                states = [r.client.call("CLUSTER", "INFO") for r in live]
+                maps = {tuple(sorted((int(a[0]), int(a[2][1])) for a in r.client.call(
+                    "CLUSTER", "SLOTS"))) for r in live}
+                # A replica fails over only once it has synced (its data not too old).
+                synced = all(b"master_link_status:down" not in r.client.call("INFO", "replication")
+                             for r in live)
+                if all(b"cluster_state:ok" in s for s in states) and len(maps) == 1 and synced:
+                    return
+            except (OSError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not settle")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{r.port}" for r in self.servers[:3])
+
+    def master_of(self, room: str) -> OwnRedis:
+        """The redis-server serving ``room``'s slot now."""
+        from fastws.cluster.redis_cluster import room_slot
+        slot = room_slot(room)
+        for r in self.servers:
+            if r.proc is None or r.proc.poll() is not None:
+                continue
+            for first, last, master, *_ in r.client.call("CLUSTER", "SLOTS"):
+                if first <= slot <= last:
+                    port = int(master[1])
+                    return next(s for s in self.servers if s.port == port)
+        raise RuntimeError(f"no master serves room {room!r}")
+
+    def stop(self) -> None:
+        for r in self.servers:
+            r.stop()
+
+
+def _free_pair() -> int:
+    """A free port whose port + 10000 is free too, both below the kernel's
+    ephemeral range (32768 up), which outgoing connections take from."""
+    import random
+    for _ in range(200):
+        port = random.randrange(12000, 22700)
+        socks = []
+        try:
+            for p in (port, port + 10000):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedisCluster]:
+    c = OwnRedisCluster(tmp_path_factory.mktemp("rcluster"))
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
 
 
 @pytest.fixture

@@ -408,3 +408,20 @@ def test_a_killed_node_s_clients_recover_on_another(tmp_path, redis_url, prefix)
             for client, _ in clients:
                 client.close()
             proxy.close()
+
+
+def test_a_room_history_rooms_leaves_out_crosses_as_a_plain_room(redis_url, prefix):
+    """With history in Redis for some rooms only, the others are broadcast as
+    without history (it once raised: the Redis store has no in-memory append)."""
+    only_h = {"history_rooms": lambda r: r.startswith("h")}
+    a_app = make_app(redis_url, prefix, ping_interval=None, **only_h)
+    b_app = make_app(redis_url, prefix, ping_interval=None, **only_h)
+    with serving(a_app) as a, serving(b_app) as b:
+        sender, local = ws_connect(a.url("/feed/plain")), ws_connect(a.url("/feed/plain"))
+        remote = ws_connect(b.url("/feed/plain"))
+        b.call(lambda: b_app.cluster.joined("plain"))
+        sender.send("hello")
+        assert local.recv(timeout=10) == "hello" and remote.recv(timeout=10) == "hello"
+        assert a.call(lambda: a_app.history("plain")) == []
+        for ws in (sender, local, remote):
+            ws.close()

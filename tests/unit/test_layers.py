@@ -44,7 +44,7 @@ LAYERS = [
     "ops", "ops.proxy", "ops.access", "ops.metrics",
     "cluster.envelope", "cluster.link_base", "cluster.redis_link", "cluster.nats_link",
     "cluster.options", "cluster.history", "cluster.relay_base", "cluster.relay", "cluster.nats_relay",
-    "cluster.sharded", "cluster.facade",
+    "cluster.redis_cluster", "cluster.sharded", "cluster.facade",
     "cluster",
     "net", "net.listener",
     "http", "http.routing", "http.heads", "http.context", "http.handshake", "http.request",

@@ -5,7 +5,9 @@ One job a module, lowest first: ``redis_link`` (the RESP link on hiredis),
 (``BackplaneOptions``), ``relay`` (``RedisRelay``: channels, presence, probe,
 reconnects), ``history`` (room history in Redis streams), ``sharded``
 (``ShardedRelay``: rooms spread over several instances, one ``RedisRelay``
-each; ``make_relay`` picks the relay a URL asks for) and ``facade``
+each; ``make_relay`` picks the relay a URL asks for), ``redis_cluster``
+(``ClusterRelay``: a Redis Cluster, one ``RedisRelay`` per master, sharded
+pub/sub), ``nats_link`` and ``nats_relay`` (NATS) and ``facade``
 (``Cluster``, which is ``app.cluster``). The plugin
 function ``backplane()`` is ``fastws.plugins.cluster``, with the other plugins.
 

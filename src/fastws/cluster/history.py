@@ -24,11 +24,11 @@ offsets may lag what clients saw): offsets are never reused within an epoch.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Hashable
 
-from fastws.cluster.envelope import KEPT
 from fastws.cluster.redis_link import Pending
 from fastws.errors import BackplaneError, RedisError
 from fastws.runtime.history import HistoryMessage, RoomChoice
@@ -36,7 +36,7 @@ from fastws.runtime.history import HistoryMessage, RoomChoice
 if TYPE_CHECKING:
     from fastws.cluster.relay import RedisRelay
 
-__all__ = ["RedisHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
+__all__ = ["RedisHistory", "ShardedHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
 
 log = logging.getLogger("fastws.backplane")
 
@@ -99,16 +99,41 @@ class _Stored(Pending):
     """The reply to one publish: counted when it comes (in the read callback:
     one per message, so no future), kept for ``app.publish`` to wait on."""
 
-    __slots__ = ("history", "reply", "waiter")
+    __slots__ = ("history", "reply", "waiter", "room", "args", "slot", "addr", "counted", "order")
 
-    def __init__(self, history: RedisHistory) -> None:
+    def __init__(self, history: RedisHistory, room: str, args: tuple[Any, ...]) -> None:
         self.history = history
         self.reply: Any = None
         self.waiter: asyncio.Future | None = None
+        self.room = room
+        self.args = args            # the script's arguments after its keys
+        self.slot = -1              # in a Redis Cluster, the room's slot,
+        self.addr = ""              # the master it was sent to,
+        self.counted: Any = None    # and the hold that waits for its answer
+        self.order = 0              # where it goes in a hold's queue (a cluster's count)
+
+    def resend(self) -> None:
+        """Run the script again (a Redis Cluster moved the room's slot)."""
+        self.history.relay.resend_history(self)
 
     def on_reply(self, reply: Any) -> None:
-        self.reply = reply
+        on_bounce = self.history.relay.on_bounce
+        if on_bounce is not None and (self.counted is not None or isinstance(reply, RedisError)):
+            # A Redis Cluster (ClusterRelay): an answer a hold waits for, or
+            # an error: a MOVED, ASK or TRYAGAIN is sent again where the slot
+            # is now, any other comes back through fail().
+            on_bounce(self, reply)
+            if isinstance(reply, RedisError):
+                return
+        self._finish(reply)
+
+    def fail(self, exc: Exception) -> None:
+        """Not stored (given up by a Redis Cluster's relay)."""
+        self._finish(exc if isinstance(exc, RedisError) else RedisError(str(exc)))
+
+    def _finish(self, reply: Any) -> None:
         history = self.history
+        self.reply = reply
         if isinstance(reply, RedisError):
             history.stats["failed"] += 1
             if not history.failing:
@@ -137,15 +162,26 @@ class RedisHistory:
         self._hash_prefix = f"{prefix}:hm:"
         # Epochs this node starts: a random prefix, then Redis's clock.
         self._epoch_prefix = os.urandom(3).hex()
-        self._seq = 0
+        self._seq = itertools.count(1)
         #: publish seq -> the socket that sent it (ws.broadcast skips it), until
-        #: the message comes back from Redis.
+        #: the message comes back from Redis. (The masters of a Redis Cluster
+        #: share both: a message sent again to another master comes back there.)
         self._senders: dict[int, Any] = {}
+        self.shared_senders = False
         self.stats = {"stored": 0, "failed": 0}
         self._last: _Stored | None = None
         self.failing = False        # the last reply was a failure (logged once per run)
 
     # ------------------------------------------------------------------ writing
+
+    def _keys(self, room: str) -> tuple[Any, ...]:
+        """The scripts' key count and keys: the room's stream and hash, and
+        the instance's count of list changes (none in a Redis Cluster)."""
+        key = self.relay.room_key(room)
+        gen = self.relay.ring_gen_key
+        if gen:
+            return 3, self._stream_prefix + key, self._hash_prefix + key, gen
+        return 2, self._stream_prefix + key, self._hash_prefix + key
 
     def keeps(self, room: Hashable) -> bool:
         """Whether ``room`` keeps history (``history_rooms``)."""
@@ -166,19 +202,34 @@ class RedisHistory:
             raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable: a "
                                  f"message to room {room!r}, which keeps history, is published "
                                  f"nowhere until it is back")
-        self._seq += 1
-        seq = self._seq
+        seq = next(self._seq)
         if skip is not None:
             if len(self._senders) >= 65536:
                 self._senders.clear()       # their messages never came back: a lost link
             self._senders[seq] = skip
         head = relay.kept_header(kind) + b"%d:" % seq
-        stored = _Stored(self)
-        cmd.call(stored, "EVALSHA", relay.publish_sha, 3, self._stream_prefix + room,
-                 self._hash_prefix + room, relay.ring_gen_key, relay.channel_of(room), head, payload,
-                 _KINDS[kind - 1], self.size, self._ttl_s, self._epoch_prefix, relay.run_id)
+        stored = _Stored(self, room, (head, payload, _KINDS[kind - 1]))
+        if relay.on_hold is not None:
+            stored.slot = relay.slot_of(room)
+            if relay.on_hold(stored):
+                self._last = stored
+                return members      # waits behind a slot that moved
+        self.send(stored)
         self._last = stored
         return members
+
+    def send(self, stored: _Stored) -> None:
+        """Run the publish script for ``stored`` on this history's Redis."""
+        relay = self.relay
+        head, payload, kind = stored.args
+        stored.history = self
+        if not relay.connected or relay.cmd is None or relay.run_id is None:
+            stored.on_reply(RedisError(f"Redis at {relay.url.safe} is not reachable"))
+            return
+        room = stored.room
+        relay.cmd.call(stored, "EVALSHA", relay.publish_sha, *self._keys(room),
+                       relay.channel_of(room), head, payload, kind, self.size, self._ttl_s,
+                       self._epoch_prefix, relay.run_id)
 
     async def stored_last(self) -> tuple[str, int]:
         """The position Redis gave the message ``publish`` sent last, once it
@@ -209,20 +260,33 @@ class RedisHistory:
         1013: it reconnects (here or on another node) and recovers what it
         missed, or is told it cannot; left connected, it would miss messages
         without a word. Plain members stay (at most once, as always)."""
-        self._senders.clear()
+        if not self.shared_senders:
+            self._senders.clear()   # (shared by a cluster's masters: kept, bounded)
+        owns = self.relay.owns
+        self._close_v1([r for r in self.relay.registry.names() if owns(r)],
+                       "recover what the lost link would have brought")
+
+    def moved(self, room: str) -> None:
+        """A Redis Cluster gave ``room``'s slot to another master: until this
+        node is subscribed there, what is published to the room does not
+        reach it. Its ``fastws.v1`` members are closed with 1013, as when the
+        link is lost, to recover (or be told they cannot)."""
+        self._close_v1([room], f"recover what room {room!r} may have missed moving to "
+                       f"another master")
+
+    def _close_v1(self, rooms: list[str], why: str) -> None:
         registry = self.relay.registry
         closing = 0
-        owns = self.relay.owns
-        for room in registry.names():
-            if not self._choice(room) or not owns(room):
+        for room in rooms:
+            if not self._choice(room):
                 continue
             for member in registry.members(room):
                 if getattr(member, "v1", False) and member.ready_state == 1:
                     member.close(1013, "backplane lost: reconnect to recover")
                     closing += 1
         if closing:
-            log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they "
-                        "recover what the lost link would have brought", closing)
+            log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they %s",
+                        closing, why)
 
     async def joined(self, room: str) -> None:
         """Wait until this node's subscription to ``room`` is live (the relay's)."""
@@ -243,9 +307,7 @@ class RedisHistory:
         if not relay.connected or relay.cmd is None or relay.run_id is None:
             raise BackplaneError(f"backplane: Redis at {relay.url.safe} is not reachable")
         try:
-            return await relay.cmd.command("EVALSHA", relay.read_sha, 3,
-                                           self._stream_prefix + str(room),
-                                           self._hash_prefix + str(room), relay.ring_gen_key,
+            return await relay.cmd.command("EVALSHA", relay.read_sha, *self._keys(str(room)),
                                            first, count, last,
                                            relay.run_id, "1" if touch else "0",
                                            self._epoch_prefix, self._ttl_s)
@@ -289,3 +351,83 @@ class RedisHistory:
         epoch = reply[0].decode()
         return [HistoryMessage(room, epoch, offset, payload.decode() if kind != 2 else payload)
                 for offset, kind, payload in self._entries(items, reply[3])]
+
+
+class ShardedHistory:
+    """Room history with the rooms spread over several Redis (``ShardedRelay``'s
+    instances, ``ClusterRelay``'s masters): each room's is on its own, in the
+    ``RedisHistory`` of that one's relay (``relay.shard(room)``)."""
+
+    def __init__(self, relay: Any, rooms: Any = None) -> None:
+        self.relay = relay
+        self._choice = RoomChoice(rooms)
+        self._last: Any = None
+        options = relay.hub.options
+        self.size, self.ttl = options.history_size, options.history_ttl
+
+    def _of(self, room: Hashable) -> Any:
+        return self.relay.shard(str(room)).history
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Every instance's history counters summed."""
+        out: dict[str, int] = {}
+        for s in self.relay.shards:
+            for k, v in s.history.stats.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def keeps(self, room: Hashable) -> bool:
+        """Whether ``room`` keeps history (``history_rooms``)."""
+        return self._choice(room)
+
+    def publish(self, room: str, kind: int, payload: Any, skip: Any, members: int) -> int:
+        """Number, store and publish on the room's instance (``RedisHistory.publish``)."""
+        history = self.relay.shard(room).history
+        members = history.publish(room, kind, payload, skip, members)
+        self._last = history
+        return members
+
+    async def stored_last(self) -> tuple[str, int]:
+        """The position the last published message got (``RedisHistory.stored_last``)."""
+        history, self._last = self._last, None
+        if history is None:
+            raise RuntimeError("no message was published to a room with history")
+        return await history.stored_last()
+
+    async def joined(self, room: str) -> None:
+        """Wait until this node's subscription to ``room`` is live."""
+        await self.relay.joined(room)
+
+    async def caught_up(self, room: str) -> None:
+        """Wait until ``room``'s instance has delivered what it published before now."""
+        await self.relay.caught_up(room)
+
+    async def state(self, room: Hashable, first: int, count: int) -> tuple[str, int, list[tuple[int, int, bytes]]]:
+        """For a join, from the room's instance (``RedisHistory.state``)."""
+        return await self._following(lambda: self._of(room).state(room, first, count))
+
+    async def _following(self, read: Any) -> Any:
+        """``read()``; in a Redis Cluster, again (a few times) after a MOVED,
+        ASK or TRYAGAIN, once the relay has read the slot map again."""
+        moved = getattr(self.relay, "_moved", None)
+        for attempt in range(6):
+            try:
+                return await read()
+            except BackplaneError as exc:
+                text = str(exc)
+                if moved is None or attempt == 5 or not any(
+                        w in text for w in (": MOVED ", ": ASK ", ": TRYAGAIN")):
+                    raise
+                moved()
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
+        """``app.history``, from the room's instance."""
+        if not self.keeps(room):
+            return []
+        return await self._following(lambda: self._of(room).read(room, since, limit))
+
+    def sweep(self, now: Any = None) -> None:
+        """Nothing to do: Redis trims and expires the streams itself."""

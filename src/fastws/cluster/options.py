@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastws.cluster.nats_link import parse_nats_url
-from fastws.cluster.redis_link import parse_url
+from fastws.cluster.redis_link import cluster_seeds, parse_url
 
 __all__ = ["BackplaneOptions"]
 
@@ -22,7 +22,9 @@ class BackplaneOptions:
         Several URLs, comma-separated (``backplane()`` also takes a list),
         shard rooms over that many Redis instances by a jump hash of the
         room name: every node must be given the same list, in the same order.
-        Or NATS: ``nats://[user:password@ | token@]host[:port]`` (``tls://``
+        Or a Redis Cluster: ``redis+cluster://[user:password@]host:port,host:port``
+        (``rediss+cluster://`` for TLS): some of its nodes, from which the
+        slot map is read; pub/sub is sharded (Redis 7). Or NATS: ``nats://[user:password@ | token@]host[:port]`` (``tls://``
         for TLS; several servers of one NATS cluster comma-separated).
 
     prefix: the start of every key and channel name (default "fastws"); apps
@@ -66,12 +68,25 @@ class BackplaneOptions:
 
     @property
     def engine(self) -> str:
-        """"nats" for a ``nats://`` or ``tls://`` URL, else "redis"."""
-        return "nats" if self.url.lstrip().startswith(("nats://", "tls://")) else "redis"
+        """"nats" for a ``nats://`` or ``tls://`` URL, "redis-cluster" for
+        ``redis+cluster://`` or ``rediss+cluster://``, else "redis"."""
+        url = self.url.lstrip()
+        if url.startswith(("nats://", "tls://")):
+            return "nats"
+        if url.startswith(("redis+cluster://", "rediss+cluster://")):
+            return "redis-cluster"
+        return "redis"
 
     def __post_init__(self) -> None:
         if self.engine == "nats":
             parse_nats_url(self.url)
+            self._check_values()
+            return
+        if self.engine == "redis-cluster":
+            cluster_seeds(self.url)
+            if "{" in self.prefix or "}" in self.prefix:
+                raise ValueError(f"backplane prefix must not contain {{ or }} with Redis Cluster "
+                                 f"(they make hash tags), got {self.prefix!r}")
             self._check_values()
             return
         urls = self.urls

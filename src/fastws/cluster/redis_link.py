@@ -33,7 +33,7 @@ try:
 except ImportError:     # pragma: no cover - a broken install; backplane() says so
     hiredis = None
 
-__all__ = ["RedisURL", "Link", "Pending", "RedisError", "parse_url"]
+__all__ = ["RedisURL", "Link", "Pending", "RedisError", "cluster_seeds", "parse_url"]
 
 log = logging.getLogger("fastws.backplane")
 
@@ -58,10 +58,12 @@ class RedisURL:
         return client_tls(self.tls_ca, self.tls_verify) if self.tls else None
 
 
-def parse_url(url: str) -> RedisURL:
+def parse_url(url: str, schemes: tuple[str, ...] = ("redis", "rediss")) -> RedisURL:
     """Parse a Redis URL. Query options: ``ssl_cert_reqs=none`` (do not verify
-    the server's certificate), ``ssl_ca_certs=PATH`` (trust this CA file)."""
-    parts, host, port = split_url(url, ("redis", "rediss"), 6379)
+    the server's certificate), ``ssl_ca_certs=PATH`` (trust this CA file).
+    ``schemes``: those accepted (a Redis Cluster's are ``redis+cluster`` and
+    ``rediss+cluster``)."""
+    parts, host, port = split_url(url, schemes, 6379)
     path = parts.path.strip("/")
     try:
         db = int(path) if path else 0
@@ -79,9 +81,40 @@ def parse_url(url: str) -> RedisURL:
     shown_host = f"[{host}]" if ":" in host else host
     safe = f"{parts.scheme}://{auth}{shown_host}:{port}/{db}"
     return RedisURL(host=host, port=port, db=db, username=username or None, password=password,
-                    tls=parts.scheme == "rediss",
+                    tls=parts.scheme.startswith("rediss"),
                     tls_verify=query.get("ssl_cert_reqs", "required").lower() != "none",
                     tls_ca=query.get("ssl_ca_certs"), safe=safe)
+
+
+def cluster_seeds(url: str) -> list[RedisURL]:
+    """The seed nodes of ``redis+cluster://[user:password@]host:port,host:port``
+    (``rediss+cluster://`` for TLS): items after the first may leave out the
+    scheme and credentials, which they take from the first; a query (TLS
+    options) anywhere applies to all."""
+    items = [u.strip() for u in url.split(",") if u.strip()]
+    if not items:
+        raise ValueError("backplane needs a Redis Cluster URL")
+    query = ""
+    for i, item in enumerate(items):
+        if "?" in item:
+            item, query = item.split("?", 1)
+            items[i] = item
+    first = items[0]
+    scheme, rest = first.split("://", 1) if "://" in first else ("", first)
+    if scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ValueError("a Redis Cluster backplane URL starts with redis+cluster:// or "
+                         "rediss+cluster://")
+    userinfo = rest.rsplit("@", 1)[0] + "@" if "@" in rest else ""
+    seeds = []
+    for item in items:
+        full = item if "://" in item else f"{scheme}://{userinfo}{item}"
+        if query:
+            full += "?" + query
+        seed = parse_url(full, ("redis+cluster", "rediss+cluster"))
+        if seed.db:
+            raise ValueError(f"backplane: Redis Cluster has only database 0, got {seed.safe}")
+        seeds.append(seed)
+    return seeds
 
 
 _DROP = object()      # a reply nobody waits for
@@ -173,6 +206,15 @@ class Link(BatchedLink):
             return
         self._waiting.append(pending)
         self.write(hiredis.pack_command(args))
+
+    def call_parts(self, pending: Pending, parts: tuple[bytes, ...], size: int) -> None:
+        """Send an already encoded command (``parts``, ``size`` bytes, copied
+        only by the write); ``pending.on_reply`` gets its reply."""
+        if self.closed:
+            pending.on_reply(RedisError("the Redis connection is closed"))
+            return
+        self._waiting.append(pending)
+        self.write_parts(parts, size)
 
     def send(self, *args: Any) -> None:
         """Send a command whose reply is read and dropped (errors included)."""
@@ -267,5 +309,7 @@ class Link(BatchedLink):
             self.on_lost(exc)
 
 
-# What a subscriber link receives without asking: messages and (un)subscribe confirmations.
-_PUSH_KINDS = frozenset((b"message", b"subscribe", b"unsubscribe", b"pong"))
+# What a subscriber link receives without asking: messages and (un)subscribe
+# confirmations, of classic and of sharded (Redis Cluster) pub/sub.
+_PUSH_KINDS = frozenset((b"message", b"subscribe", b"unsubscribe", b"pong",
+                         b"smessage", b"ssubscribe", b"sunsubscribe"))

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from fastws.cluster.envelope import HEADER_SIZE, KEPT, header, origin, unpack, unpack_kept
 from fastws.cluster.history import PUBLISH_SCRIPT, READ_SCRIPT, RedisHistory
 from fastws.cluster.options import BackplaneOptions
-from fastws.cluster.redis_link import Link, RedisError, RedisURL, parse_url
+from fastws.cluster.redis_link import Link, Pending, RedisError, RedisURL, parse_url
 from fastws.cluster.relay_base import RelayBase, fire
 from fastws.errors import BackplaneError
 
@@ -72,9 +72,31 @@ class RedisRelay(RelayBase):
                  handlers: dict[str, list[Callable[[], Any]]] | None = None, *,
                  url: str | None = None, node: bytes | None = None,
                  owns: Callable[[str], bool] | None = None, ring: str = "",
-                 seen_rings: dict[str, str] | None = None) -> None:
+                 seen_rings: dict[str, str] | None = None, redis_url: RedisURL | None = None,
+                 tag: str | None = None) -> None:
         super().__init__(hub, options, handlers, node)
-        self.url: RedisURL = parse_url(url or options.urls[0])
+        self.url: RedisURL = redis_url or parse_url(url or options.urls[0])
+        #: One master of a Redis Cluster (``cluster.redis_cluster``): this
+        #: node's own keys on it carry the hash tag ``tag`` (a slot the master
+        #: serves), rooms' keys and channels their name as hash tag, and pub/sub
+        #: is sharded (SPUBLISH, SSUBSCRIBE). None: a plain Redis.
+        self.tag = tag
+        self.room_key: Callable[[str], str] = _plain if tag is None else cluster_name
+        #: In a cluster, what gets each publish's reply (a MOVED is followed):
+        #: ``on_publish(room, opcode, payload)`` returns a ``Pending``.
+        self.on_publish: Callable[[str, int, bytes], Pending] | None = None
+        #: In a cluster, called when this master says a room is no longer its
+        #: own (MOVED, an unasked sunsubscribe): the slot map must be read again.
+        self.on_moved: Callable[[], None] | None = None
+        #: In a cluster, what a history publish answered MOVED, ASK or
+        #: TRYAGAIN goes to (it is sent again where the room's slot is now);
+        #: ``resend_history`` sends one again, ``slot_of`` says a room's slot.
+        self.on_bounce: Callable[[Any, Any], None] | None = None
+        #: In a cluster, whether a history message must wait behind a slot
+        #: that moved (it is queued there: True).
+        self.on_hold: Callable[[Any], bool] | None = None
+        self.resend_history: Callable[[Any], None] = _no_resend
+        self.slot_of: Callable[[str], int] = _no_slot
         #: Whether a room lives on this instance (one shard of several: the
         #: others' rooms are neither subscribed nor counted here).
         self.owns: Callable[[str], bool] = owns or _every_room
@@ -92,13 +114,14 @@ class RedisRelay(RelayBase):
         # node -> the differing list it was last seen with (logged once; the
         # shards of one node share it, so they log and count a node once)
         self._seen_rings: dict[str, str] = {} if seen_rings is None else seen_rings
-        p = options.prefix
-        self._room_prefix = f"{p}:r:".encode()
-        self._nodes_key = f"{p}:nodes"
-        self._ring_key = f"{p}:ring"
-        self._alive_key = f"{p}:alive:{self.node_id}"
-        self._presence_key = f"{p}:n:{self.node_id}"
-        self._probe_channel = f"{p}:probe:{self.node_id}".encode()
+        self._room_prefix = f"{options.prefix}:r:".encode()
+        if tag is not None:
+            self._ring_key_now = self.ring_gen_key = ""
+        self._name_keys(tag)
+        self._sharded = tag is not None
+        self._sub_cmd, self._unsub_cmd, self._pub_cmd = (
+            ("SSUBSCRIBE", "SUNSUBSCRIBE", b"SPUBLISH") if tag is not None
+            else ("SUBSCRIBE", "UNSUBSCRIBE", b"PUBLISH"))
         self._echo = origin(self._nid)
         self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
         self._kept_hdr = {op: header(self._nid, op + KEPT) for op in (1, 2, 3)}
@@ -126,6 +149,45 @@ class RedisRelay(RelayBase):
         # caught_up() callers, answered in order by the subscriber link's pongs
         self._pongs: list[asyncio.Future] = []
         self._probe_back: asyncio.Event | None = None
+        self._retry_sub: asyncio.TimerHandle | None = None
+
+    def _name_keys(self, tag: str | None) -> None:
+        p = self.options.prefix
+        if tag is not None:
+            p = f"{p}:{{{tag}}}"    # every node's keys on this master in one slot it serves
+        self._key_prefix = p
+        self._nodes_key = f"{p}:nodes"
+        self._ring_key = f"{p}:ring"
+        self._alive_key = f"{p}:alive:{self.node_id}"
+        self._presence_key = f"{p}:n:{self.node_id}"
+        self._probe_channel = f"{p}:probe:{self.node_id}".encode()
+
+    def retag(self, tag: str) -> None:
+        """A cluster's slot map moved the slot of this master's tag: every
+        node now keeps its presence on this master under ``tag`` (the old
+        keys expire). Resubscribes the probe, writes presence anew."""
+        if tag == self.tag:
+            return
+        self.tag = tag
+        self._name_keys(tag)
+        if self._probe_back is not None:
+            self._probe_back.set()      # the one in flight went to the old tag's slot
+        if self.connected and self.sub is not None and self.cmd is not None:
+            self._subscribe(self.sub, [self._probe_channel])
+            self._write_presence()
+
+    def _write_presence(self) -> None:
+        cmd = self.cmd
+        owns = self.owns
+        cmd.send("DEL", self._presence_key)
+        sizes = []
+        for r in self.registry.names():
+            if owns(r):
+                sizes += [r, self.registry.size(r)]
+        if sizes:
+            cmd.send("HSET", self._presence_key, *sizes)
+        self._sizes.clear()
+        self._heartbeat(int(self.options.presence_ttl * 1000))
 
     def __repr__(self) -> str:
         return (f"<RedisRelay node {self.node_id} {self.url.safe} "
@@ -194,7 +256,16 @@ class RedisRelay(RelayBase):
                 # The first command on a URL without a password, when Redis
                 # wants one (NOAUTH): named like every other connect error.
                 raise RedisError(f"{self.url.safe}: {exc}") from None
-            if self.history is not None:
+            if self.history is not None and self._sharded:
+                # A cluster has no instance list to count changes of: a room's
+                # epoch follows the run of the master that numbers it (a
+                # failover or a slot moved to another master starts a new one).
+                info, self.publish_sha, self.read_sha = await asyncio.wait_for(asyncio.gather(
+                    cmd.command("INFO", "server"),
+                    cmd.command("SCRIPT", "LOAD", sharded_script(PUBLISH_SCRIPT)),
+                    cmd.command("SCRIPT", "LOAD", sharded_script(READ_SCRIPT))), timeout)
+                self.run_id = _run_id(info)
+            elif self.history is not None:
                 info, self.publish_sha, self.read_sha, _ = await asyncio.wait_for(asyncio.gather(
                     cmd.command("INFO", "server"), cmd.command("SCRIPT", "LOAD", PUBLISH_SCRIPT),
                     cmd.command("SCRIPT", "LOAD", READ_SCRIPT),
@@ -208,7 +279,9 @@ class RedisRelay(RelayBase):
                 link.on_lost = None
                 link.abort()
             raise
-        pub.push_only("CLIENT", "REPLY", "OFF")
+        if not self._sharded:
+            # In a cluster every publish's reply is read: a MOVED is followed.
+            pub.push_only("CLIENT", "REPLY", "OFF")
         self.pub, self.cmd, self.sub = pub, cmd, sub
         self._confirmed.clear()
         self._to_unsub.clear()
@@ -218,16 +291,8 @@ class RedisRelay(RelayBase):
         self._channels = {self.channel_of(r): r for r in names}
         for r in list(self._lingering):
             self._channels[self.channel_of(r)] = r
-        sub.push_only("SUBSCRIBE", self._probe_channel, *self._channels)
-        ttl = int(self.options.presence_ttl * 1000)
-        cmd.send("DEL", self._presence_key)
-        sizes = []
-        for r in names:
-            sizes += [r, self.registry.size(r)]
-        if sizes:
-            cmd.send("HSET", self._presence_key, *sizes)
-        self._sizes.clear()
-        self._heartbeat(ttl)
+        self._subscribe(sub, [self._probe_channel, *self._channels])
+        self._write_presence()
         self.connected = True
 
     def _heartbeat(self, ttl_ms: int) -> None:
@@ -276,7 +341,11 @@ class RedisRelay(RelayBase):
                 pass        # the probe below finds a dead link
             self._probe_token += 1
             self._probe_back = asyncio.Event()
-            self.pub.push_only("PUBLISH", self._probe_channel, str(self._probe_token))
+            if self._sharded:
+                self.pub.call(_ProbeSent(self), "SPUBLISH", self._probe_channel,
+                              str(self._probe_token))
+            else:
+                self.pub.push_only("PUBLISH", self._probe_channel, str(self._probe_token))
             try:
                 await asyncio.wait_for(self._probe_back.wait(), o.probe_timeout)
             except asyncio.TimeoutError:
@@ -303,7 +372,7 @@ class RedisRelay(RelayBase):
 
     def channel_of(self, room: str) -> bytes:
         """The room's pub/sub channel."""
-        return self._room_prefix + room.encode()
+        return self._room_prefix + self.room_key(room).encode()
 
     def kept_header(self, kind: int) -> bytes:
         """The envelope header of this node's numbered messages of ``kind``."""
@@ -321,13 +390,19 @@ class RedisRelay(RelayBase):
         head = self._publish_head.get(room)
         if head is None:
             ch = self.channel_of(room)
-            head = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(ch), ch)
+            cmd = self._pub_cmd
+            head = b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(cmd), cmd, len(ch), ch)
             if len(self._publish_head) >= 4096:
                 self._publish_head.clear()          # bounded: rooms come and go
             self._publish_head[room] = head
         # RESP by hand: the payload is not copied until the one write per iteration.
         n = len(payload) + HEADER_SIZE
         length = b"$%d\r\n" % n
+        if self.on_publish is not None:
+            pub.call_parts(self.on_publish(room, opcode, payload),
+                           (head, length, self._hdr[opcode], payload, b"\r\n"),
+                           len(head) + len(length) + n + 2)
+            return payload
         pub.write_parts((head, length, self._hdr[opcode], payload, b"\r\n"),
                         len(head) + len(length) + n + 2)
         return payload
@@ -358,13 +433,11 @@ class RedisRelay(RelayBase):
         if self._to_sub:
             chs = list(self._to_sub)
             self._to_sub.clear()
-            for i in range(0, len(chs), 1000):
-                self.sub.push_only("SUBSCRIBE", *chs[i:i + 1000])
+            self._subscribe(self.sub, chs)
         if self._to_unsub:
             chs = list(self._to_unsub)
             self._to_unsub.clear()
-            for i in range(0, len(chs), 1000):
-                self.sub.push_only("UNSUBSCRIBE", *chs[i:i + 1000])
+            self._subscribe(self.sub, chs, self._unsub_cmd)
         if self._sizes:
             sizes, self._sizes = self._sizes, {}
             sets, gone = [], []
@@ -378,10 +451,69 @@ class RedisRelay(RelayBase):
             if gone:
                 self.cmd.send("HDEL", self._presence_key, *gone)
 
+    def _subscribe(self, sub: Link, chs: list[bytes], cmd: str = "") -> None:
+        cmd = cmd or self._sub_cmd
+        if self._sharded:
+            # A sharded (un)subscribe takes channels of one slot: one per command.
+            for ch in chs:
+                sub.push_only(cmd, ch)
+            return
+        for i in range(0, len(chs), 1000):
+            sub.push_only(cmd, *chs[i:i + 1000])
+
+    def _subscribe_again(self) -> None:
+        self._retry_sub = None
+        if self._stopping or not self.connected:
+            return
+        for ch in self._channels:
+            if ch not in self._confirmed:
+                self._to_sub.add(ch)
+        if self.sub is not None:
+            self._subscribe(self.sub, [self._probe_channel])
+        self._schedule()
+
+    def resync(self) -> None:
+        """The cluster's slot map changed: subscribe the rooms with members
+        here that are this master's now; forget those that are not (the
+        master dropped their subscriptions itself when their slot left it).
+        A join waiting on a room that moved waits on its new master instead."""
+        owns = self.owns
+        for ch, room in list(self._channels.items()):
+            if not owns(room):
+                del self._channels[ch]
+                self._sizes[room] = 0           # its presence lives with its slot now
+                self._confirmed.discard(ch)
+                self._to_sub.discard(ch)
+                self._to_unsub.discard(ch)
+                handle = self._lingering.pop(room, None)
+                if handle is not None:
+                    handle.cancel()
+                for fut in self._joined.pop(ch, ()):
+                    if not fut.done():
+                        # The cluster's joined() asks the room's new master.
+                        fut.set_exception(LookupError(f"room {room!r} moved to another master"))
+                if self.history is not None and self.registry.size(room):
+                    self.history.moved(room)
+        for room in self.registry.names():
+            if owns(room) and self.channel_of(room) not in self._channels:
+                self._want(room)
+                self._sizes[room] = self.registry.size(room)
+        self._schedule()
+
     # ------------------------------------------------------------------ what Redis sends
 
     def _on_push(self, reply: list) -> None:
         if type(reply) is not list or not reply:
+            if self._sharded and str(reply).startswith(("MOVED", "ASK", "CROSSSLOT",
+                                                        "CLUSTERDOWN", "TRYAGAIN")):
+                # A room (un)subscribed where its slot no longer is, or while
+                # the cluster fails over: read the slot map again and ask for
+                # what is not confirmed once more, shortly; the link is fine.
+                if self.on_moved is not None:
+                    self.on_moved()
+                if self._retry_sub is None:
+                    self._retry_sub = self.loop.call_later(0.5, self._subscribe_again)
+                return
             # An error where a push belongs (Redis refusing the link: -DENIED,
             # -NOAUTH, an output limit): the link is of no use, said once.
             if self.sub is not None and not self._stopping:
@@ -390,7 +522,7 @@ class RedisRelay(RelayBase):
                 self._lost()
             return
         kind = reply[0]
-        if kind == b"message":
+        if kind == b"message" or kind == b"smessage":
             channel, data = reply[1], reply[2]
             if channel == self._probe_channel:
                 if self._probe_back is not None and data == str(self._probe_token).encode():
@@ -426,7 +558,7 @@ class RedisRelay(RelayBase):
             except Exception:
                 # A member's failure must never stop the reader.
                 log.exception("backplane: delivering to room %r failed", room)
-        elif kind == b"subscribe":
+        elif kind == b"subscribe" or kind == b"ssubscribe":
             ch = reply[1]
             if ch in self._channels:
                 self._confirmed.add(ch)
@@ -434,8 +566,14 @@ class RedisRelay(RelayBase):
                 for fut in self._joined.pop(ch, ()):
                     if not fut.done():
                         fut.set_result(None)
-        elif kind == b"unsubscribe":
-            self._confirmed.discard(reply[1])
+        elif kind == b"unsubscribe" or kind == b"sunsubscribe":
+            ch = reply[1]
+            self._confirmed.discard(ch)
+            if self._sharded and self.on_moved is not None and (
+                    ch == self._probe_channel or ch in self._channels and ch not in self._to_sub):
+                # Not asked for: the master gave the slot away (a room's, or
+                # this node's tag on it).
+                self.on_moved()
         elif kind == b"pong" and self._pongs:
             fut = self._pongs.pop(0)
             if not fut.done():
@@ -486,7 +624,7 @@ class RedisRelay(RelayBase):
     async def _live_nodes(self, cmd: Link) -> list[str]:
         nodes = [n.decode() for n in await cmd.command("SMEMBERS", self._nodes_key)
                  if n.decode() != self.node_id]
-        alive = await asyncio.gather(*[cmd.command("EXISTS", f"{self.options.prefix}:alive:{n}")
+        alive = await asyncio.gather(*[cmd.command("EXISTS", f"{self._key_prefix}:alive:{n}")
                                        for n in nodes])
         dead = [n for n, a in zip(nodes, alive) if not a]
         if dead:
@@ -497,7 +635,7 @@ class RedisRelay(RelayBase):
         """Members of ``room`` on every live node (this one's count is exact)."""
         cmd = self._require()
         nodes = await self._live_nodes(cmd)
-        counts = await asyncio.gather(*[cmd.command("HGET", f"{self.options.prefix}:n:{n}", room)
+        counts = await asyncio.gather(*[cmd.command("HGET", f"{self._key_prefix}:n:{n}", room)
                                         for n in nodes])
         return self.registry.size(room) + sum(int(c) for c in counts if c)
 
@@ -505,7 +643,7 @@ class RedisRelay(RelayBase):
         """Rooms with a member on any live node."""
         cmd = self._require()
         nodes = await self._live_nodes(cmd)
-        keys = await asyncio.gather(*[cmd.command("HKEYS", f"{self.options.prefix}:n:{n}")
+        keys = await asyncio.gather(*[cmd.command("HKEYS", f"{self._key_prefix}:n:{n}")
                                       for n in nodes])
         out = dict.fromkeys(self.registry.names())
         for ks in keys:
@@ -532,6 +670,56 @@ return tonumber(redis.call('GET', KEYS[2]) or '0')
 
 def _every_room(room: str) -> bool:
     return True
+
+
+def _plain(room: str) -> str:
+    return room
+
+
+class _ProbeSent(Pending):
+    """The reply to a cluster master's probe: a MOVED means the slot of this
+    node's tag moved (the map is read again), not that the link is dead."""
+
+    __slots__ = ("relay",)
+
+    def __init__(self, relay: RedisRelay) -> None:
+        self.relay = relay
+
+    def on_reply(self, reply: Any) -> None:
+        relay = self.relay
+        if isinstance(reply, RedisError) and \
+                str(reply).startswith(("MOVED", "CLUSTERDOWN", "TRYAGAIN")):
+            # Not a dead link: the map moved, or the cluster is failing over
+            # (a master elsewhere is down). This round of the probe passes.
+            if relay._probe_back is not None:
+                relay._probe_back.set()
+            if relay.on_moved is not None:
+                relay.on_moved()
+
+
+def _no_resend(stored: Any) -> None:
+    raise RuntimeError("only a Redis Cluster sends a message again")
+
+
+def _no_slot(room: str) -> int:
+    return -1
+
+
+def cluster_name(room: str) -> str:
+    """A room's part of its key and channel names in Redis Cluster: a hash tag,
+    so that its channel, history stream and hash share one slot. A name that
+    cannot be a tag (empty, or with a ``}``) is tagged by its SHA-1 and
+    follows the tag, so no two rooms share a name."""
+    if room and "}" not in room:
+        return "{" + room + "}"
+    return "{=" + hashlib.sha1(room.encode()).hexdigest() + "}:" + room
+
+
+def sharded_script(script: str) -> str:
+    """A history script for Redis Cluster: sharded pub/sub, and no count of
+    instance-list changes (there is no list: KEYS[3] is not given)."""
+    return script.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'").replace(
+        "(redis.call('GET', KEYS[3]) or '0')", "(KEYS[3] and redis.call('GET', KEYS[3]) or '0')")
 
 
 def ring_fingerprint(urls: list[RedisURL]) -> str:

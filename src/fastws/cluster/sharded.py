@@ -29,14 +29,14 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.redis_link import parse_url
 from fastws.cluster.relay import RedisRelay, ring_fingerprint
+from fastws.cluster.history import ShardedHistory
 from fastws.cluster.relay_base import fire
 from fastws.errors import BackplaneError
-from fastws.runtime.history import HistoryMessage, RoomChoice
 
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
@@ -226,72 +226,13 @@ class ShardedRelay:
         return list(out)
 
 
-class ShardedHistory:
-    """Room history with the rooms sharded: each room's is on its instance
-    (``fastws.cluster.history.RedisHistory`` of that instance's relay)."""
-
-    def __init__(self, relay: ShardedRelay, rooms: Any = None) -> None:
-        self.relay = relay
-        self._choice = RoomChoice(rooms)
-        self._last: Any = None
-        first = relay.shards[0].history
-        self.size, self.ttl = first.size, first.ttl
-
-    def _of(self, room: Hashable) -> Any:
-        return self.relay.shard(str(room)).history
-
-    @property
-    def stats(self) -> dict[str, int]:
-        """Every instance's history counters summed."""
-        out: dict[str, int] = {}
-        for s in self.relay.shards:
-            for k, v in s.history.stats.items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    def keeps(self, room: Hashable) -> bool:
-        """Whether ``room`` keeps history (``history_rooms``)."""
-        return self._choice(room)
-
-    def publish(self, room: str, kind: int, payload: Any, skip: Any, members: int) -> int:
-        """Number, store and publish on the room's instance (``RedisHistory.publish``)."""
-        history = self.relay.shards[self.relay.index(room)].history
-        members = history.publish(room, kind, payload, skip, members)
-        self._last = history
-        return members
-
-    async def stored_last(self) -> tuple[str, int]:
-        """The position the last published message got (``RedisHistory.stored_last``)."""
-        history, self._last = self._last, None
-        if history is None:
-            raise RuntimeError("no message was published to a room with history")
-        return await history.stored_last()
-
-    async def joined(self, room: str) -> None:
-        """Wait until this node's subscription to ``room`` is live."""
-        await self.relay.joined(room)
-
-    async def caught_up(self, room: str) -> None:
-        """Wait until ``room``'s instance has delivered what it published before now."""
-        await self.relay.caught_up(room)
-
-    async def state(self, room: Hashable, first: int, count: int) -> tuple[str, int, list[tuple[int, int, bytes]]]:
-        """For a join, from the room's instance (``RedisHistory.state``)."""
-        return await self._of(room).state(room, first, count)
-
-    async def read(self, room: Hashable, since: int | None = None, limit: int = 100) -> list[HistoryMessage]:
-        """``app.history``, from the room's instance."""
-        if not self.keeps(room):
-            return []
-        return await self._of(room).read(room, since, limit)
-
-    def sweep(self, now: Any = None) -> None:
-        """Nothing to do: Redis trims and expires the streams itself."""
-
-
 def make_relay(hub: Hub, options: BackplaneOptions,
                handlers: dict[str, list[Callable[[], Any]]] | None = None) -> Any:
-    """The relay ``options.url`` asks for: NATS, one Redis, or rooms sharded over several."""
+    """The relay ``options.url`` asks for: NATS, a Redis Cluster, one Redis,
+    or rooms sharded over several."""
+    if options.engine == "redis-cluster":
+        from fastws.cluster.redis_cluster import ClusterRelay
+        return ClusterRelay(hub, options, handlers)
     if options.engine == "nats":
         from fastws.cluster.nats_relay import NatsRelay
         return NatsRelay(hub, options, handlers)

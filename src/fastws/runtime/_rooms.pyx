@@ -211,14 +211,13 @@ cdef class RoomRegistry:
             if encoded is not None:
                 payload = encoded
         position = None
-        if self.history is not None:
+        if self.history is not None and type(self.history) is MemoryHistory:
             # Kept whether or not the room has members here (a reader may
             # come later); what the relay refused is not. The memory store is
-            # called at C level: once per publish, it is on the hot path.
-            if type(self.history) is MemoryHistory:
-                position = (<MemoryHistory>self.history).append(room, opcode, payload)
-            else:
-                position = self.history.append(room, opcode, payload)
+            # called at C level: once per publish, it is on the hot path. (A
+            # store elsewhere, Redis's, took the rooms it keeps above: a room
+            # that history_rooms leaves out has no position.)
+            position = (<MemoryHistory>self.history).append(room, opcode, payload)
         self.broadcasts += 1
         return self.deliver(room, opcode, payload, skip, position)
 

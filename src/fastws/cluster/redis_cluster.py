@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.redis_link import Link, Pending, RedisError, RedisURL, cluster_seeds
 from fastws.cluster.history import ShardedHistory
-from fastws.cluster.relay import RedisRelay, cluster_name
+from fastws.cluster.relay import ManyRelays, RedisRelay, cluster_name
 from fastws.cluster.relay_base import fire
 from fastws.errors import BackplaneError, BroadcastTooLargeError
 
@@ -143,7 +143,7 @@ class _Hold:
         self.since = since
 
 
-class ClusterRelay:
+class ClusterRelay(ManyRelays):
     """The registry's relay over a Redis Cluster (see the module)."""
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
@@ -676,35 +676,9 @@ class ClusterRelay:
                     raise
         raise BackplaneError(f"backplane: room {room!r} keeps moving between masters")
 
-    async def caught_up(self, room: str | None = None) -> None:
-        """Wait until ``room``'s master (every master without a room) has
-        delivered what it published before now."""
-        relays = self.shards if room is None else [self.shard(room)]
-        await asyncio.gather(*[r.caught_up() for r in relays])
-
-    async def room_size(self, room: str) -> int:
-        """Members of ``room`` on every live node, from its master."""
-        return await self.shard(room).room_size(room)
-
     def _up(self) -> list[RedisRelay]:
         up = [r for r in self.by_addr.values() if r.connected]
         if not up:
             raise BackplaneError(f"backplane: no master of the Redis Cluster at "
                                  f"{self.url.safe} is reachable now")
         return up
-
-    async def rooms(self) -> list[str]:
-        """Rooms with a member on any live node, from every reachable master."""
-        out = dict.fromkeys(self.registry.names())
-        for names in await asyncio.gather(*[r.rooms() for r in self._up()]):
-            for name in names:
-                out.setdefault(name, None)
-        return list(out)
-
-    async def nodes(self) -> list[str]:
-        """The ids of the live nodes, this one first."""
-        out = dict.fromkeys([self.node_id])
-        for ids in await asyncio.gather(*[r.nodes() for r in self._up()]):
-            for n in ids:
-                out.setdefault(n, None)
-        return list(out)

@@ -50,7 +50,7 @@ from fastws.errors import BackplaneError
 if TYPE_CHECKING:
     from fastws.runtime.hub import Hub
 
-__all__ = ["RedisRelay", "fire", "ring_fingerprint"]
+__all__ = ["ManyRelays", "RedisRelay", "fire", "ring_fingerprint"]
 
 log = logging.getLogger("fastws.backplane")
 
@@ -655,6 +655,50 @@ class RedisRelay(RelayBase):
         """The ids of the live nodes, this one first."""
         cmd = self._require()
         return [self.node_id] + await self._live_nodes(cmd)
+
+
+class ManyRelays:
+    """The cluster answers of a relay made of several ``RedisRelay``s (sharded
+    instances, a cluster's masters): a subclass has ``shards``, ``shard(room)``
+    (the one ``room`` lives on), ``_up()`` (those reachable; BackplaneError if
+    none is), ``registry`` and ``node_id``."""
+
+    registry: Any
+    node_id: str
+    shards: Any     # the RedisRelays, a list or a property
+
+    def shard(self, room: str) -> RedisRelay:
+        raise NotImplementedError
+
+    def _up(self) -> list[RedisRelay]:
+        raise NotImplementedError
+
+    async def caught_up(self, room: str | None = None) -> None:
+        """Wait until ``room``'s Redis (every one without a room) has delivered
+        what it published before now."""
+        relays = self.shards if room is None else [self.shard(room)]
+        await asyncio.gather(*[r.caught_up() for r in relays])
+
+    async def room_size(self, room: str) -> int:
+        """Members of ``room`` on every live node, from its Redis."""
+        return await self.shard(room).room_size(room)
+
+    async def rooms(self) -> list[str]:
+        """Rooms with a member on any live node, from every reachable Redis
+        (the rooms of one that is down are missing until it is back)."""
+        out = dict.fromkeys(self.registry.names())
+        for names in await asyncio.gather(*[r.rooms() for r in self._up()]):
+            for name in names:
+                out.setdefault(name, None)
+        return list(out)
+
+    async def nodes(self) -> list[str]:
+        """The ids of the live nodes (as any reachable Redis knows them), this one first."""
+        out = dict.fromkeys([self.node_id])
+        for ids in await asyncio.gather(*[r.nodes() for r in self._up()]):
+            for n in ids:
+                out.setdefault(n, None)
+        return list(out)
 
 
 # KEYS: the list this instance last saw, the count of changes. ARGV: ours.

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.redis_link import parse_url
-from fastws.cluster.relay import RedisRelay, ring_fingerprint
+from fastws.cluster.relay import ManyRelays, RedisRelay, ring_fingerprint
 from fastws.cluster.history import ShardedHistory
 from fastws.cluster.relay_base import fire
 from fastws.errors import BackplaneError
@@ -65,7 +65,7 @@ def shard_of(room: str, shards: int) -> int:
     return jump_hash(key, shards)
 
 
-class ShardedRelay:
+class ShardedRelay(ManyRelays):
     """The registry's relay over several Redis instances: each room on one,
     each instance its own ``RedisRelay`` (links, probe, reconnects)."""
 
@@ -192,38 +192,11 @@ class ShardedRelay:
         """Wait until this node's subscription to ``room`` is confirmed by its instance."""
         await self.shard(room).joined(room)
 
-    async def caught_up(self, room: str | None = None) -> None:
-        """Wait until ``room``'s instance (every instance without a room) has
-        delivered what it published before now."""
-        shards = self.shards if room is None else [self.shard(room)]
-        await asyncio.gather(*[s.caught_up() for s in shards])
-
-    async def room_size(self, room: str) -> int:
-        """Members of ``room`` on every live node, from its instance."""
-        return await self.shard(room).room_size(room)
-
     def _up(self) -> list[RedisRelay]:
         up = [s for s in self.shards if s.connected]
         if not up:
             raise BackplaneError("backplane: none of the Redis instances is reachable now")
         return up
-
-    async def rooms(self) -> list[str]:
-        """Rooms with a member on any live node, from every reachable instance
-        (the rooms of one that is down are missing until it is back)."""
-        out = dict.fromkeys(self.registry.names())
-        for names in await asyncio.gather(*[s.rooms() for s in self._up()]):
-            for r in names:
-                out.setdefault(r, None)
-        return list(out)
-
-    async def nodes(self) -> list[str]:
-        """The ids of the live nodes (as any reachable instance knows them), this one first."""
-        out = dict.fromkeys([self.node_id])
-        for ids in await asyncio.gather(*[s.nodes() for s in self._up()]):
-            for n in ids:
-                out.setdefault(n, None)
-        return list(out)
 
 
 def make_relay(hub: Hub, options: BackplaneOptions,

@@ -200,7 +200,6 @@ class ClusterRelay(ManyRelays):
             slot = self._slots[room] = room_slot(room)
         return slot
 
-
     def owner(self, room: str) -> str | None:
         """Where (``host:port``) the master serving ``room``'s slot is."""
         return self._owner[self.slot_of(room)]
@@ -312,28 +311,29 @@ class ClusterRelay(ManyRelays):
                 owner[slot] = addr
         masters = set(a for a in owner if a is not None)
         self._down &= masters
-        if owner == self._applied:
+        applied, raw = self._applied, list(owner)
+        if not first:
+            # Where this map still says what the last one did and a MOVED
+            # since said otherwise, the MOVED is newer: kept (a master may
+            # answer with a map that has not caught up with the move yet).
+            current = self._owner
+            for slot in range(SLOTS):
+                if owner[slot] == applied[slot] and current[slot] != applied[slot] and \
+                        current[slot] in masters:
+                    owner[slot] = current[slot]
+        if raw == applied:
             if masters.issubset(self.by_addr):
-                # Nothing new (a slot a MOVED pointed elsewhere stays there:
-                # a master that answers with an older map must not undo it).
-                return False
+                return False        # nothing new
             # The same map, a master not connected yet (it failed last time).
         elif not first:
             self._extra["topology_changes"] += 1
             log.warning("backplane: the Redis Cluster's slot map changed; following it")
-            applied = self._applied
-            # Where this map still says what the last one did and a MOVED
-            # since said otherwise, the MOVED is newer: kept.
-            for slot in range(SLOTS):
-                if owner[slot] == applied[slot] and self._owner[slot] != applied[slot] and \
-                        self._owner[slot] in masters:
-                    owner[slot] = self._owner[slot]
         old = self._owner
         moved = {slot for slot in range(SLOTS) if old[slot] != owner[slot] and old[slot]}
         if moved:
             self._hold_moved(moved, old)
         self._owner = owner
-        self._applied = list(owner)
+        self._applied = raw
         for relay in self.by_addr.values():
             relay.resync()          # before any wait: the rooms of moved slots follow at once
         for addr in [a for a in self.by_addr if a not in masters]:

@@ -29,9 +29,11 @@ redis-server of its own on a free port):
   ``fastws-rcluster-history-rooms-split``: the same on a Redis Cluster of ``--shards``
   masters without replicas (``redis-server --cluster-enabled yes``, ``redis-cli --cluster
   create``; a ``redis+cluster://`` backplane, sharded pub/sub); shares as for sharded.
-- ``fastws-nats-cross``, ``fastws-nats-rooms-split``: the same on a NATS backplane (a
-  ``nats-server`` of its own on a free port, ``nats://`` URL); its CPU is reported where
-  redis-server's is.
+- ``fastws-nats-cross``, ``fastws-nats-rooms-split``, ``fastws-nats-history-cross``,
+  ``fastws-nats-history-rooms-split``:
+  the same on a NATS backplane (a ``nats-server`` of its own on a free port, ``nats://``
+  URL; with history, JetStream on with file storage in the run's log directory); its CPU
+  is reported where redis-server's is.
 - ``socketio-cross``: python-socketio on aiohttp (uvloop), ``AsyncRedisManager``, the same
   A/B layout; the load generator speaks Engine.IO v4 to it (``loadgen --eio``).
 - ``socketio-local``: one python-socketio node, no manager.
@@ -65,8 +67,8 @@ SCENARIOS = ["fastws-local", "fastws-cross", "fastws-split", "fastws-rooms-local
              "fastws-rooms-split", "fastws-history-cross", "fastws-history-split",
              "fastws-history-rooms-split", "fastws-sharded-cross", "fastws-sharded-rooms-split",
              "fastws-sharded-history-rooms-split", "fastws-nats-cross", "fastws-nats-rooms-split",
-             "fastws-rcluster-cross", "fastws-rcluster-rooms-split",
-             "fastws-rcluster-history-rooms-split",
+             "fastws-nats-history-rooms-split", "fastws-nats-history-cross", "fastws-rcluster-cross",
+             "fastws-rcluster-rooms-split", "fastws-rcluster-history-rooms-split",
              "socketio-cross", "socketio-local"]
 #: Messages each room keeps in the fastws-history-* scenarios.
 HISTORY = 100
@@ -167,8 +169,9 @@ def one_run(scenario: str, loadgen: Path, pin: bool, log_dir: Path, args) -> dic
         redises: list[Proc] = []
         if layout != "local" and on_nats:
             nport = compare.free_port()
+            js = ["-js", "-sd", str(log_dir / f"js-{nport}")] if history else []
             broker = Proc([shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1",
-                           "-p", str(nport)], log_dir / "nats.log", pin, cwd=log_dir)
+                           "-p", str(nport), *js], log_dir / "nats.log", pin, cwd=log_dir)
             procs.append(broker)
             redises.append(broker)
             wait(lambda: port_open(nport), "nats-server", broker)

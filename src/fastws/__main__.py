@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory to watch (repeatable; default the current directory)")
     g.add_argument("--backplane", metavar="URL",
                    help="backplane URL that makes rooms span processes and machines: redis://, several redis:// "
-                        "comma-separated (sharded), or nats://")
+                        "comma-separated (sharded), redis+cluster://, or nats://")
     g.add_argument("--allow-split-rooms", action="store_true", default=None,
                    help="allow --workers without a backplane (rooms stay per process)")
     g = p.add_argument_group("logging")

@@ -35,7 +35,7 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 ENGINES = [e for e in os.environ.get("FASTWS_TEST_ENGINES",
                                      "one,sharded,cluster,nats").split(",") if e] or ["one"]
 _ENGINE_MODULES = {"test_sharded.py": "sharded", "test_redis_cluster.py": "cluster",
-                   "test_nats.py": "nats"}
+                   "test_nats.py": "nats", "test_nats_history.py": "nats"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -118,11 +118,13 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shards]:
         s.stop()
 
 
-@pytest.fixture(params=[e for e in ENGINES if e != "nats"] or ["one"])
-def redis_url(request: pytest.FixtureRequest) -> str:
-    """The backplane URL of each Redis engine the history tests run on: the
-    shared Redis alone, two instances of the session's own sharding the rooms,
-    and a Redis Cluster of the session's own."""
+@pytest.fixture(params=ENGINES)
+def history_url(request: pytest.FixtureRequest) -> str:
+    """The backplane URL of each engine the history tests run on: the shared
+    Redis alone, two instances of the session's own sharding the rooms, a
+    Redis Cluster of the session's own, and NATS with JetStream of the session's own."""
+    if request.param == "nats":
+        return request.getfixturevalue("nats").url
     if request.param == "cluster":
         return request.getfixturevalue("redis_cluster").url
     if request.param == "one":
@@ -155,15 +157,15 @@ class OwnNats(BrokerProcess):
     """A nats-server of the test's own (JetStream on, file storage in ``tmp``,
     monitoring on for assertions, payloads up to 8 MiB), on free ports; restartable."""
 
-    def __init__(self, tmp: Path, *extra_conf: str) -> None:
+    def __init__(self, tmp: Path, *extra_conf: str, jetstream: bool = True) -> None:
         self.port = free_port()
         self.http_port = free_port()
         self.tmp = tmp
         self.conf = tmp / "nats.conf"
+        js = ["jetstream { store_dir: %s }" % json.dumps(str(tmp / "js"))] if jetstream else []
         self.conf.write_text("\n".join([
             "listen: 127.0.0.1:%d" % self.port, "http: 127.0.0.1:%d" % self.http_port,
-            "max_payload: 8MB", "jetstream { store_dir: %s }" % json.dumps(str(tmp / "js")),
-            *extra_conf]) + "\n")
+            "max_payload: 8MB", *js, *extra_conf]) + "\n")
         self.proc: subprocess.Popen | None = None
         self.url = f"nats://127.0.0.1:{self.port}"
 
@@ -209,6 +211,17 @@ def need_broker(ok: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnNats]:
     n = OwnNats(tmp_path_factory.mktemp("nats"))
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[OwnNats]:
+    """A nats-server of the test's own, for tests that restart or stop it."""
+    n = OwnNats(tmp_path)
     n.start()
     try:
         yield n

@@ -2,14 +2,13 @@
 own: a restart and a link cut by a proxy (resubscribed, the app told, local
 delivery untouched, publishes meanwhile dropped and counted), a silent link
 found by the PING probe, credentials and tokens never shown, TLS, room names
-that are not subject tokens, and what it refuses (room history, a prefix
-that is not a subject). The contract tests (``test_backplane``,
+that are not subject tokens, and what it refuses (a prefix that is not a
+subject). Room history on JetStream: ``test_nats_history``. The contract tests (``test_backplane``,
 ``test_workers``) run on NATS too (the ``backplane_url`` fixture's "nats")."""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -23,16 +22,6 @@ from .conftest import Node, OwnNats, SilentProxy, free_port
 from .test_backplane import eventually, get, member, nodes, nothing_more
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def own_nats(tmp_path: Path):
-    n = OwnNats(tmp_path)
-    n.start()
-    try:
-        yield n
-    finally:
-        n.stop()
 
 
 def test_room_names_map_to_subject_tokens_without_collisions():
@@ -173,12 +162,6 @@ def test_tls_url_works(tmp_path, prefix):
 
 
 def test_what_a_nats_backplane_refuses_is_said_at_start(nats, prefix):
-    app = create_app()
-    app.use(websocket(history_size=10))
-    app.use(backplane(nats.url, prefix=prefix))
-    with pytest.raises(BackplaneError, match="history"):
-        with serving(app):
-            pass
     app = create_app()
     app.use(websocket())
     app.use(backplane(nats.url, prefix="has:colon"))

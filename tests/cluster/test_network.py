@@ -28,7 +28,8 @@ PARTITION = 10.0
 
 def broker_argv(engine: str, ip: str, port: int, tmp) -> list[str]:
     if engine == "nats":
-        return [shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", ip, "-p", str(port)]
+        return [shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", ip, "-p", str(port),
+                "-js", "-sd", str(tmp / "js")]
     return [shutil.which("redis-server") or "redis-server", "--bind", ip, "--port", str(port),
             "--save", "", "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"]
 
@@ -113,12 +114,13 @@ def test_a_10s_partition_of_one_node_from_the_broker(lab, tmp_path, prefix, engi
         assert get(a_node, "/stats")["cluster"]["dropped_outage"] >= 1
 
 
-def test_a_v1_client_of_the_cut_node_recovers_what_it_missed(lab, tmp_path, prefix):
-    """History in Redis: the cut node closes its fastws.v1 member with 1013;
+@pytest.mark.parametrize("engine", ["redis", "nats"])
+def test_a_v1_client_of_the_cut_node_recovers_what_it_missed(lab, tmp_path, prefix, engine):
+    """History in Redis or JetStream: the cut node closes its fastws.v1 member with 1013;
     what the other node publishes meanwhile is kept; once the partition
     heals the client comes back to the same node and is replayed exactly
     what it missed."""
-    url = start_broker(lab, "redis", tmp_path, 0.0)
+    url = start_broker(lab, engine, tmp_path, 0.0)
     env = {"FASTWS_BACKPLANE": url, "CLUSTER_PREFIX": prefix, "HISTORY_SIZE": "100"}
     app = "tests.cluster.recovery_app:app"
     with ExitStack() as stack:

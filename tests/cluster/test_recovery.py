@@ -51,9 +51,9 @@ def joined_position(ws: Any) -> tuple[str, int]:
     return msg["epoch"], msg["offset"]
 
 
-def test_a_client_recovers_on_another_node_from_redis(redis_url, prefix):
-    a_app = make_app(redis_url, prefix, ping_interval=None)
-    b_app = make_app(redis_url, prefix, ping_interval=None)
+def test_a_client_recovers_on_another_node_from_redis(history_url, prefix):
+    a_app = make_app(history_url, prefix, ping_interval=None)
+    b_app = make_app(history_url, prefix, ping_interval=None)
     with serving(a_app) as a, serving(b_app) as b:
         ws, _ = connect_v1(a, "/feed/lobby")
         epoch, offset = joined_position(ws)
@@ -80,11 +80,11 @@ def test_a_client_recovers_on_another_node_from_redis(redis_url, prefix):
         back.close()
 
 
-def test_a_large_replay_from_redis_is_paced_and_live_messages_follow_it(redis_url, prefix):
+def test_a_large_replay_from_redis_is_paced_and_live_messages_follow_it(history_url, prefix):
     """1,000 missed messages of 4 KiB (4 MiB, four times max_backpressure) to a
     client that reads slowly, while more are published: paced by the socket's
     drain, never a close; every message once, in order, then live ones."""
-    app = make_app(redis_url, prefix, ping_interval=None, max_backpressure=1 << 20)
+    app = make_app(history_url, prefix, ping_interval=None, max_backpressure=1 << 20)
     with serving(app) as a:
         ws, _ = connect_v1(a, "/feed/big")
         epoch, start = joined_position(ws)
@@ -125,8 +125,8 @@ def test_a_large_replay_from_redis_is_paced_and_live_messages_follow_it(redis_ur
         sender.close()
 
 
-def test_a_forged_offset_past_what_json_counts_is_a_bad_position(redis_url, prefix):
-    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+def test_a_forged_offset_past_what_json_counts_is_a_bad_position(history_url, prefix):
+    with serving(make_app(history_url, prefix, ping_interval=None)) as a:
         ws, _ = connect_v1(a, "/feed/forged")
         epoch, _ = joined_position(ws)
         ws.close()
@@ -136,11 +136,11 @@ def test_a_forged_offset_past_what_json_counts_is_a_bad_position(redis_url, pref
         back.close()
 
 
-def test_a_join_to_a_room_with_history_in_redis_is_told_its_position(redis_url, prefix):
+def test_a_join_to_a_room_with_history_in_redis_is_told_its_position(history_url, prefix):
     """A client that states no position joins a room whose stream holds
     messages: it is told the room's position (so a quiet room is recoverable),
     without the entries being read."""
-    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+    with serving(make_app(history_url, prefix, ping_interval=None)) as a:
         for n in range(1, 6):
             assert post(a.port, "/publish/full", str(n).encode())[0] == 200
         ws, _ = connect_v1(a, "/feed/full")
@@ -152,8 +152,8 @@ def test_a_join_to_a_room_with_history_in_redis_is_told_its_position(redis_url, 
         ws.close()
 
 
-def test_the_sender_is_skipped_and_told_its_offset_across_the_round_trip(redis_url, prefix):
-    with serving(make_app(redis_url, prefix, ping_interval=None)) as a:
+def test_the_sender_is_skipped_and_told_its_offset_across_the_round_trip(history_url, prefix):
+    with serving(make_app(history_url, prefix, ping_interval=None)) as a:
         sender, _ = connect_v1(a, "/feed/room")
         epoch, _ = joined_position(sender)
         other, _ = connect_v1(a, "/feed/room")
@@ -250,8 +250,8 @@ def test_redis_down_while_publishing_is_refused_and_said(own_redis, prefix):
 
 
 @pytest.mark.parametrize("cut", ["reset", "stall"])
-def test_the_python_client_moves_to_another_node_and_recovers(redis_url, prefix, cut):
-    a_app, b_app = make_app(redis_url, prefix), make_app(redis_url, prefix)
+def test_the_python_client_moves_to_another_node_and_recovers(history_url, prefix, cut):
+    a_app, b_app = make_app(history_url, prefix), make_app(history_url, prefix)
     with serving(a_app) as a, serving(b_app) as b:
         proxy = FaultProxy(a.port)
         observed = Observed()
@@ -352,8 +352,8 @@ def publishing_to_connected(clients: list[tuple[Any, Observed]], port: int) -> S
     return publisher
 
 
-def test_a_rolling_restart_loses_nothing(tmp_path, redis_url, prefix):
-    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
+def test_a_rolling_restart_loses_nothing(tmp_path, history_url, prefix):
+    env = {"FASTWS_BACKPLANE": history_url, "CLUSTER_PREFIX": prefix}
     with Node(tmp_path / "roll.log", env, workers=2, app="tests.cluster.recovery_app:app") as node:
         clients = [(PythonClient(node.url("/feed/lobby"), obs), obs)
                    for obs in (Observed() for _ in range(4))]
@@ -382,8 +382,8 @@ def test_a_rolling_restart_loses_nothing(tmp_path, redis_url, prefix):
                 client.close()
 
 
-def test_a_killed_node_s_clients_recover_on_another(tmp_path, redis_url, prefix):
-    env = {"FASTWS_BACKPLANE": redis_url, "CLUSTER_PREFIX": prefix}
+def test_a_killed_node_s_clients_recover_on_another(tmp_path, history_url, prefix):
+    env = {"FASTWS_BACKPLANE": history_url, "CLUSTER_PREFIX": prefix}
     app = "tests.cluster.recovery_app:app"
     with Node(tmp_path / "a.log", env, app=app) as a, Node(tmp_path / "b.log", env, app=app) as b:
         proxy = FaultProxy(a.port)
@@ -410,12 +410,12 @@ def test_a_killed_node_s_clients_recover_on_another(tmp_path, redis_url, prefix)
             proxy.close()
 
 
-def test_a_room_history_rooms_leaves_out_crosses_as_a_plain_room(redis_url, prefix):
+def test_a_room_history_rooms_leaves_out_crosses_as_a_plain_room(history_url, prefix):
     """With history in Redis for some rooms only, the others are broadcast as
     without history (it once raised: the Redis store has no in-memory append)."""
     only_h = {"history_rooms": lambda r: r.startswith("h")}
-    a_app = make_app(redis_url, prefix, ping_interval=None, **only_h)
-    b_app = make_app(redis_url, prefix, ping_interval=None, **only_h)
+    a_app = make_app(history_url, prefix, ping_interval=None, **only_h)
+    b_app = make_app(history_url, prefix, ping_interval=None, **only_h)
     with serving(a_app) as a, serving(b_app) as b:
         sender, local = ws_connect(a.url("/feed/plain")), ws_connect(a.url("/feed/plain"))
         remote = ws_connect(b.url("/feed/plain"))

@@ -3,7 +3,7 @@ spread, each room on its own instance, one instance down stopping only its
 rooms, a node given another instance list found and counted, and a room that
 moves between instances starting a new epoch. The contract tests
 (``test_backplane``, ``test_recovery``, ``test_workers``) also run on two
-sharded instances (the ``redis_url`` fixture's "sharded" engine)."""
+sharded instances (the ``history_url`` fixture's "sharded" engine)."""
 
 from __future__ import annotations
 

@@ -99,7 +99,16 @@ class Cluster:
 
     def stats(self) -> dict[str, int]:
         """The backplane's counters (published, received, echoes, dropped_outage,
-        dropped_buffer, bad_envelopes, oversized, reconnects, subscriptions);
-        empty without a backplane."""
+        dropped_buffer, bad_envelopes, oversized, reconnects, subscriptions;
+        each engine adds its own), and, with room history in the broker, its
+        counters as ``history_<name>`` (``history_stored``, ``history_failed``;
+        on NATS also ``history_renumbered``, ``history_gaps_filled``,
+        ``history_gaps_lost``); empty without a backplane."""
         relay = self._relay()
-        return {} if relay is None else dict(relay.stats)
+        if relay is None:
+            return {}
+        out = dict(relay.stats)
+        history = getattr(relay, "history", None)
+        if history is not None:
+            out.update({f"history_{k}": v for k, v in history.stats.items()})
+        return out

@@ -36,7 +36,8 @@ from fastws.runtime.history import HistoryMessage, RoomChoice
 if TYPE_CHECKING:
     from fastws.cluster.relay import RedisRelay
 
-__all__ = ["RedisHistory", "ShardedHistory", "PUBLISH_SCRIPT", "READ_SCRIPT"]
+__all__ = ["RedisHistory", "ShardedHistory", "PUBLISH_SCRIPT", "READ_SCRIPT", "close_v1",
+           "reply_of"]
 
 log = logging.getLogger("fastws.backplane")
 
@@ -93,6 +94,33 @@ return {m[1], m[2], items, t[1] .. string.format('%03d', math.floor(tonumber(t[2
 """
 
 _KINDS = (b"1", b"2", b"3")
+
+
+async def reply_of(pending: Any) -> Any:
+    """The store's reply to ``pending`` (a message on its way: its ``reply``,
+    and a ``waiter`` made here when the reply has not come yet)."""
+    reply = pending.reply
+    if reply is None:
+        pending.waiter = asyncio.get_running_loop().create_future()
+        reply = await pending.waiter
+    return reply
+
+
+def close_v1(registry: Any, keeps: Any, rooms: list[str], why: str) -> None:
+    """Close the ``fastws.v1`` members of those ``rooms`` that keep history
+    (``keeps(room)``) with 1013, so they reconnect and recover (or are told
+    they cannot) rather than miss messages without a word; logged once."""
+    closing = 0
+    for room in rooms:
+        if not keeps(room):
+            continue
+        for member in registry.members(room):
+            if getattr(member, "v1", False) and member.ready_state == 1:
+                member.close(1013, "backplane lost: reconnect to recover")
+                closing += 1
+    if closing:
+        log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they %s",
+                    closing, why)
 
 
 class _Stored(Pending):
@@ -237,10 +265,7 @@ class RedisHistory:
         stored, self._last = self._last, None
         if stored is None:
             raise RuntimeError("no message was published to a room with history")
-        reply = stored.reply
-        if reply is None:
-            stored.waiter = asyncio.get_running_loop().create_future()
-            reply = await stored.waiter
+        reply = await reply_of(stored)
         if isinstance(reply, RedisError):
             # The link went with the message in flight (Redis may or may not
             # have stored it), or the script failed: told as Redis being down.
@@ -275,18 +300,7 @@ class RedisHistory:
                        f"another master")
 
     def _close_v1(self, rooms: list[str], why: str) -> None:
-        registry = self.relay.registry
-        closing = 0
-        for room in rooms:
-            if not self._choice(room):
-                continue
-            for member in registry.members(room):
-                if getattr(member, "v1", False) and member.ready_state == 1:
-                    member.close(1013, "backplane lost: reconnect to recover")
-                    closing += 1
-        if closing:
-            log.warning("backplane: closed %d fastws.v1 connection(s) with 1013 so they %s",
-                        closing, why)
+        close_v1(self.relay.registry, self._choice, rooms, why)
 
     async def joined(self, room: str) -> None:
         """Wait until this node's subscription to ``room`` is live (the relay's)."""

@@ -9,8 +9,10 @@ the room sees it (``bench/nats_link.py`` measures both ways). Here a publish
 is a few bytes appended to one write per loop iteration, and a received
 message is cut out of the read buffer inside ``data_received`` and handed on
 in the same callback. The core protocol is small and stable (INFO, CONNECT,
-PUB, SUB, UNSUB, MSG, PING, PONG, +OK, -ERR); what the backplane does not use
-(headers, queue groups, JetStream) is not here.
+PUB, HPUB, SUB, UNSUB, MSG, HMSG, PING, PONG, +OK, -ERR); what the backplane
+does not use (queue groups, the JetStream client API) is not here: room
+history (``fastws.cluster.nats_history``) speaks JetStream's JSON API over
+``request``.
 
 Nothing here logs or raises the password or the token: ``NatsURL.safe`` is
 what may be shown.
@@ -117,8 +119,11 @@ def parse_nats_url(url: str) -> NatsURL:
 class NatsLink(BatchedLink):
     """One connection to a NATS server: publishes, subscriptions, PING/PONG.
 
-    ``on_msg(sid, payload)`` receives every MSG (in the read callback);
-    ``on_lost(exc)`` is called once when the connection is gone.
+    ``on_msg(sid, payload)`` receives every MSG (in the read callback), but
+    those to ``reply_sid``: ``on_reply(subject, payload)`` takes them (the
+    answers to requests, told apart by subject). A message with headers
+    (HMSG) is handed on without them. ``on_lost(exc)`` is called once when
+    the connection is gone.
     """
 
     def __init__(self, on_msg: Callable[[int, bytes], None] | None = None,
@@ -126,6 +131,8 @@ class NatsLink(BatchedLink):
         super().__init__()
         self.on_msg = on_msg
         self.on_lost = on_lost
+        self.reply_sid = 0
+        self.on_reply: Callable[[bytes, bytes], None] | None = None
         self._buf = bytearray()
         self._pongs: collections.deque[asyncio.Future] = collections.deque()
         self._info: asyncio.Future | None = None
@@ -171,7 +178,7 @@ class NatsLink(BatchedLink):
             self.transport = transport      # type: ignore[assignment]
         connect: dict[str, Any] = {"verbose": False, "pedantic": False, "echo": False,
                                    "lang": "python-fastws", "version": __version__,
-                                   "protocol": 1, "headers": False, "name": name,
+                                   "protocol": 1, "headers": True, "no_responders": True, "name": name,
                                    "tls_required": bool(url.tls or info.get("tls_required"))}
         if url.user is not None:
             connect.update(user=url.user, **{"pass": url.password})
@@ -197,6 +204,14 @@ class NatsLink(BatchedLink):
         self._pongs.append(fut)
         self.write(b"PING\r\n")
         return fut
+
+    def hpub(self, subject: bytes, reply: bytes, headers: dict[str, str], payload: bytes) -> None:
+        """Publish ``payload`` with NATS headers (JetStream reads its
+        expectations there), answers to ``reply``."""
+        head = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        hb = head.encode()
+        self.write(b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject, reply, len(hb),
+                                                      len(hb) + len(payload), hb, payload))
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None:
@@ -226,21 +241,30 @@ class NatsLink(BatchedLink):
                 eol = buf.find(b"\r\n", pos)
                 if eol < 0:
                     break
-                if buf.startswith(b"MSG ", pos):
-                    # MSG <subject> <sid> [reply-to] <#bytes>
-                    head = bytes(buf[pos + 4:eol]).split()
-                    if len(head) not in (3, 4):
-                        raise ValueError("a MSG line has 3 or 4 fields")
+                if buf.startswith(b"MSG ", pos) or buf.startswith(b"HMSG ", pos):
+                    # MSG <subject> <sid> [reply-to] <#bytes>, or
+                    # HMSG <subject> <sid> [reply-to] <#header bytes> <#bytes>
+                    hmsg = buf[pos] == 72
+                    head = bytes(buf[pos + 4 + hmsg:eol]).split()
+                    if len(head) not in (3 + hmsg, 4 + hmsg):
+                        raise ValueError("a MSG line has 3 or 4 fields, an HMSG line 4 or 5")
                     n, sid = int(head[-1]), int(head[1])
-                    if n < 0:
-                        raise ValueError(f"a MSG of {n} bytes")
+                    skip = int(head[-2]) if hmsg else 0
+                    if n < 0 or not 0 <= skip <= n:
+                        raise ValueError(f"a MSG of {n} bytes ({skip} of headers)")
                     start = eol + 2
                     if start + n + 2 > end:
                         break       # the payload is still coming
                     if buf[start + n:start + n + 2] != b"\r\n":
                         raise ValueError("a MSG payload not followed by CRLF")
-                    payload = bytes(buf[start:start + n])
+                    payload = bytes(buf[start + skip:start + n])
                     pos = start + n + 2
+                    if sid == self.reply_sid and self.on_reply is not None:
+                        try:
+                            self.on_reply(head[0], payload)
+                        except Exception:
+                            log.exception("backplane: a NATS reply handler raised")
+                        continue
                     if on_msg is not None:
                         try:
                             on_msg(sid, payload)

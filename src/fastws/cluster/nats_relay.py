@@ -29,8 +29,11 @@ The link is checked by a PING every ``probe_interval``: no PONG within
 backoff, every room resubscribed, and the app told
 (``app.cluster.on("lost" | "restored", handler)``).
 
-Room history (``websocket(history_size=N)``) is not kept on NATS: a node with
-history and a ``nats://`` backplane does not start, and says so.
+Room history (``websocket(history_size=N)``) is kept in JetStream
+(``fastws.cluster.nats_history``): a room that keeps history is delivered in
+offset order on every node, its sender's included, once JetStream has stored
+the message. The server needs JetStream on (``nats-server -js``); a node with
+history on a server without it does not start, and says so.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.envelope import HEADER_SIZE, header, unpack
+from fastws.cluster.envelope import KEPT
+from fastws.cluster.nats_history import JetStreamHistory
 from fastws.cluster.nats_link import NatsLink, NatsURL, parse_nats_url, subject_token
 from fastws.cluster.options import BackplaneOptions
 from fastws.cluster.relay_base import RelayBase
@@ -55,7 +60,7 @@ __all__ = ["NatsRelay"]
 
 log = logging.getLogger("fastws.backplane")
 
-_HB, _QUERY, _ANSWERS = 1, 2, 3          # the node's own subscriptions; rooms' sids follow
+_HB, _QUERY, _ANSWERS, _INBOX = 1, 2, 3, 4   # the node's own subscriptions; rooms' sids follow
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -67,10 +72,6 @@ class NatsRelay(RelayBase):
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
                  handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
-        if hub.options.history_size:
-            raise BackplaneError(
-                "backplane: room history (history_size) is kept in Redis; a nats:// backplane "
-                "keeps none: use a redis:// backplane for rooms with history")
         p = options.prefix
         if not all(_TOKEN.fullmatch(t) for t in p.split(".")):
             raise BackplaneError(f"backplane prefix {p!r} is not a NATS subject: letters, digits, "
@@ -82,6 +83,14 @@ class NatsRelay(RelayBase):
         self._query_subject = f"{p}.q".encode()
         self._answer_subject = f"{p}.a.{self.node_id}"
         self._answer_re = re.compile(re.escape(f"{p}.a.") + "[0-9a-f]{16}")
+        self._inbox = f"{p}.i.{self.node_id}."
+        self._inbox_b = self._inbox.encode()
+        #: inbox subject -> the future awaiting its answer, or
+        #: (callback, args, deadline): ``callback(*args, data)``, data None if
+        #: it never comes (swept every second, or the link lost).
+        self._requests: dict[bytes, Any] = {}
+        self._request_seq = 0
+        self._sweeping: asyncio.TimerHandle | None = None
         self._hdr = {op: header(self._nid, op) for op in (1, 2, 3)}
         self.link: NatsLink | None = None
         # room -> sid of every room subscribed or about to be; sid -> room
@@ -95,7 +104,11 @@ class NatsRelay(RelayBase):
         self._nodes: dict[str, float] = {}     # node id -> when its heartbeat was last heard
         self._asks: dict[int, tuple[set[str], list[dict], asyncio.Future]] = {}
         self._ask_seq = 0
-        self.history = None
+        #: Room history in JetStream (``websocket(history_size=N)``), or None.
+        self.history: JetStreamHistory | None = None
+        if hub.options.history_size:
+            self.history = JetStreamHistory(self, hub.options.history_size,
+                                            hub.options.history_ttl, hub.options.history_rooms)
 
     def __repr__(self) -> str:
         return (f"<NatsRelay node {self.node_id} {self.url.safe} "
@@ -111,13 +124,17 @@ class NatsRelay(RelayBase):
             self._stopping = True
             if self._reconnecting is not None:
                 self._reconnecting.cancel()
-            raise BackplaneError(f"backplane: {exc}") from None
+            text = str(exc)
+            raise BackplaneError(text if text.startswith("backplane: ") else
+                                 f"backplane: {text}") from None
         self._supervisor = self.loop.create_task(self._supervise())
         log.info("backplane: node %s connected to %s", self.node_id, self.url.safe)
 
     async def stop(self) -> None:
         """Leave the cluster: close the link (the others drop this node within presence_ttl)."""
         self._stop_tasks()
+        if self.history is not None:
+            self.history.close()
         link, self.link = self.link, None
         self.connected = False
         if link is not None:
@@ -137,20 +154,23 @@ class NatsRelay(RelayBase):
 
     async def _connect(self) -> None:
         """Open the link, subscribe every room with members, say hello."""
+        if self.history is not None:
+            self.history.reset()        # (a failed try may have left rooms half read)
         link = await NatsLink.open(self.url, self.options.connect_timeout,
                                    f"fastws node {self.node_id}", on_msg=self._on_msg)
         # Only a link that is up may report its loss (a server tried and
         # dropped during open is not an outage of this relay).
         link.on_lost = self._link_lost
+        link.reply_sid, link.on_reply = _INBOX, self._on_reply
         self.link = link
         self._confirmed.clear()
         self._to_unsub.clear()
         self._to_sub.clear()
         self._sid_of.clear()
         self._room_of.clear()
-        link.write(b"SUB %s %d\r\nSUB %s %d\r\nSUB %s %d\r\n" % (
+        link.write(b"SUB %s %d\r\nSUB %s %d\r\nSUB %s %d\r\nSUB %s* %d\r\n" % (
             self._hb_subject, _HB, self._query_subject, _QUERY, self._answer_subject.encode(),
-            _ANSWERS))
+            _ANSWERS, self._inbox.encode(), _INBOX))
         rooms = list(self.registry.names()) + list(self._lingering)
         for room in dict.fromkeys(rooms):
             self._to_sub.add(room)
@@ -165,6 +185,66 @@ class NatsRelay(RelayBase):
             link.on_lost = None
             link.abort()
             raise NatsError(f"{self.url.safe}: {str(exc) or 'no PONG'}") from None
+        if self.history is not None:
+            try:
+                await self.history.ensure_stream()
+            except (BackplaneError, NatsError) as exc:
+                self.connected = False
+                self.link = None
+                link.on_lost = None
+                link.abort()
+                raise NatsError(str(exc)) from None
+
+    def new_request(self) -> tuple[asyncio.Future, bytes]:
+        """A future for one answer, and the subject it is to come on."""
+        self._request_seq += 1
+        inbox = self._inbox_b + b"%d" % self._request_seq
+        fut = self._requests[inbox] = self.loop.create_future()
+        return fut, inbox
+
+    def expect(self, callback: Callable[..., None], *args: Any) -> bytes:
+        """The subject for one answer, handed to ``callback(*args, data)``
+        when it comes (data None if it does not within ``connect_timeout``
+        or the link goes): no future, no task, no timer per request."""
+        self._request_seq += 1
+        inbox = self._inbox_b + b"%d" % self._request_seq
+        self._requests[inbox] = (callback, args,
+                                 self.loop.time() + self.options.connect_timeout)
+        if self._sweeping is None:
+            self._sweeping = self.loop.call_later(1.0, self._sweep)
+        return inbox
+
+    def _sweep(self) -> None:
+        self._sweeping = None
+        now = self.loop.time()
+        late = [k for k, v in self._requests.items() if type(v) is tuple and v[2] < now]
+        for inbox in late:
+            self._answer(self._requests.pop(inbox), None)
+        if any(type(v) is tuple for v in self._requests.values()):
+            self._sweeping = self.loop.call_later(1.0, self._sweep)
+
+    def forget_request(self, inbox: bytes) -> None:
+        """The answer came, or is no longer awaited."""
+        self._requests.pop(inbox, None)
+
+    def _on_reply(self, subject: bytes, data: bytes) -> None:
+        waiting = self._requests.pop(subject, None)
+        if waiting is not None:
+            self._answer(waiting, data)
+
+    @staticmethod
+    def _answer(waiting: Any, data: bytes | None) -> None:
+        if type(waiting) is tuple:
+            try:
+                waiting[0](*waiting[1], data)
+            except Exception:
+                # One answer's failure must not keep the others from theirs.
+                log.exception("backplane: handling an answer from NATS failed")
+        elif not waiting.done():
+            if data is None:
+                waiting.set_exception(NatsError("the link to NATS was lost"))
+            else:
+                waiting.set_result(data)
 
     def _heartbeat(self, hello: bool = False) -> None:
         body = json.dumps({"n": self.node_id, "hello": hello}).encode()
@@ -204,6 +284,14 @@ class NatsRelay(RelayBase):
     def _outage(self) -> None:
         self._confirmed.clear()
         self._fail_asks()
+        self._fail_requests()
+        if self.history is not None:
+            self.history.lost()
+
+    def _fail_requests(self) -> None:
+        requests, self._requests = self._requests, {}
+        for waiting in requests.values():
+            self._answer(waiting, None)
 
     def _subscribed_count(self) -> int:
         return len(self._sid_of)
@@ -211,6 +299,7 @@ class NatsRelay(RelayBase):
     def _fail_waiting(self, exc: Exception) -> None:
         self._fail_joined(exc)
         self._fail_asks()
+        self._fail_requests()
 
     def _fail_asks(self) -> None:
         asks, self._asks = self._asks, {}
@@ -258,6 +347,8 @@ class NatsRelay(RelayBase):
         if sid is not None:
             self._room_of.pop(sid, None)
             self._to_unsub.add(sid)
+            if self.history is not None:
+                self.history.unwatch(room)
 
     def _flush(self) -> None:
         """Once per loop iteration: the subscription changes, then a PING
@@ -276,6 +367,8 @@ class NatsRelay(RelayBase):
             self._sid_of[room] = sid
             self._room_of[sid] = room
             added.append(room)
+            if self.history is not None and self.history.keeps(room):
+                self.history.watch(room, sid)
             out.append(b"SUB %s %d\r\n" % (self.subject_of(room).encode(), sid))
         self._to_sub.clear()
         for sid in self._to_unsub:
@@ -306,11 +399,41 @@ class NatsRelay(RelayBase):
             # The subscription this PONG confirms, not a later one of the same
             # room (closed and opened again meanwhile: its SUB is not read yet).
             if self._sid_of.get(room) == sid:
-                self._confirmed.add(room)
-                self.stats["subscriptions"] += 1
-                for waiter in self._joined.pop(room, ()):
-                    if not waiter.done():
-                        waiter.set_result(None)
+                if self.history is not None and self.history.keeps(room):
+                    self.loop.create_task(self._baseline(room, sid, link))
+                else:
+                    self._confirm(room)
+
+    def _confirm(self, room: str) -> None:
+        self._confirmed.add(room)
+        self.stats["subscriptions"] += 1
+        for waiter in self._joined.pop(room, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _baseline(self, room: str, sid: int, link: NatsLink) -> None:
+        """A room with history is live here once its last stored message is
+        read (what follows it is delivered in order); tried again every
+        second while JetStream does not answer."""
+        assert self.history is not None
+        try:
+            await self.history.baseline(room, sid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if link is not self.link or self._sid_of.get(room) != sid:
+                return
+            log.warning("backplane: reading room %r's position from JetStream failed (%s); "
+                        "trying again", room, str(exc) or "no answer")
+            for waiter in self._joined.pop(room, ()):
+                if not waiter.done():
+                    waiter.set_exception(BackplaneError(
+                        f"backplane: JetStream did not answer for room {room!r}"))
+            self.loop.call_later(1.0, lambda: self.loop.create_task(
+                self._baseline(room, sid, link)))
+            return
+        if link is self.link and self._sid_of.get(room) == sid:
+            self._confirm(room)
 
     # ------------------------------------------------------------------ what NATS sends
 
@@ -326,9 +449,15 @@ class NatsRelay(RelayBase):
             return          # else: unsubscribed meanwhile
         try:
             _node, opcode, payload = unpack(data)
-            if opcode > 3:
-                raise ValueError("a numbered message on a backplane without history")
-        except ValueError as exc:
+            if opcode & KEPT:
+                history = self.history
+                if history is None or not history.keeps(room):
+                    raise ValueError("a numbered message of a room that keeps no history")
+                # <stream seq>: and the stored bundle (fastws.cluster.nats_history)
+                history.announced(room, payload)
+                self.stats["received"] += 1
+                return
+        except (ValueError, UnicodeDecodeError, IndexError) as exc:
             self.stats["bad_envelopes"] += 1
             log.debug("backplane: dropped a message for room %r: %s", room, exc)
             return

@@ -364,7 +364,7 @@ def report(args, chosen: list[str], runs: dict[str, list[dict]], elapsed: float)
         if s != plain and p and "error" not in m and "error" not in p and p["nodes_cpu_us_per_msg"]:
             print(f"\n{s}: nodes' CPU per delivered message "
                   f"{m['nodes_cpu_us_per_msg'] / p['nodes_cpu_us_per_msg']:.2f}x {plain}'s "
-                  f"(history in Redis against the backplane without history)")
+                  f"(history in the broker against the same backplane without history)")
     fc, sc = summary.get("fastws-cross"), summary.get("socketio-cross")
     if fc and sc and "error" not in fc and "error" not in sc:
         print(f"\nfastws-cross delivers {fc['msg_per_s'] / sc['msg_per_s']:.1f}x socketio-cross's "

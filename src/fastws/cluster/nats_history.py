@@ -318,7 +318,10 @@ class JetStreamHistory:
             tx = self._tx[room] = _Tx()
         tx.queue.append(kept)
         if not tx.busy:
-            self._next(room, tx)
+            # Sent at the end of this loop iteration, not now: what the same
+            # read of a socket brings (a client's burst) goes as one bundle.
+            tx.busy = True
+            self.relay.loop.call_soon(self._next, room, tx)
 
     def _next(self, room: str, tx: _Tx) -> None:
         """Send the first of ``room``'s queued messages to JetStream (its

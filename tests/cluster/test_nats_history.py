@@ -3,8 +3,10 @@ the tests' own: several nodes numbering one room at once (each offset once,
 every node in the same order), a message JetStream stored but no node
 announced (a node killed between the acknowledgement and the announcement:
 read back from the stream), a NATS restart with file storage (the epoch and
-the offsets go on), a room purged from the stream (a new epoch), and a server
-without JetStream (refused at start). The recovery tests (``test_recovery``)
+the offsets go on), a room purged from the stream (a new epoch), the stream
+deleted under the nodes (made again), an acknowledgement or a store lost on
+the way (a proxy that reads the protocol drops it: looked up in the stream),
+and a server without JetStream (refused at start). The recovery tests (``test_recovery``)
 run on NATS too (the ``history_url`` fixture's "nats")."""
 
 from __future__ import annotations
@@ -263,3 +265,134 @@ def test_a_stream_deleted_under_the_nodes_is_made_again_with_a_new_epoch(nats, p
             ws.close()
     finally:
         raw.close()
+
+
+class JetStreamFilter:
+    """A NATS proxy that reads the protocol both ways and, on demand, drops
+    the next message JetStream would store (``drop_store``: it never gets
+    there) or the next acknowledgement of one (``drop_ack``: stored, but the
+    node never hears so). Everything else passes as it came."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        self.target = port
+        self.store_subject = f"{prefix}.h.".encode()
+        self.inbox = f"{prefix}.i.".encode()
+        self.drop_store = self.drop_ack = False
+        self.dropped: list[str] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, self._to_server),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, self._to_client),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, keep) -> None:
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = []
+                while b"\r\n" in buf:
+                    line, rest = buf.split(b"\r\n", 1)
+                    words = line.split()
+                    # A command with a payload: its size is the last word.
+                    sized = words and words[0] in (b"PUB", b"HPUB", b"MSG", b"HMSG")
+                    if sized:
+                        n = int(words[-1])
+                        if len(rest) < n + 2:
+                            break
+                        whole, buf = line + b"\r\n" + rest[:n + 2], rest[n + 2:]
+                        if keep(words, rest[:n]):
+                            out.append(whole)
+                    else:
+                        out.append(line + b"\r\n")
+                        buf = rest
+                if out:
+                    dst.sendall(b"".join(out))
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _to_server(self, words: list[bytes], payload: bytes) -> bool:
+        if self.drop_store and words[0] == b"HPUB" and words[1].startswith(self.store_subject):
+            self.drop_store = False
+            self.dropped.append("store")
+            return False
+        return True
+
+    def _to_client(self, words: list[bytes], payload: bytes) -> bool:
+        if self.drop_ack and words[0] == b"MSG" and words[1].startswith(self.inbox) and \
+                payload.startswith(b'{"stream"'):
+            self.drop_ack = False
+            self.dropped.append("ack")
+            return False
+        return True
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.socks:
+            s.close()
+
+
+def test_a_store_or_an_acknowledgement_lost_on_the_way_is_looked_up(nats, prefix):
+    """JetStream's answer never comes: the node looks the message up in the
+    stream. Stored (the acknowledgement was lost): confirmed and delivered
+    once. Not stored (the publish was lost): refused, and the room's next
+    message takes the offset, so clients see no gap."""
+    proxy = JetStreamFilter(nats.port, prefix)
+    app = create_app()
+    app.use(websocket(history_size=100))
+    app.use(backplane(proxy.url, prefix=prefix, connect_timeout=1.0))
+
+    @app.ws("/feed/:room")
+    def feed(ws, ctx):
+        ws.join(ctx.params["room"])
+
+    @app.post("/publish/:room")
+    async def publish(ctx):
+        try:
+            epoch, offset = await app.publish(ctx.params["room"], (await ctx.body()).decode())
+            return {"epoch": epoch, "offset": offset}
+        except BackplaneError as exc:
+            return ctx.json({"error": str(exc)}, status=503)
+
+    try:
+        with serving(app) as a:
+            ws, _ = connect_v1(a, "/feed/lobby")
+            epoch, _ = joined_position(ws)
+            proxy.drop_ack = True
+            assert post(a.port, "/publish/lobby", b"kept") == (200, {"epoch": epoch, "offset": 1})
+            proxy.drop_store = True
+            status, body = post(a.port, "/publish/lobby", b"lost")
+            assert status == 503 and "did not store it" in body["error"], body
+            assert post(a.port, "/publish/lobby", b"next") == (200, {"epoch": epoch, "offset": 2})
+            got = [recv_json(ws) for _ in range(2)]
+            assert [(m["offset"], m["text"]) for m in got] == [(1, "kept"), (2, "next")]
+            assert proxy.dropped == ["ack", "store"]
+            stats = a.call(lambda: app.cluster.stats())
+            assert (stats["history_stored"], stats["history_failed"]) == (2, 1)
+            ws.close()
+    finally:
+        proxy.close()

@@ -148,16 +148,9 @@ class ClusterRelay(ManyRelays):
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
                  handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
-        import secrets
-        self.options = options
-        self.hub = hub
-        self.registry = hub.rooms
-        self.loop = hub.loop
+        self._init_node(hub, options, handlers)
         self.seeds = cluster_seeds(options.url)
         self.url = self.seeds[0]
-        self._nid = secrets.token_bytes(8)
-        self.node_id = self._nid.hex()
-        self._handlers = handlers if handlers is not None else {}
         #: slot -> "host:port" of the master serving it (None: not served)
         self._owner: list[str | None] = [None] * SLOTS
         #: "host:port" -> the relay of that master

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.envelope import HEADER_SIZE, KEPT, header, origin, unpack, unpack_kept
@@ -666,6 +667,18 @@ class ManyRelays:
     registry: Any
     node_id: str
     shards: Any     # the RedisRelays, a list or a property
+
+    def _init_node(self, hub: Any, options: BackplaneOptions,
+                   handlers: dict[str, list[Callable[[], Any]]] | None) -> None:
+        """What every relay of several Redis sets first: the hub's parts, the
+        app's handlers, and the one node id all its RedisRelays share."""
+        self.options = options
+        self.hub = hub
+        self.registry = hub.rooms
+        self.loop = hub.loop
+        self._nid = secrets.token_bytes(8)
+        self.node_id = self._nid.hex()
+        self._handlers = handlers if handlers is not None else {}
 
     def shard(self, room: str) -> RedisRelay:
         raise NotImplementedError

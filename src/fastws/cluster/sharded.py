@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any, Callable
 
 from fastws.cluster.options import BackplaneOptions
@@ -71,16 +70,10 @@ class ShardedRelay(ManyRelays):
 
     def __init__(self, hub: Hub, options: BackplaneOptions,
                  handlers: dict[str, list[Callable[[], Any]]] | None = None) -> None:
-        self.options = options
-        self.hub = hub
-        self.registry = hub.rooms
-        self.loop = hub.loop
+        self._init_node(hub, options, handlers)
         urls = options.urls
         parsed = [parse_url(u) for u in urls]
         self.ring = ring_fingerprint(parsed)
-        node = secrets.token_bytes(8)
-        self.node_id = node.hex()
-        self._handlers = handlers if handlers is not None else {}
         self._count = len(urls)
         self._index: dict[str, int] = {}
         self._down: set[int] = set()
@@ -88,7 +81,7 @@ class ShardedRelay(ManyRelays):
         self.shards = [
             RedisRelay(hub, options, {"lost": [lambda i=i: self._shard_lost(i)],
                                       "restored": [lambda i=i: self._shard_restored(i)]},
-                       url=u, node=node, owns=lambda room, i=i: self.index(room) == i,
+                       url=u, node=self._nid, owns=lambda room, i=i: self.index(room) == i,
                        ring=self.ring, seen_rings=seen)
             for i, u in enumerate(urls)]
         self.max_payload = self.shards[0].max_payload

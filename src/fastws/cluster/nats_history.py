@@ -233,17 +233,13 @@ class JetStreamHistory:
             raise BackplaneError(f"backplane: JetStream refused stream {self.stream}: "
                                  f"{error.get('description', error)}")
 
-    async def _request(self, subject: bytes, body: bytes,
-                       headers: dict[str, str] | None = None) -> dict:
-        """One JetStream API call (or a publish that JetStream acknowledges)."""
+    async def _request(self, subject: bytes, body: bytes) -> dict:
+        """One JetStream API call (publishes go by ``_next``, without a future)."""
         link = self.relay.link
         if link is None or link.closed:
             raise NatsError(f"NATS at {self.relay.url.safe} is not reachable")
         fut, inbox = self.relay.new_request()
-        if headers:
-            link.hpub(subject, inbox, headers, body)
-        else:
-            link.write(b"PUB %s %s %d\r\n%s\r\n" % (subject, inbox, len(body), body))
+        link.write(b"PUB %s %s %d\r\n%s\r\n" % (subject, inbox, len(body), body))
         try:
             data = await asyncio.wait_for(fut, self.relay.options.connect_timeout)
         finally:
@@ -556,10 +552,6 @@ class JetStreamHistory:
         if isinstance(reply, Exception):
             raise reply
         return reply
-
-    def sender(self, seq: int) -> Any:
-        """Nothing to find: this node delivers its own messages itself."""
-        return None
 
     # ------------------------------------------------------------------ delivering in order
 

@@ -205,14 +205,6 @@ class NatsLink(BatchedLink):
         self.write(b"PING\r\n")
         return fut
 
-    def hpub(self, subject: bytes, reply: bytes, headers: dict[str, str], payload: bytes) -> None:
-        """Publish ``payload`` with NATS headers (JetStream reads its
-        expectations there), answers to ``reply``."""
-        head = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        hb = head.encode()
-        self.write(b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject, reply, len(hb),
-                                                      len(hb) + len(payload), hb, payload))
-
     def _write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)

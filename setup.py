@@ -29,7 +29,8 @@ def _dotted(path: Path) -> str:
 
 extensions = [
     Extension(_dotted(pyx), [str(pyx)], include_dirs=["src/fastws", str(pyx.parent)],
-              extra_compile_args=extra, depends=["src/fastws/_bytes.h", "src/fastws/_constants.pxd"])
+              extra_compile_args=extra,
+              depends=["src/fastws/_bytes.h", "src/fastws/runtime/_epoll.h", "src/fastws/_constants.pxd"])
     for pyx in sorted(Path("src/fastws").rglob("*.pyx"))
 ]
 # The per-connection HTTP path stays plain Python source, and is compiled too

@@ -39,7 +39,7 @@ LAYERS = [
     "deflate", "deflate.permessage", "compression",
     "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
     "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime.history", "runtime._wire", "runtime._rooms",
-    "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._adapter",
+    "runtime._flusher", "runtime._shared", "runtime._dispatch", "runtime._direct", "runtime._owned", "runtime._adapter",
     "runtime.recovery", "runtime._websocket", "runtime.hub",
     "ops", "ops.proxy", "ops.access", "ops.metrics",
     "cluster.envelope", "cluster.link_base", "cluster.redis_link", "cluster.nats_link",

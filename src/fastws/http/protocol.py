@@ -113,7 +113,7 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
                  "_task", "_early", "_paused", "_since", "_in_request", "_write_paused",
                  "_drained", "_discarded", "_last_rx", "_address", "_answered", "asgi_cycle",
                  "_raw_headers", "_peer", "_sockname", "_unsent", "_head_bytes",
-                 "_held", "_http_address")
+                 "_held", "_http_address", "_client_done")
 
     def __init__(self, site: Site, hub: Hub, server: Server) -> None:
         self.site = site
@@ -161,6 +161,8 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
         # The client address this connection counts for in the server's HTTP
         # connections per address (max_http_connections_per_ip), if it does.
         self._http_address: Any = None
+        # The client half-closed with requests still to answer (eof_received).
+        self._client_done = False
 
     # ------------------------------------------------------------------ transport
 
@@ -178,6 +180,15 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
             # what came with the client's Finished (usually the request) in a
             # callback of its own, which waits for the loop's ready queue.
             self.hub.flusher.press_soon()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: nothing more will come. Requests it sent
+        before are still answered, and the connection closes after the last
+        (True keeps the transport open for that); with none, it closes now."""
+        if self._requests or self._task is not None:
+            self._client_done = True
+            return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After an upgrade the WebSocket hears this first and passes it on.
@@ -467,6 +478,9 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
                 self._resume()
         finally:
             self._task = None
+            if self._client_done and not self._requests and self.ws is None and \
+                    self.transport is not None:
+                self.transport.close()      # answered all the half-closed client asked
 
     async def _handle(self, req: Request) -> bool:
         """Answer one request; False once the connection is no longer HTTP."""

@@ -19,6 +19,10 @@ or more busy sockets that phase lasts up to 48 rounds of 1,024 events. So:
   the socket to a real uvloop transport (``connect_accepted_socket``), replays to
   it whatever was asked meanwhile (more writes, write limits, pause, EOF, close),
   and from then on forwards every call to it.
+- With a ``Poller`` (``runtime/_owned.pyx``: Linux, unless ``FASTWS_IO=transport``)
+  a plain TCP connection is not handed to uvloop at all: the poller serves it for
+  its whole life, HTTP and WebSocket, from one epoll set. ``EarlyTransport`` then
+  serves only Unix-socket connections.
 - TLS connections go to ``connect_accepted_socket`` with the context at once: the
   TLS handshake needs the transport's SSL layer.
 """
@@ -140,7 +144,7 @@ class Listener:
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.Protocol], ssl: _ssl.SSLContext | None = None,
                  ssl_handshake_timeout: float | None = None,
-                 press: Callable[[], None] | None = None) -> None:
+                 press: Callable[[], None] | None = None, poller: Any = None) -> None:
         self.loop = loop
         self._press = press
         self.sock = sock
@@ -148,6 +152,8 @@ class Listener:
         self._ssl = ssl
         self._ssl_handshake_timeout = ssl_handshake_timeout
         self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        # Plain TCP connections are served by the poller when there is one.
+        self._poller = poller if self._tcp and ssl is None else None
         self._kind = (int(sock.family), int(sock.type), sock.proto)
         self._accepting = False
         self._resume: asyncio.TimerHandle | None = None
@@ -195,6 +201,14 @@ class Listener:
             if self._tcp:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             early = None
+            if self._poller is not None:
+                try:
+                    self._poller.adopt(conn, self._factory())
+                except Exception:
+                    # adopt has closed the socket (through the transport, when
+                    # it made one: the protocol then hears connection_lost).
+                    log.exception("could not start serving a new connection")
+                continue
             try:
                 if self._ssl is None:
                     early = EarlyTransport(self.loop, conn, self._factory())

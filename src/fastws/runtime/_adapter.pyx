@@ -28,6 +28,7 @@ from fastws.runtime._dispatch cimport Dispatcher
 from fastws.runtime._flusher cimport Flusher
 from fastws.runtime._shared cimport RuntimeShared
 from fastws.runtime._direct cimport DIRECT_IOV, send_buffer, send_frames
+from fastws.runtime._owned cimport OwnedTransport
 from fastws.runtime.kernel import kernel_unsent
 
 __all__ = ["Adapter", "SocketFlusher"]
@@ -78,6 +79,12 @@ cdef inline bint _closing(object t) except -1:
     if truth < 0:
         raise RuntimeError("TCPTransport.is_closing gave no truth value")   # pragma: no cover
     return truth
+
+cdef inline bint _transport_closing(object t) except -1:
+    """Whether a transport we write to directly (ours or uvloop's TCP one) is closing."""
+    if type(t) is OwnedTransport:
+        return (<OwnedTransport>t)._closing
+    return _closing(t)
 
 log = logging.getLogger("fastws")
 
@@ -281,14 +288,16 @@ cdef class Adapter(Dispatcher):
         t = self._transport
         if fd == -2:
             fd = -1
-            if _TCPTransport is not None and type(t) is _TCPTransport:
+            if type(t) is OwnedTransport:
+                fd = (<OwnedTransport>t)._fd
+            elif _TCPTransport is not None and type(t) is _TCPTransport:
                 sock = t.get_extra_info("socket")
                 if sock is not None:
                     fd = sock.fileno()
             self._fd = fd
         # A transport that is closing may have closed its descriptor already,
         # and the number may belong to another connection by now.
-        if fd >= 0 and not alive and _closing(t):
+        if fd >= 0 and not alive and _transport_closing(t):
             self._fd = fd = -1
         return fd
 
@@ -341,7 +350,7 @@ cdef class Adapter(Dispatcher):
         # write through it until it drains) or its own write failed and it closed
         # the descriptor already, before connection_lost reaches us: from here the
         # number is not ours, even inside our own callback.
-        if self._fd >= 0 and _closing(self._transport):
+        if self._fd >= 0 and _transport_closing(self._transport):
             self._fd = -1
         return 0
 

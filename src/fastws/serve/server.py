@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from fastws._constants import CloseCode
 from fastws.errors import ArgumentError, BackplaneError, BindError, StartupError
 from fastws.runtime.hub import Hub, acquire_hub, release_hub
+from fastws.runtime._owned import Poller, io_mode
 from fastws.net.listener import Listener, bind_sockets
 from fastws.options import DEFAULT_BACKLOG, WebSocketOptions
 from fastws.ops.access import AccessLog
@@ -144,6 +145,8 @@ class Server:
         self.health_path = health_path
         self.scheme = "http"
         self._listeners: list[Listener] = []
+        # Serves this server's plain TCP connections (runtime/_owned.pyx), if any.
+        self._poller: Poller | None = None
         self._uds: str | None = None
         self._connections: set[HttpProtocol] = set()
         self._idle: asyncio.Event | None = None
@@ -200,9 +203,12 @@ class Server:
                 s.close()
             raise
         factory = lambda: HttpProtocol(self.site, hub, self)  # noqa: E731
+        if ssl is None and io_mode() == "owned" and any(
+                s.family in (socket.AF_INET, socket.AF_INET6) for s in socks):
+            self._poller = Poller(loop)
         self._listeners = [Listener(loop, s, factory, ssl,
                                     ssl_handshake_timeout=self.options.handshake_timeout,
-                                    press=hub.flusher.press_soon)
+                                    press=hub.flusher.press_soon, poller=self._poller)
                            for s in socks]
         for listener in self._listeners:
             listener.start()
@@ -331,6 +337,9 @@ class Server:
                         proto.transport.abort()
                 await asyncio.sleep(0)
         spreading.cancel()
+        if self._poller is not None:
+            # Closes its epoll set once the connections still going are gone.
+            self._poller.release()
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.hub is not None:

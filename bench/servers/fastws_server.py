@@ -3,14 +3,17 @@
 events in, ``{"user", "message", "timestamp"}`` dicts broadcast to the room).
 
 BENCH_COMPRESSION=1: permessage-deflate on with fastws's defaults
-(``websocket(compression=True)``). BENCH_JSON=orjson: orjson as the JSON events'
-parser and the broadcasts' serializer (``websocket(dumps=orjson.dumps,
-loads=orjson.loads)``) instead of the stdlib json. BENCH_BACKPLANE=URL
+(``websocket(compression=True)``). JSON: fastws's default (orjson where it agrees
+with the json module, ``fastws._json``) unless BENCH_JSON says: ``orjson``, orjson
+alone as the JSON events' parser and the broadcasts' serializer
+(``websocket(dumps=orjson.dumps, loads=orjson.loads)``); ``json``, the stdlib json
+module alone (compact), as fastws's default was before it used orjson. BENCH_BACKPLANE=URL
 (bench/cluster.py): rooms span every process started with the same URL and
 BENCH_PREFIX. BENCH_METRICS=1: Prometheus metrics on (``app.use(metrics())``).
 BENCH_HISTORY=N: every room keeps its last N messages in memory
 (``websocket(history_size=N)``).
 """
+import json
 import os
 
 from common import COMPRESSION, HOST, now_iso, port_from_argv, raise_nofile_limit
@@ -23,8 +26,11 @@ if os.environ.get("BENCH_JSON") == "orjson":
     import orjson
     # orjson.dumps returns bytes; fastws sends them as a text frame all the same.
     json_codec = {"dumps": orjson.dumps, "loads": orjson.loads}
-elif os.environ.get("BENCH_JSON", "json") != "json":
-    raise SystemExit(f"BENCH_JSON={os.environ['BENCH_JSON']!r}: json or orjson")
+elif os.environ.get("BENCH_JSON") == "json":
+    json_codec = {"dumps": json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode,
+                  "loads": json.loads}
+elif os.environ.get("BENCH_JSON", "default") != "default":
+    raise SystemExit(f"BENCH_JSON={os.environ['BENCH_JSON']!r}: default, json or orjson")
 app = create_app()
 history = {"history_size": int(os.environ["BENCH_HISTORY"])} if os.environ.get("BENCH_HISTORY") else {}
 app.use(websocket(max_message_size=1 << 20, compression=COMPRESSION, **json_codec, **history))

@@ -2,7 +2,8 @@
 and ``DeflateOptions`` (its ``compression``).
 
 A leaf module: every layer reads its settings from here and it imports nothing
-of fastws, so there is one place where each default is written down. Options are
+of fastws but the JSON defaults (``_json``), so there is one place where each
+default is written down. Options are
 validated when they are made, with an error that names the option and what it
 accepts, so a typo fails at start-up, not under load.
 """
@@ -10,25 +11,24 @@ accepts, so a typo fails at start-up, not under load.
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps", "DEFAULT_BACKLOG"]
+from fastws._json import dumps as _fast_dumps, loads as _fast_loads
+
+__all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps", "default_loads", "DEFAULT_BACKLOG"]
 
 #: Connections the kernel may queue before fastws accepts them (as uvicorn's):
 #: the default of app.run, app.serve, Server.start and --backlog.
 DEFAULT_BACKLOG = 2048
 
 
-# json.dumps with any non-default argument builds a new encoder per call; one
-# made here gives the same text in two thirds of the time.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def default_dumps(obj: Any) -> str:
-    """JSON text, compact, non-ASCII kept as is (the default serializer)."""
-    return _encode(obj)
+#: The default serializer: compact JSON, non-ASCII kept as is; orjson where it
+#: gives the json module's answer, else the json module (``fastws._json``).
+default_dumps: Callable[[Any], str | bytes] = _fast_dumps
+#: The default parser of JSON events: orjson where it gives the json module's
+#: value, else the json module (``fastws._json``).
+default_loads: Callable[[Any], Any] = _fast_loads
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,10 @@ class WebSocketOptions:
         answer is remembered).
 
     dumps / loads: serializer for non-str, non-bytes ``send`` data and parser for
-        JSON events (default: the json module, compact separators). dumps may
-        return str or bytes.
+        JSON events (default: orjson, compact, where it gives what the json module
+        gives, and the json module for the values where it would not; the json
+        module alone where orjson is not installed). dumps may return str or
+        UTF-8 bytes.
     """
 
     max_message_size: int | None = 1 << 20
@@ -186,7 +188,7 @@ class WebSocketOptions:
     history_max_bytes: int = 256 << 20
     history_rooms: Any = None
     dumps: Callable[[Any], Any] = default_dumps
-    loads: Callable[[Any], Any] = json.loads
+    loads: Callable[[Any], Any] = default_loads
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, allow_none: bool) -> None:

@@ -51,9 +51,10 @@ def start(script: str, log: Path, env: dict[str, str] | None = None) -> Iterator
         proc.wait(10)
 
 
-@pytest.fixture(params=["json", "orjson"])
+@pytest.fixture(params=["default", "json", "orjson"])
 def fastws_port(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[int]:
-    """bench/servers/fastws_server.py, with the stdlib json or with orjson (BENCH_JSON)."""
+    """bench/servers/fastws_server.py, with fastws's default JSON, the stdlib json
+    alone or orjson alone (BENCH_JSON)."""
     if request.param == "orjson" and importlib.util.find_spec("orjson") is None:
         pytest.skip("orjson is not installed (the test and bench extras have it)")
     yield from start("fastws_server.py", tmp_path / "server.log", {"BENCH_JSON": request.param})

@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "fastws"
 
 #: Subpackages and the modules at the top of the package, lowest first.
 PACKAGES = [
-    "_version", "_constants", "options", "errors",   # leaves every layer reads
+    "_version", "_constants", "_json", "options", "errors",   # leaves every layer reads
     "deflate", "compression",     # permessage-deflate (and its documented old name)
     "ws",                         # the sans-I/O WebSocket core: codec, payload rule, connection rules
     "runtime",                    # on the loop: rooms, flusher, dispatch, the adapter, the WebSocket, the hub
@@ -35,7 +35,7 @@ PACKAGES = [
 ]
 
 LAYERS = [
-    "_version", "_constants", "options", "errors",
+    "_version", "_constants", "_json", "options", "errors",
     "deflate", "deflate.permessage", "compression",
     "ws", "ws._counters", "ws._frame", "ws._payload", "ws._connection",
     "runtime", "runtime.eager", "runtime.handlers", "runtime.kernel", "runtime.history", "runtime._wire", "runtime._rooms",

@@ -199,10 +199,16 @@ cdef class Poller:
                 ev = events[i].events
                 # A failing socket must not strand the rest of the pass.
                 try:
-                    if ev & (EPOLLOUT | EPOLLERR | EPOLLHUP) and t._buffered:
-                        t._write_ready()
-                    if ev & (EPOLLIN | EPOLLERR | EPOLLHUP) and t._reading and not t._lost:
-                        t._read_ready(self._buf)
+                    if ev & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                        if t._buffered:
+                            t._write_ready()
+                        elif ev & EPOLLOUT:
+                            t._update_mask()    # drained earlier: now stop the reports
+                    if ev & (EPOLLIN | EPOLLERR | EPOLLHUP) and not t._lost:
+                        if t._reading:
+                            t._read_ready(self._buf)
+                        else:
+                            t._update_mask()    # paused: now stop the reports
                 except Exception as exc:
                     log.error("serving %r failed", t._protocol, exc_info=exc)
                     t._force_close(exc)
@@ -291,15 +297,19 @@ cdef class OwnedTransport:
 
     def pause_reading(self):
         """Stop reading until ``resume_reading``."""
-        if self._reading and not self._closing:
+        # epoll is told only if the socket becomes readable meanwhile
+        # (Poller._on_ready): most pauses (a socket yielding for one loop
+        # iteration, a handler backed up for a moment) end before that, and
+        # cost no system call at all.
+        if not self._closing:
             self._reading = False
-            self._update_mask()
 
     def resume_reading(self):
         """Read again."""
         if not self._reading and not self._closing and self._fd >= 0:
             self._reading = True
-            self._update_mask()
+            if not self._mask & EPOLLIN:
+                self._update_mask()
 
     def is_reading(self):
         """Whether the socket is read."""
@@ -389,7 +399,9 @@ cdef class OwnedTransport:
             self._protocol.resume_writing()
         if self._buffered or self._fd < 0:
             return 0
-        self._update_mask()
+        # EPOLLOUT stays asked for until it is reported with nothing to
+        # write: a socket that fills its buffer again soon (a busy one does)
+        # costs no epoll_ctl pair per burst.
         if self._closing:
             self._force_close(None)
         elif self._eof and not self._eof_sent:

@@ -5,6 +5,7 @@ echo flat out, and what the new users cost the established ones.
     python bench/upgrades.py                          # fastws and Bun, 5 rounds (~8 minutes)
     python bench/upgrades.py --servers fastws --rounds 3
     python bench/upgrades.py --base ../before         # also a fastws checkout to compare against
+    python bench/upgrades.py --closed 16              # a closed-loop prober: 16 handshakes in flight
 
 Each round, for each server (order alternating between rounds), two runs on a fresh
 server pinned to CPU 0 with the C load generator on CPU 1 (as in compare.py):
@@ -12,7 +13,12 @@ server pinned to CPU 0 with the C load generator on CPU 1 (as in compare.py):
 1. ``echo``: C connections (default 2,000) each keeping P messages (default 2) of 32 B
    in flight, as fast as the server answers;
 2. the same plus ``--churn R``: R new connections per second (default 1,000), each
-   timed from connect() to its 101 and then reset.
+   timed from connect() to its 101 and then reset. With ``--closed N`` the new
+   connections come from a closed-loop prober instead: N handshakes always in
+   flight, the next started as soon as one completes, so "upgrades/s" is the most
+   the server lets through while it echoes (the load generator's ``--churn`` at a
+   rate no server reaches, with ``--churn-max N``; attempts it had no free slot for
+   are not failures, only the pacing it skips).
 
 Reported per server, as the median over the rounds: echo msg/s without and with the
 churn and the drop between them, upgrades completed per second, and the handshake's
@@ -35,8 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
 
 
+#: The --churn rate of a closed-loop run: far above what any server completes, so
+#: the prober's slots (--churn-max) are what limits it.
+CLOSED_RATE = 1_000_000
+
+
 def one_run(server: compare.Server, loadgen: Path, pin: bool, log_dir: Path, conns: int,
-            inflight: int, churn: float, warmup: float, duration: float) -> dict:
+            inflight: int, churn: float, warmup: float, duration: float,
+            churn_max: int | None = None) -> dict:
     srv = compare.RunningServer(server, pin, log_dir)
     try:
         srv.wait_ready()
@@ -45,6 +57,8 @@ def one_run(server: compare.Server, loadgen: Path, pin: bool, log_dir: Path, con
                 "--warmup", str(warmup), "--duration", str(duration)]
         if churn:
             args += ["--churn", str(churn)]
+            if churn_max is not None:
+                args += ["--churn-max", str(churn_max)]
         return compare.run_loadgen(loadgen, pin, "echo", srv.port, srv.proc.pid, args,
                                    timeout=180 + conns / 50)
     except compare.ServerFailed as exc:
@@ -61,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=2000, help="established echo connections (default 2000)")
     ap.add_argument("--inflight", type=int, default=2, help="messages in flight per connection (default 2)")
     ap.add_argument("--churn", type=float, default=1000, help="new upgrades per second offered (default 1000)")
+    ap.add_argument("--closed", type=int, metavar="N",
+                    help="a closed-loop prober with N handshakes in flight instead of --churn")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--out", default=str(compare.RESULTS), help="directory for the JSON (default bench/results)")
     args = ap.parse_args(argv)
+    if args.closed is not None:
+        if args.closed < 1:
+            ap.error("--closed takes a count of handshakes in flight, at least 1")
+        args.churn = CLOSED_RATE
     known = {s.name: s for s in compare.SERVERS}
     chosen = []
     for name in args.servers.split(","):
@@ -97,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                               file=sys.stderr, flush=True)
                         pair["churn" if churn else "echo"] = one_run(
                             s, loadgen, pin, Path(log_dir), args.conns, args.inflight, churn,
-                            args.warmup, args.duration)
+                            args.warmup, args.duration, args.closed)
                     runs[s.name].append(pair)
     report(args, chosen, runs, skipped, time.monotonic() - started)
     return 0
@@ -129,8 +149,10 @@ def report(args, chosen, runs, skipped, elapsed: float) -> None:
     stamp = _dt.datetime.now()
     print(f"## New upgrades under load ({stamp.isoformat(timespec='seconds')}, {elapsed:.0f} s, "
           f"load average {os.getloadavg()[0]:.1f} at the end)\n")
-    print(f"{args.conns:,} connections x {args.inflight} x 32 B echoing; {args.churn:,.0f} new "
-          f"upgrades/s offered; median of {args.rounds} rounds, each run {args.duration:g} s.\n")
+    offered = (f"a closed-loop prober keeping {args.closed} handshakes in flight"
+               if args.closed is not None else f"{args.churn:,.0f} new upgrades/s offered")
+    print(f"{args.conns:,} connections x {args.inflight} x 32 B echoing; {offered}; "
+          f"median of {args.rounds} rounds, each run {args.duration:g} s.\n")
     print("| server | echo msg/s | with new users | echo drop | upgrades/s | handshake p50 ms | "
           "p99 ms | failed | not started (no free slot) | drops per round |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")

@@ -392,11 +392,18 @@ cdef class Adapter(Dispatcher):
         # Only asked while a ping waits for its answer: what the kernel still
         # holds unacknowledged (SIOCOUTQ) is not read by the client yet.
         cdef Py_ssize_t held = 0
-        if kernel_unsent is not None and self._transport is not None:
-            sock = self._transport.get_extra_info("socket")
-            if sock is not None:
+        cdef int fd = -1
+        t = self._transport
+        if kernel_unsent is not None and t is not None:
+            if type(t) is OwnedTransport:
+                fd = (<OwnedTransport>t)._fd     # no socket object made for it
+            else:
+                sock = t.get_extra_info("socket")
+                if sock is not None:
+                    fd = sock.fileno()
+            if fd >= 0:
                 try:
-                    held = kernel_unsent(sock.fileno())
+                    held = kernel_unsent(fd)
                 except OSError:
                     held = 0
         return self._written() - held

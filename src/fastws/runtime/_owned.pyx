@@ -266,13 +266,15 @@ cdef class OwnedTransport:
     """A connection's socket, read and written by its ``Poller``: the part of
     ``asyncio.Transport`` that fastws's protocols use."""
 
+    def __cinit__(self):
+        self._fd = -1
+
     def __init__(self, Poller poller, sock, protocol):
         self._poller = poller
-        self._loop = poller._loop
-        self._sock = sock
-        self._fd = sock.fileno()
+        # The descriptor alone: a socket object per connection is 88 bytes
+        # that an idle one never uses (get_extra_info makes one if asked).
+        self._fd = sock.detach()
         self._protocol = protocol
-        self._buffer = []
         self._high = DEFAULT_HIGH
         self._low = DEFAULT_HIGH // 4
         self._reading = True
@@ -359,7 +361,12 @@ cdef class OwnedTransport:
             self.write(chunk)
 
     cdef int _append(self, object data) except -1:
-        self._buffer.append(data)
+        # Made when first needed: most sockets never hold a byte the kernel
+        # refused, and 10,000 idle ones would each keep an empty list.
+        if self._buffer is None:
+            self._buffer = [data]
+        else:
+            self._buffer.append(data)
         self._buffered += PyBytes_GET_SIZE(data)
         self._update_mask()
         if not self._paused and self._buffered > self._high:
@@ -388,7 +395,9 @@ cdef class OwnedTransport:
             else:
                 buffer[i] = piece[left:]
                 left = 0
-        if i:
+        if not self._buffered:
+            self._buffer = None
+        elif i:
             del buffer[:i]
         self._after_drain()
         return 0
@@ -421,8 +430,9 @@ cdef class OwnedTransport:
             low = high // 4
         if not high >= low >= 0:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high = high
-        self._low = low
+        # Held as C ints: a mark past 2 GiB means "never", as 2 GiB does.
+        self._high = min(high, 0x7FFFFFFF)
+        self._low = min(low, 0x7FFFFFFF)
         if not self._paused and self._buffered > self._high:
             self._paused = True
             self._protocol.pause_writing()
@@ -480,10 +490,10 @@ cdef class OwnedTransport:
         self._closing = True
         self._reading = False
         self._lost = True
-        self._buffer = []
+        self._buffer = None
         self._buffered = 0
         self._poller._forget(self)
-        self._loop.call_soon(self._connection_lost, exc)
+        self._poller._loop.call_soon(self._connection_lost, exc)
         return 0
 
     def _connection_lost(self, exc):
@@ -492,33 +502,56 @@ cdef class OwnedTransport:
         finally:
             # Only now: until the protocol heard, the number must not be
             # given to another connection it might still write to.
-            self._fd = -1
-            sock, self._sock = self._sock, None
-            if sock is not None:
-                sock.close()
+            self._release_fd()
             self._protocol = None
+
+    cdef int _release_fd(self) except -1:
+        fd, self._fd = self._fd, -1
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()        # it owns the descriptor (get_extra_info made it)
+        elif fd >= 0:
+            _close(fd)
+        return 0
+
+    def __dealloc__(self):
+        # Dropped without connection_lost (its loop closed under it): the
+        # descriptor is ours alone unless a socket object owns it.
+        if self._fd >= 0 and self._sock is None:
+            _close(self._fd)
+
+    cdef object _socket(self):
+        """A socket object for the descriptor, made on first use; it owns the
+        descriptor from then on (and closes it at the end)."""
+        if self._sock is None and self._fd >= 0:
+            self._sock = socket.socket(fileno=self._fd)
+        return self._sock
 
     # ------------------------------------------------------------------ the rest of Transport
 
     def get_extra_info(self, name, default=None):
-        """``socket``, ``peername`` and ``sockname``, as asyncio names them."""
+        """``socket``, ``peername`` and ``sockname``, as asyncio names them.
+        The addresses are asked of the socket each time (system calls):
+        those who need them keep them (``HttpProtocol``, the WebSocket), and
+        a cache here would cost every idle connection a dict."""
+        if self._fd < 0:
+            return default
         if name == "socket":
-            return self._sock if self._sock is not None else default
-        if self._extra is None:
-            self._extra = {}
-        if name not in self._extra:
-            if self._sock is None:
-                return default
-            try:
-                if name == "peername":
-                    self._extra[name] = self._sock.getpeername()
-                elif name == "sockname":
-                    self._extra[name] = self._sock.getsockname()
-                else:
-                    return default
-            except OSError:
-                return default
-        return self._extra[name]
+            return self._socket()
+        if name != "peername" and name != "sockname":
+            return default
+        sock = self._sock
+        # Asked of a short-lived socket object that never owns the
+        # descriptor, unless one was made for "socket" already.
+        temp = socket.socket(fileno=self._fd) if sock is None else None
+        try:
+            s = sock if temp is None else temp
+            return s.getpeername() if name == "peername" else s.getsockname()
+        except OSError:
+            return default
+        finally:
+            if temp is not None:
+                temp.detach()
 
     def set_protocol(self, protocol):
         """Hand the connection to another protocol (the upgrade does)."""

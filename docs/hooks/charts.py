@@ -582,8 +582,11 @@ def section_upgrades(root: Path) -> Section:
     parts = [provenance(r, script_command("upgrades.py", args), None,
                         f", median of {args.get('rounds', '?')} rounds"), "",
              f"{args.get('conns', 0):,} connections echoing ({args.get('inflight')} × 32 B in "
-             f"flight each), then the same with {args.get('churn', 0):,.0f} new upgrades per "
-             "second offered on top.", "",
+             f"flight each), then the same with "
+             + (f"a closed-loop prober keeping {args['closed']} handshakes in flight on top "
+                "(the next one starts as one completes; the last column counts the pacing "
+                "it skipped, not failures)." if args.get("closed") else
+                f"{args.get('churn', 0):,.0f} new upgrades per second offered on top."), "",
              "| server | echo msg/s | with new users | echo drop | upgrades/s | handshake p50 ms "
              "| p99 ms | failed | not started (no free slot) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]

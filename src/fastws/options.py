@@ -23,9 +23,17 @@ __all__ = ["WebSocketOptions", "DeflateOptions", "default_dumps", "default_loads
 DEFAULT_BACKLOG = 2048
 
 
-#: The default serializer: compact JSON, non-ASCII kept as is; orjson where it
-#: gives the json module's answer, else the json module (``fastws._json``).
-default_dumps: Callable[[Any], str | bytes] = _fast_dumps
+
+
+def default_dumps(obj: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is: what the default serializer
+    sends, as a ``str``. (``websocket()``'s default ``dumps`` is the same
+    JSON as UTF-8 bytes where orjson makes it, saving the encode; see
+    ``fastws._json``.)"""
+    out = _fast_dumps(obj)
+    return out.decode("utf-8") if type(out) is bytes else out
+
+
 #: The default parser of JSON events: orjson where it gives the json module's
 #: value, else the json module (``fastws._json``).
 default_loads: Callable[[Any], Any] = _fast_loads
@@ -187,7 +195,7 @@ class WebSocketOptions:
     history_ttl: float = 300.0
     history_max_bytes: int = 256 << 20
     history_rooms: Any = None
-    dumps: Callable[[Any], Any] = default_dumps
+    dumps: Callable[[Any], Any] = _fast_dumps
     loads: Callable[[Any], Any] = default_loads
 
     def __post_init__(self) -> None:

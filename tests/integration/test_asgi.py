@@ -491,6 +491,37 @@ def test_disconnect_reaches_the_app():
     assert seen == [ClientDisconnected.__name__, "http.request", "http.disconnect"]
 
 
+def test_a_client_that_closes_while_the_app_waits_is_heard():
+    """A long poll: the app has started its response and waits in receive();
+    the client closes. The app hears http.disconnect at once, also on the owned
+    I/O path, where the FIN is what tells (a half-close is not held open for a
+    mounted app)."""
+    seen: list[str] = []
+
+    async def long_poll(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting", "more_body": True})
+        while True:
+            message = await receive()
+            seen.append(message["type"])
+            if message["type"] == "http.disconnect":
+                return
+
+    app = create_app()
+    app.mount("/", long_poll)
+    with serving(app) as srv:
+        with raw_connection(srv.port) as sock:
+            sock.sendall(f"GET /poll HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n".encode())
+            got = b""
+            while b"waiting" not in got:
+                got += sock.recv(1024)
+        wait_for(lambda: "http.disconnect" in seen, what="the app to hear the client leave")
+        wait_for(lambda: srv.call(lambda: len(srv.server._connections)) == 0,
+                 what="the connection gone")
+
+
 def test_failing_lifespan_startup_stops_the_server():
     @contextlib.asynccontextmanager
     async def lifespan(api):

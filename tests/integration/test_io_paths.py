@@ -181,3 +181,31 @@ def test_a_client_that_half_closes_after_its_request_gets_the_answer(monkeypatch
         assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"late but here"), got
         wait_for(lambda: srv.call(lambda: len(srv.server._connections)) == 0,
                  what="the connection closed after the answer")
+
+
+@linux_only
+def test_a_large_message_to_a_slow_reader_arrives_intact(monkeypatch):
+    """Written in many partial writes as the reader takes a little at a time:
+    every byte in order (the transport resumes the first piece where the
+    kernel stopped)."""
+    monkeypatch.setenv("FASTWS_IO", "owned")
+    payload = bytes(range(256)) * (12 * 1024 + 7)        # about 3 MiB, no period of 64 KiB
+    app = create_app()
+    app.use(websocket(max_backpressure=1 << 23))
+
+    @app.ws("/big")
+    def big(ws, ctx):
+        ws.send(payload)
+        ws.send(b"after")
+
+    with serving(app) as srv:
+        sock, buf = raw_ws(srv.port, "/big")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        want = len(payload) + 10 + 7            # the big frame's head, and the small frame
+        while len(buf) < want:
+            chunk = sock.recv(16384)
+            assert chunk, "server closed early"
+            buf.extend(chunk)
+        assert read_frame(sock, buf) == (0x2, payload)
+        assert read_frame(sock, buf) == (0x2, b"after")
+        sock.close()

@@ -81,7 +81,7 @@ values = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(values)
 def test_dumps_gives_the_stdlib_json_or_its_error(value):
     ours, theirs = outcome(_json.dumps, value), outcome(STD_DUMPS, value)
@@ -129,7 +129,7 @@ json_texts = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(json_texts)
 def test_loads_gives_the_stdlib_value_or_its_error(text):
     ours, theirs = outcome(_json.loads, text), outcome(json.loads, text)
@@ -152,3 +152,9 @@ def test_bytes_in_are_read_by_the_stdlib_rules():
 def test_they_are_the_websocket_defaults():
     options = WebSocketOptions()
     assert options.dumps is _json.dumps and options.loads is _json.loads
+
+
+def test_the_public_default_dumps_gives_text():
+    from fastws.options import default_dumps
+    assert default_dumps({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+    assert default_dumps({"a": None}) == '{"a":null}'

@@ -182,10 +182,16 @@ class HttpProtocol(RequestReader, Upgrades, asyncio.Protocol):
             self.hub.flusher.press_soon()
 
     def eof_received(self) -> bool:
-        """The client half-closed: nothing more will come. Requests it sent
-        before are still answered, and the connection closes after the last
-        (True keeps the transport open for that); with none, it closes now."""
-        if self._requests or self._task is not None:
+        """The client half-closed (or closed: the FIN looks the same): nothing
+        more will come. Requests it sent before, which fastws answers itself,
+        are still answered, and the connection closes after the last (True
+        keeps the transport open for that); otherwise it closes now."""
+        # A mounted ASGI app learns of the client's end (http.disconnect) only
+        # through connection_lost, and a TLS transport cannot stay half-open:
+        # both close now, as before.
+        if (self._requests or self._task is not None) and self.asgi_cycle is None and \
+                self.transport is not None and \
+                self.transport.get_extra_info("sslcontext") is None:
             self._client_done = True
             return True
         return False

@@ -203,7 +203,13 @@ class Listener:
             early = None
             if self._poller is not None:
                 try:
-                    self._poller.adopt(conn, self._factory())
+                    protocol = self._factory()
+                except Exception:
+                    log.exception("could not start serving a new connection")
+                    conn.close()
+                    continue
+                try:
+                    self._poller.adopt(conn, protocol)
                 except Exception:
                     # adopt has closed the socket (through the transport, when
                     # it made one: the protocol then hears connection_lost).

@@ -28,6 +28,7 @@ cdef class OwnedTransport:
     cdef Poller _poller
     cdef list _buffer               # bytes the kernel did not take yet, in order (None: none yet)
     cdef Py_ssize_t _buffered
+    cdef Py_ssize_t _head           # bytes of the first buffered piece already sent
     cdef readonly int _fd           # -1 once the socket is gone
     cdef unsigned int _mask         # the events epoll watches for now (0: not registered)
     cdef int _high
@@ -46,4 +47,5 @@ cdef class OwnedTransport:
     cdef int _fatal(self, int err) except -1
     cdef int _force_close(self, object exc) except -1
     cdef int _release_fd(self) except -1
+    cdef int _tell_writing(self, bint pause) except -1
     cdef object _socket(self)

@@ -26,6 +26,8 @@ import logging
 import os
 import socket
 
+cimport cython
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport PyObject
@@ -34,7 +36,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset, strerror
 from posix.unistd cimport close as _close
 
-from fastws.runtime._direct cimport DIRECT_IOV, send, send_frames, MSG_NOSIGNAL
+from fastws.runtime._direct cimport DIRECT_IOV, msghdr, send, sendmsg, MSG_NOSIGNAL
+from posix.uio cimport iovec
 
 __all__ = ["Poller", "OwnedTransport", "io_mode"]
 
@@ -156,9 +159,9 @@ cdef class Poller:
     def adopt(self, sock, protocol):
         """Serve ``sock`` (a connected, non-blocking TCP socket) for ``protocol``:
         ``connection_made``, then what has arrived already, then every wake-up."""
-        if self._released:
-            raise RuntimeError("this poller is closed")
         try:
+            if self._released:
+                raise RuntimeError("this poller is closed")
             t = OwnedTransport(self, sock, protocol)
         except BaseException:
             sock.close()
@@ -262,6 +265,7 @@ cdef class Poller:
         return 0
 
 
+@cython.no_gc_clear
 cdef class OwnedTransport:
     """A connection's socket, read and written by its ``Poller``: the part of
     ``asyncio.Transport`` that fastws's protocols use."""
@@ -371,7 +375,22 @@ cdef class OwnedTransport:
         self._update_mask()
         if not self._paused and self._buffered > self._high:
             self._paused = True
-            self._protocol.pause_writing()
+            self._tell_writing(True)
+        return 0
+
+    cdef int _tell_writing(self, bint pause) except -1:
+        """``pause_writing``/``resume_writing``; an exception it raises goes to
+        the loop's exception handler, as asyncio's transports do, and the
+        connection stays up."""
+        try:
+            if pause:
+                self._protocol.pause_writing()
+            else:
+                self._protocol.resume_writing()
+        except Exception as exc:
+            self._poller._loop.call_exception_handler({
+                "message": f"protocol.{'pause' if pause else 'resume'}_writing() failed",
+                "exception": exc, "transport": self, "protocol": self._protocol})
         return 0
 
     cdef int _write_ready(self) except -1:
@@ -379,13 +398,29 @@ cdef class OwnedTransport:
         cdef Py_ssize_t n = PyList_GET_SIZE(buffer), i, left
         cdef ssize_t sent
         cdef object piece
-        sent = send_frames(self._fd, buffer, n if n < DIRECT_IOV else DIRECT_IOV)
+        cdef iovec iov[DIRECT_IOV]
+        cdef msghdr msg
+        if n > DIRECT_IOV:
+            n = DIRECT_IOV
+        for i in range(n):
+            piece = <object>PyList_GET_ITEM(buffer, i)
+            iov[i].iov_base = PyBytes_AS_STRING(piece)
+            iov[i].iov_len = PyBytes_GET_SIZE(piece)
+        # The first piece from where the last write stopped: an offset, not
+        # a copy of the rest, or a large write drained by a slow reader
+        # would copy its remainder at every wake-up.
+        iov[0].iov_base = PyBytes_AS_STRING(<object>PyList_GET_ITEM(buffer, 0)) + self._head
+        iov[0].iov_len -= self._head
+        memset(&msg, 0, sizeof(msg))
+        msg.msg_iov = iov
+        msg.msg_iovlen = n
+        sent = sendmsg(self._fd, &msg, MSG_NOSIGNAL)
         if sent < 0:
             if errno != EAGAIN and errno != EINTR:
                 self._fatal(errno)
             return 0
         self._buffered -= sent
-        left = sent
+        left = sent + self._head
         i = 0
         while left > 0:
             piece = <object>PyList_GET_ITEM(buffer, i)
@@ -393,10 +428,11 @@ cdef class OwnedTransport:
                 left -= PyBytes_GET_SIZE(piece)
                 i += 1
             else:
-                buffer[i] = piece[left:]
-                left = 0
+                break
+        self._head = left
         if not self._buffered:
             self._buffer = None
+            self._head = 0
         elif i:
             del buffer[:i]
         self._after_drain()
@@ -405,7 +441,7 @@ cdef class OwnedTransport:
     cdef int _after_drain(self) except -1:
         if self._paused and self._buffered <= self._low:
             self._paused = False
-            self._protocol.resume_writing()
+            self._tell_writing(False)
         if self._buffered or self._fd < 0:
             return 0
         # EPOLLOUT stays asked for until it is reported with nothing to
@@ -435,10 +471,10 @@ cdef class OwnedTransport:
         self._low = min(low, 0x7FFFFFFF)
         if not self._paused and self._buffered > self._high:
             self._paused = True
-            self._protocol.pause_writing()
+            self._tell_writing(True)
         elif self._paused and self._buffered <= self._low:
             self._paused = False
-            self._protocol.resume_writing()
+            self._tell_writing(False)
 
     def get_write_buffer_limits(self):
         """``(low, high)``, as asyncio gives them."""
@@ -492,6 +528,7 @@ cdef class OwnedTransport:
         self._lost = True
         self._buffer = None
         self._buffered = 0
+        self._head = 0
         self._poller._forget(self)
         self._poller._loop.call_soon(self._connection_lost, exc)
         return 0

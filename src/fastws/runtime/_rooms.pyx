@@ -42,7 +42,7 @@ from fastws.ws._payload cimport deflated_frame, payload_of
 from fastws.runtime._wire cimport KIND_JSON, room_message, sent_notice
 from fastws.runtime.history cimport MemoryHistory
 from fastws._constants cimport OP_TEXT, OPEN
-from fastws.options import default_dumps
+from fastws._json import dumps as default_dumps
 
 __all__ = ["RoomRegistry", "MAX_HELD"]
 

@@ -25,6 +25,7 @@ transports instead (``net/listener.py``).
 import logging
 import os
 import socket
+import sys
 
 cimport cython
 
@@ -90,9 +91,6 @@ def io_mode():
     want = os.environ.get("FASTWS_IO", "owned").strip().lower() or "owned"
     if want not in ("owned", "transport"):
         raise ValueError(f"FASTWS_IO must be 'owned' or 'transport', not {want!r}")
-    if want == "owned" and not hasattr(socket, "SO_REUSEPORT"):    # pragma: no cover
-        return "transport"
-    import sys
     return want if sys.platform.startswith("linux") else "transport"
 
 
